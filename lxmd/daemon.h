@@ -1,1 +1,63 @@
-/* placeholder: filled in by its module */
+/* The daemon's state and life: one libuv loop, the database, the API server, operations, events. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "error.h"
+#include "log.h"
+
+struct lxm_db;
+struct lxm_events;
+struct lxm_operations;
+struct lxmd_server;
+
+struct lxmd_config {
+	char *root;		 /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
+	char *socket_path;	 /* API unix socket (default <root>/unix.socket) */
+	char *rundir;		 /* runtime state (default /run/lxm, or <root>/run for other roots) */
+	char *proc;		 /* where procfs is mounted ("/proc"; tests point it at a fake tree) */
+	enum lxm_log_level level; /* log verbosity */
+	bool foreground;	 /* stay attached to the terminal instead of daemonizing */
+};
+
+struct lxmd {
+	uv_loop_t *loop;		/* the one event loop */
+	struct lxmd_config cfg;		/* as started */
+	struct lxm_db *db;		/* state database */
+	struct lxmd_server *server;	/* API listener and connections */
+	struct lxm_operations *ops;	/* async operations */
+	struct lxm_events *events;	/* /1.0/events subscribers */
+	json_t *kernel_features;	/* what lxmd_kernel_check() found, shown in GET /1.0 */
+	uv_signal_t sig_term;		/* SIGTERM: clean shutdown */
+	uv_signal_t sig_int;		/* SIGINT: clean shutdown */
+	uv_timer_t shutdown_timer;	/* polls running operations during shutdown */
+	uint64_t shutdown_deadline;	/* monotonic ms after which shutdown stops waiting */
+	int lock_fd;			/* holds the root's lock for the daemon's life */
+	bool shutting_down;		/* a shutdown has begun */
+	int64_t started_at;		/* ns since the epoch */
+};
+
+/* Fills defaults for unset fields (root from $LXM_DIR or /var/lib/lxm, ...). */
+int lxmd_config_finish(struct lxmd_config *cfg);
+void lxmd_config_free(struct lxmd_config *cfg);
+
+/* Checks the kernel features lxm needs under proc (namespaces, cgroups) and describes them.
+ * A missing required one is an error naming it and what to enable. */
+int lxmd_kernel_check(const char *proc, json_t **ret_features, struct lxm_error **err);
+
+/* Takes the root's lock file, or fails naming the daemon that holds it. Returns the fd. */
+int lxmd_lock_root(const char *root, struct lxm_error **err);
+
+/* Sets up everything and starts listening. On failure the daemon is torn down again. */
+int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
+	      struct lxm_error **err);
+/* Stops accepting requests, lets running operations end (bounded), then closes every handle. */
+void lxmd_shutdown(struct lxmd *d);
+/* Frees what lxmd_init() set up; call after the loop has ended. */
+void lxmd_fini(struct lxmd *d);
+
+/* Where an instance's files live (its rootfs, backup.yaml). The one place that decides it, so that
+ * storage pools can take it over. */
+int lxmd_instance_path(const struct lxmd *d, const char *name, char **ret);

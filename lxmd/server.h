@@ -1,1 +1,69 @@
-/* placeholder: filled in by its module */
+/* The API server: a unix socket listener, HTTP/1.1 connections (keep-alive, pipelining, chunked
+ * bodies), one request in flight per connection, and upgrades to websockets. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "http.h"
+#include "ws.h"
+
+struct lxmd;
+struct lxmd_conn;
+struct lxmd_server;
+struct lxmd_route;
+struct lxm_operation;
+
+/* One request being handled. Handlers answer it with one lxmd_respond_*() call, now or later. */
+struct lxmd_request {
+	struct lxmd *d;			 /* the daemon */
+	struct lxmd_conn *conn;		 /* where it came from */
+	struct lxm_http_request *http;	 /* method, path, headers, body */
+	const struct lxmd_route *route;	 /* the matched route */
+	char *args[4];			 /* path segments matched by '*' in the route, decoded */
+	bool containers;		 /* came through /1.0/containers: answer with its URLs */
+	json_t *body;			 /* decoded JSON body (routes that take one), or NULL */
+	bool deferred;			 /* the handler answers later (must set on_abort) */
+	/* Called if the connection goes away before a deferred request is answered: the handler
+	 * drops its reference; the request is freed right after. */
+	void (*on_abort)(struct lxmd_request *r);
+	void *defer_data;		 /* for the deferring handler */
+};
+
+int lxmd_server_new(struct lxmd *d, const char *path, struct lxmd_server **ret,
+		    struct lxm_error **err);
+/* Stops listening, closes every connection (aborting deferred requests); the server frees itself
+ * once every handle is closed. */
+void lxmd_server_close(struct lxmd_server *s);
+size_t lxmd_server_connections(const struct lxmd_server *s);
+
+/* Answers with a JSON body (stolen). extra: NULL-terminated "Name: value" headers, or NULL. */
+int lxmd_respond_json(struct lxmd_request *r, int status, json_t *body, const char *const *extra);
+/* LXD sync envelope around metadata (stolen), with an ETag header when etag is non-NULL. */
+int lxmd_respond_sync(struct lxmd_request *r, json_t *metadata, const char *etag);
+/* 202, Location header and the async envelope for op. */
+int lxmd_respond_async(struct lxmd_request *r, struct lxm_operation *op);
+/* LXD error envelope; status from err (500 if none). Consumes err. */
+int lxmd_respond_error(struct lxmd_request *r, struct lxm_error *err);
+
+/* Websocket peers of the server (events, later exec). */
+struct lxmd_ws_ops {
+	void (*on_message)(void *ud, enum lxm_ws_opcode op, const uint8_t *data, size_t len);
+	/* The connection is closing; ud must not be used by the connection afterwards. */
+	void (*on_close)(void *ud);
+};
+
+/* Answers an Upgrade request with 101 and turns the connection into a websocket. The request is
+ * consumed. Returns the connection for lxmd_conn_ws_send(). */
+int lxmd_request_upgrade(struct lxmd_request *r, const struct lxmd_ws_ops *ops, void *ud,
+			 struct lxmd_conn **ret, struct lxm_error **err);
+/* Sends a message; -ENOBUFS when the peer has more than its limit queued (a slow reader), -EPIPE
+ * when closing. Never blocks. */
+int lxmd_conn_ws_send(struct lxmd_conn *c, enum lxm_ws_opcode op, const void *data, size_t len);
+/* Closes a connection (after pending writes where possible). */
+void lxmd_conn_close(struct lxmd_conn *c);
+
+/* Bytes a websocket peer may have queued before it counts as too slow. */
+#define LXMD_WS_MAX_QUEUED (4u * 1024 * 1024)

@@ -1,1 +1,548 @@
-/* placeholder: filled in by its module */
+/* /1.0/instances (and /1.0/containers): list, create, show, delete. Instances created here have no
+ * root filesystem content yet (source type "none", like `lxc init --empty`); images and the
+ * runtime that starts them come with later parts of lxmd. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cleanup.h"
+#include "daemon.h"
+#include "db/db.h"
+#include "events.h"
+#include "json.h"
+#include "log.h"
+#include "operations.h"
+#include "server.h"
+#include "util.h"
+#include "yaml.h"
+
+static json_t *timestamp(int64_t ns)
+{
+	char buf[LXM_RFC3339_MAX];
+	struct timespec ts = { ns / 1000000000LL, ns % 1000000000LL };
+
+	/* Go's zero time: lxc leaves "Last Used" out when it sees it. */
+	if (ns == 0)
+		return json_string("0001-01-01T00:00:00Z");
+	return json_string(lxm_rfc3339(&ts, buf));
+}
+
+/* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
+static int expand(struct lxm_db *db, const struct lxm_db_instance *inst, json_t **ret_config,
+		  json_t **ret_devices, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *config = json_object(), *devices = json_object();
+	size_t i;
+	json_t *name;
+	int k;
+
+	json_array_foreach(inst->profiles, i, name) {
+		_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
+
+		k = lxm_db_profile_get(db, json_string_value(name), &p, err);
+		if (k < 0)
+			return lxm_error_prefix(err, "expand instance '%s'", inst->name);
+		if (p->config)
+			json_object_update(config, p->config);
+		if (p->devices)
+			json_object_update(devices, p->devices);
+	}
+	if (inst->config)
+		json_object_update(config, inst->config);
+	if (inst->devices)
+		json_object_update(devices, inst->devices);
+	*ret_config = TAKE_PTR(config);
+	*ret_devices = TAKE_PTR(devices);
+	return 0;
+}
+
+/* A new reference to v, or a new empty object/array when v is NULL. */
+static json_t *or_empty(json_t *v, int type)
+{
+	if (v)
+		return json_incref(v);
+	return type == JSON_ARRAY ? json_array() : json_object();
+}
+
+/* The state of an instance that is not running (the runtime reports live state later). */
+static json_t *stopped_state(void)
+{
+	return json_pack("{s:s, s:i, s:{}, s:{s:i}, s:{s:i, s:i, s:i, s:i}, s:n, s:i, s:i}",
+			 "status", "Stopped", "status_code", LXM_STATUS_STOPPED, "disk", "cpu",
+			 "usage", 0, "memory", "usage", 0, "usage_peak", 0, "swap_usage", 0,
+			 "swap_usage_peak", 0, "network", "pid", 0, "processes", 0);
+}
+
+static int instance_json(struct lxmd_request *r, const struct lxm_db_instance *inst, bool full,
+			 json_t **ret, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *config = NULL, *devices = NULL, *j = NULL;
+	int k;
+
+	k = expand(r->d->db, inst, &config, &devices, err);
+	if (k < 0)
+		return k;
+	/* "o" steals: the instance's own maps are shared with an extra reference. */
+	j = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:s,"
+		      " s:i, s:s, s:s}",
+		      "name", inst->name, "description", inst->description ? inst->description : "",
+		      "type", inst->type, "architecture", inst->architecture ? inst->architecture : "",
+		      "config", or_empty(inst->config, JSON_OBJECT), "devices",
+		      or_empty(inst->devices, JSON_OBJECT), "expanded_config", TAKE_PTR(config),
+		      "expanded_devices", TAKE_PTR(devices), "ephemeral", inst->ephemeral,
+		      "stateful", inst->stateful, "profiles", or_empty(inst->profiles, JSON_ARRAY),
+		      "created_at", timestamp(inst->created_at), "last_used_at",
+		      timestamp(inst->last_used_at), "status", "Stopped", "status_code",
+		      LXM_STATUS_STOPPED, "location", "none", "project", "default");
+	if (!j)
+		return -ENOMEM;
+	if (full) {
+		_cleanup_strv_ char **snaps = NULL;
+		json_t *list = json_array();
+
+		k = lxm_db_instance_snapshot_names(r->d->db, inst->name, &snaps, err);
+		if (k < 0) {
+			json_decref(list);
+			return k;
+		}
+		for (char **s = snaps; s && *s; s++)
+			json_array_append_new(list, json_pack("{s:s}", "name", *s));
+		json_object_set_new(j, "state", stopped_state());
+		json_object_set_new(j, "snapshots", list);
+		json_object_set_new(j, "backups", json_array());
+	}
+	*ret = TAKE_PTR(j);
+	return 0;
+}
+
+int lxmd_api_instances_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_strv_ char **names = NULL;
+	_cleanup_json_ json_t *list = json_array();
+	int recursion, k;
+
+	k = lxmd_query_recursion(r, &recursion, err);
+	if (k < 0)
+		return k;
+	k = lxmd_query_project(r, err);
+	if (k < 0)
+		return k;
+	k = lxm_db_instance_names(r->d->db, &names, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "list instances");
+	for (char **n = names; n && *n; n++) {
+		_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+		json_t *j = NULL;
+
+		k = lxm_db_instance_get(r->d->db, *n, &inst, err);
+		if (k < 0)
+			return lxm_error_prefix(err, "list instances");
+		k = instance_json(r, inst, recursion >= 2, &j, err);
+		if (k < 0)
+			return k;
+		json_array_append_new(list, j);
+	}
+	k = lxmd_apply_filter(r, list, err);
+	if (k < 0)
+		return k;
+	if (recursion == 0) {
+		size_t i;
+		json_t *j;
+
+		json_array_foreach(list, i, j) {
+			_cleanup_free_ char *url = NULL;
+
+			if (lxmd_instance_url(r, json_string_value(json_object_get(j, "name")),
+					      &url) < 0)
+				return -ENOMEM;
+			json_array_set_new(list, i, json_string(url));
+		}
+	}
+	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
+}
+
+static int get_instance(struct lxmd_request *r, struct lxm_db_instance **ret,
+			struct lxm_error **err)
+{
+	int k = lxmd_query_project(r, err);
+
+	if (k < 0)
+		return k;
+	return lxm_db_instance_get(r->d->db, r->args[0], ret, err);
+}
+
+int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *j = NULL;
+	int recursion, k;
+
+	k = lxmd_query_recursion(r, &recursion, err);
+	if (k < 0)
+		return k;
+	k = get_instance(r, &inst, err);
+	if (k < 0)
+		return k;
+	k = instance_json(r, inst, recursion >= 1, &j, err);
+	if (k < 0)
+		return k;
+	return lxmd_respond_sync(r, TAKE_PTR(j), NULL);
+}
+
+int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	int k = get_instance(r, &inst, err);
+
+	if (k < 0)
+		return k;
+	return lxmd_respond_sync(r, stopped_state(), NULL);
+}
+
+int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_strv_ char **names = NULL;
+	_cleanup_json_ json_t *list = json_array();
+	int k = get_instance(r, &inst, err);
+
+	if (k < 0)
+		return k;
+	k = lxm_db_instance_snapshot_names(r->d->db, inst->name, &names, err);
+	if (k < 0)
+		return k;
+	for (char **n = names; n && *n; n++) {
+		_cleanup_free_ char *base = NULL;
+		char *url = NULL;
+
+		if (lxmd_instance_url(r, inst->name, &base) < 0 ||
+		    asprintf(&url, "%s/snapshots/%s", base, *n) < 0)
+			return -ENOMEM;
+		json_array_append_new(list, json_string(url));
+		free(url);
+	}
+	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
+}
+
+/* ---- create ---- */
+
+/* Work for the thread pool: files are never touched on the loop thread. */
+struct instance_job {
+	uv_work_t work;		    /* libuv's */
+	struct lxmd *d;		    /* the daemon */
+	struct lxm_operation *op;   /* reports the result */
+	char *name;		    /* the instance */
+	char *path;		    /* its directory */
+	char *backup_yaml;	    /* what to write to backup.yaml (create), or NULL */
+	int result;		    /* 0 or -errno, set by the worker */
+	const char *step;	    /* what failed */
+};
+
+static void job_free(void *p)
+{
+	struct instance_job *j = p;
+
+	if (!j)
+		return;
+	free(j->name);
+	free(j->path);
+	free(j->backup_yaml);
+	free(j);
+}
+
+static void create_work(uv_work_t *w)
+{
+	struct instance_job *j = w->data;
+	_cleanup_free_ char *rootfs = NULL, *backup = NULL;
+
+	if (asprintf(&rootfs, "%s/rootfs", j->path) < 0 || asprintf(&backup, "%s/backup.yaml", j->path) < 0) {
+		j->result = -ENOMEM;
+		return;
+	}
+	j->step = "create instance directory";
+	j->result = lxm_mkdir_p(j->path, 0711);
+	if (j->result < 0)
+		return;
+	j->step = "create rootfs directory";
+	if (mkdir(rootfs, 0755) < 0 && errno != EEXIST) {
+		j->result = -errno;
+		return;
+	}
+	j->step = "write backup.yaml";
+	j->result = lxm_write_file_atomic(backup, j->backup_yaml, strlen(j->backup_yaml), 0600);
+}
+
+static void create_done(uv_work_t *w, int status)
+{
+	struct instance_job *j = w->data;
+	struct lxm_error *err = NULL;
+	_cleanup_free_ char *url = NULL;
+
+	if (j->result < 0) {
+		lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name, j->step,
+			       j->path);
+		/* The name was claimed in the database first: give it back. */
+		lxm_db_instance_delete(j->d->db, j->name, NULL);
+		lxm_operation_finish(j->op, err);
+		return;
+	}
+	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
+		lxm_events_lifecycle(j->d->events, "instance-created", url, NULL);
+	lxm_operation_finish(j->op, NULL);
+}
+
+static int create_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct instance_job *j = data;
+	int k;
+
+	j->op = op;
+	j->work.data = j;
+	k = uv_queue_work(j->d->loop, &j->work, create_work, create_done);
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "queue work for instance '%s': %s", j->name,
+				     uv_strerror(k));
+	return 0;
+}
+
+static json_t *resources_for(struct lxmd_request *r, const char *name)
+{
+	return json_pack("{s:[s+], s:[s+]}", "instances", "/1.0/instances/", name, "containers",
+			 "/1.0/containers/", name);
+}
+
+static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **err)
+{
+	json_t *profiles = json_object_get(body, "profiles"), *v;
+	_cleanup_json_ json_t *out = NULL;
+	size_t i;
+
+	/* LXD: null (or absent) means the default profile, [] means none. */
+	if (!profiles || json_is_null(profiles)) {
+		*ret = json_pack("[s]", "default");
+		return *ret ? 0 : -ENOMEM;
+	}
+	if (!json_is_array(profiles))
+		return lxm_error_set(err, -EINVAL, 400, "field 'profiles' must be a list of names");
+	out = json_array();
+	json_array_foreach(profiles, i, v) {
+		size_t j;
+		json_t *w;
+
+		if (!json_is_string(v))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "field 'profiles' must be a list of names");
+		json_array_foreach(out, j, w)
+			if (json_equal(v, w))
+				return lxm_error_set(err, -EINVAL, 400,
+						     "profile '%s' is listed twice",
+						     json_string_value(v));
+		json_array_append(out, v);
+	}
+	*ret = TAKE_PTR(out);
+	return 0;
+}
+
+int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *profiles = NULL, *j = NULL, *backup = NULL;
+	_cleanup_free_ char *path = NULL, *yaml = NULL;
+	const char *name = NULL, *type = "container", *desc = "", *arch = NULL, *stype = NULL;
+	json_t *source = NULL, *config = NULL, *devices = NULL;
+	struct lxm_db_instance inst = { 0 };
+	struct lxm_operation *op = NULL;
+	struct instance_job *job;
+	struct utsname u;
+	const char *reason;
+	int k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400, "create instance: request body is empty");
+	if ((k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "type", &type, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "architecture", &arch, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "source", &source, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "config", &config, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "devices", &devices, err)) < 0 ||
+	    (k = lxm_json_opt_bool(r->body, "ephemeral", &inst.ephemeral, err)) < 0)
+		return lxm_error_prefix(err, "create instance");
+	if (!name || !*name)
+		return lxm_error_set(err, -EINVAL, 400, "create instance: field 'name' is required");
+	reason = lxm_name_invalid_reason(name);
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400, "create instance '%s': invalid name: %s",
+				     name, reason);
+	if (!*type)
+		type = "container";
+	if (streq(type, "virtual-machine"))
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "create instance '%s': type 'virtual-machine' needs the VM "
+				     "backend, which this lxmd does not have yet",
+				     name);
+	if (!streq(type, "container"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create instance '%s': unknown type '%s' (container or "
+				     "virtual-machine)",
+				     name, type);
+	if (source && (k = lxm_json_opt_string(source, "type", &stype, err)) < 0)
+		return lxm_error_prefix(err, "create instance '%s': source", name);
+	if (!stype || !*stype)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create instance '%s': field 'source.type' is required "
+				     "('none' for an empty instance)",
+				     name);
+	if (!streq(stype, "none"))
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "create instance '%s': source type '%s' is not supported by "
+				     "this lxmd yet (only 'none')",
+				     name, stype);
+	if ((k = lxmd_check_config(config, err)) < 0 || (k = lxmd_check_devices(devices, err)) < 0 ||
+	    (k = parse_profiles(r->body, &profiles, err)) < 0)
+		return lxm_error_prefix(err, "create instance '%s'", name);
+	uname(&u);
+
+	inst.name = (char *)name;
+	inst.type = (char *)type;
+	inst.architecture = (char *)(arch && *arch ? arch : u.machine);
+	inst.description = (char *)desc;
+	inst.created_at = lxm_now_ns();
+	inst.config = config;
+	inst.devices = devices;
+	inst.profiles = profiles;
+
+	/* The database row claims the name now, so a concurrent create of the same name fails
+	 * here with 409 instead of racing in the thread pool. */
+	k = lxm_db_instance_create(r->d->db, &inst, NULL, err);
+	if (k < 0)
+		return k;
+	k = instance_json(r, &inst, false, &j, err);
+	if (k >= 0)
+		k = lxmd_instance_path(r->d, name, &path);
+	if (k >= 0) {
+		backup = json_pack("{s:O, s:[]}", "container", j, "snapshots");
+		k = backup ? lxm_yaml_from_json(backup, &yaml) : -ENOMEM;
+	}
+	job = k >= 0 ? calloc(1, sizeof(*job)) : NULL;
+	if (!job) {
+		lxm_db_instance_delete(r->d->db, name, NULL);
+		return k < 0 && *err ? k : lxm_error_set(err, -ENOMEM, 500, "create instance '%s'", name);
+	}
+	job->d = r->d;
+	job->name = strdup(name);
+	job->path = TAKE_PTR(path);
+	job->backup_yaml = TAKE_PTR(yaml);
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Creating instance", resources_for(r, name),
+			      create_run, NULL, job, job_free, &op);
+	if (k < 0) {
+		job_free(job);
+		lxm_db_instance_delete(r->d->db, name, NULL);
+		return lxm_error_setx(err, k, 500, "create instance '%s': new operation", name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
+}
+
+/* ---- delete ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (remove(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static void delete_work(uv_work_t *w)
+{
+	struct instance_job *j = w->data;
+	int k;
+
+	j->step = "remove instance directory";
+	/* FTW_PHYS: never follow a symlink out of the instance's tree. */
+	k = nftw(j->path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	j->result = k < 0 && errno != ENOENT ? -errno : k;
+}
+
+static void delete_done(uv_work_t *w, int status)
+{
+	struct instance_job *j = w->data;
+	struct lxm_error *err = NULL;
+	_cleanup_free_ char *url = NULL;
+
+	if (j->result < 0) {
+		lxm_error_setx(&err, j->result, 500, "delete instance '%s': %s %s", j->name,
+			       j->step, j->path);
+		lxm_operation_finish(j->op, err);
+		return;
+	}
+	/* The row goes last: an interrupted delete leaves an instance that can be deleted again. */
+	if (lxm_db_instance_delete(j->d->db, j->name, &err) < 0) {
+		lxm_operation_finish(j->op, err);
+		return;
+	}
+	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
+		lxm_events_lifecycle(j->d->events, "instance-deleted", url, NULL);
+	lxm_operation_finish(j->op, NULL);
+}
+
+static int delete_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct instance_job *j = data;
+	int k;
+
+	j->op = op;
+	j->work.data = j;
+	k = uv_queue_work(j->d->loop, &j->work, delete_work, delete_done);
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "queue work for instance '%s': %s", j->name,
+				     uv_strerror(k));
+	return 0;
+}
+
+int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	struct lxm_operation *op = NULL;
+	struct instance_job *job;
+	int k;
+
+	k = get_instance(r, &inst, err);
+	if (k < 0)
+		return k;
+	k = expand(r->d->db, inst, &config, &devices, err);
+	if (k < 0)
+		return k;
+	if (streq(json_string_value(json_object_get(config, "security.protection.delete")), "true"))
+		return lxm_error_set(err, -EPERM, 403,
+				     "delete instance '%s': security.protection.delete is set; unset "
+				     "it first",
+				     inst->name);
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->d = r->d;
+	job->name = strdup(inst->name);
+	k = lxmd_instance_path(r->d, inst->name, &job->path);
+	if (k < 0 || !job->name) {
+		job_free(job);
+		return -ENOMEM;
+	}
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Deleting instance",
+			      resources_for(r, inst->name), delete_run, NULL, job, job_free, &op);
+	if (k < 0) {
+		job_free(job);
+		return lxm_error_setx(err, k, 500, "delete instance '%s': new operation", inst->name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
+}

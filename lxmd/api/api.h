@@ -1,1 +1,92 @@
-/* placeholder: filled in by its module */
+/* The REST API: one route table for every resource. Each route names a path pattern ('*' matches
+ * one segment) and a handler per method; /1.0/containers/... is served by the /1.0/instances routes. */
+#pragma once
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "error.h"
+
+struct lxmd_request;
+
+enum lxmd_method {
+	LXMD_GET,
+	LXMD_PUT,
+	LXMD_PATCH,
+	LXMD_POST,
+	LXMD_DELETE,
+	_LXMD_METHOD_MAX,
+	_LXMD_METHOD_INVALID = -1,
+};
+
+/* Answers r (through lxmd_respond_*) and returns 0, or returns a negative errno with *err set and
+ * the dispatcher answers with the error envelope. */
+typedef int (*lxmd_handler_fn)(struct lxmd_request *r, struct lxm_error **err);
+
+enum lxmd_route_flags {
+	LXMD_ROUTE_WEBSOCKET = 1 << 0, /* GET is a websocket upgrade */
+	LXMD_ROUTE_RAW_BODY = 1 << 1,  /* the handler reads the body itself: not decoded as JSON */
+};
+
+struct lxmd_route {
+	const char *pattern;			     /* "/1.0/instances/ *" without the space */
+	lxmd_handler_fn handlers[_LXMD_METHOD_MAX]; /* NULL: 405 Method Not Allowed */
+	unsigned flags;				     /* enum lxmd_route_flags */
+};
+
+enum lxmd_method lxmd_method_from_http(enum http_method m);
+
+/* Finds the route for a decoded path; fills args with copies of the '*' segments (caller frees)
+ * and tells whether the path used /1.0/containers. NULL when no route matches. */
+const struct lxmd_route *lxmd_api_match(const char *path, char *args[4], bool *ret_containers);
+
+/* Handles a complete request (routing errors, 405, JSON decoding, the handler, its error). */
+void lxmd_api_handle(struct lxmd_request *r);
+
+/* Helpers shared by the resource files. */
+/* Reads ?recursion=N (0 when absent; 400 when not 0..2). */
+int lxmd_query_recursion(struct lxmd_request *r, int *ret, struct lxm_error **err);
+/* Refuses a ?project= other than "default" (404). */
+int lxmd_query_project(struct lxmd_request *r, struct lxm_error **err);
+/* "/1.0/instances/<name>" or "/1.0/containers/<name>" as the request came in. */
+int lxmd_instance_url(struct lxmd_request *r, const char *name, char **ret);
+/* The sha256 ETag of a JSON value (serialised with sorted keys). */
+int lxmd_etag(const json_t *j, char ret[65]);
+/* 412 when the request carries If-Match and it differs from etag. */
+int lxmd_check_if_match(struct lxmd_request *r, const char *etag, struct lxm_error **err);
+/* Applies ?filter= (LXD's "key eq value and key ne value" over top-level and dotted fields) to a
+ * list of objects, in place. */
+int lxmd_apply_filter(struct lxmd_request *r, json_t *list, struct lxm_error **err);
+
+/* Resource handlers, one file each. */
+int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_events_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_operations_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_operation_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_operation_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_operation_wait(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instances_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profiles_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profiles_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profile_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profile_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profile_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profile_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_profile_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err);
+
+/* Checks a config map: string values, and keys in a namespace lxm knows (limits., security.,
+ * boot., environment., user., ...). The full key table arrives with the config model; until then
+ * an unknown namespace is refused rather than silently stored. */
+int lxmd_check_config(const json_t *config, struct lxm_error **err);
+/* Checks devices: an object of objects of strings, each with a "type". */
+int lxmd_check_devices(const json_t *devices, struct lxm_error **err);
