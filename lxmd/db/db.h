@@ -1,1 +1,182 @@
-/* placeholder: filled in by its module */
+/* The state database: one sqlite3 file (WAL) holding instances, profiles, images, storage, networks
+ * and server config, with a schema that numbered, compiled-in migrations bring up to date on open.
+ *
+ * Every fallible function returns 0 (or a count) on success and a negative errno on failure, and
+ * then fills *err (when err is non-NULL) with a message naming the object, the step and the cause,
+ * plus the HTTP status the API answers with. Out-parameters are set only on success.
+ *
+ * A handle is not thread-safe: lxmd uses it from the loop thread only. Write functions run in one
+ * transaction each; inside lxm_db_begin() ... lxm_db_commit() they join the caller's transaction
+ * (as a savepoint), so a caller can group several of them atomically. */
+#pragma once
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cleanup.h"
+#include "error.h"
+
+struct lxm_db;
+
+/* The newest schema version this binary knows. */
+extern const int lxm_db_schema_latest;
+
+/* Opens (creating it when missing) the database at path and migrates it to lxm_db_schema_latest.
+ * Before migrating a database that already has a schema, a copy is taken with sqlite's online
+ * backup API to "<path>.bak-v<old version>". A database newer than this binary is refused. */
+int lxm_db_open(const char *path, struct lxm_db **ret, struct lxm_error **err);
+
+/* Like lxm_db_open() but migrates only up to version (0 ... lxm_db_schema_latest), for tests that
+ * need a database as an older lxmd left it. A database already past version is refused. */
+int lxm_db_open_at_version(const char *path, int version, struct lxm_db **ret,
+			   struct lxm_error **err);
+
+/* Closes the handle; an open transaction is rolled back. Accepts NULL. */
+void lxm_db_close(struct lxm_db *db);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db *, lxm_db_close)
+#define _cleanup_db_ _cleanup_(lxm_db_closep)
+
+/* The schema version the database is at (after the migrations run by open). */
+int lxm_db_schema_version(struct lxm_db *db);
+
+/* The underlying connection, for queries that have no helper here (and for tests). */
+sqlite3 *lxm_db_handle(struct lxm_db *db);
+
+/* Starts a write transaction (BEGIN IMMEDIATE, so the write lock is taken up front and a commit
+ * never fails on lock upgrade). Transactions do not nest: -EBUSY when one is already open. */
+int lxm_db_begin(struct lxm_db *db, struct lxm_error **err);
+
+/* Commits the transaction opened by lxm_db_begin(). When the commit fails the transaction is
+ * rolled back, so the caller never has to clean up after a failed commit. */
+int lxm_db_commit(struct lxm_db *db, struct lxm_error **err);
+
+/* Rolls back the open transaction; does nothing (and returns 0) when none is open, so error paths
+ * may call it unconditionally. */
+int lxm_db_rollback(struct lxm_db *db, struct lxm_error **err);
+
+/* ---- profiles ---- */
+
+struct lxm_db_profile {
+	char *name;	   /* unique profile name */
+	char *description; /* free text; NULL reads as "" on write */
+	json_t *config;	   /* object: key → string value; NULL means none */
+	json_t *devices;   /* object: device name → object of key → string; NULL means none */
+};
+
+/* Frees the profile and everything it owns. Accepts NULL. */
+void lxm_db_profile_free(struct lxm_db_profile *p);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_profile *, lxm_db_profile_free)
+#define _cleanup_db_profile_ _cleanup_(lxm_db_profile_freep)
+
+/* All profile names, sorted, as a NULL-terminated array (free with lxm_strv_free()); returns the
+ * count. */
+int lxm_db_profile_names(struct lxm_db *db, char ***ret, struct lxm_error **err);
+
+/* Reads one profile; config and devices are always objects in the result. -ENOENT (404) when the
+ * profile does not exist. */
+int lxm_db_profile_get(struct lxm_db *db, const char *name, struct lxm_db_profile **ret,
+		       struct lxm_error **err);
+
+/* Creates profile p. -EEXIST (409) when the name is taken; -EINVAL (400) when a config or device
+ * value is not a string. */
+int lxm_db_profile_create(struct lxm_db *db, const struct lxm_db_profile *p,
+			  struct lxm_error **err);
+
+/* Replaces the description, config and devices of profile name with those of p (p->name is not
+ * used: see lxm_db_profile_rename()). -ENOENT (404) when the profile does not exist. */
+int lxm_db_profile_update(struct lxm_db *db, const char *name, const struct lxm_db_profile *p,
+			  struct lxm_error **err);
+
+/* Renames a profile; the instances using it follow. -EPERM (403) for "default", -ENOENT (404) when
+ * old_name does not exist, -EEXIST (409) when new_name is taken. */
+int lxm_db_profile_rename(struct lxm_db *db, const char *old_name, const char *new_name,
+			  struct lxm_error **err);
+
+/* Deletes a profile. -EPERM (403) for "default", -ENOENT (404) when it does not exist, -EBUSY (409)
+ * with the names of the instances when instances use it. */
+int lxm_db_profile_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
+
+/* The names of the instances that use profile name, sorted; returns their count. -ENOENT (404)
+ * when the profile does not exist. */
+int lxm_db_profile_used_by(struct lxm_db *db, const char *name, char ***ret_instance_names,
+			   struct lxm_error **err);
+
+/* ---- instances ---- */
+
+struct lxm_db_instance {
+	int64_t id;	      /* row id; filled by lxm_db_instance_get(), ignored on write */
+	char *name;	      /* unique instance name */
+	char *type;	      /* "container" or "virtual-machine" (the schema refuses others) */
+	char *architecture;   /* kernel architecture name, e.g. "x86_64"; NULL reads as "" */
+	bool ephemeral;	      /* deleted when stopped */
+	bool stateful;	      /* the last stop saved its running state */
+	char *description;    /* free text; NULL reads as "" */
+	int64_t created_at;   /* unix nanoseconds; 0 on create means "now" */
+	int64_t last_used_at; /* unix nanoseconds of the last start; 0 when never started */
+	json_t *config;	  /* object: key → string value (local config only); NULL means none */
+	json_t *devices;  /* object: device name → object of key → string; NULL means none */
+	json_t *profiles; /* array of profile names in apply order; NULL means none */
+};
+
+/* Frees the instance and everything it owns. Accepts NULL. */
+void lxm_db_instance_free(struct lxm_db_instance *inst);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_instance *, lxm_db_instance_free)
+#define _cleanup_db_instance_ _cleanup_(lxm_db_instance_freep)
+
+/* All instance names, sorted, as a NULL-terminated array (free with lxm_strv_free()); returns the
+ * count. */
+int lxm_db_instance_names(struct lxm_db *db, char ***ret, struct lxm_error **err);
+
+/* Reads one instance; config, devices and profiles are always set in the result. -ENOENT (404)
+ * when the instance does not exist. */
+int lxm_db_instance_get(struct lxm_db *db, const char *name, struct lxm_db_instance **ret,
+			struct lxm_error **err);
+
+/* Creates inst with its config, devices and profiles, all or nothing, and stores the new row id
+ * in *ret_id (when non-NULL). -EEXIST (409) when the name is taken, -ENOENT (404) when a listed
+ * profile does not exist, -EINVAL (400) when a value is not a string, a profile is listed twice
+ * or the type is not one the schema knows. */
+int lxm_db_instance_create(struct lxm_db *db, const struct lxm_db_instance *inst, int64_t *ret_id,
+			   struct lxm_error **err);
+
+/* Replaces architecture, description, ephemeral, last_used_at, config, devices and profiles of
+ * instance name with those of inst; name, type, stateful and created_at are kept. Errors as for
+ * create, and -ENOENT (404) when the instance does not exist. */
+int lxm_db_instance_update(struct lxm_db *db, const char *name, const struct lxm_db_instance *inst,
+			   struct lxm_error **err);
+
+/* Renames an instance; its snapshots, config and devices follow. -ENOENT (404) when old_name does
+ * not exist, -EEXIST (409) when new_name is taken. */
+int lxm_db_instance_rename(struct lxm_db *db, const char *old_name, const char *new_name,
+			   struct lxm_error **err);
+
+/* Deletes an instance with its config, devices, profile links and snapshots. -ENOENT (404) when
+ * it does not exist. */
+int lxm_db_instance_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
+
+/* The snapshot names of an instance in creation order; returns the count. -ENOENT (404) when the
+ * instance does not exist. */
+int lxm_db_instance_snapshot_names(struct lxm_db *db, const char *instance, char ***ret,
+				   struct lxm_error **err);
+
+/* ---- server config and other collections ---- */
+
+/* The server config as an object of key → string value. */
+int lxm_db_config_get_all(struct lxm_db *db, json_t **ret_object, struct lxm_error **err);
+
+/* Sets server config key to value, or removes it when value is NULL (removing a key that is not
+ * set is not an error). Values are stored as given, "" included: the API decides what ""
+ * means. */
+int lxm_db_config_set(struct lxm_db *db, const char *key, const char *value,
+		      struct lxm_error **err);
+
+/* Image fingerprints, storage pool names and network names, each sorted, as NULL-terminated
+ * arrays (free with lxm_strv_free()); each returns the count. */
+int lxm_db_image_fingerprints(struct lxm_db *db, char ***ret, struct lxm_error **err);
+int lxm_db_storage_pool_names(struct lxm_db *db, char ***ret, struct lxm_error **err);
+int lxm_db_network_names(struct lxm_db *db, char ***ret, struct lxm_error **err);

@@ -1,1 +1,937 @@
-int main(void) { return 0; }
+/* The state database: opening and pragmas, profile and instance CRUD with their error statuses,
+ * server config, transactions, and migrating a database from every earlier schema version. Every
+ * database lives in a temporary directory that the test removes. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "error.h"
+#include "lxmd/db/db.h"
+#include "tests/unit/tap.h"
+
+static char tmpdir[] = "/tmp/lxm-test-db-XXXXXX";
+
+/* A path inside the temporary directory; the result is static, used before the next call. */
+static const char *tpath(const char *name)
+{
+	static char buf[PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "%s/%s", tmpdir, name);
+	return buf;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/* The first column of the first row of sql as an integer, -1 when there is no row or it fails. */
+static long long q_int(sqlite3 *h, const char *sql)
+{
+	sqlite3_stmt *stmt = NULL;
+	long long v = -1;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/* The first column of the first row of sql as text (caller frees), NULL when there is none. */
+static char *q_str(sqlite3 *h, const char *sql)
+{
+	sqlite3_stmt *stmt = NULL;
+	char *v = NULL;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
+		v = strdup((const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+static bool q_exec(sqlite3 *h, const char *sql)
+{
+	int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		printf("#   sql failed: %s: %s\n", sql, sqlite3_errmsg(h));
+	return rc == SQLITE_OK;
+}
+
+/* For statements that must fail: true when sqlite refused sql with a constraint error. */
+static bool q_refused(sqlite3 *h, const char *sql)
+{
+	return (sqlite3_exec(h, sql, NULL, NULL, NULL) & 0xff) == SQLITE_CONSTRAINT;
+}
+
+/* "a,b,c" for a strv, to compare lists in one is_str(). */
+static char *joined(char **v)
+{
+	static char buf[1024];
+
+	buf[0] = '\0';
+	for (char **s = v; s && *s; s++) {
+		if (s != v)
+			strcat(buf, ",");
+		strncat(buf, *s, sizeof(buf) - strlen(buf) - 2);
+	}
+	return buf;
+}
+
+/* Checks an error: errno, HTTP status and a piece of the message; frees it. */
+static void check_err(int r, struct lxm_error **err, int want_r, int want_status,
+		      const char *want_msg, const char *what)
+{
+	struct lxm_error *e = *err;
+	int good = r == want_r && e && e->status == want_status && strstr(e->msg, want_msg);
+
+	ok(good, "%s: %d/%d \"%s\"", what, want_r, want_status, want_msg);
+	if (!good)
+		printf("#   got r=%d status=%d msg=\"%s\"\n", r, e ? e->status : 0,
+		       e ? e->msg : "(no error)");
+	lxm_error_free(e);
+	*err = NULL;
+}
+
+static bool json_eq(json_t *a, const char *want_json)
+{
+	json_t *b = json_loads(want_json, 0, NULL);
+	bool eq = a && b && json_equal(a, b);
+
+	if (!eq) {
+		char *s = a ? json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+		printf("#   got %s, want %s\n", s ? s : "(null)", want_json);
+		free(s);
+	}
+	json_decref(b);
+	return eq;
+}
+
+static void test_fresh(void)
+{
+	_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
+	_cleanup_error_ struct lxm_error *err = NULL;
+	_cleanup_db_ struct lxm_db *db = NULL;
+	_cleanup_free_ char *mode = NULL;
+	char link[PATH_MAX];
+	int r, fds = 0, cloexec = 0;
+	struct dirent *de;
+	DIR *d;
+
+	r = lxm_db_open(tpath("fresh.db"), &db, &err);
+	is_int(r, 0, "open a fresh database");
+	if (r < 0) {
+		printf("#   %s\n", err->msg);
+		return;
+	}
+	is_int(lxm_db_schema_version(db), lxm_db_schema_latest, "fresh database is at latest");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM schema"), lxm_db_schema_latest,
+	       "schema table has one row per migration");
+	is_int(q_int(lxm_db_handle(db), "SELECT MIN(applied_at) > 1600000000000000000 FROM schema"),
+	       1, "applied_at is in unix nanoseconds");
+	is_int(q_int(lxm_db_handle(db), "PRAGMA foreign_keys"), 1, "foreign keys are on");
+	is_int(q_int(lxm_db_handle(db), "PRAGMA synchronous"), 2, "synchronous is FULL");
+	mode = q_str(lxm_db_handle(db), "PRAGMA journal_mode");
+	is_str(mode, "wal", "journal mode is WAL");
+	ok(!exists(tpath("fresh.db.bak-v0")), "no backup of a fresh database");
+
+	r = lxm_db_profile_get(db, "default", &p, &err);
+	is_int(r, 0, "default profile exists");
+	is_str(p ? p->description : NULL, "Default lxm profile", "default profile description");
+
+	/* Every descriptor sqlite holds on the database files must be close-on-exec. */
+	d = opendir("/proc/self/fd");
+	while (d && (de = readdir(d))) {
+		ssize_t n;
+
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, tmpdir, strlen(tmpdir)) != 0)
+			continue;
+		fds++;
+		if (fcntl(atoi(de->d_name), F_GETFD) & FD_CLOEXEC)
+			cloexec++;
+	}
+	if (d)
+		closedir(d);
+	ok(fds >= 2, "sqlite holds descriptors on the database and its WAL (%d)", fds);
+	is_int(cloexec, fds, "every database descriptor is close-on-exec");
+}
+
+static void test_open_errors(void)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_db *db = NULL;
+	int r;
+
+	r = lxm_db_open(tpath("missing-dir/x.db"), &db, &err);
+	ok(r < 0 && !db, "open in a missing directory fails");
+	ok(err && strstr(err->msg, "open database '") && strstr(err->msg, "missing-dir/x.db"),
+	   "the message names the database: %s", err ? err->msg : "(none)");
+	lxm_error_free(err);
+	err = NULL;
+
+	r = lxm_db_open_at_version(tpath("x.db"), lxm_db_schema_latest + 1, &db, &err);
+	check_err(r, &err, -EINVAL, 500, "no schema version", "open at an unknown version");
+	ok(!exists(tpath("x.db")), "nothing created for an unknown version");
+}
+
+static struct lxm_db_profile *profile_new(const char *name, const char *desc, const char *config,
+					  const char *devices)
+{
+	struct lxm_db_profile *p = calloc(1, sizeof(*p));
+
+	p->name = strdup(name);
+	p->description = desc ? strdup(desc) : NULL;
+	p->config = config ? json_loads(config, 0, NULL) : NULL;
+	p->devices = devices ? json_loads(devices, 0, NULL) : NULL;
+	return p;
+}
+
+static void test_profiles(struct lxm_db *db)
+{
+	struct lxm_db_profile *p =
+		profile_new("p1", "first", "{\"limits.cpu\":\"2\",\"security.nesting\":\"true\"}",
+			    "{\"eth0\":{\"type\":\"nic\",\"network\":\"lxmbr0\"},\"empty\":{}}");
+	struct lxm_db_profile *got = NULL, *bad;
+	struct lxm_error *err = NULL;
+	char **names = NULL;
+	int r;
+
+	is_int(lxm_db_profile_create(db, p, &err), 0, "create profile p1");
+	r = lxm_db_profile_get(db, "p1", &got, &err);
+	is_int(r, 0, "get profile p1");
+	if (r < 0)
+		return;
+	is_str(got->name, "p1", "profile name round trip");
+	is_str(got->description, "first", "profile description round trip");
+	ok(json_eq(got->config, "{\"limits.cpu\":\"2\",\"security.nesting\":\"true\"}"),
+	   "profile config round trip");
+	ok(json_eq(got->devices, "{\"eth0\":{\"type\":\"nic\",\"network\":\"lxmbr0\"},"
+				 "\"empty\":{}}"),
+	   "profile devices round trip, a device without keys included");
+	lxm_db_profile_free(got);
+	got = NULL;
+
+	check_err(lxm_db_profile_create(db, p, &err), &err, -EEXIST, 409,
+		  "profile 'p1' already exists", "duplicate profile");
+	check_err(lxm_db_profile_get(db, "nope", &got, &err), &err, -ENOENT, 404,
+		  "profile 'nope' not found", "missing profile");
+	ok(!got, "no result for a missing profile");
+
+	bad = profile_new("a0", NULL, NULL, NULL);
+	is_int(lxm_db_profile_create(db, bad, &err), 0, "create profile a0 with no config");
+	lxm_db_profile_free(bad);
+	r = lxm_db_profile_names(db, &names, &err);
+	is_int(r, 3, "three profiles");
+	is_str(joined(names), "a0,default,p1", "profile names are sorted");
+	lxm_strv_free(names);
+
+	bad = profile_new("bad", NULL, "{\"limits.memory\":5}", NULL);
+	check_err(lxm_db_profile_create(db, bad, &err), &err, -EINVAL, 400,
+		  "config key 'limits.memory': value is not a string", "non-string config value");
+	lxm_db_profile_free(bad);
+	bad = profile_new("bad", NULL, NULL, "{\"root\":{\"size\":true}}");
+	check_err(lxm_db_profile_create(db, bad, &err), &err, -EINVAL, 400,
+		  "device 'root' key 'size': value is not a string", "non-string device value");
+	lxm_db_profile_free(bad);
+	bad = profile_new("bad", NULL, NULL, "{\"root\":\"disk\"}");
+	check_err(lxm_db_profile_create(db, bad, &err), &err, -EINVAL, 400,
+		  "device 'root' is not an object", "device that is not an object");
+	lxm_db_profile_free(bad);
+	check_err(lxm_db_profile_get(db, "bad", &got, &err), &err, -ENOENT, 404, "not found",
+		  "refused profiles were not created");
+
+	/* Update replaces everything, old keys and devices included. */
+	json_decref(p->config);
+	json_decref(p->devices);
+	free(p->description);
+	p->description = strdup("changed");
+	p->config = json_pack("{s:s}", "limits.memory", "1GiB");
+	p->devices = json_pack("{s:{s:s}}", "root", "type", "disk");
+	is_int(lxm_db_profile_update(db, "p1", p, &err), 0, "update profile p1");
+	r = lxm_db_profile_get(db, "p1", &got, &err);
+	is_int(r, 0, "get updated p1");
+	if (r >= 0) {
+		is_str(got->description, "changed", "updated description");
+		ok(json_eq(got->config, "{\"limits.memory\":\"1GiB\"}"), "config replaced");
+		ok(json_eq(got->devices, "{\"root\":{\"type\":\"disk\"}}"), "devices replaced");
+		lxm_db_profile_free(got);
+		got = NULL;
+	}
+	check_err(lxm_db_profile_update(db, "nope", p, &err), &err, -ENOENT, 404,
+		  "profile 'nope' not found", "update a missing profile");
+
+	check_err(lxm_db_profile_rename(db, "default", "x", &err), &err, -EPERM, 403,
+		  "default profile cannot be renamed", "rename default refused");
+	check_err(lxm_db_profile_delete(db, "default", &err), &err, -EPERM, 403,
+		  "default profile cannot be deleted", "delete default refused");
+	check_err(lxm_db_profile_rename(db, "p1", "a0", &err), &err, -EEXIST, 409,
+		  "profile 'a0' already exists", "rename onto an existing profile");
+	check_err(lxm_db_profile_rename(db, "nope", "x", &err), &err, -ENOENT, 404,
+		  "profile 'nope' not found", "rename a missing profile");
+	is_int(lxm_db_profile_rename(db, "p1", "p2", &err), 0, "rename p1 to p2");
+	check_err(lxm_db_profile_get(db, "p1", &got, &err), &err, -ENOENT, 404, "'p1' not found",
+		  "old name gone");
+	r = lxm_db_profile_get(db, "p2", &got, &err);
+	ok(r == 0 && json_eq(got->config, "{\"limits.memory\":\"1GiB\"}"),
+	   "renamed profile keeps its config");
+	lxm_db_profile_free(got);
+	check_err(lxm_db_profile_delete(db, "nope", &err), &err, -ENOENT, 404,
+		  "profile 'nope' not found", "delete a missing profile");
+	check_err(lxm_db_profile_used_by(db, "nope", &names, &err), &err, -ENOENT, 404,
+		  "profile 'nope' not found", "used_by of a missing profile");
+
+	/* Deleting a profile takes its config, devices and device config with it. */
+	is_int(lxm_db_profile_delete(db, "a0", &err), 0, "delete unused profile a0");
+	lxm_db_profile_free(p);
+	p = profile_new("gone", NULL, "{\"k\":\"v\"}", "{\"d\":{\"a\":\"b\"}}");
+	lxm_db_profile_create(db, p, &err);
+	is_int(lxm_db_profile_delete(db, "gone", &err), 0, "delete profile with children");
+	is_int(q_int(lxm_db_handle(db),
+		     "SELECT (SELECT COUNT(*) FROM profiles_config WHERE key = 'k') +\n"
+		     "	(SELECT COUNT(*) FROM profiles_devices WHERE name = 'd') +\n"
+		     "	(SELECT COUNT(*) FROM profiles_devices_config WHERE key = 'a')"),
+	       0, "profile children deleted by cascade");
+	lxm_db_profile_free(p);
+	lxm_error_free(err);
+}
+
+static struct lxm_db_instance *instance_new(const char *name, const char *profiles,
+					    const char *config, const char *devices)
+{
+	struct lxm_db_instance *i = calloc(1, sizeof(*i));
+
+	i->name = strdup(name);
+	i->type = strdup("container");
+	i->architecture = strdup("x86_64");
+	i->description = strdup("an instance");
+	i->profiles = profiles ? json_loads(profiles, 0, NULL) : NULL;
+	i->config = config ? json_loads(config, 0, NULL) : NULL;
+	i->devices = devices ? json_loads(devices, 0, NULL) : NULL;
+	return i;
+}
+
+static void test_instance_errors(struct lxm_db *db)
+{
+	struct lxm_db_instance *i = instance_new("c9", "[\"default\",\"ghost\"]", NULL, NULL);
+	struct lxm_db_instance *got = NULL;
+	struct lxm_error *err = NULL;
+	int64_t id = -1;
+
+	check_err(lxm_db_instance_create(db, i, &id, &err), &err, -ENOENT, 404,
+		  "create instance 'c9': profile 'ghost' not found", "missing profile refused");
+	is_int(id, -1, "no id for a refused instance");
+	check_err(lxm_db_instance_get(db, "c9", &got, &err), &err, -ENOENT, 404,
+		  "instance 'c9' not found", "refused instance left nothing");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM instances_profiles ip\n"
+					"	LEFT JOIN instances i ON i.id = ip.instance_id\n"
+					"	WHERE i.id IS NULL"),
+	       0, "no orphan profile links");
+
+	json_decref(i->profiles);
+	i->profiles = json_pack("[ss]", "default", "default");
+	check_err(lxm_db_instance_create(db, i, NULL, &err), &err, -EINVAL, 400,
+		  "profile 'default' is listed twice", "duplicate profile refused");
+	json_decref(i->profiles);
+	i->profiles = json_pack("[i]", 1);
+	check_err(lxm_db_instance_create(db, i, NULL, &err), &err, -EINVAL, 400,
+		  "profiles[0] is not a string", "non-string profile refused");
+	json_decref(i->profiles);
+	i->profiles = NULL;
+	i->config = json_pack("{s:b}", "boot.autostart", 1);
+	check_err(lxm_db_instance_create(db, i, NULL, &err), &err, -EINVAL, 400,
+		  "config key 'boot.autostart': value is not a string", "non-string config");
+	json_decref(i->config);
+	i->config = NULL;
+	free(i->type);
+	i->type = strdup("chroot");
+	check_err(lxm_db_instance_create(db, i, NULL, &err), &err, -EINVAL, 400,
+		  "create instance 'c9': insert: CHECK constraint failed", "unknown type refused");
+	lxm_db_instance_free(i);
+}
+
+static void test_instances(struct lxm_db *db)
+{
+	struct lxm_db_instance *c1 = instance_new(
+		"c1", "[\"default\",\"p2\"]", "{\"limits.cpu\":\"1\",\"user.x\":\"y\"}",
+		"{\"root\":{\"type\":\"disk\",\"path\":\"/\",\"pool\":\"default\"}}");
+	struct lxm_db_instance *c2 = instance_new("c2", "[\"p2\",\"default\"]", NULL, NULL);
+	struct lxm_db_instance *got = NULL;
+	struct lxm_error *err = NULL;
+	char **names = NULL;
+	int64_t id1 = 0, id2 = 0;
+	sqlite3 *h = lxm_db_handle(db);
+	int r;
+
+	c1->ephemeral = true;
+	c1->stateful = true;
+	c1->last_used_at = 1234;
+	is_int(lxm_db_instance_create(db, c1, &id1, &err), 0, "create c1");
+	ok(id1 > 0, "c1 has an id");
+	free(c2->type);
+	c2->type = strdup("virtual-machine");
+	c2->created_at = 42;
+	is_int(lxm_db_instance_create(db, c2, &id2, &err), 0, "create c2");
+	ok(id2 > id1, "c2 has a later id");
+
+	r = lxm_db_instance_get(db, "c1", &got, &err);
+	is_int(r, 0, "get c1");
+	if (r < 0)
+		return;
+	is_int(got->id, id1, "id round trip");
+	is_str(got->type, "container", "type round trip");
+	is_str(got->architecture, "x86_64", "architecture round trip");
+	is_str(got->description, "an instance", "description round trip");
+	ok(got->ephemeral && got->stateful, "flags round trip");
+	ok(got->created_at > 1600000000000000000LL, "created_at defaults to now in nanoseconds");
+	is_int(got->last_used_at, 1234, "last_used_at round trip");
+	ok(json_eq(got->config, "{\"limits.cpu\":\"1\",\"user.x\":\"y\"}"), "config round trip");
+	ok(json_eq(got->devices, "{\"root\":{\"type\":\"disk\",\"path\":\"/\","
+				 "\"pool\":\"default\"}}"),
+	   "devices round trip");
+	ok(json_eq(got->profiles, "[\"default\",\"p2\"]"), "profiles in apply order");
+	lxm_db_instance_free(got);
+
+	r = lxm_db_instance_get(db, "c2", &got, &err);
+	ok(r == 0 && json_eq(got->profiles, "[\"p2\",\"default\"]"), "reversed profile order kept");
+	ok(r == 0 && json_eq(got->config, "{}") && json_eq(got->devices, "{}"),
+	   "no config reads as empty objects");
+	ok(r == 0 && got->created_at == 42 && strcmp(got->type, "virtual-machine") == 0 &&
+		   !got->ephemeral,
+	   "given created_at, type and flags kept");
+	lxm_db_instance_free(got);
+	got = NULL;
+
+	check_err(lxm_db_instance_create(db, c1, NULL, &err), &err, -EEXIST, 409,
+		  "instance 'c1' already exists", "duplicate instance");
+	check_err(lxm_db_instance_get(db, "nope", &got, &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "missing instance");
+	test_instance_errors(db);
+
+	r = lxm_db_instance_names(db, &names, &err);
+	ok(r == 2 && strcmp(joined(names), "c1,c2") == 0, "instance names sorted");
+	lxm_strv_free(names);
+
+	r = lxm_db_profile_used_by(db, "p2", &names, &err);
+	ok(r == 2 && strcmp(joined(names), "c1,c2") == 0, "p2 used by c1 and c2");
+	lxm_strv_free(names);
+	check_err(lxm_db_profile_delete(db, "p2", &err), &err, -EBUSY, 409,
+		  "profile 'p2' is used by instances: c1, c2", "deleting a profile in use refused");
+	is_int(q_int(h, "PRAGMA foreign_keys"), 1, "foreign keys still on");
+	ok(q_refused(h, "DELETE FROM profiles WHERE name = 'p2'"),
+	   "the schema itself refuses to delete a profile in use");
+
+	/* Update replaces the mutable fields and the children, keeps the rest. */
+	json_decref(c1->config);
+	json_decref(c1->devices);
+	json_decref(c1->profiles);
+	c1->config = json_pack("{s:s}", "limits.memory", "2GiB");
+	c1->devices = NULL;
+	c1->profiles = json_pack("[s]", "p2");
+	free(c1->description);
+	free(c1->architecture);
+	c1->description = strdup("updated");
+	c1->architecture = strdup("aarch64");
+	c1->ephemeral = false;
+	c1->stateful = false;
+	c1->last_used_at = 99;
+	is_int(lxm_db_instance_update(db, "c1", c1, &err), 0, "update c1");
+	r = lxm_db_instance_get(db, "c1", &got, &err);
+	is_int(r, 0, "get updated c1");
+	if (r >= 0) {
+		ok(json_eq(got->config, "{\"limits.memory\":\"2GiB\"}"), "config replaced");
+		ok(json_eq(got->devices, "{}"), "devices removed");
+		ok(json_eq(got->profiles, "[\"p2\"]"), "profiles replaced");
+		is_str(got->description, "updated", "description updated");
+		is_str(got->architecture, "aarch64", "architecture updated");
+		ok(!got->ephemeral && got->stateful, "ephemeral updated, stateful kept");
+		is_int(got->last_used_at, 99, "last_used_at updated");
+		lxm_db_instance_free(got);
+		got = NULL;
+	}
+	r = lxm_db_profile_used_by(db, "default", &names, &err);
+	ok(r == 1 && strcmp(joined(names), "c2") == 0, "default now used by c2 only");
+	lxm_strv_free(names);
+	check_err(lxm_db_instance_update(db, "nope", c1, &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "update a missing instance");
+	json_decref(c1->profiles);
+	c1->profiles = json_pack("[s]", "ghost");
+	check_err(lxm_db_instance_update(db, "c1", c1, &err), &err, -ENOENT, 404,
+		  "update instance 'c1': profile 'ghost' not found",
+		  "update with a missing profile");
+	r = lxm_db_instance_get(db, "c1", &got, &err);
+	ok(r == 0 && json_eq(got->profiles, "[\"p2\"]") &&
+		   json_eq(got->config, "{\"limits.memory\":\"2GiB\"}"),
+	   "a failed update changes nothing");
+	lxm_db_instance_free(got);
+	got = NULL;
+
+	/* Rename. */
+	check_err(lxm_db_instance_rename(db, "c1", "c2", &err), &err, -EEXIST, 409,
+		  "instance 'c2' already exists", "rename onto an existing instance");
+	check_err(lxm_db_instance_rename(db, "nope", "c3", &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "rename a missing instance");
+	is_int(lxm_db_instance_rename(db, "c1", "c3", &err), 0, "rename c1 to c3");
+	check_err(lxm_db_instance_get(db, "c1", &got, &err), &err, -ENOENT, 404, "'c1' not found",
+		  "old instance name gone");
+
+	/* Snapshots: rows as the snapshot code will write them. */
+	ok(q_exec(h, "INSERT INTO instances_snapshots (instance_id, name, created_at)\n"
+		     "	SELECT id, 'snap-b', 10 FROM instances WHERE name = 'c3';\n"
+		     "INSERT INTO instances_snapshots (instance_id, name, created_at)\n"
+		     "	SELECT id, 'snap-a', 20 FROM instances WHERE name = 'c3';\n"
+		     "INSERT INTO instances_snapshots_config (instance_snapshot_id, key, value)\n"
+		     "	SELECT id, 'k', 'v' FROM instances_snapshots;\n"
+		     "INSERT INTO instances_snapshots_devices (instance_snapshot_id, name)\n"
+		     "	SELECT id, 'eth0' FROM instances_snapshots;\n"
+		     "INSERT INTO instances_snapshots_devices_config\n"
+		     "	(instance_snapshot_device_id, key, value)\n"
+		     "	SELECT id, 'type', 'nic' FROM instances_snapshots_devices;\n"),
+	   "insert snapshots of c3");
+	r = lxm_db_instance_snapshot_names(db, "c3", &names, &err);
+	ok(r == 2 && strcmp(joined(names), "snap-b,snap-a") == 0, "snapshots in creation order");
+	lxm_strv_free(names);
+	names = NULL;
+	r = lxm_db_instance_snapshot_names(db, "c2", &names, &err);
+	ok(r == 0 && names && !names[0], "no snapshots is an empty list");
+	lxm_strv_free(names);
+	names = NULL;
+	check_err(lxm_db_instance_snapshot_names(db, "nope", &names, &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "snapshots of a missing instance");
+
+	/* Delete takes every child row with it. */
+	is_int(lxm_db_instance_delete(db, "c3", &err), 0, "delete c3");
+	check_err(lxm_db_instance_delete(db, "c3", &err), &err, -ENOENT, 404,
+		  "instance 'c3' not found", "delete a missing instance");
+	is_int(q_int(h, "SELECT (SELECT COUNT(*) FROM instances_config) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_config) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_devices) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_devices_config) +\n"
+			"	(SELECT COUNT(*) FROM instances_profiles WHERE instance_id = (\n"
+			"		SELECT id FROM instances WHERE name = 'c3'))"),
+	       0, "config, snapshots and profile links deleted by cascade");
+	ok(q_exec(h, "INSERT INTO instances_devices (instance_id, name)\n"
+		     "	SELECT id, 'x' FROM instances WHERE name = 'c2';\n"
+		     "INSERT INTO instances_devices_config (instance_device_id, key, value)\n"
+		     "	SELECT id, 'type', 'none' FROM instances_devices;"),
+	   "give c2 a device");
+	is_int(lxm_db_instance_delete(db, "c2", &err), 0, "delete c2");
+	is_int(q_int(h, "SELECT (SELECT COUNT(*) FROM instances_devices) +\n"
+			"	(SELECT COUNT(*) FROM instances_devices_config) +\n"
+			"	(SELECT COUNT(*) FROM instances_profiles)"),
+	       0, "devices, device config and profile links deleted by cascade");
+	r = lxm_db_profile_used_by(db, "p2", &names, &err);
+	ok(r == 0 && names && !names[0], "p2 unused once its instances are gone");
+	lxm_strv_free(names);
+
+	lxm_db_instance_free(c1);
+	lxm_db_instance_free(c2);
+	lxm_error_free(err);
+}
+
+static void test_config(struct lxm_db *db)
+{
+	struct lxm_error *err = NULL;
+	json_t *cfg = NULL;
+
+	is_int(lxm_db_config_get_all(db, &cfg, &err), 0, "read empty server config");
+	ok(json_eq(cfg, "{}"), "server config starts empty");
+	json_decref(cfg);
+	is_int(lxm_db_config_set(db, "core.https_address", ":8443", &err), 0, "set a key");
+	is_int(lxm_db_config_set(db, "images.auto_update_interval", "6", &err), 0, "set another");
+	is_int(lxm_db_config_set(db, "core.https_address", "[::]:8443", &err), 0, "overwrite");
+	is_int(lxm_db_config_set(db, "images.auto_update_interval", NULL, &err), 0, "unset");
+	is_int(lxm_db_config_set(db, "never.set", NULL, &err), 0, "unset a key never set");
+	is_int(lxm_db_config_set(db, "user.empty", "", &err), 0, "set an empty value");
+	is_int(lxm_db_config_get_all(db, &cfg, &err), 0, "read server config");
+	ok(json_eq(cfg, "{\"core.https_address\":\"[::]:8443\",\"user.empty\":\"\"}"),
+	   "server config round trip");
+	json_decref(cfg);
+	lxm_error_free(err);
+}
+
+static void test_lists(struct lxm_db *db)
+{
+	struct lxm_error *err = NULL;
+	char **v = NULL;
+	int r;
+
+	ok(q_exec(lxm_db_handle(db),
+		  "INSERT INTO images (fingerprint, filename, size, architecture, uploaded_at)\n"
+		  "	VALUES ('bbbb', 'b.tar.xz', 10, 'x86_64', 1), ('aaaa', 'a.tar.xz', 20,\n"
+		  "	'x86_64', 2);\n"
+		  "INSERT INTO storage_pools (name, driver) VALUES ('zz', 'dir'), ('default', "
+		  "'dir');\n"
+		  "INSERT INTO networks (name) VALUES ('lxmbr1'), ('lxmbr0');"),
+	   "insert images, pools and networks");
+	r = lxm_db_image_fingerprints(db, &v, &err);
+	ok(r == 2 && strcmp(joined(v), "aaaa,bbbb") == 0, "image fingerprints sorted");
+	lxm_strv_free(v);
+	r = lxm_db_storage_pool_names(db, &v, &err);
+	ok(r == 2 && strcmp(joined(v), "default,zz") == 0, "storage pool names sorted");
+	lxm_strv_free(v);
+	r = lxm_db_network_names(db, &v, &err);
+	ok(r == 2 && strcmp(joined(v), "lxmbr0,lxmbr1") == 0, "network names sorted");
+	lxm_strv_free(v);
+	ok(q_refused(lxm_db_handle(db),
+		     "INSERT INTO storage_volumes (storage_pool_id, name, type) VALUES\n"
+		     "	((SELECT id FROM storage_pools WHERE name = 'zz'), 'v', 'custom'),\n"
+		     "	((SELECT id FROM storage_pools WHERE name = 'zz'), 'v', 'custom')"),
+	   "a volume name and type is unique per pool");
+	ok(q_exec(lxm_db_handle(db),
+		  "INSERT INTO storage_volumes (storage_pool_id, name, type) VALUES\n"
+		  "	((SELECT id FROM storage_pools WHERE name = 'zz'), 'v', 'custom'),\n"
+		  "	((SELECT id FROM storage_pools WHERE name = 'zz'), 'v', 'container');\n"
+		  "INSERT INTO storage_volumes_config (storage_volume_id, key, value)\n"
+		  "	SELECT id, 'size', '1GiB' FROM storage_volumes;\n"
+		  "INSERT INTO images_aliases (name, image_id)\n"
+		  "	SELECT 'alias-' || fingerprint, id FROM images;\n"
+		  "DELETE FROM storage_pools WHERE name = 'zz';\n"
+		  "DELETE FROM images;"),
+	   "delete a pool with volumes and images with aliases");
+	is_int(q_int(lxm_db_handle(db), "SELECT (SELECT COUNT(*) FROM storage_volumes) +\n"
+					"	(SELECT COUNT(*) FROM storage_volumes_config) +\n"
+					"	(SELECT COUNT(*) FROM images_aliases)"),
+	       0, "volumes and aliases deleted by cascade");
+	lxm_error_free(err);
+}
+
+static void test_transactions(struct lxm_db *db)
+{
+	struct lxm_db_profile *p = profile_new("tx1", NULL, "{\"a\":\"b\"}", NULL);
+	struct lxm_db_instance *i = instance_new("txc", "[\"tx1\"]", "{\"k\":\"v\"}", NULL);
+	struct lxm_db_profile *got = NULL;
+	struct lxm_error *err = NULL;
+
+	is_int(lxm_db_rollback(db, &err), 0, "rollback with no transaction is a no-op");
+	check_err(lxm_db_commit(db, &err), &err, -EINVAL, 500, "no transaction is open",
+		  "commit with no transaction");
+	is_int(lxm_db_begin(db, &err), 0, "begin");
+	check_err(lxm_db_begin(db, &err), &err, -EBUSY, 500, "already open", "begin twice");
+	is_int(lxm_db_profile_create(db, p, &err), 0, "create a profile in the transaction");
+	is_int(lxm_db_instance_create(db, i, NULL, &err), 0, "create an instance in it");
+	is_int(lxm_db_rollback(db, &err), 0, "rollback");
+	check_err(lxm_db_profile_get(db, "tx1", &got, &err), &err, -ENOENT, 404, "not found",
+		  "rolled back profile is gone");
+	is_int(q_int(lxm_db_handle(db),
+		     "SELECT (SELECT COUNT(*) FROM profiles_config\n"
+		     "	WHERE key = 'a') + (SELECT COUNT(*) FROM instances)"),
+	       0, "rollback left no row behind");
+
+	/* A failing write inside the caller's transaction undoes only itself. */
+	is_int(lxm_db_begin(db, &err), 0, "begin again");
+	is_int(lxm_db_profile_create(db, p, &err), 0, "create a profile");
+	check_err(lxm_db_profile_create(db, p, &err), &err, -EEXIST, 409, "already exists",
+		  "duplicate inside the transaction");
+	json_decref(i->profiles);
+	i->profiles = json_pack("[ss]", "tx1", "ghost");
+	check_err(lxm_db_instance_create(db, i, NULL, &err), &err, -ENOENT, 404,
+		  "profile 'ghost' not found", "failed create inside the transaction");
+	is_int(lxm_db_commit(db, &err), 0, "commit");
+	is_int(lxm_db_profile_get(db, "tx1", &got, &err), 0, "committed profile is there");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM instances"), 0,
+	       "the failed instance left nothing");
+	lxm_db_profile_free(got);
+	lxm_db_profile_free(p);
+	lxm_db_instance_free(i);
+	lxm_error_free(err);
+}
+
+static void test_reopen(void)
+{
+	struct lxm_db_instance *i = instance_new("keep", "[\"default\"]", "{\"k\":\"v\"}", NULL);
+	struct lxm_db_instance *got = NULL;
+	struct lxm_error *err = NULL;
+	struct lxm_db *db = NULL;
+	json_t *cfg = NULL;
+	int r;
+
+	lxm_db_open(tpath("fresh.db"), &db, &err);
+	ok(db && lxm_db_instance_create(db, i, NULL, &err) == 0, "create an instance to keep");
+	lxm_db_config_set(db, "core.trust_password", "x", &err);
+	lxm_db_close(db);
+	db = NULL;
+	ok(!exists(tpath("fresh.db-wal")), "close checkpoints and removes the WAL");
+
+	r = lxm_db_open(tpath("fresh.db"), &db, &err);
+	is_int(r, 0, "reopen");
+	if (r >= 0) {
+		is_int(lxm_db_schema_version(db), lxm_db_schema_latest, "reopened at latest");
+		r = lxm_db_instance_get(db, "keep", &got, &err);
+		ok(r == 0 && json_eq(got->config, "{\"k\":\"v\"}"), "instance kept across reopen");
+		lxm_db_instance_free(got);
+		r = lxm_db_config_get_all(db, &cfg, &err);
+		ok(r == 0 && json_eq(cfg, "{\"core.trust_password\":\"x\"}"),
+		   "server config kept across reopen");
+		json_decref(cfg);
+		is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM schema"),
+		       lxm_db_schema_latest, "no migration rerun on reopen");
+	}
+	ok(!exists(tpath("fresh.db.bak-v4")), "no backup when nothing migrates");
+	lxm_db_close(db);
+	lxm_db_instance_free(i);
+	lxm_error_free(err);
+}
+
+/* Rows that a database at version v can hold, written as an lxmd of that version would. */
+static bool fill_at_version(sqlite3 *h, int v)
+{
+	bool good = true;
+
+	if (v >= 1)
+		good &= q_exec(
+			h,
+			"INSERT INTO profiles (name, description) VALUES ('old', 'from before');\n"
+			"INSERT INTO profiles_config (profile_id, key, value)\n"
+			"	SELECT id, 'limits.cpu', '3' FROM profiles WHERE name = 'old';\n"
+			"INSERT INTO profiles_devices (profile_id, name)\n"
+			"	SELECT id, 'eth0' FROM profiles WHERE name = 'old';\n"
+			"INSERT INTO profiles_devices_config (profile_device_id, key, value)\n"
+			"	SELECT id, 'type', 'nic' FROM profiles_devices;\n"
+			"INSERT INTO instances (name, type, architecture, created_at)\n"
+			"	VALUES ('old1', 'container', 'x86_64', 7);\n"
+			"INSERT INTO instances_config (instance_id, key, value)\n"
+			"	SELECT id, 'user.a', 'b' FROM instances;\n"
+			"INSERT INTO instances_profiles (instance_id, profile_id, apply_order)\n"
+			"	SELECT i.id, p.id, 0 FROM instances i, profiles p WHERE p.name = "
+			"'old';\n"
+			"INSERT INTO config (key, value) VALUES ('core.https_address', ':8443');");
+	if (v >= 2)
+		good &= q_exec(
+			h, "INSERT INTO images (fingerprint, filename, size, architecture,\n"
+			   "	uploaded_at) VALUES ('cafe', 'cafe.tar.xz', 1, 'x86_64', 1);\n"
+			   "INSERT INTO images_aliases (name, image_id)\n"
+			   "	SELECT 'busybox', id FROM images;");
+	if (v >= 3)
+		good &= q_exec(
+			h, "INSERT INTO instances_snapshots (instance_id, name, created_at)\n"
+			   "	SELECT id, 'snap0', 1 FROM instances;\n"
+			   "INSERT INTO storage_pools (name, driver) VALUES ('default', 'dir');\n"
+			   "INSERT INTO networks (name) VALUES ('lxmbr0');");
+	return good;
+}
+
+/* Checks that what fill_at_version(v) wrote survived the migration to the latest version. */
+static void check_filled(struct lxm_db *db, int v)
+{
+	struct lxm_db_profile *p = NULL;
+	struct lxm_db_instance *i = NULL;
+	struct lxm_error *err = NULL;
+	char **list = NULL;
+	json_t *cfg = NULL;
+	int r;
+
+	r = lxm_db_profile_get(db, "default", &p, &err);
+	ok(r == 0, "v%d: default profile exists after migration", v);
+	lxm_db_profile_free(p);
+	p = NULL;
+	if (v < 1)
+		return;
+	r = lxm_db_profile_get(db, "old", &p, &err);
+	ok(r == 0 && json_eq(p->config, "{\"limits.cpu\":\"3\"}") &&
+		   json_eq(p->devices, "{\"eth0\":{\"type\":\"nic\"}}") &&
+		   strcmp(p->description, "from before") == 0,
+	   "v%d: profile kept", v);
+	lxm_db_profile_free(p);
+	r = lxm_db_instance_get(db, "old1", &i, &err);
+	ok(r == 0 && json_eq(i->config, "{\"user.a\":\"b\"}") &&
+		   json_eq(i->profiles, "[\"old\"]") && i->created_at == 7,
+	   "v%d: instance kept", v);
+	lxm_db_instance_free(i);
+	r = lxm_db_config_get_all(db, &cfg, &err);
+	ok(r == 0 && json_eq(cfg, "{\"core.https_address\":\":8443\"}"), "v%d: server config kept",
+	   v);
+	json_decref(cfg);
+	if (v >= 2) {
+		r = lxm_db_image_fingerprints(db, &list, &err);
+		ok(r == 1 && strcmp(list[0], "cafe") == 0, "v%d: image kept", v);
+		lxm_strv_free(list);
+	}
+	if (v >= 3) {
+		r = lxm_db_instance_snapshot_names(db, "old1", &list, &err);
+		ok(r == 1 && strcmp(list[0], "snap0") == 0, "v%d: snapshot kept", v);
+		lxm_strv_free(list);
+		r = lxm_db_storage_pool_names(db, &list, &err);
+		ok(r == 1, "v%d: storage pool kept", v);
+		lxm_strv_free(list);
+		r = lxm_db_network_names(db, &list, &err);
+		ok(r == 1, "v%d: network kept", v);
+		lxm_strv_free(list);
+	}
+	if (err)
+		printf("#   %s\n", err->msg);
+	lxm_error_free(err);
+}
+
+/* The backup taken before migrating from v is a sound database at v with v's data. */
+static void check_backup(const char *path, int v)
+{
+	char bak[PATH_MAX], tmp[PATH_MAX + 8];
+	sqlite3 *h = NULL;
+	char *integrity;
+
+	snprintf(bak, sizeof(bak), "%s.bak-v%d", path, v);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", bak);
+	ok(!exists(tmp), "v%d: no temporary backup left", v);
+	if (v == 0) {
+		ok(!exists(bak), "v0: no backup of an empty database");
+		return;
+	}
+	ok(exists(bak), "v%d: backup %s exists", v, bak);
+	if (sqlite3_open_v2(bak, &h, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		ok(0, "v%d: open backup: %s", v, sqlite3_errmsg(h));
+		sqlite3_close(h);
+		return;
+	}
+	integrity = q_str(h, "PRAGMA integrity_check");
+	is_str(integrity, "ok", "backup passes the integrity check");
+	free(integrity);
+	is_int(q_int(h, "SELECT MAX(version) FROM schema"), v, "backup is at the old version");
+	is_int(q_int(h, "SELECT COUNT(*) FROM instances WHERE name = 'old1'"), 1,
+	       "backup holds the old data");
+	sqlite3_close(h);
+}
+
+static void test_migrations(void)
+{
+	for (int v = 0; v < lxm_db_schema_latest; v++) {
+		struct lxm_error *err = NULL;
+		struct lxm_db *db = NULL;
+		char name[32];
+		const char *path;
+		int r;
+
+		snprintf(name, sizeof(name), "mig-v%d.db", v);
+		path = tpath(name);
+		r = lxm_db_open_at_version(path, v, &db, &err);
+		ok(r == 0 && lxm_db_schema_version(db) == v, "v%d: open at version %d", v, v);
+		if (r < 0) {
+			printf("#   %s\n", err->msg);
+			lxm_error_free(err);
+			continue;
+		}
+		is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM profiles WHERE name = "
+						"'default'"),
+		       v >= 1 ? 0 : -1, "no default profile before v4");
+		ok(fill_at_version(lxm_db_handle(db), v), "v%d: fill with data of version %d", v,
+		   v);
+		lxm_db_close(db);
+		db = NULL;
+
+		/* The path buffer is reused by tpath(): keep a copy. */
+		char *p = strdup(path);
+
+		r = lxm_db_open(p, &db, &err);
+		is_int(r, 0, "migrate to the latest version");
+		if (r < 0) {
+			printf("#   %s\n", err->msg);
+			lxm_error_free(err);
+			free(p);
+			continue;
+		}
+		is_int(lxm_db_schema_version(db), lxm_db_schema_latest, "migrated to the latest");
+		is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM schema"),
+		       lxm_db_schema_latest, "one schema row per version");
+		check_filled(db, v);
+		lxm_db_close(db);
+		check_backup(p, v);
+		free(p);
+	}
+}
+
+static void test_future_version(void)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_db *db = NULL;
+	char want[128];
+	sqlite3 *h = NULL;
+	int r;
+
+	r = lxm_db_open(tpath("future.db"), &db, &err);
+	ok(r == 0, "create a database to age");
+	lxm_db_close(db);
+	db = NULL;
+	sqlite3_open(tpath("future.db"), &h);
+	ok(q_exec(h, "INSERT INTO schema (version, applied_at) VALUES (999, 0)"),
+	   "mark it as written by a newer lxmd");
+	sqlite3_close(h);
+
+	r = lxm_db_open(tpath("future.db"), &db, &err);
+	snprintf(want, sizeof(want),
+		 "has schema version 999, this lxmd knows up to %d: upgrade lxmd",
+		 lxm_db_schema_latest);
+	ok(!db, "no handle for a newer database");
+	check_err(r, &err, -ENOTSUP, 500, want, "newer database refused");
+	ok(!exists(tpath("future.db.bak-v999")), "no backup of a refused database");
+
+	r = lxm_db_open_at_version(tpath("fresh.db"), 1, &db, &err);
+	check_err(r, &err, -EINVAL, 500, "past the requested 1", "no downgrade by open_at_version");
+}
+
+/* Removes the (flat) temporary directory; true when it is gone. */
+static bool remove_tmpdir(void)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		unlinkat(dirfd(d), de->d_name, 0);
+	}
+	if (d)
+		closedir(d);
+	return rmdir(tmpdir) == 0;
+}
+
+int main(void)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_db *db = NULL;
+	int r;
+
+	if (!mkdtemp(tmpdir)) {
+		printf("Bail out! mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+
+	test_fresh();
+	test_open_errors();
+	r = lxm_db_open(tpath("crud.db"), &db, &err);
+	is_int(r, 0, "open a database for CRUD");
+	if (r >= 0) {
+		test_profiles(db);
+		test_instances(db);
+		test_config(db);
+		test_lists(db);
+		test_transactions(db);
+		lxm_db_close(db);
+	}
+	lxm_error_free(err);
+	test_reopen();
+	test_migrations();
+	test_future_version();
+
+	ok(remove_tmpdir(), "temporary directory removed");
+	return tap_done();
+}
