@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "util.h"
 
 static int error_vset(struct lxm_error **err, int errnum, int status, int with_cause,
 		      const char *fmt, va_list ap)
@@ -77,6 +78,12 @@ int lxm_error_prefix(struct lxm_error **err, const char *fmt, ...)
 	va_start(ap, fmt);
 	r = vasprintf(&ctx, fmt, ap);
 	va_end(ap);
+	/* Context the message already starts with (a server's own, repeated by its client) is not
+	 * added twice. */
+	if (r >= 0 && startswith((*err)->msg, ctx) && startswith((*err)->msg + strlen(ctx), ": ")) {
+		free(ctx);
+		return (*err)->errnum ? -(*err)->errnum : -EIO;
+	}
 	if (r >= 0 && asprintf(&full, "%s: %s", ctx, (*err)->msg) >= 0) {
 		free((*err)->msg);
 		(*err)->msg = full;

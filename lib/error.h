@@ -20,7 +20,8 @@ int lxm_error_set(struct lxm_error **err, int errnum, int status, const char *fm
 int lxm_error_setx(struct lxm_error **err, int errnum, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Prefixes context to an existing error: "ctx: old message". Returns -(*err)->errnum, or -EIO
+/* Prefixes context to an existing error: "ctx: old message", unless the message already starts
+ * with "ctx: " (a server's error that names the same step as its client). Returns -(*err)->errnum, or -EIO
  * when the error carries no errno. A NULL err or *err is allowed (returns -EIO). */
 int lxm_error_prefix(struct lxm_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

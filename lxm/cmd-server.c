@@ -1,1 +1,180 @@
-/* placeholder: filled in by its module */
+/* lxm version, lxm info [NAME]. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/cleanup.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "lib/yaml.h"
+#include "lxm/commands.h"
+
+int lxm_cmd_version(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_error_ struct lxm_error *cerr = NULL;
+	_cleanup_client_ struct lxm_client *c = NULL;
+	const char *server = NULL;
+	const json_t *info;
+	int r;
+
+	r = lxm_cli_nargs(argv[0], argc - 1, 0, 0, "no arguments", err);
+	if (r < 0)
+		return r;
+	/* Like lxc, an unreachable server is not an error here: the client version still helps. */
+	if (lxm_cli_connect(&c, &cerr) >= 0 && lxm_client_server(c, &info, &cerr) >= 0)
+		server = json_string_value(
+			json_object_get(json_object_get(info, "environment"), "server_version"));
+	printf("Client version: %s\nServer version: %s\n", PACKAGE_VERSION,
+	       server ? server : "unreachable");
+	return 0;
+}
+
+/* lxc prints GET /1.0 in the order of Go's api.Server fields. */
+static const char *const server_keys[] = {
+	"config", "api_extensions", "api_status",  "api_version", "auth",
+	"public", "auth_methods",   "environment", NULL,
+};
+
+static int info_server(struct lxm_client *c, const char *cmd, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *ordered = NULL, *config = NULL;
+	_cleanup_free_ char *out = NULL;
+	const json_t *info;
+	int r;
+
+	r = lxm_client_server(c, &info, err);
+	if (r < 0)
+		return r;
+	ordered = lxm_json_reorder(info, server_keys);
+	if (!ordered)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	/* Go prints maps with sorted keys. */
+	config = lxm_json_sorted(json_object_get(info, "config"));
+	if (config && json_object_set(ordered, "config", config) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_yaml_from_json(ordered, &out);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "%s: render server information", cmd);
+	return lxm_cli_print(cmd, out, err);
+}
+
+static void print_time(const char *label, const json_t *inst, const char *key)
+{
+	char buf[64];
+
+	if (lxm_format_time(json_string_value(json_object_get(inst, key)), true, buf) == 0)
+		printf("%s: %s\n", label, buf);
+}
+
+static int print_snapshots(const char *cmd, const json_t *snaps, struct lxm_error **err)
+{
+	static const char *const header[] = {"NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL"};
+	_cleanup_table_ struct lxm_table *t = NULL;
+	_cleanup_free_ char *out = NULL;
+	const json_t *s;
+	size_t i;
+	int r;
+
+	if (json_array_size(snaps) == 0)
+		return 0;
+	r = lxm_table_new(&t, ARRAY_SIZE(header), header);
+	json_array_foreach (snaps, i, s) {
+		char taken[64] = "", expires[64] = "";
+		const char *name = json_string_value(json_object_get(s, "name"));
+		const char *slash = name ? strrchr(name, '/') : NULL;
+		const char *row[4];
+
+		lxm_format_time(json_string_value(json_object_get(s, "created_at")), true, taken);
+		lxm_format_time(json_string_value(json_object_get(s, "expires_at")), true, expires);
+		row[0] = slash ? slash + 1 : name;
+		row[1] = taken;
+		row[2] = expires;
+		row[3] = json_is_true(json_object_get(s, "stateful")) ? "YES" : "NO";
+		if (r >= 0)
+			r = lxm_table_add_row(t, row);
+	}
+	if (r >= 0) {
+		lxm_table_sort(t);
+		r = lxm_table_render(t, LXM_FORMAT_TABLE, &out);
+	}
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "%s: render snapshots", cmd);
+	printf("\nSnapshots:\n");
+	return lxm_cli_print(cmd, out, err);
+}
+
+/* A summary of one instance in lxc's words; only the fields the server sent. */
+static int info_instance(struct lxm_client *c, const char *cmd, const char *name,
+			 struct lxm_error **err)
+{
+	_cleanup_free_ char *ename = lxm_url_escape(name), *path = NULL;
+	_cleanup_json_ json_t *inst = NULL;
+	const json_t *state, *profiles, *p;
+	const char *s, *type;
+	json_int_t pid;
+	size_t i;
+	int r;
+
+	if (!ename || asprintf(&path, "/1.0/instances/%s?recursion=1", ename) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_client_request(c, "GET", path, NULL, &inst, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "instance '%s'", name);
+	state = json_object_get(inst, "state");
+
+	printf("Name: %s\n", name);
+	s = json_string_value(json_object_get(inst, "description"));
+	if (s && *s)
+		printf("Description: %s\n", s);
+	s = json_string_value(json_object_get(inst, "status"));
+	if (s) {
+		printf("Status: ");
+		for (; *s; s++)
+			putchar(toupper((unsigned char)*s));
+		putchar('\n');
+	}
+	type = json_string_value(json_object_get(inst, "type"));
+	printf("Type: %s%s\n", type && *type ? type : "container",
+	       json_is_true(json_object_get(inst, "ephemeral")) ? " (ephemeral)" : "");
+	s = json_string_value(json_object_get(inst, "architecture"));
+	if (s && *s)
+		printf("Architecture: %s\n", s);
+	pid = json_integer_value(json_object_get(state, "pid"));
+	if (pid > 0)
+		printf("PID: %" JSON_INTEGER_FORMAT "\n", pid);
+	print_time("Created", inst, "created_at");
+	print_time("Last Used", inst, "last_used_at");
+	profiles = json_object_get(inst, "profiles");
+	if (json_is_array(profiles)) {
+		printf("Profiles:");
+		json_array_foreach (profiles, i, p)
+			printf("%s %s", i ? "," : "",
+			       json_string_value(p) ? json_string_value(p) : "");
+		putchar('\n');
+	}
+	return print_snapshots(cmd, json_object_get(inst, "snapshots"), err);
+}
+
+int lxm_cmd_info(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	int r;
+
+	r = lxm_cli_nargs(argv[0], argc - 1, 0, 1, "at most one instance NAME", err);
+	if (r < 0)
+		return r;
+	if (argc > 1 && argv[1][0] == '-')
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: unknown flag '%s' (see 'lxm %s --help')", argv[0],
+				     argv[1], argv[0]);
+	r = lxm_cli_connect(&c, err);
+	if (r < 0)
+		return r;
+	if (argc == 1)
+		return info_server(c, argv[0], err);
+	return info_instance(c, argv[0], argv[1], err);
+}

@@ -1,1 +1,286 @@
-int main(void) { return 0; }
+/* lxm: the command-line client of lxmd, with lxc's verbs, flags and output. main() finds the verb
+ * in the table, answers --help and --version, runs the verb and prints its error, once. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/cleanup.h"
+#include "lib/util.h"
+#include "lxm/commands.h"
+
+static const struct lxm_command commands[] = {
+	{
+		.name = "delete",
+		.alias = "rm",
+		.run = lxm_cmd_delete,
+		.summary = "Delete instances",
+		.usage = "delete NAME [NAME...] [flags]",
+		.help = "Flags:\n"
+			"  -f, --force   Stop running instances first\n",
+	},
+	{
+		.name = "info",
+		.run = lxm_cmd_info,
+		.summary = "Show server or instance information",
+		.usage = "info [NAME]",
+		.help = "Without NAME, prints the server's GET /1.0 as YAML; with NAME, a summary "
+			"of "
+			"the instance.\n",
+	},
+	{
+		.name = "init",
+		.alias = "create",
+		.run = lxm_cmd_init,
+		.summary = "Create instances",
+		.usage = "init --empty [NAME] [flags]",
+		.help = "Flags:\n"
+			"      --empty          Create an instance with no root file system image\n"
+			"  -p, --profile NAME   Profile to apply (repeat for several; default: "
+			"the\n"
+			"                       server's default profile)\n"
+			"      --no-profiles    Apply no profile at all\n"
+			"  -c, --config K=V     Instance config key (repeatable)\n",
+	},
+	{
+		.name = "list",
+		.alias = "ls",
+		.run = lxm_cmd_list,
+		.summary = "List instances",
+		.usage = "list [FILTER...] [flags]",
+		.help = "A FILTER is a name prefix (or an anchored regular expression), or "
+			"key=value\n"
+			"on an instance field (status=running, type=container) or config key\n"
+			"(user.role=web). All filters must match.\n"
+			"\n"
+			"Flags:\n"
+			"  -c, --columns COLS   Columns (default ns46tS):\n"
+			"                       n name, s state, 4 IPv4, 6 IPv6, t type,\n"
+			"                       S snapshots, a architecture, c created at,\n"
+			"                       l last used at, d description, P profiles,\n"
+			"                       p PID, N processes, e project, L location;\n"
+			"                       a config key as a column: -c ns,user.role:ROLE\n"
+			"  -f, --format FMT     table (default), csv, json or yaml\n",
+	},
+	{
+		.name = "operation",
+		.summary = "List, show and cancel background operations",
+		.usage = "operation <command>",
+		.subcommands = lxm_operation_commands,
+	},
+	{
+		.name = "profile",
+		.summary = "Manage profiles",
+		.usage = "profile <command>",
+		.subcommands = lxm_profile_commands,
+	},
+	{
+		.name = "version",
+		.run = lxm_cmd_version,
+		.summary = "Show local and remote versions",
+		.usage = "version",
+	},
+	{},
+};
+
+static void print_command_list(const struct lxm_command *table)
+{
+	size_t width = 0;
+
+	for (const struct lxm_command *c = table; c->name; c++)
+		if (strlen(c->name) > width)
+			width = strlen(c->name);
+	for (const struct lxm_command *c = table; c->name; c++)
+		printf("  %-*s  %s\n", (int)width, c->name, c->summary);
+}
+
+static void print_top_help(void)
+{
+	printf("Usage: lxm <command> [flags]\n"
+	       "\n"
+	       "lxm is the command-line client of lxmd, a system container and virtual machine\n"
+	       "manager that serves LXD's REST API.\n"
+	       "\n"
+	       "Commands:\n");
+	print_command_list(commands);
+	printf("\n"
+	       "Global flags:\n"
+	       "  -h, --help     Print help\n"
+	       "      --version  Print the client version number\n"
+	       "\n"
+	       "Environment:\n"
+	       "  LXM_DIR     lxmd's directory (default %s); lxm talks to its unix.socket\n"
+	       "  LXM_SOCKET  the socket to talk to, overriding LXM_DIR\n"
+	       "\n"
+	       "Use \"lxm <command> --help\" for more about a command.\n",
+	       LXM_DEFAULT_DIR);
+}
+
+static void print_command_help(const struct lxm_command *cmd)
+{
+	printf("Usage: lxm %s\n\n%s\n", cmd->usage, cmd->summary);
+	if (cmd->alias)
+		printf("\nAlias: %s\n", cmd->alias);
+	if (cmd->subcommands) {
+		printf("\nCommands:\n");
+		print_command_list(cmd->subcommands);
+		printf("\nUse \"lxm %s <command> --help\" for more about a command.\n", cmd->name);
+	}
+	if (cmd->help)
+		printf("\n%s", cmd->help);
+}
+
+/* Edit distance where swapping two neighbouring letters counts as one edit ("lsit" is one edit
+ * from "list"), since that is the commonest typo. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), d[32][32];
+
+	if (la >= ARRAY_SIZE(d) || lb >= ARRAY_SIZE(d))
+		return (size_t)-1;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+/* The command a typo most likely meant: within two edits, or a prefix of one. */
+static const char *closest(const struct lxm_command *table, const char *typed)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+
+	for (const struct lxm_command *c = table; c->name; c++) {
+		size_t d = edit_distance(typed, c->name);
+
+		if (startswith(c->name, typed) && strlen(typed) >= 2)
+			d = 1;
+		if (d < best_d) {
+			best_d = d;
+			best = c->name;
+		}
+	}
+	return best;
+}
+
+static const struct lxm_command *find(const struct lxm_command *table, const char *name)
+{
+	for (const struct lxm_command *c = table; c->name; c++)
+		if (streq(c->name, name) || streq(c->alias, name))
+			return c;
+	return NULL;
+}
+
+static int unknown_command(const struct lxm_command *table, const char *prefix, const char *typed)
+{
+	const char *near = closest(table, typed);
+	const char *sp = *prefix ? " " : "";
+
+	fprintf(stderr, "Error: unknown command \"%s%s%s\" (see 'lxm %s%s--help')", prefix, sp,
+		typed, prefix, sp);
+	if (near)
+		fprintf(stderr, "; did you mean \"%s%s%s\"?", prefix, sp, near);
+	fputc('\n', stderr);
+	return EXIT_FAILURE;
+}
+
+/* --help and -h anywhere before "--" ask for help, as in lxc. */
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (streq(argv[i], "--"))
+			return false;
+		if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+			return true;
+	}
+	return false;
+}
+
+static int run(const struct lxm_command *cmd, const char *path, int argc, char **argv)
+{
+	_cleanup_error_ struct lxm_error *err = NULL;
+	int r;
+
+	argv[0] = (char *)path;
+	r = cmd->run(argc, argv, &err);
+	/* Output that never reached its file (a full disk, a closed pipe) is a failure too. */
+	if ((fflush(stdout) == EOF || ferror(stdout)) && r >= 0)
+		r = lxm_error_setx(&err, errno ? -errno : -EIO, 500, "%s: write output", path);
+	if (r >= 0)
+		return EXIT_SUCCESS;
+	fprintf(stderr, "Error: %s\n", err && err->msg ? err->msg : strerror(-r));
+	return EXIT_FAILURE;
+}
+
+int main(int argc, char **argv)
+{
+	const struct lxm_command *cmd, *sub;
+	char path[128];
+
+	if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h") ||
+	    (streq(argv[1], "help") && argc == 2)) {
+		print_top_help();
+		return EXIT_SUCCESS;
+	}
+	if (streq(argv[1], "--version")) {
+		printf("%s\n", PACKAGE_VERSION);
+		return EXIT_SUCCESS;
+	}
+	if (streq(argv[1], "help")) {
+		/* "lxm help profile show" is "lxm profile show --help". */
+		argv++;
+		argc--;
+		cmd = find(commands, argv[1]);
+		if (!cmd)
+			return unknown_command(commands, "", argv[1]);
+		sub = cmd->subcommands && argc > 2 ? find(cmd->subcommands, argv[2]) : NULL;
+		print_command_help(sub ? sub : cmd);
+		return EXIT_SUCCESS;
+	}
+	if (argv[1][0] == '-') {
+		fprintf(stderr, "Error: unknown flag '%s' (see 'lxm --help')\n", argv[1]);
+		return EXIT_FAILURE;
+	}
+
+	cmd = find(commands, argv[1]);
+	if (!cmd)
+		return unknown_command(commands, "", argv[1]);
+	if (!cmd->subcommands) {
+		if (wants_help(argc - 1, argv + 1)) {
+			print_command_help(cmd);
+			return EXIT_SUCCESS;
+		}
+		return run(cmd, cmd->name, argc - 1, argv + 1);
+	}
+
+	if (argc < 3 || streq(argv[2], "--help") || streq(argv[2], "-h")) {
+		print_command_help(cmd);
+		return EXIT_SUCCESS;
+	}
+	sub = find(cmd->subcommands, argv[2]);
+	if (!sub)
+		return unknown_command(cmd->subcommands, cmd->name, argv[2]);
+	snprintf(path, sizeof(path), "%s %s", cmd->name, sub->name);
+	if (wants_help(argc - 2, argv + 2)) {
+		print_command_help(sub);
+		return EXIT_SUCCESS;
+	}
+	return run(sub, path, argc - 2, argv + 2);
+}

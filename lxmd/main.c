@@ -140,6 +140,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "Error: daemonize: %s\n", strerror(-k));
 			return 1;
 		}
+		/* A daemon's lines go to its log file; a start-up error still reaches the user's
+		 * terminal once, from the failure path below. */
+		lxm_log_set_stderr(false);
 	}
 	uv_loop_init(&loop);
 	k = lxmd_init(&d, &loop, &cfg, &err);
@@ -158,7 +161,6 @@ int main(int argc, char **argv)
 		if (write(report, "R", 1) < 0) {
 		}
 		close(report);
-		lxm_log_set_stderr(false);
 		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 		if (devnull >= 0) {

@@ -17,8 +17,14 @@ int main(void)
 	is_int(lxm_error_prefix(&err, "start '%s'", "web1"), -ENOENT, "prefix returns the errno");
 	is_str(err->msg, "start 'web1': mount rootfs: /x: No such file or directory",
 	       "context first, cause last");
-	is_int(lxm_error_set(&err, -EINVAL, 400, "other"), -EINVAL, "set on a set error");
+	lxm_error_prefix(&err, "start '%s'", "web1");
 	is_str(err->msg, "start 'web1': mount rootfs: /x: No such file or directory",
+	       "the same context is not added twice");
+	lxm_error_prefix(&err, "start");
+	is_str(err->msg, "start: start 'web1': mount rootfs: /x: No such file or directory",
+	       "a context that is only a prefix of a word is still added");
+	is_int(lxm_error_set(&err, -EINVAL, 400, "other"), -EINVAL, "set on a set error");
+	is_str(err->msg, "start: start 'web1': mount rootfs: /x: No such file or directory",
 	       "the first error is kept");
 	lxm_error_free(err);
 	err = NULL;

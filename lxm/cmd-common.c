@@ -1,0 +1,328 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "lib/yaml.h"
+#include "lxm/commands.h"
+
+int lxm_cli_connect(struct lxm_client **ret, struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	int r;
+
+	r = lxm_client_new(&c, err);
+	if (r < 0)
+		return r;
+	r = lxm_client_server(c, NULL, err);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int lxm_cli_flag_error(const char *cmd, char **argv, int c, struct lxm_error **err)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	char shortopt[3] = {'-', (char)optopt, '\0'};
+
+	/* For a bad letter inside a cluster ("-xq"), optopt names it better than argv does. */
+	if (optopt && optopt < 128 && (!arg || arg[0] != '-' || arg[1] != '-'))
+		arg = shortopt;
+	if (c == ':')
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: flag '%s' needs a value (see 'lxm %s --help')", cmd, arg,
+				     cmd);
+	return lxm_error_set(err, -EINVAL, 400, "%s: unknown flag '%s' (see 'lxm %s --help')", cmd,
+			     arg, cmd);
+}
+
+int lxm_cli_nargs(const char *cmd, int nargs, int min, int max, const char *expected,
+		  struct lxm_error **err)
+{
+	if (nargs >= min && (max < 0 || nargs <= max))
+		return 0;
+	return lxm_error_set(err, -EINVAL, 400,
+			     "%s: expected %s, got %d argument%s (see 'lxm %s --help')", cmd,
+			     expected, nargs, nargs == 1 ? "" : "s", cmd);
+}
+
+int lxm_cli_parse_format(const char *cmd, const char *value, enum lxm_format *ret,
+			 struct lxm_error **err)
+{
+	enum lxm_format f = lxm_format_from_string(value);
+
+	if (f == _LXM_FORMAT_INVALID)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: invalid format '%s' (use table, csv, json or yaml)", cmd,
+				     value);
+	*ret = f;
+	return 0;
+}
+
+int lxm_cli_print(const char *cmd, const char *text, struct lxm_error **err)
+{
+	if (fputs(text, stdout) == EOF || fflush(stdout) == EOF)
+		return lxm_error_setx(err, -errno ? -errno : -EIO, 500, "%s: write output", cmd);
+	return 0;
+}
+
+int lxm_cli_print_list(const char *cmd, const json_t *value, const struct lxm_table *table,
+		       enum lxm_format fmt, struct lxm_error **err)
+{
+	_cleanup_free_ char *out = NULL;
+	int r;
+
+	if (fmt == LXM_FORMAT_JSON || fmt == LXM_FORMAT_YAML)
+		r = lxm_format_value(value, fmt, &out);
+	else
+		r = lxm_table_render(table, fmt, &out);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "%s: render output", cmd);
+	return lxm_cli_print(cmd, out, err);
+}
+
+char *lxm_cli_upper(const char *s)
+{
+	char *u = strdup(s ? s : "");
+
+	for (char *p = u; p && *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	return u;
+}
+
+int lxm_cli_split_kv(const char *arg, char **ret_key, char **ret_value)
+{
+	const char *eq = strchr(arg, '=');
+	char *k, *v;
+
+	if (!eq || eq == arg)
+		return -EINVAL;
+	k = strndup(arg, (size_t)(eq - arg));
+	v = strdup(eq + 1);
+	if (!k || !v) {
+		free(k);
+		free(v);
+		return -ENOMEM;
+	}
+	*ret_key = k;
+	*ret_value = v;
+	return 0;
+}
+
+int lxm_cli_string_map(const json_t *in, const char *what, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *out = json_object();
+	const char *k;
+	json_t *v;
+
+	if (!out)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", what);
+	if (json_is_null(in) || !in) {
+		*ret = TAKE_PTR(out);
+		return 0;
+	}
+	if (!json_is_object(in))
+		return lxm_error_set(err, -EINVAL, 400, "%s must be a map of key: value", what);
+	json_object_foreach ((json_t *)in, k, v) {
+		char num[32];
+		const char *s;
+
+		switch (json_typeof(v)) {
+		case JSON_STRING:
+			s = json_string_value(v);
+			break;
+		case JSON_INTEGER:
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+			s = num;
+			break;
+		case JSON_TRUE:
+			s = "true";
+			break;
+		case JSON_FALSE:
+			s = "false";
+			break;
+		case JSON_NULL:
+			s = "";
+			break;
+		default:
+			return lxm_error_set(err, -EINVAL, 400,
+					     "%s key '%s': value must be text, not a %s", what, k,
+					     json_is_array(v) ? "list" : "map");
+		}
+		if (json_object_set_new(out, k, json_string(s)) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", what);
+	}
+	*ret = TAKE_PTR(out);
+	return 0;
+}
+
+/* ---- editing ---- */
+
+static int read_fd(int fd, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (cap - len < 4096) {
+			char *grown = realloc(buf, cap + 65536);
+
+			if (!grown)
+				return -ENOMEM;
+			buf = grown;
+			cap += 65536;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*ret = TAKE_PTR(buf);
+	*ret_len = len;
+	return 0;
+}
+
+static int parse_and_check(const char *text, size_t len, lxm_cli_edit_check_fn check,
+			   void *userdata, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	_cleanup_free_ char *msg = NULL;
+	int r;
+
+	r = lxm_yaml_to_json(text, len, &doc, &msg);
+	if (r < 0)
+		return lxm_error_set(err, r, 400, "invalid YAML: %s", msg ? msg : "out of memory");
+	r = check(doc, userdata, err);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(doc);
+	return 0;
+}
+
+/* Runs the user's editor on path. The editor variable may carry arguments ("code --wait"), so it
+ * goes through the shell, with the file name passed as a separate argument, never spliced in. */
+static int run_editor(const char *path, struct lxm_error **err)
+{
+	const char *editor = getenv("VISUAL");
+	int status;
+	pid_t pid;
+
+	if (!editor || !*editor)
+		editor = getenv("EDITOR");
+	if (!editor || !*editor)
+		editor = "vi";
+	pid = fork();
+	if (pid < 0)
+		return lxm_error_setx(err, -errno, 500, "start editor '%s'", editor);
+	if (pid == 0) {
+		_cleanup_free_ char *script = NULL;
+
+		if (asprintf(&script, "%s \"$1\"", editor) < 0)
+			_exit(127);
+		execl("/bin/sh", "sh", "-c", script, "sh", path, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return lxm_error_setx(err, -errno, 500, "wait for editor '%s'", editor);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return lxm_error_set(err, -ECANCELED, 500,
+				     "editor '%s' failed (exit status %d); nothing was changed",
+				     editor, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 0;
+}
+
+static void unlink_tmp(char **path)
+{
+	if (*path) {
+		unlink(*path);
+		free(*path);
+	}
+}
+
+static int edit_in_editor(const char *header, const char *text, lxm_cli_edit_check_fn check,
+			  void *userdata, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_(unlink_tmp) char *path = NULL;
+	const char *tmpdir = getenv("TMPDIR");
+	_cleanup_close_ int fd = -1;
+	FILE *f;
+
+	if (asprintf(&path, "%s/lxm_editor_XXXXXX.yaml", tmpdir && *tmpdir ? tmpdir : "/tmp") < 0) {
+		path = NULL;
+		return lxm_error_set(err, -ENOMEM, 500, "edit: out of memory");
+	}
+	fd = mkostemps(path, 5, O_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+
+		free(TAKE_PTR(path));
+		return lxm_error_setx(err, r, 500, "create a temporary file in %s",
+				      tmpdir && *tmpdir ? tmpdir : "/tmp");
+	}
+	f = fdopen(TAKE_FD(fd), "w");
+	if (!f || fputs(header, f) == EOF || fputs(text, f) == EOF || fclose(f) != 0)
+		return lxm_error_setx(err, -EIO, 500, "write %s", path);
+
+	for (;;) {
+		_cleanup_error_ struct lxm_error *perr = NULL;
+		_cleanup_free_ char *buf = NULL;
+		_cleanup_close_ int rfd = -1;
+		char answer[64];
+		size_t len;
+		int r;
+
+		r = run_editor(path, err);
+		if (r < 0)
+			return r;
+		rfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (rfd < 0 || read_fd(rfd, &buf, &len) < 0)
+			return lxm_error_setx(err, -errno, 500, "read back %s", path);
+		r = parse_and_check(buf, len, check, userdata, ret, &perr);
+		if (r >= 0)
+			return 0;
+		/* Like lxc: show what is wrong and let the user fix it instead of losing the edit.
+		 */
+		fprintf(stderr, "Config parsing error: %s\n", perr->msg);
+		fprintf(stderr, "Press enter to open the editor again or ctrl+c to abort change\n");
+		if (!fgets(answer, sizeof(answer), stdin))
+			return lxm_error_set(err, r, 400, "%s", perr->msg);
+	}
+}
+
+int lxm_cli_edit_yaml(const char *header, const char *text, lxm_cli_edit_check_fn check,
+		      void *userdata, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r;
+
+	if (isatty(STDIN_FILENO))
+		return edit_in_editor(header, text, check, userdata, ret, err);
+
+	r = read_fd(STDIN_FILENO, &buf, &len);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "read standard input");
+	r = parse_and_check(buf, len, check, userdata, ret, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "standard input");
+	return 0;
+}

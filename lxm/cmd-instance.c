@@ -1,0 +1,255 @@
+/* lxm init, lxm delete. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/cleanup.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "lxm/commands.h"
+
+struct init_args {
+	bool empty;	  /* --empty: no image, an empty root file system */
+	bool no_profiles; /* --no-profiles: "profiles": [] rather than the server's default */
+	json_t *profiles; /* -p values in order, NULL when none was given */
+	json_t *config;	  /* -c key=value pairs */
+	const char *type; /* "container" or, with --vm, "virtual-machine" */
+	bool ephemeral;	  /* -e */
+};
+
+static void init_args_done(struct init_args *a)
+{
+	json_decref(a->profiles);
+	json_decref(a->config);
+}
+
+static int parse_init(int argc, char **argv, struct init_args *a, struct lxm_error **err)
+{
+	static const struct option options[] = {
+		{"empty", no_argument, NULL, 'E'},
+		{"profile", required_argument, NULL, 'p'},
+		{"no-profiles", no_argument, NULL, 'n'},
+		{"config", required_argument, NULL, 'c'},
+		{"vm", no_argument, NULL, 'v'},
+		{"ephemeral", no_argument, NULL, 'e'},
+		{},
+	};
+	const char *cmd = argv[0];
+	int opt;
+
+	a->type = "container";
+	a->config = json_object();
+	if (!a->config)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":p:c:e", options, NULL)) != -1) {
+		_cleanup_free_ char *key = NULL, *value = NULL;
+
+		switch (opt) {
+		case 'E':
+			a->empty = true;
+			break;
+		case 'n':
+			a->no_profiles = true;
+			break;
+		case 'v':
+			a->type = "virtual-machine";
+			break;
+		case 'e':
+			a->ephemeral = true;
+			break;
+		case 'p':
+			if (!a->profiles && !(a->profiles = json_array()))
+				return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+			if (json_array_append_new(a->profiles, json_string(optarg)) < 0)
+				return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+			break;
+		case 'c':
+			if (lxm_cli_split_kv(optarg, &key, &value) < 0)
+				return lxm_error_set(err, -EINVAL, 400,
+						     "%s: invalid config '%s': expected KEY=VALUE",
+						     cmd, optarg);
+			if (json_object_set_new(a->config, key, json_string(value)) < 0)
+				return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+			break;
+		default:
+			return lxm_cli_flag_error(cmd, argv, opt, err);
+		}
+	}
+	if (a->no_profiles && a->profiles)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: --no-profiles and --profile cannot be used together",
+				     cmd);
+	return 0;
+}
+
+/* The instance an operation created: lxc reads resources.instances, then resources.containers. */
+static const char *created_name(const json_t *op)
+{
+	const json_t *res = json_object_get(op, "resources");
+	const char *url = json_string_value(json_array_get(json_object_get(res, "instances"), 0));
+	const char *slash;
+
+	if (!url)
+		url = json_string_value(json_array_get(json_object_get(res, "containers"), 0));
+	slash = url ? strrchr(url, '/') : NULL;
+	return slash ? slash + 1 : url;
+}
+
+int lxm_cmd_init(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_(init_args_done) struct init_args a = {};
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *body = NULL, *op = NULL;
+	const char *cmd = argv[0], *name;
+	int r, nargs;
+
+	r = parse_init(argc, argv, &a, err);
+	if (r < 0)
+		return r;
+	nargs = argc - optind;
+	if (!a.empty) {
+		r = lxm_cli_nargs(cmd, nargs, 0, 2, "IMAGE [NAME], or --empty [NAME]", err);
+		if (r < 0)
+			return r;
+		if (nargs == 0)
+			return lxm_error_set(
+				err, -EOPNOTSUPP, 501,
+				"%s: no image given; images arrive with the image store "
+				"(use --empty [NAME])",
+				cmd);
+		if (nargs == 2)
+			return lxm_error_set(err, -EOPNOTSUPP, 501,
+					     "%s %s: cannot use image '%s': images arrive with the "
+					     "image store (use --empty)",
+					     cmd, argv[optind + 1], argv[optind]);
+		return lxm_error_set(
+			err, -EOPNOTSUPP, 501,
+			"%s %s: no image given; images arrive with the image store (use "
+			"--empty)",
+			cmd, argv[optind]);
+	}
+	r = lxm_cli_nargs(cmd, nargs, 0, 1, "at most one instance NAME", err);
+	if (r < 0)
+		return r;
+	name = nargs == 1 ? argv[optind] : NULL;
+
+	/* "profiles": null asks for the server's default profile, [] for none at all. */
+	body = json_pack("{s:{s:s}, s:s, s:o?, s:O}", "source", "type", "none", "type", a.type,
+			 "profiles", a.no_profiles ? json_array() : json_incref(a.profiles),
+			 "config", a.config);
+	if (!body || (name && json_object_set_new(body, "name", json_string(name)) < 0) ||
+	    (a.ephemeral && json_object_set_new(body, "ephemeral", json_true()) < 0))
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+
+	r = lxm_cli_connect(&c, err);
+	if (r < 0)
+		return r;
+	if (name)
+		printf("Creating %s\n", name);
+	else
+		printf("Creating the instance\n");
+	fflush(stdout);
+	r = lxm_client_do(c, "POST", "/1.0/instances", body, &op, err);
+	if (r < 0)
+		return name ? lxm_error_prefix(err, "create instance '%s'", name)
+			    : lxm_error_prefix(err, "create instance");
+	if (!name) {
+		name = created_name(op);
+		if (!name)
+			return lxm_error_set(
+				err, -EPROTO, 502,
+				"create instance: the server did not say which instance "
+				"it created");
+		printf("Instance name is: %s\n", name);
+	}
+	return 0;
+}
+
+/* "/1.0/instances/c1", or "/1.0/instances/c1/snapshots/s0" for "c1/s0" as lxc accepts. */
+static int instance_path(const char *name, char **ret)
+{
+	const char *slash = strchr(name, '/');
+	_cleanup_free_ char *inst = strndup(name, slash ? (size_t)(slash - name) : strlen(name));
+	_cleanup_free_ char *einst = inst ? lxm_url_escape(inst) : NULL, *esnap = NULL;
+
+	if (!einst || (slash && !(esnap = lxm_url_escape(slash + 1))))
+		return -ENOMEM;
+	if (asprintf(ret, "/1.0/instances/%s%s%s", einst, esnap ? "/snapshots/" : "",
+		     esnap ? esnap : "") < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int delete_one(struct lxm_client *c, const char *name, bool force, struct lxm_error **err)
+{
+	_cleanup_free_ char *path = NULL, *state_path = NULL;
+	_cleanup_json_ json_t *inst = NULL, *stop = NULL;
+	const char *status;
+	int r;
+
+	if (instance_path(name, &path) < 0 || asprintf(&state_path, "%s/state", path) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "delete '%s': out of memory", name);
+	r = lxm_client_request(c, "GET", path, NULL, &inst, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "delete '%s'", name);
+
+	/* Snapshots have no status; instances that run must be stopped first, by the user or
+	 * with --force, as lxc asks. */
+	status = json_string_value(json_object_get(inst, "status"));
+	if (!strchr(name, '/') && status && !streq(status, "Stopped") && !streq(status, "Error")) {
+		if (!force)
+			return lxm_error_set(err, -EBUSY, 409,
+					     "delete '%s': the instance is currently %s; stop it "
+					     "first or use --force",
+					     name, status);
+		stop = json_pack("{s:s, s:i, s:b, s:b}", "action", "stop", "timeout", -1, "force",
+				 1, "stateful", 0);
+		if (!stop)
+			return lxm_error_set(err, -ENOMEM, 500, "delete '%s': out of memory", name);
+		r = lxm_client_do(c, "PUT", state_path, stop, NULL, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "delete '%s': stop", name);
+	}
+	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "delete '%s'", name);
+	return 0;
+}
+
+int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err)
+{
+	static const struct option options[] = {
+		{"force", no_argument, NULL, 'f'},
+		{},
+	};
+	_cleanup_client_ struct lxm_client *c = NULL;
+	const char *cmd = argv[0];
+	bool force = false;
+	int opt, r;
+
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":f", options, NULL)) != -1) {
+		if (opt != 'f')
+			return lxm_cli_flag_error(cmd, argv, opt, err);
+		force = true;
+	}
+	r = lxm_cli_nargs(cmd, argc - optind, 1, -1, "at least one instance NAME", err);
+	if (r < 0)
+		return r;
+	r = lxm_cli_connect(&c, err);
+	if (r < 0)
+		return r;
+	for (int i = optind; i < argc; i++) {
+		r = delete_one(c, argv[i], force, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
