@@ -226,6 +226,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxm_db_open(dbpath, &d->db, err);
 	if (k < 0)
 		goto fail;
+	k = lxmd_instances_recover(d, err);
+	if (k < 0)
+		goto fail;
 	if ((k = lxm_events_new(&d->events)) < 0 ||
 	    (k = lxm_operations_new(loop, OPERATION_RETENTION_MS, on_operation_change, d,
 				    &d->ops)) < 0) {

@@ -58,6 +58,10 @@ void lxmd_shutdown(struct lxmd *d);
 /* Frees what lxmd_init() set up; call after the loop has ended. */
 void lxmd_fini(struct lxmd *d);
 
+/* Completes instances whose files are missing after an interrupted create (the database row is
+ * written first). Returns how many were repaired. Runs at start-up, before the API serves. */
+int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err);
+
 /* Where an instance's files live (its rootfs, backup.yaml). The one place that decides it, so that
  * storage pools can take it over. */
 int lxmd_instance_path(const struct lxmd *d, const char *name, char **ret);

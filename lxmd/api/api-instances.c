@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,13 +82,13 @@ static json_t *stopped_state(void)
 			 "swap_usage_peak", 0, "network", "pid", 0, "processes", 0);
 }
 
-static int instance_json(struct lxmd_request *r, const struct lxm_db_instance *inst, bool full,
+static int instance_json(struct lxmd *d, const struct lxm_db_instance *inst, bool full,
 			 json_t **ret, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *config = NULL, *devices = NULL, *j = NULL;
 	int k;
 
-	k = expand(r->d->db, inst, &config, &devices, err);
+	k = expand(d->db, inst, &config, &devices, err);
 	if (k < 0)
 		return k;
 	/* "o" steals: the instance's own maps are shared with an extra reference. */
@@ -108,7 +109,7 @@ static int instance_json(struct lxmd_request *r, const struct lxm_db_instance *i
 		_cleanup_strv_ char **snaps = NULL;
 		json_t *list = json_array();
 
-		k = lxm_db_instance_snapshot_names(r->d->db, inst->name, &snaps, err);
+		k = lxm_db_instance_snapshot_names(d->db, inst->name, &snaps, err);
 		if (k < 0) {
 			json_decref(list);
 			return k;
@@ -145,7 +146,7 @@ int lxmd_api_instances_get(struct lxmd_request *r, struct lxm_error **err)
 		k = lxm_db_instance_get(r->d->db, *n, &inst, err);
 		if (k < 0)
 			return lxm_error_prefix(err, "list instances");
-		k = instance_json(r, inst, recursion >= 2, &j, err);
+		k = instance_json(r->d, inst, recursion >= 2, &j, err);
 		if (k < 0)
 			return k;
 		json_array_append_new(list, j);
@@ -191,7 +192,7 @@ int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
 	k = get_instance(r, &inst, err);
 	if (k < 0)
 		return k;
-	k = instance_json(r, inst, recursion >= 1, &j, err);
+	k = instance_json(r->d, inst, recursion >= 1, &j, err);
 	if (k < 0)
 		return k;
 	return lxmd_respond_sync(r, TAKE_PTR(j), NULL);
@@ -258,26 +259,49 @@ static void job_free(void *p)
 	free(j);
 }
 
+/* backup.yaml: the instance as the API shows it, beside its files, so that the database can be
+ * rebuilt from storage. */
+static int backup_yaml(struct lxmd *d, const struct lxm_db_instance *inst, char **ret,
+		       struct lxm_error **err)
+{
+	_cleanup_json_ json_t *j = NULL, *backup = NULL;
+	int k;
+
+	k = instance_json(d, inst, false, &j, err);
+	if (k < 0)
+		return k;
+	backup = json_pack("{s:O, s:[]}", "container", j, "snapshots");
+	if (!backup || lxm_yaml_from_json(backup, ret) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "instance '%s': render backup.yaml",
+				     inst->name);
+	return 0;
+}
+
+/* Creates the instance's directory, its empty rootfs and backup.yaml; safe to repeat. Sets *step
+ * to what failed. Runs off the loop thread (or before the loop starts). */
+static int write_instance_files(const char *path, const char *yaml, const char **step)
+{
+	_cleanup_free_ char *rootfs = NULL, *backup = NULL;
+	int k;
+
+	if (asprintf(&rootfs, "%s/rootfs", path) < 0 || asprintf(&backup, "%s/backup.yaml", path) < 0)
+		return -ENOMEM;
+	*step = "create instance directory";
+	k = lxm_mkdir_p(path, 0711);
+	if (k < 0)
+		return k;
+	*step = "create rootfs directory";
+	if (mkdir(rootfs, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	*step = "write backup.yaml";
+	return lxm_write_file_atomic(backup, yaml, strlen(yaml), 0600);
+}
+
 static void create_work(uv_work_t *w)
 {
 	struct instance_job *j = w->data;
-	_cleanup_free_ char *rootfs = NULL, *backup = NULL;
 
-	if (asprintf(&rootfs, "%s/rootfs", j->path) < 0 || asprintf(&backup, "%s/backup.yaml", j->path) < 0) {
-		j->result = -ENOMEM;
-		return;
-	}
-	j->step = "create instance directory";
-	j->result = lxm_mkdir_p(j->path, 0711);
-	if (j->result < 0)
-		return;
-	j->step = "create rootfs directory";
-	if (mkdir(rootfs, 0755) < 0 && errno != EEXIST) {
-		j->result = -errno;
-		return;
-	}
-	j->step = "write backup.yaml";
-	j->result = lxm_write_file_atomic(backup, j->backup_yaml, strlen(j->backup_yaml), 0600);
+	j->result = write_instance_files(j->path, j->backup_yaml, &j->step);
 }
 
 static void create_done(uv_work_t *w, int status)
@@ -353,7 +377,7 @@ static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **e
 
 int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *profiles = NULL, *j = NULL, *backup = NULL;
+	_cleanup_json_ json_t *profiles = NULL;
 	_cleanup_free_ char *path = NULL, *yaml = NULL;
 	const char *name = NULL, *type = "container", *desc = "", *arch = NULL, *stype = NULL;
 	json_t *source = NULL, *config = NULL, *devices = NULL;
@@ -425,13 +449,9 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	k = lxm_db_instance_create(r->d->db, &inst, NULL, err);
 	if (k < 0)
 		return k;
-	k = instance_json(r, &inst, false, &j, err);
+	k = backup_yaml(r->d, &inst, &yaml, err);
 	if (k >= 0)
 		k = lxmd_instance_path(r->d, name, &path);
-	if (k >= 0) {
-		backup = json_pack("{s:O, s:[]}", "container", j, "snapshots");
-		k = backup ? lxm_yaml_from_json(backup, &yaml) : -ENOMEM;
-	}
 	job = k >= 0 ? calloc(1, sizeof(*job)) : NULL;
 	if (!job) {
 		lxm_db_instance_delete(r->d->db, name, NULL);
@@ -467,9 +487,59 @@ static void delete_work(uv_work_t *w)
 	int k;
 
 	j->step = "remove instance directory";
-	/* FTW_PHYS: never follow a symlink out of the instance's tree. */
+	/* FTW_PHYS: never follow a symlink out of the instance's tree. A callback's -errno comes
+	 * back as it is; nftw's own failure sets errno. A directory already gone (an interrupted
+	 * create or delete) is what deleting wants. */
+	errno = 0;
 	k = nftw(j->path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	j->result = k < 0 && errno != ENOENT ? -errno : k;
+	if (k == -1 && errno == ENOENT)
+		k = 0;
+	else if (k == -1)
+		k = -errno;
+	j->result = k;
+}
+
+int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err)
+{
+	_cleanup_strv_ char **names = NULL;
+	int k, repaired = 0;
+
+	k = lxm_db_instance_names(d->db, &names, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "recover instances");
+	for (char **n = names; n && *n; n++) {
+		_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+		_cleanup_free_ char *path = NULL, *backup = NULL, *yaml = NULL;
+		const char *step = NULL;
+
+		glob_t g = { 0 };
+
+		if ((k = lxmd_instance_path(d, *n, &path)) < 0 ||
+		    asprintf(&backup, "%s/backup.yaml", path) < 0 ||
+		    asprintf(&yaml, "%s.tmp??????", backup) < 0)
+			return -ENOMEM;
+		/* Temporary files of atomic writes that a kill interrupted. */
+		if (glob(yaml, GLOB_NOSORT, NULL, &g) == 0)
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				unlink(g.gl_pathv[i]);
+		globfree(&g);
+		free(TAKE_PTR(yaml));
+		if (access(backup, F_OK) == 0)
+			continue;
+		/* A create that was interrupted after its database row: finish it, so that the
+		 * instance is whole (the row is the source of truth for what the user asked). */
+		k = lxm_db_instance_get(d->db, *n, &inst, err);
+		if (k < 0 || (k = backup_yaml(d, inst, &yaml, err)) < 0)
+			return lxm_error_prefix(err, "recover instance '%s'", *n);
+		k = write_instance_files(path, yaml, &step);
+		if (k < 0)
+			return lxm_error_setx(err, k, 500, "recover instance '%s': %s %s", *n, step,
+					      path);
+		log_warn("instance '%s' had no backup.yaml (interrupted create): files rewritten",
+			 *n);
+		repaired++;
+	}
+	return repaired;
 }
 
 static void delete_done(uv_work_t *w, int status)

@@ -1,0 +1,666 @@
+"""Helpers for lxm's integration tests: a private lxmd on a temporary root, a tiny HTTP client over
+its unix socket, raw-bytes access, an events websocket, and the CLI.
+
+Stdlib only, plus python3-websocket (Debian) for the events stream and python3-yaml for CLI output.
+Every daemon lives under a fresh /tmp/lxm-it-XXXX directory and is stopped (and checked) by its
+owner; nothing here touches the host's /var/lib/lxm.
+"""
+
+import errno
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PREFIX = "lxm-it-"
+
+# RFC 3339 date-time with a mandatory zone (Z or +hh:mm), optional fraction.
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+# LXD operation status codes.
+STATUS_CODES = {100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 200, 400, 401}
+
+
+def build_dir():
+    d = os.environ.get("LXM_BUILD_DIR") or os.path.join(REPO, "build")
+    if not os.path.isabs(d):
+        d = os.path.join(REPO, d)
+    return d
+
+
+def lxmd_binary():
+    return os.path.join(build_dir(), "lxmd", "lxmd")
+
+
+def lxm_binary():
+    return os.path.join(build_dir(), "lxm", "lxm")
+
+
+def unique(name):
+    """A name that cannot collide with anything on the host: lxm-it-<name>-<random>."""
+    return "%s%s-%s" % (PREFIX, name, uuid.uuid4().hex[:6])
+
+
+def is_rfc3339(value):
+    return isinstance(value, str) and RFC3339.match(value) is not None
+
+
+def rfc3339_fields(obj, path=""):
+    """Yields (path, value) for every key that LXD defines as a timestamp."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = "%s.%s" % (path, k) if path else k
+            if (k.endswith("_at") or k == "timestamp") and isinstance(v, str):
+                yield p, v
+            else:
+                yield from rfc3339_fields(v, p)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from rfc3339_fields(v, "%s[%d]" % (path, i))
+
+
+def assert_timestamps(obj):
+    bad = [(p, v) for p, v in rfc3339_fields(obj) if not is_rfc3339(v)]
+    assert not bad, "timestamps not RFC 3339 with a zone: %r" % bad
+
+
+def assert_error_envelope(resp, status):
+    """An LXD error envelope whose error_code equals the HTTP status."""
+    assert resp.status == status, "expected HTTP %d, got %d: %r" % (status, resp.status, resp.raw[:500])
+    body = resp.json
+    assert isinstance(body, dict), "error body is not a JSON object: %r" % resp.raw[:500]
+    assert body.get("type") == "error", body
+    assert body.get("error_code") == status, body
+    assert isinstance(body.get("error"), str) and body["error"].strip(), body
+    return body["error"]
+
+
+def assert_sync(resp, status=200):
+    assert resp.status == status, "expected HTTP %d, got %d: %r" % (status, resp.status, resp.raw[:500])
+    body = resp.json
+    assert isinstance(body, dict), resp.raw[:500]
+    assert body.get("type") == "sync", body
+    assert body.get("status") == "Success", body
+    assert body.get("status_code") == 200, body
+    assert body.get("error_code", 0) == 0, body
+    assert body.get("error", "") == "", body
+    return body.get("metadata")
+
+
+def assert_async(resp):
+    assert resp.status == 202, "expected HTTP 202, got %d: %r" % (resp.status, resp.raw[:500])
+    body = resp.json
+    assert body.get("type") == "async", body
+    assert body.get("status_code") == 100, body
+    assert body.get("status") == "Operation created", body
+    op = body.get("metadata")
+    assert isinstance(op, dict) and op.get("id"), body
+    url = "/1.0/operations/" + op["id"]
+    assert body.get("operation") == url, body
+    assert resp.headers.get("Location") == url, dict(resp.headers)
+    return op
+
+
+# ---------------------------------------------------------------- HTTP over AF_UNIX
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client on a unix socket; Host is "localhost" like pylxd's."""
+
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.unix_path)
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Response:
+    """status, headers (case-insensitive), json (parsed body or None), raw (bytes)."""
+
+    def __init__(self, status, headers, raw, version=11):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.version = version
+        try:
+            self.json = json.loads(raw.decode("utf-8")) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            self.json = None
+
+    def __iter__(self):
+        return iter((self.status, self.headers, self.json))
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.raw[:300])
+
+
+class Headers(dict):
+    """A case-insensitive dict of response headers (last value wins)."""
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k.lower(), v)
+
+    def __getitem__(self, k):
+        return super().__getitem__(k.lower())
+
+    def get(self, k, default=None):
+        return super().get(k.lower(), default)
+
+    def __contains__(self, k):
+        return super().__contains__(k.lower())
+
+
+class RawConn:
+    """One client connection on which bytes are written as given and responses parsed by hand,
+    so that keep-alive, pipelining and connection closing can be observed."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        """Sends everything; a peer that stops reading and closes early is not an error here."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed by lxmd")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, head_request=False):
+        status_line = self._line().decode("latin-1")
+        m = re.match(r"^HTTP/1\.([01]) (\d{3})( .*)?$", status_line)
+        assert m, "malformed status line from lxmd: %r" % status_line
+        version = 10 + int(m.group(1))
+        status = int(m.group(2))
+        headers = Headers()
+        while True:
+            line = self._line().decode("latin-1")
+            if not line:
+                break
+            name, sep, value = line.partition(":")
+            assert sep, "malformed header line from lxmd: %r" % line
+            headers[name.strip()] = value.strip()
+        if head_request or status in (101, 204, 304):
+            body = b""
+        elif "chunked" in headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._line()
+        elif headers.get("Content-Length") is not None:
+            body = self._exact(int(headers["Content-Length"]))
+        else:
+            # Delimited by the connection close.
+            try:
+                while True:
+                    self._fill()
+            except EOFError:
+                pass
+            body, self.buf = self.buf, b""
+        return Response(status, headers, body, version)
+
+    def is_closed(self, timeout=5):
+        """True when the peer closes the connection (EOF) within timeout without sending more."""
+        if self.buf:
+            return False
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(1)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(old)
+        if data:
+            self.buf += data
+            return False
+        return True
+
+
+def http_request(method, path, body=None, headers=None, version="1.1"):
+    """Bytes of one request. body: dict/list (JSON), str or bytes."""
+    headers = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    lines = ["%s %s HTTP/%s" % (method, path, version), "Host: localhost"]
+    if body is not None and "Transfer-Encoding" not in headers:
+        headers.setdefault("Content-Length", str(len(body)))
+        headers.setdefault("Content-Type", "application/json")
+    for k, v in headers.items():
+        lines.append("%s: %s" % (k, v))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+def chunked(data, sizes):
+    """data encoded as chunks of the given sizes (the rest in one last chunk), then the end."""
+    out, pos = b"", 0
+    for n in sizes:
+        piece = data[pos:pos + n]
+        if not piece:
+            break
+        out += b"%x\r\n%s\r\n" % (len(piece), piece)
+        pos += n
+    if pos < len(data):
+        out += b"%x\r\n%s\r\n" % (len(data) - pos, data[pos:])
+    return out + b"0\r\n\r\n"
+
+
+# ---------------------------------------------------------------- events websocket
+
+class Events:
+    """The /1.0/events websocket; recv() returns parsed events."""
+
+    def __init__(self, path, types=None, timeout=10):
+        import websocket  # python3-websocket
+
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(path)
+        url = "ws://localhost/1.0/events"
+        if types:
+            url += "?type=" + ",".join(types)
+        self.ws = websocket.WebSocket()
+        try:
+            self.ws.connect(url, socket=s, timeout=timeout)
+        except BaseException:
+            s.close()
+            raise
+        self.seen = []
+
+    def close(self):
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass
+        try:
+            self.ws.shutdown()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def recv(self, timeout):
+        import websocket
+
+        self.ws.settimeout(timeout)
+        try:
+            opcode, data = self.ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            return None
+        assert opcode == websocket.ABNF.OPCODE_TEXT, \
+            "event frame is not TEXT (opcode %d): %r" % (opcode, data[:200])
+        ev = json.loads(data.decode("utf-8"))
+        self.seen.append(ev)
+        return ev
+
+    def wait_for(self, pred, timeout=15):
+        """Returns the first event (already seen or new) for which pred is true; fails after timeout."""
+        for ev in self.seen:
+            if pred(ev):
+                return ev
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no matching event within %ss; events seen: %s"
+                                     % (timeout, json.dumps(self.seen)[:3000]))
+            ev = self.recv(left)
+            if ev is not None and pred(ev):
+                return ev
+
+
+# ---------------------------------------------------------------- the daemon
+
+def pids_mentioning(text):
+    """Pids of processes whose command line mentions text (our temp root): for leftover checks."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+            with open("/proc/%s/stat" % d) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        if text.encode() in cmd:
+            out.append(int(d))
+    return out
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Lxmd:
+    """A private lxmd: base dir /tmp/lxm-it-XXXX holding root/ (the daemon's --root, with the
+    socket in it) and lxmd.stderr."""
+
+    def __init__(self, log_level=None, base=None):
+        self.lxmd_bin = lxmd_binary()
+        self.lxm_bin = lxm_binary()
+        for b in (self.lxmd_bin, self.lxm_bin):
+            if not os.access(b, os.X_OK):
+                raise RuntimeError("%s not built (LXM_BUILD_DIR=%s)" % (b, build_dir()))
+        self.base = base or tempfile.mkdtemp(prefix=PREFIX, dir="/tmp")
+        self.root = os.path.join(self.base, "root")
+        os.makedirs(self.root, exist_ok=True)
+        self.socket = os.path.join(self.root, "unix.socket")
+        self.stderr_path = os.path.join(self.base, "lxmd.stderr")
+        self.log_level = log_level or os.environ.get("LXM_IT_LOG_LEVEL", "debug")
+        self.proc = None
+        self.history = []  # stderr of earlier runs (restarts), for failure reports
+
+    # ---- lifecycle
+
+    def argv(self, extra=()):
+        return [self.lxmd_bin, "--root", self.root, "--socket", self.socket,
+                "--log-level", self.log_level, "--foreground"] + list(extra)
+
+    def start(self, timeout=10):
+        assert self.proc is None, "lxmd already started"
+        self._stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=self._stderr)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("lxmd exited with %d during startup:\n%s"
+                                   % (self.proc.returncode, self.stderr_text()))
+            try:
+                r = self.api("GET", "/1.0", timeout=2)
+                if r.status == 200:
+                    return
+                last = r
+            except (OSError, http.client.HTTPException) as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("lxmd did not answer GET /1.0 on %s within %ss (last: %r)\n%s"
+                           % (self.socket, timeout, last, self.stderr_text()))
+
+    def stop(self, timeout=10):
+        """SIGTERM; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return 0
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = None
+        self._stderr.close()
+        return rc
+
+    def stop_checked(self, timeout=10):
+        rc = self.stop(timeout)
+        assert rc == 0, "lxmd exited with %r after SIGTERM (expected 0 within %ss):\n%s" % (
+            rc, timeout, self.stderr_text()[-6000:])
+
+    def restart(self):
+        self.stop_checked()
+        self.start()
+
+    def kill9(self):
+        proc, self.proc = self.proc, None
+        proc.kill()
+        proc.wait()
+        self._stderr.close()
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def cleanup(self):
+        """Stops whatever is left and removes the base directory. Returns leftover pids."""
+        if self.proc is not None:
+            self.stop()
+        left = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            left = pids_mentioning(self.base)
+            if not left:
+                break
+            time.sleep(0.1)
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+        return left
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.root, "lxmd.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    # ---- clients
+
+    def api(self, method, path, body=None, headers=None, timeout=30):
+        """One request on a fresh connection. body: dict/list → JSON, str/bytes as given."""
+        conn = UnixHTTPConnection(self.socket, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            data = body
+            if body is not None and not isinstance(body, (bytes, str)):
+                data = json.dumps(body)
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            raw = r.read()
+            h = Headers()
+            for k, v in r.getheaders():
+                h[k] = v
+            return Response(r.status, h, raw, r.version)
+        finally:
+            conn.close()
+
+    def raw(self, data, timeout=10):
+        """Sends data on a fresh connection and returns the (first) parsed response."""
+        with RawConn(self.socket, timeout) as c:
+            c.send(data)
+            return c.read_response()
+
+    def conn(self, timeout=10):
+        return RawConn(self.socket, timeout)
+
+    def events(self, types=None, timeout=10):
+        return Events(self.socket, types, timeout)
+
+    def cli_env(self, extra=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LXM_", "LXD_"))}
+        env["LXM_DIR"] = self.root
+        env.setdefault("LC_ALL", "C.UTF-8")
+        if extra:
+            env.update(extra)
+        return env
+
+    def cli(self, *args, check=True, env=None, input=None, timeout=60):
+        p = subprocess.run([self.lxm_bin] + [str(a) for a in args], env=self.cli_env(env),
+                           input=input if input is not None else "", capture_output=True,
+                           text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("lxm %s exited %d\nstdout: %s\nstderr: %s"
+                                 % (" ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
+        return p
+
+    # ---- common API steps
+
+    def wait_op(self, op_id, timeout=30):
+        r = self.api("GET", "/1.0/operations/%s/wait?timeout=%d" % (op_id, timeout),
+                     timeout=timeout + 10)
+        return assert_sync(r)
+
+    def create_instance(self, name, profiles=None, wait=True, prefix="/1.0/instances"):
+        body = {"name": name, "source": {"type": "none"}}
+        if profiles is not None:
+            body["profiles"] = profiles
+        r = self.api("POST", prefix, body)
+        op = assert_async(r)
+        if wait:
+            done = self.wait_op(op["id"])
+            assert done["status"] == "Success", done
+            return done
+        return op
+
+    def delete_instance(self, name):
+        r = self.api("DELETE", "/1.0/instances/" + name)
+        op = assert_async(r)
+        done = self.wait_op(op["id"])
+        assert done["status"] == "Success", done
+        return done
+
+    def instance_names(self, prefix="/1.0/instances"):
+        urls = assert_sync(self.api("GET", prefix))
+        return sorted(u.rsplit("/", 1)[1] for u in urls)
+
+
+def run_as_nobody(argv, env=None, timeout=30):
+    """Runs argv as nobody:nogroup with no supplementary groups."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + argv,
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def copy_for_nobody(binary, base):
+    """A copy of binary that nobody can execute (the build tree may not be reachable by it)."""
+    d = os.path.join(base, "bin")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(base, 0o755)
+    os.chmod(d, 0o755)
+    dst = os.path.join(d, os.path.basename(binary))
+    shutil.copy2(binary, dst)
+    os.chmod(dst, 0o755)
+    return dst
+
+
+class FakeHTTPPeer:
+    """A unix socket server that is not an LXD API: it answers every request with
+    200 and an HTML body."""
+
+    BODY = b"<html><body>hello, I am not lxd</body></html>\n"
+
+    def __init__(self, path):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(16)
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.srv.settimeout(0.2)
+        while not self.stop_flag:
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" % (len(self.BODY), self.BODY))
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop_flag = True
+        self.srv.close()
+        self.thread.join(5)
+        try:
+            os.unlink(self.path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
