@@ -217,3 +217,30 @@ def test_many_concurrent_connections(lxmd):
         for c in conns:
             c.close()
     assert_sync(lxmd.api("GET", "/1.0"))
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def test_large_body_is_streamed_not_buffered(lxmd):
+    """64 MiB of chunked body to a path with no handler: lxmd reads it through without holding it
+    (its RSS stays flat), answers 404, and the connection goes on serving."""
+    pid = lxmd.proc.pid
+    before = _rss_kib(pid)
+    piece = b"x" * (1024 * 1024)
+    with lxmd.conn(timeout=60) as c:
+        c.send(b"POST /1.0/no-such-thing HTTP/1.1\r\nHost: localhost\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(64):
+            c.send(b"100000\r\n" + piece + b"\r\n")
+        c.send(b"0\r\n\r\n")
+        assert_error_envelope(c.read_response(), 404)
+        grown = _rss_kib(pid) - before
+        assert grown < 16 * 1024, f"lxmd RSS grew by {grown} KiB while discarding a 64 MiB body"
+        c.send(http_request("GET", "/1.0"))
+        assert assert_sync(c.read_response())["api_version"] == "1.0"
