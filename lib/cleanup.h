@@ -45,34 +45,34 @@ static inline void lxm_strv_freep(char ***v)
 	lxm_strv_free(*v);
 }
 
-#define _cleanup_free_ _cleanup_(lxm_freep)
-#define _cleanup_close_ _cleanup_(lxm_closep)
+#define _cleanup_free_	 _cleanup_(lxm_freep)
+#define _cleanup_close_	 _cleanup_(lxm_closep)
 #define _cleanup_fclose_ _cleanup_(lxm_fclosep)
-#define _cleanup_strv_ _cleanup_(lxm_strv_freep)
+#define _cleanup_strv_	 _cleanup_(lxm_strv_freep)
 
 /* Declares a cleanup helper name##p for a library type with its own destructor. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)    \
-	static inline void func##p(type *p)        \
-	{                                          \
-		if (*p)                            \
-			func(*p);                  \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+	static inline void func##p(type *p)                                                        \
+	{                                                                                          \
+		if (*p)                                                                            \
+			func(*p);                                                                  \
 	}
 
 /* Hands a pointer on and leaves NULL behind, so the local cleanup does nothing. */
-#define TAKE_PTR(ptr)                                  \
-	({                                             \
-		__typeof__(ptr) *_pptr_ = &(ptr);      \
-		__typeof__(ptr) _ptr_ = *_pptr_;       \
-		*_pptr_ = NULL;                        \
-		_ptr_;                                 \
+#define TAKE_PTR(ptr)                                                                              \
+	({                                                                                         \
+		__typeof__(ptr) *_pptr_ = &(ptr);                                                  \
+		__typeof__(ptr) _ptr_ = *_pptr_;                                                   \
+		*_pptr_ = NULL;                                                                    \
+		_ptr_;                                                                             \
 	})
 
-#define TAKE_FD(fd)                    \
-	({                             \
-		int *_pfd_ = &(fd);    \
-		int _fd_ = *_pfd_;     \
-		*_pfd_ = -1;           \
-		_fd_;                  \
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int *_pfd_ = &(fd);                                                                \
+		int _fd_ = *_pfd_;                                                                 \
+		*_pfd_ = -1;                                                                       \
+		_fd_;                                                                              \
 	})
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -15,13 +15,13 @@ struct lxm_http_limits {
 	size_t max_url;		 /* bytes of the request target; over it: 414 */
 	size_t max_header_bytes; /* bytes of request line plus all headers; over it: 431 */
 	size_t max_headers;	 /* number of header lines; over it: 431 */
-	size_t max_body;	 /* bytes of a buffered body; over it: 413 (streamed bodies: no limit) */
+	size_t max_body; /* bytes of a buffered body; over it: 413 (streamed bodies: no limit) */
 };
 
-#define LXM_HTTP_LIMITS_DEFAULT                                                              \
-	((struct lxm_http_limits){ .max_url = 8192,                                          \
-				   .max_header_bytes = 32768,                                \
-				   .max_headers = 100,                                       \
+#define LXM_HTTP_LIMITS_DEFAULT                                                                    \
+	((struct lxm_http_limits){ .max_url = 8192,                                                \
+				   .max_header_bytes = 32768,                                      \
+				   .max_headers = 100,                                             \
 				   .max_body = 8 * 1024 * 1024 })
 
 struct lxm_http_header {
@@ -42,9 +42,9 @@ struct lxm_http_request {
 	bool upgrade;			 /* an Upgrade request (websocket handshake) */
 	bool chunked;			 /* Transfer-Encoding: chunked */
 	int64_t content_length;		 /* Content-Length, or -1 when absent */
-	char *body;			 /* buffered body plus a NUL, or NULL (none, streamed, discarded) */
-	size_t body_len;		 /* bytes in body, without the NUL */
-	uint64_t body_seen;		 /* body bytes received so far in any mode */
+	char *body;	    /* buffered body plus a NUL, or NULL (none, streamed, discarded) */
+	size_t body_len;    /* bytes in body, without the NUL */
+	uint64_t body_seen; /* body bytes received so far in any mode */
 };
 
 enum lxm_http_body_mode {
@@ -66,7 +66,8 @@ struct lxm_http_parser_ops {
 enum lxm_http_feed_result {
 	LXM_HTTP_FEED_MORE,    /* all input consumed, the request is not complete yet */
 	LXM_HTTP_FEED_REQUEST, /* a request is complete: take it with lxm_http_parser_take() */
-	LXM_HTTP_FEED_UPGRADE, /* an Upgrade request's headers are complete; later bytes are not HTTP */
+	LXM_HTTP_FEED_UPGRADE, /* an Upgrade request's headers are complete; later bytes are not
+				  HTTP */
 };
 
 struct lxm_http_parser;
@@ -109,7 +110,8 @@ bool lxm_http_header_has_token(const char *value, const char *token);
  * malformed escape or an encoded NUL. */
 int lxm_http_url_decode(const char *in, size_t len, bool plus_as_space, char **ret);
 
-/* Decoded value of key in a query string ("a=1&b=x%20y"); "" for a bare key; -ENOENT when absent. */
+/* Decoded value of key in a query string ("a=1&b=x%20y"); "" for a bare key; -ENOENT when absent.
+ */
 int lxm_http_query_get(const char *query, const char *key, char **ret);
 
 /* "OK", "Not Found", ...; "Unknown" for codes it does not know. */

@@ -61,13 +61,15 @@ int lxm_json_decode_body(const char *body, size_t len, int type, bool allow_empt
 			*ret = NULL;
 			return 0;
 		}
-		return lxm_error_set(err, -EINVAL, 400, "request body is empty: a JSON %s is required",
+		return lxm_error_set(err, -EINVAL, 400,
+				     "request body is empty: a JSON %s is required",
 				     type == JSON_OBJECT ? "object" : "value");
 	}
 	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return lxm_error_set(err, -EINVAL, 400, "invalid JSON body: %s (line %d, column %d)",
-				     jerr.text, jerr.line, jerr.column);
+		return lxm_error_set(err, -EINVAL, 400,
+				     "invalid JSON body: %s (line %d, column %d)", jerr.text,
+				     jerr.line, jerr.column);
 	if (type >= 0 && (int)json_typeof(j) != type &&
 	    !(type == JSON_TRUE && json_is_boolean(j))) {
 		int r = lxm_error_set(err, -EINVAL, 400, "invalid JSON body: expected %s, got %s",
@@ -93,7 +95,8 @@ static int opt_field(const json_t *obj, const char *key, int type, json_t **ret,
 	return 1;
 }
 
-int lxm_json_opt_string(const json_t *obj, const char *key, const char **ret, struct lxm_error **err)
+int lxm_json_opt_string(const json_t *obj, const char *key, const char **ret,
+			struct lxm_error **err)
 {
 	json_t *v = NULL;
 	int r = opt_field(obj, key, JSON_STRING, &v, err);
@@ -136,7 +139,7 @@ int lxm_json_check_string_map(const json_t *obj, const char *what, struct lxm_er
 		return 0;
 	if (!json_is_object(obj))
 		return lxm_error_set(err, -EINVAL, 400, "%s must be an object of strings", what);
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach ((json_t *)obj, key, v) {
 		if (!*key)
 			return lxm_error_set(err, -EINVAL, 400, "%s: empty key", what);
 		if (!json_is_string(v))
@@ -157,7 +160,7 @@ int lxm_json_check_devices(const json_t *obj, struct lxm_error **err)
 		return 0;
 	if (!json_is_object(obj))
 		return lxm_error_set(err, -EINVAL, 400, "devices must be an object of objects");
-	json_object_foreach((json_t *)obj, name, dev) {
+	json_object_foreach ((json_t *)obj, name, dev) {
 		char what[128];
 
 		snprintf(what, sizeof(what), "device '%s'", name);

@@ -31,7 +31,8 @@ int lxm_json_decode_body(const char *body, size_t len, int type, bool allow_empt
 
 /* Typed optional field access. Absent or null: *ret keeps its value and 0 is returned. Wrong type:
  * -EINVAL with a 400 error naming the field and the type it must have. */
-int lxm_json_opt_string(const json_t *obj, const char *key, const char **ret, struct lxm_error **err);
+int lxm_json_opt_string(const json_t *obj, const char *key, const char **ret,
+			struct lxm_error **err);
 int lxm_json_opt_bool(const json_t *obj, const char *key, bool *ret, struct lxm_error **err);
 int lxm_json_opt_object(const json_t *obj, const char *key, json_t **ret, struct lxm_error **err);
 int lxm_json_opt_array(const json_t *obj, const char *key, json_t **ret, struct lxm_error **err);

@@ -27,10 +27,10 @@ void lxm_log_set_stderr(bool on);
 void lxm_log(enum lxm_log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) lxm_log(LXM_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) lxm_log(LXM_LOG_WARN, __VA_ARGS__)
-#define log_info(...) lxm_log(LXM_LOG_INFO, __VA_ARGS__)
-#define log_debug(...)                                    \
-	do {                                              \
-		if (lxm_log_get_level() >= LXM_LOG_DEBUG) \
-			lxm_log(LXM_LOG_DEBUG, __VA_ARGS__); \
+#define log_warn(...)  lxm_log(LXM_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  lxm_log(LXM_LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (lxm_log_get_level() >= LXM_LOG_DEBUG)                                          \
+			lxm_log(LXM_LOG_DEBUG, __VA_ARGS__);                                       \
 	} while (0)

@@ -26,7 +26,8 @@ struct lxm_ws_ops {
 	void (*on_message)(void *userdata, enum lxm_ws_opcode op, const uint8_t *data, size_t len);
 	/* The peer closed (status from its close frame, 1005 when it sent none) or broke the
 	 * protocol (1002) or sent an oversized message (1009). Called once. The owner closes the
-	 * transport once pending writes are done; it must not free the ws from inside a callback. */
+	 * transport once pending writes are done; it must not free the ws from inside a callback.
+	 */
 	void (*on_close)(void *userdata, uint16_t status);
 };
 

@@ -34,7 +34,7 @@ int lxm_cli_connect(struct lxm_client **ret, struct lxm_error **err)
 int lxm_cli_flag_error(const char *cmd, char **argv, int c, struct lxm_error **err)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : "?";
-	char shortopt[3] = {'-', (char)optopt, '\0'};
+	char shortopt[3] = { '-', (char)optopt, '\0' };
 
 	/* For a bad letter inside a cluster ("-xq"), optopt names it better than argv does. */
 	if (optopt && optopt < 128 && (!arg || arg[0] != '-' || arg[1] != '-'))

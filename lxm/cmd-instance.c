@@ -30,12 +30,12 @@ static void init_args_done(struct init_args *a)
 static int parse_init(int argc, char **argv, struct init_args *a, struct lxm_error **err)
 {
 	static const struct option options[] = {
-		{"empty", no_argument, NULL, 'E'},
-		{"profile", required_argument, NULL, 'p'},
-		{"no-profiles", no_argument, NULL, 'n'},
-		{"config", required_argument, NULL, 'c'},
-		{"vm", no_argument, NULL, 'v'},
-		{"ephemeral", no_argument, NULL, 'e'},
+		{ "empty", no_argument, NULL, 'E' },
+		{ "profile", required_argument, NULL, 'p' },
+		{ "no-profiles", no_argument, NULL, 'n' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "vm", no_argument, NULL, 'v' },
+		{ "ephemeral", no_argument, NULL, 'e' },
 		{},
 	};
 	const char *cmd = argv[0];
@@ -225,7 +225,7 @@ static int delete_one(struct lxm_client *c, const char *name, bool force, struct
 int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err)
 {
 	static const struct option options[] = {
-		{"force", no_argument, NULL, 'f'},
+		{ "force", no_argument, NULL, 'f' },
 		{},
 	};
 	_cleanup_client_ struct lxm_client *c = NULL;

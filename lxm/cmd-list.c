@@ -34,10 +34,11 @@ static const struct {
 	char shorthand;
 	const char *header;
 } column_defs[] = {
-	{'n', "NAME"},	       {'s', "STATE"},	     {'4', "IPV4"},	    {'6', "IPV6"},
-	{'t', "TYPE"},	       {'S', "SNAPSHOTS"},   {'a', "ARCHITECTURE"}, {'c', "CREATED AT"},
-	{'l', "LAST USED AT"}, {'d', "DESCRIPTION"}, {'P', "PROFILES"},	    {'p', "PID"},
-	{'N', "PROCESSES"},    {'e', "PROJECT"},     {'L', "LOCATION"},
+	{ 'n', "NAME" },	 { 's', "STATE" },	{ '4', "IPV4" },
+	{ '6', "IPV6" },	 { 't', "TYPE" },	{ 'S', "SNAPSHOTS" },
+	{ 'a', "ARCHITECTURE" }, { 'c', "CREATED AT" }, { 'l', "LAST USED AT" },
+	{ 'd', "DESCRIPTION" },	 { 'P', "PROFILES" },	{ 'p', "PID" },
+	{ 'N', "PROCESSES" },	 { 'e', "PROJECT" },	{ 'L', "LOCATION" },
 };
 
 struct columns {
@@ -61,7 +62,7 @@ static int columns_add(struct columns *c, char shorthand, const char *key, const
 	if (!v)
 		return -ENOMEM;
 	c->v = v;
-	v[c->n] = (struct column){.shorthand = shorthand};
+	v[c->n] = (struct column){ .shorthand = shorthand };
 	v[c->n].header = strdup(header);
 	v[c->n].config_key = key ? strdup(key) : NULL;
 	c->n++;
@@ -465,8 +466,8 @@ static int build_table(const json_t *instances, const struct columns *cols, stru
 int lxm_cmd_list(int argc, char **argv, struct lxm_error **err)
 {
 	static const struct option options[] = {
-		{"columns", required_argument, NULL, 'c'},
-		{"format", required_argument, NULL, 'f'},
+		{ "columns", required_argument, NULL, 'c' },
+		{ "format", required_argument, NULL, 'f' },
 		{},
 	};
 	_cleanup_(columns_done) struct columns cols = {};

@@ -96,11 +96,11 @@ static int add_row(struct lxm_table *t, const json_t *op)
 static int op_list(int argc, char **argv, struct lxm_error **err)
 {
 	static const struct option options[] = {
-		{"format", required_argument, NULL, 'f'},
+		{ "format", required_argument, NULL, 'f' },
 		{},
 	};
-	static const char *const header[] = {"ID",     "TYPE",	     "DESCRIPTION",
-					     "STATUS", "CANCELABLE", "CREATED"};
+	static const char *const header[] = { "ID",	"TYPE",	      "DESCRIPTION",
+					      "STATUS", "CANCELABLE", "CREATED" };
 	_cleanup_json_ json_t *groups = NULL, *ops = json_array();
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_client_ struct lxm_client *c = NULL;

@@ -60,7 +60,7 @@ static int put_profile(struct lxm_client *c, const char *name, json_t *config,
 		       const char *description, json_t *devices, const char *etag,
 		       struct lxm_error **err)
 {
-	struct lxm_client_response resp = {.if_match = etag};
+	struct lxm_client_response resp = { .if_match = etag };
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_free_ char *path = NULL;
 	int r;
@@ -83,7 +83,7 @@ static int put_profile(struct lxm_client *c, const char *name, json_t *config,
 static json_t *profile_view(const json_t *p)
 {
 	_cleanup_json_ json_t *view = lxm_json_reorder(p, profile_keys);
-	const char *maps[] = {"config", "devices"};
+	const char *maps[] = { "config", "devices" };
 
 	if (!view)
 		return NULL;
@@ -154,10 +154,10 @@ static int fetch_profiles(struct lxm_client *c, json_t **ret, struct lxm_error *
 static int profile_list(int argc, char **argv, struct lxm_error **err)
 {
 	static const struct option options[] = {
-		{"format", required_argument, NULL, 'f'},
+		{ "format", required_argument, NULL, 'f' },
 		{},
 	};
-	static const char *const header[] = {"NAME", "DESCRIPTION", "USED BY"};
+	static const char *const header[] = { "NAME", "DESCRIPTION", "USED BY" };
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *profiles = NULL;
@@ -462,8 +462,8 @@ static int check_devices(const json_t *in, json_t **ret, struct lxm_error **err)
 
 static int check_profile_doc(const json_t *doc, void *userdata, struct lxm_error **err)
 {
-	static const char *const known[] = {"config", "description", "devices",
-					    "name",   "used_by",     "project"};
+	static const char *const known[] = { "config", "description", "devices",
+					     "name",   "used_by",     "project" };
 	struct profile_edit *e = userdata;
 	const json_t *desc;
 	const char *key;

@@ -72,7 +72,7 @@ static void print_time(const char *label, const json_t *inst, const char *key)
 
 static int print_snapshots(const char *cmd, const json_t *snaps, struct lxm_error **err)
 {
-	static const char *const header[] = {"NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL"};
+	static const char *const header[] = { "NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL" };
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_free_ char *out = NULL;
 	const json_t *s;

@@ -88,7 +88,8 @@ int lxmd_kernel_check(const char *proc, json_t **ret_features, struct lxm_error 
 	free(path);
 	if (asprintf(&path, "%s/self/ns/time", proc) < 0)
 		return -ENOMEM;
-	json_object_set_new(f, "time_namespace", json_string(access(path, F_OK) == 0 ? "true" : "false"));
+	json_object_set_new(f, "time_namespace",
+			    json_string(access(path, F_OK) == 0 ? "true" : "false"));
 
 	free(path);
 	if (asprintf(&path, "%s/filesystems", proc) < 0)

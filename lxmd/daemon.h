@@ -14,29 +14,29 @@ struct lxm_operations;
 struct lxmd_server;
 
 struct lxmd_config {
-	char *root;		 /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
-	char *socket_path;	 /* API unix socket (default <root>/unix.socket) */
-	char *rundir;		 /* runtime state (default /run/lxm, or <root>/run for other roots) */
-	char *proc;		 /* where procfs is mounted ("/proc"; tests point it at a fake tree) */
+	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
+	char *socket_path; /* API unix socket (default <root>/unix.socket) */
+	char *rundir;	   /* runtime state (default /run/lxm, or <root>/run for other roots) */
+	char *proc;	   /* where procfs is mounted ("/proc"; tests point it at a fake tree) */
 	enum lxm_log_level level; /* log verbosity */
-	bool foreground;	 /* stay attached to the terminal instead of daemonizing */
+	bool foreground;	  /* stay attached to the terminal instead of daemonizing */
 };
 
 struct lxmd {
-	uv_loop_t *loop;		/* the one event loop */
-	struct lxmd_config cfg;		/* as started */
-	struct lxm_db *db;		/* state database */
-	struct lxmd_server *server;	/* API listener and connections */
-	struct lxm_operations *ops;	/* async operations */
-	struct lxm_events *events;	/* /1.0/events subscribers */
-	json_t *kernel_features;	/* what lxmd_kernel_check() found, shown in GET /1.0 */
-	uv_signal_t sig_term;		/* SIGTERM: clean shutdown */
-	uv_signal_t sig_int;		/* SIGINT: clean shutdown */
-	uv_timer_t shutdown_timer;	/* polls running operations during shutdown */
-	uint64_t shutdown_deadline;	/* monotonic ms after which shutdown stops waiting */
-	int lock_fd;			/* holds the root's lock for the daemon's life */
-	bool shutting_down;		/* a shutdown has begun */
-	int64_t started_at;		/* ns since the epoch */
+	uv_loop_t *loop;	    /* the one event loop */
+	struct lxmd_config cfg;	    /* as started */
+	struct lxm_db *db;	    /* state database */
+	struct lxmd_server *server; /* API listener and connections */
+	struct lxm_operations *ops; /* async operations */
+	struct lxm_events *events;  /* /1.0/events subscribers */
+	json_t *kernel_features;    /* what lxmd_kernel_check() found, shown in GET /1.0 */
+	uv_signal_t sig_term;	    /* SIGTERM: clean shutdown */
+	uv_signal_t sig_int;	    /* SIGINT: clean shutdown */
+	uv_timer_t shutdown_timer;  /* polls running operations during shutdown */
+	uint64_t shutdown_deadline; /* monotonic ms after which shutdown stops waiting */
+	int lock_fd;		    /* holds the root's lock for the daemon's life */
+	bool shutting_down;	    /* a shutdown has begun */
+	int64_t started_at;	    /* ns since the epoch */
 };
 
 /* Fills defaults for unset fields (root from $LXM_DIR or /var/lib/lxm, ...). */

@@ -157,8 +157,8 @@ void lxm_events_emit(struct lxm_events *ev, enum lxm_event_type type, json_t *me
 void lxm_events_lifecycle(struct lxm_events *ev, const char *action, const char *source,
 			  json_t *context)
 {
-	json_t *m = json_pack("{s:s, s:s, s:o, s:n}", "action", action, "source", source,
-			      "context", context ? context : json_object(), "requestor");
+	json_t *m = json_pack("{s:s, s:s, s:o, s:n}", "action", action, "source", source, "context",
+			      context ? context : json_object(), "requestor");
 
 	if (m)
 		lxm_events_emit(ev, LXM_EVENT_LIFECYCLE, m);

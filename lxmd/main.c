@@ -105,7 +105,9 @@ int main(int argc, char **argv)
 		case 'l':
 			cfg.level = lxm_log_level_from_string(optarg);
 			if (cfg.level == _LXM_LOG_LEVEL_INVALID) {
-				fprintf(stderr, "Error: invalid --log-level '%s' (error, warn, info, debug)\n",
+				fprintf(stderr,
+					"Error: invalid --log-level '%s' (error, warn, info, "
+					"debug)\n",
 					optarg);
 				return 1;
 			}
@@ -125,7 +127,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "Error: unexpected argument '%s' (see lxmd --help)\n", argv[optind]);
+		fprintf(stderr, "Error: unexpected argument '%s' (see lxmd --help)\n",
+			argv[optind]);
 		return 1;
 	}
 	if (lxmd_config_finish(&cfg) < 0) {

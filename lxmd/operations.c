@@ -42,14 +42,14 @@ struct lxm_operation {
 };
 
 struct lxm_operations {
-	uv_loop_t *loop;		       /* the daemon's loop */
-	uint64_t retention_ms;		       /* how long ended operations stay listed */
-	lxm_op_listener_fn listener;	       /* told about every change, or NULL */
-	void *listener_data;		       /* for listener */
-	TAILQ_HEAD(, lxm_operation) all;       /* live and retained operations */
-	size_t n;			       /* entries in all */
-	size_t closing;			       /* handles whose close callback is pending */
-	bool freeing;			       /* lxm_operations_free() was called */
+	uv_loop_t *loop;		 /* the daemon's loop */
+	uint64_t retention_ms;		 /* how long ended operations stay listed */
+	lxm_op_listener_fn listener;	 /* told about every change, or NULL */
+	void *listener_data;		 /* for listener */
+	TAILQ_HEAD(, lxm_operation) all; /* live and retained operations */
+	size_t n;			 /* entries in all */
+	size_t closing;			 /* handles whose close callback is pending */
+	bool freeing;			 /* lxm_operations_free() was called */
 };
 
 static const char *const class_names[_LXM_OP_CLASS_MAX] = {
@@ -296,8 +296,8 @@ struct lxm_operation *lxm_operation_find(struct lxm_operations *ops, const char 
 	struct lxm_operation *op;
 
 	TAILQ_FOREACH(op, &ops->all, link)
-		if (streq(op->id, id))
-			return op;
+	if (streq(op->id, id))
+		return op;
 	return NULL;
 }
 
@@ -310,7 +310,7 @@ int lxm_operations_list(struct lxm_operations *ops, struct lxm_operation ***ret,
 	if (!v)
 		return -ENOMEM;
 	TAILQ_FOREACH(op, &ops->all, link)
-		v[i++] = op;
+	v[i++] = op;
 	*ret = v;
 	*ret_n = i;
 	return 0;
@@ -413,8 +413,8 @@ void lxm_operations_free(struct lxm_operations *ops)
 	ops->freeing = true;
 	/* Running work gets the chance to stop; whatever it still holds is released below. */
 	TAILQ_FOREACH(op, &ops->all, link)
-		if (!lxm_operation_is_final(op) && op->cancel)
-			op->cancel(op, op->data, NULL);
+	if (!lxm_operation_is_final(op) && op->cancel)
+		op->cancel(op, op->data, NULL);
 	while ((op = TAILQ_FIRST(&ops->all))) {
 		struct lxm_op_wait *w;
 
@@ -438,6 +438,6 @@ size_t lxm_operations_running(struct lxm_operations *ops)
 	size_t n = 0;
 
 	TAILQ_FOREACH(op, &ops->all, link)
-		n += !lxm_operation_is_final(op);
+	n += !lxm_operation_is_final(op);
 	return n;
 }

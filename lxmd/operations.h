@@ -1,7 +1,8 @@
 /* Operations: LXD's asynchronous tasks. Each has a UUID, a class, a status that moves from
  * Pending/Running to a final state (Success, Failure, Cancelled), and is kept for a retention time
  * after it ends so that clients can still read its result. Every change is reported to a listener
- * (the events broadcaster) and wakes the requests waiting on it. All of it runs on the loop thread. */
+ * (the events broadcaster) and wakes the requests waiting on it. All of it runs on the loop thread.
+ */
 #pragma once
 
 #include <jansson.h>
@@ -45,7 +46,8 @@ struct lxm_operation;
 struct lxm_operations;
 
 /* Starts the work; called once on the loop thread by lxm_operation_start(). The work ends,
- * now or later, with lxm_operation_finish(). A negative return finishes it as a Failure with err. */
+ * now or later, with lxm_operation_finish(). A negative return finishes it as a Failure with err.
+ */
 typedef int (*lxm_op_run_fn)(struct lxm_operation *op, void *data, struct lxm_error **err);
 /* Asks running work to stop; it still ends with lxm_operation_finish() (Cancelled). NULL: the
  * operation cannot be cancelled. */

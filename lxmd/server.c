@@ -29,37 +29,37 @@ enum conn_mode {
 };
 
 struct lxmd_conn {
-	TAILQ_ENTRY(lxmd_conn) link;	 /* in server->conns */
-	struct lxmd_server *server;	 /* the owner */
-	uv_pipe_t pipe;			 /* the client's socket */
-	enum conn_mode mode;		 /* HTTP or websocket */
-	struct lxm_http_parser *parser;	 /* HTTP mode */
-	const struct lxmd_route *route;	 /* routed at headers time for the request being parsed */
-	char *args[4];			 /* its '*' segments */
-	bool containers;		 /* it used /1.0/containers */
-	struct lxmd_request *current;	 /* the request being answered, or NULL */
-	char *in;			 /* received bytes not parsed yet */
-	size_t in_len;			 /* bytes in in */
-	size_t in_cap;			 /* allocated size of in */
-	size_t queued;			 /* bytes written but not yet confirmed */
-	bool reading;			 /* uv_read_start is active */
-	bool close_after_write;		 /* close once queued reaches 0 */
-	bool closing;			 /* uv_close has been called */
-	bool eof;			 /* the peer finished sending */
-	bool processing;		 /* inside conn_process(): answers must not recurse */
-	struct lxm_ws *ws;		 /* websocket mode */
+	TAILQ_ENTRY(lxmd_conn) link;	  /* in server->conns */
+	struct lxmd_server *server;	  /* the owner */
+	uv_pipe_t pipe;			  /* the client's socket */
+	enum conn_mode mode;		  /* HTTP or websocket */
+	struct lxm_http_parser *parser;	  /* HTTP mode */
+	const struct lxmd_route *route;	  /* routed at headers time for the request being parsed */
+	char *args[4];			  /* its '*' segments */
+	bool containers;		  /* it used /1.0/containers */
+	struct lxmd_request *current;	  /* the request being answered, or NULL */
+	char *in;			  /* received bytes not parsed yet */
+	size_t in_len;			  /* bytes in in */
+	size_t in_cap;			  /* allocated size of in */
+	size_t queued;			  /* bytes written but not yet confirmed */
+	bool reading;			  /* uv_read_start is active */
+	bool close_after_write;		  /* close once queued reaches 0 */
+	bool closing;			  /* uv_close has been called */
+	bool eof;			  /* the peer finished sending */
+	bool processing;		  /* inside conn_process(): answers must not recurse */
+	struct lxm_ws *ws;		  /* websocket mode */
 	const struct lxmd_ws_ops *ws_ops; /* the websocket's owner */
-	void *ws_ud;			 /* for ws_ops */
+	void *ws_ud;			  /* for ws_ops */
 };
 
 struct lxmd_server {
-	struct lxmd *d;			   /* the daemon */
-	uv_pipe_t listener;		   /* the bound socket */
-	char *path;			   /* its path, unlinked on close */
-	TAILQ_HEAD(, lxmd_conn) conns;	   /* open connections */
-	size_t n_conns;			   /* entries in conns */
-	size_t handles;			   /* open handles incl. the listener */
-	bool closing;			   /* lxmd_server_close() was called */
+	struct lxmd *d;		       /* the daemon */
+	uv_pipe_t listener;	       /* the bound socket */
+	char *path;		       /* its path, unlinked on close */
+	TAILQ_HEAD(, lxmd_conn) conns; /* open connections */
+	size_t n_conns;		       /* entries in conns */
+	size_t handles;		       /* open handles incl. the listener */
+	bool closing;		       /* lxmd_server_close() was called */
 };
 
 struct write_req {
@@ -213,7 +213,8 @@ static void conn_fail(struct lxmd_conn *c, int status, const char *msg)
 	_cleanup_free_ char *text = e ? lxm_json_dump(e) : NULL;
 
 	log_debug("bad request: %d %s", status, msg);
-	if (!text || conn_respond(c, status, "application/json", text, strlen(text), false, NULL) < 0)
+	if (!text ||
+	    conn_respond(c, status, "application/json", text, strlen(text), false, NULL) < 0)
 		lxmd_conn_close(c);
 	c->in_len = 0;
 }
@@ -491,7 +492,8 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 				lxmd_conn_close(c);
 			return;
 		}
-		/* A client that hangs up on a request it is waiting for no longer needs the answer. */
+		/* A client that hangs up on a request it is waiting for no longer needs the answer.
+		 */
 		if (c->current && c->current->deferred) {
 			lxmd_conn_close(c);
 			return;

@@ -18,18 +18,18 @@ struct lxm_operation;
 
 /* One request being handled. Handlers answer it with one lxmd_respond_*() call, now or later. */
 struct lxmd_request {
-	struct lxmd *d;			 /* the daemon */
-	struct lxmd_conn *conn;		 /* where it came from */
-	struct lxm_http_request *http;	 /* method, path, headers, body */
-	const struct lxmd_route *route;	 /* the matched route */
-	char *args[4];			 /* path segments matched by '*' in the route, decoded */
-	bool containers;		 /* came through /1.0/containers: answer with its URLs */
-	json_t *body;			 /* decoded JSON body (routes that take one), or NULL */
-	bool deferred;			 /* the handler answers later (must set on_abort) */
+	struct lxmd *d;			/* the daemon */
+	struct lxmd_conn *conn;		/* where it came from */
+	struct lxm_http_request *http;	/* method, path, headers, body */
+	const struct lxmd_route *route; /* the matched route */
+	char *args[4];			/* path segments matched by '*' in the route, decoded */
+	bool containers;		/* came through /1.0/containers: answer with its URLs */
+	json_t *body;			/* decoded JSON body (routes that take one), or NULL */
+	bool deferred;			/* the handler answers later (must set on_abort) */
 	/* Called if the connection goes away before a deferred request is answered: the handler
 	 * drops its reference; the request is freed right after. */
 	void (*on_abort)(struct lxmd_request *r);
-	void *defer_data;		 /* for the deferring handler */
+	void *defer_data; /* for the deferring handler */
 };
 
 int lxmd_server_new(struct lxmd *d, const char *path, struct lxmd_server **ret,

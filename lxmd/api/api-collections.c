@@ -30,8 +30,8 @@ static int list_urls(struct lxmd_request *r, const char *prefix, const char *wha
 	if (k < 0)
 		return lxm_error_prefix(err, "list %s", what);
 	if (recursion > 0 && names && names[0])
-		return lxm_error_set(err, -EOPNOTSUPP, 501, "list %s: recursion is not supported yet",
-				     what);
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "list %s: recursion is not supported yet", what);
 	for (char **n = names; n && *n; n++) {
 		char *url = NULL;
 

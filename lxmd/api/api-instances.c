@@ -45,7 +45,7 @@ static int expand(struct lxm_db *db, const struct lxm_db_instance *inst, json_t 
 	json_t *name;
 	int k;
 
-	json_array_foreach(inst->profiles, i, name) {
+	json_array_foreach (inst->profiles, i, name) {
 		_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
 
 		k = lxm_db_profile_get(db, json_string_value(name), &p, err);
@@ -95,8 +95,9 @@ static int instance_json(struct lxmd *d, const struct lxm_db_instance *inst, boo
 	j = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:s,"
 		      " s:i, s:s, s:s}",
 		      "name", inst->name, "description", inst->description ? inst->description : "",
-		      "type", inst->type, "architecture", inst->architecture ? inst->architecture : "",
-		      "config", or_empty(inst->config, JSON_OBJECT), "devices",
+		      "type", inst->type, "architecture",
+		      inst->architecture ? inst->architecture : "", "config",
+		      or_empty(inst->config, JSON_OBJECT), "devices",
 		      or_empty(inst->devices, JSON_OBJECT), "expanded_config", TAKE_PTR(config),
 		      "expanded_devices", TAKE_PTR(devices), "ephemeral", inst->ephemeral,
 		      "stateful", inst->stateful, "profiles", or_empty(inst->profiles, JSON_ARRAY),
@@ -158,7 +159,7 @@ int lxmd_api_instances_get(struct lxmd_request *r, struct lxm_error **err)
 		size_t i;
 		json_t *j;
 
-		json_array_foreach(list, i, j) {
+		json_array_foreach (list, i, j) {
 			_cleanup_free_ char *url = NULL;
 
 			if (lxmd_instance_url(r, json_string_value(json_object_get(j, "name")),
@@ -237,14 +238,14 @@ int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **e
 
 /* Work for the thread pool: files are never touched on the loop thread. */
 struct instance_job {
-	uv_work_t work;		    /* libuv's */
-	struct lxmd *d;		    /* the daemon */
-	struct lxm_operation *op;   /* reports the result */
-	char *name;		    /* the instance */
-	char *path;		    /* its directory */
-	char *backup_yaml;	    /* what to write to backup.yaml (create), or NULL */
-	int result;		    /* 0 or -errno, set by the worker */
-	const char *step;	    /* what failed */
+	uv_work_t work;		  /* libuv's */
+	struct lxmd *d;		  /* the daemon */
+	struct lxm_operation *op; /* reports the result */
+	char *name;		  /* the instance */
+	char *path;		  /* its directory */
+	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
+	int result;		  /* 0 or -errno, set by the worker */
+	const char *step;	  /* what failed */
 };
 
 static void job_free(void *p)
@@ -284,7 +285,8 @@ static int write_instance_files(const char *path, const char *yaml, const char *
 	_cleanup_free_ char *rootfs = NULL, *backup = NULL;
 	int k;
 
-	if (asprintf(&rootfs, "%s/rootfs", path) < 0 || asprintf(&backup, "%s/backup.yaml", path) < 0)
+	if (asprintf(&rootfs, "%s/rootfs", path) < 0 ||
+	    asprintf(&backup, "%s/backup.yaml", path) < 0)
 		return -ENOMEM;
 	*step = "create instance directory";
 	k = lxm_mkdir_p(path, 0711);
@@ -311,8 +313,8 @@ static void create_done(uv_work_t *w, int status)
 	_cleanup_free_ char *url = NULL;
 
 	if (j->result < 0) {
-		lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name, j->step,
-			       j->path);
+		lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name,
+			       j->step, j->path);
 		/* The name was claimed in the database first: give it back. */
 		lxm_db_instance_delete(j->d->db, j->name, NULL);
 		lxm_operation_finish(j->op, err);
@@ -357,14 +359,14 @@ static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **e
 	if (!json_is_array(profiles))
 		return lxm_error_set(err, -EINVAL, 400, "field 'profiles' must be a list of names");
 	out = json_array();
-	json_array_foreach(profiles, i, v) {
+	json_array_foreach (profiles, i, v) {
 		size_t j;
 		json_t *w;
 
 		if (!json_is_string(v))
 			return lxm_error_set(err, -EINVAL, 400,
 					     "field 'profiles' must be a list of names");
-		json_array_foreach(out, j, w)
+		json_array_foreach (out, j, w)
 			if (json_equal(v, w))
 				return lxm_error_set(err, -EINVAL, 400,
 						     "profile '%s' is listed twice",
@@ -401,7 +403,8 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	    (k = lxm_json_opt_bool(r->body, "ephemeral", &inst.ephemeral, err)) < 0)
 		return lxm_error_prefix(err, "create instance");
 	if (!name || !*name)
-		return lxm_error_set(err, -EINVAL, 400, "create instance: field 'name' is required");
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create instance: field 'name' is required");
 	reason = lxm_name_invalid_reason(name);
 	if (reason)
 		return lxm_error_set(err, -EINVAL, 400, "create instance '%s': invalid name: %s",
@@ -430,7 +433,8 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 				     "create instance '%s': source type '%s' is not supported by "
 				     "this lxmd yet (only 'none')",
 				     name, stype);
-	if ((k = lxmd_check_config(config, err)) < 0 || (k = lxmd_check_devices(devices, err)) < 0 ||
+	if ((k = lxmd_check_config(config, err)) < 0 ||
+	    (k = lxmd_check_devices(devices, err)) < 0 ||
 	    (k = parse_profiles(r->body, &profiles, err)) < 0)
 		return lxm_error_prefix(err, "create instance '%s'", name);
 	uname(&u);
@@ -455,7 +459,9 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	job = k >= 0 ? calloc(1, sizeof(*job)) : NULL;
 	if (!job) {
 		lxm_db_instance_delete(r->d->db, name, NULL);
-		return k < 0 && *err ? k : lxm_error_set(err, -ENOMEM, 500, "create instance '%s'", name);
+		return k < 0 && *err
+			       ? k
+			       : lxm_error_set(err, -ENOMEM, 500, "create instance '%s'", name);
 	}
 	job->d = r->d;
 	job->name = strdup(name);
@@ -593,10 +599,11 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	if (k < 0)
 		return k;
 	if (streq(json_string_value(json_object_get(config, "security.protection.delete")), "true"))
-		return lxm_error_set(err, -EPERM, 403,
-				     "delete instance '%s': security.protection.delete is set; unset "
-				     "it first",
-				     inst->name);
+		return lxm_error_set(
+			err, -EPERM, 403,
+			"delete instance '%s': security.protection.delete is set; unset "
+			"it first",
+			inst->name);
 	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
@@ -611,7 +618,8 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 			      resources_for(r, inst->name), delete_run, NULL, job, job_free, &op);
 	if (k < 0) {
 		job_free(job);
-		return lxm_error_setx(err, k, 500, "delete instance '%s': new operation", inst->name);
+		return lxm_error_setx(err, k, 500, "delete instance '%s': new operation",
+				      inst->name);
 	}
 	lxm_operation_start(op);
 	return lxmd_respond_async(r, op);

@@ -30,9 +30,9 @@ static void lifecycle(struct lxmd_request *r, const char *action, const char *na
 /* The part of a profile that PUT replaces, hashed for the ETag. */
 static int profile_etag(const struct lxm_db_profile *p, char etag[65])
 {
-	_cleanup_json_ json_t *j = json_pack("{s:s, s:O?, s:O?}", "description",
-					     p->description ? p->description : "", "config",
-					     p->config, "devices", p->devices);
+	_cleanup_json_ json_t *j =
+		json_pack("{s:s, s:O?, s:O?}", "description", p->description ? p->description : "",
+			  "config", p->config, "devices", p->devices);
 
 	return j ? lxmd_etag(j, etag) : -ENOMEM;
 }
@@ -186,8 +186,8 @@ static int profile_update(struct lxmd_request *r, bool patch, struct lxm_error *
 	int k;
 
 	if (!r->body)
-		return lxm_error_set(err, -EINVAL, 400, "update profile '%s': request body is empty",
-				     r->args[0]);
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update profile '%s': request body is empty", r->args[0]);
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_db_profile_get(r->d->db, r->args[0], &p, err)) < 0)
 		return k;
@@ -250,8 +250,8 @@ int lxmd_api_profile_post(struct lxmd_request *r, struct lxm_error **err)
 	int k;
 
 	if (!r->body)
-		return lxm_error_set(err, -EINVAL, 400, "rename profile '%s': request body is empty",
-				     r->args[0]);
+		return lxm_error_set(err, -EINVAL, 400,
+				     "rename profile '%s': request body is empty", r->args[0]);
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "name", &name, err)) < 0)
 		return lxm_error_prefix(err, "rename profile '%s'", r->args[0]);

@@ -43,11 +43,8 @@ static const struct lxmd_route routes[] = {
 };
 
 static const char *const method_names[_LXMD_METHOD_MAX] = {
-	[LXMD_GET] = "GET",
-	[LXMD_PUT] = "PUT",
-	[LXMD_PATCH] = "PATCH",
-	[LXMD_POST] = "POST",
-	[LXMD_DELETE] = "DELETE",
+	[LXMD_GET] = "GET",   [LXMD_PUT] = "PUT",	[LXMD_PATCH] = "PATCH",
+	[LXMD_POST] = "POST", [LXMD_DELETE] = "DELETE",
 };
 
 enum lxmd_method lxmd_method_from_http(enum http_method m)
@@ -119,8 +116,7 @@ const struct lxmd_route *lxmd_api_match(const char *path, char *args[4], bool *r
 	while (len > 1 && norm[len - 1] == '/')
 		norm[--len] = '\0';
 	/* The legacy tree is the same resource with other URLs (pylxd only uses it). */
-	if (startswith(norm, "/1.0/containers") &&
-	    (norm[15] == '\0' || norm[15] == '/')) {
+	if (startswith(norm, "/1.0/containers") && (norm[15] == '\0' || norm[15] == '/')) {
 		memcpy(norm + 5, "instances", 9);
 		memmove(norm + 14, norm + 15, strlen(norm + 15) + 1);
 		*ret_containers = true;
@@ -178,8 +174,8 @@ void lxmd_api_handle(struct lxmd_request *r)
 	}
 	if ((m == LXMD_POST || m == LXMD_PUT || m == LXMD_PATCH) &&
 	    !(r->route->flags & LXMD_ROUTE_RAW_BODY)) {
-		/* DELETE-like POSTs (rename, cancel) may come with an empty body; handlers that need
-		 * one say so. */
+		/* DELETE-like POSTs (rename, cancel) may come with an empty body; handlers that
+		 * need one say so. */
 		k = lxm_json_decode_body(r->http->body, r->http->body_len, JSON_OBJECT, true,
 					 &r->body, &err);
 		if (k < 0) {
@@ -260,9 +256,10 @@ int lxmd_check_if_match(struct lxmd_request *r, const char *etag, struct lxm_err
 	}
 	if (len == strlen(etag) && memcmp(v, etag, len) == 0)
 		return 0;
-	return lxm_error_set(err, -ESTALE, 412,
-			     "%s changed since it was read (ETag mismatch): read it again and retry",
-			     r->http->path);
+	return lxm_error_set(
+		err, -ESTALE, 412,
+		"%s changed since it was read (ETag mismatch): read it again and retry",
+		r->http->path);
 }
 
 /* The field named by a dotted path ("config.limits.cpu" looks for the key "limits.cpu" inside
@@ -387,9 +384,9 @@ int lxmd_apply_filter(struct lxmd_request *r, json_t *list, struct lxm_error **e
 }
 
 static const char *const config_namespaces[] = {
-	"boot.",  "cloud-init.", "environment.", "image.",    "limits.", "linux.",
-	"migration.", "nvidia.",	 "raw.",	  "security.", "snapshots.", "user.",
-	"volatile.",
+	"boot.",      "cloud-init.", "environment.", "image.", "limits.",
+	"linux.",     "migration.",  "nvidia.",	     "raw.",   "security.",
+	"snapshots.", "user.",	     "volatile.",
 };
 
 int lxmd_check_config(const json_t *config, struct lxm_error **err)
@@ -401,7 +398,7 @@ int lxmd_check_config(const json_t *config, struct lxm_error **err)
 	k = lxm_json_check_string_map(config, "config", err);
 	if (k < 0 || !config)
 		return k;
-	json_object_foreach((json_t *)config, key, v) {
+	json_object_foreach ((json_t *)config, key, v) {
 		bool known = false;
 
 		for (size_t i = 0; i < ARRAY_SIZE(config_namespaces) && !known; i++)
@@ -426,12 +423,12 @@ int lxmd_check_devices(const json_t *devices, struct lxm_error **err)
 	k = lxm_json_check_devices(devices, err);
 	if (k < 0 || !devices)
 		return k;
-	json_object_foreach((json_t *)devices, name, dev) {
+	json_object_foreach ((json_t *)devices, name, dev) {
 		const char *reason = lxm_entity_name_invalid_reason(name);
 
 		if (reason)
-			return lxm_error_set(err, -EINVAL, 400, "invalid device name '%s': %s", name,
-					     reason);
+			return lxm_error_set(err, -EINVAL, 400, "invalid device name '%s': %s",
+					     name, reason);
 		if (!json_string_value(json_object_get(dev, "type")))
 			return lxm_error_set(err, -EINVAL, 400, "device '%s': missing key 'type'",
 					     name);

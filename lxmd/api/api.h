@@ -1,5 +1,6 @@
 /* The REST API: one route table for every resource. Each route names a path pattern ('*' matches
- * one segment) and a handler per method; /1.0/containers/... is served by the /1.0/instances routes. */
+ * one segment) and a handler per method; /1.0/containers/... is served by the /1.0/instances
+ * routes. */
 #pragma once
 
 #include <http_parser.h>
@@ -30,9 +31,9 @@ enum lxmd_route_flags {
 };
 
 struct lxmd_route {
-	const char *pattern;			     /* "/1.0/instances/ *" without the space */
+	const char *pattern;			    /* "/1.0/instances/ *" without the space */
 	lxmd_handler_fn handlers[_LXMD_METHOD_MAX]; /* NULL: 405 Method Not Allowed */
-	unsigned flags;				     /* enum lxmd_route_flags */
+	unsigned flags;				    /* enum lxmd_route_flags */
 };
 
 enum lxmd_method lxmd_method_from_http(enum http_method m);

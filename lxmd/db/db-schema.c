@@ -206,10 +206,10 @@ static const char schema_v4[] = "INSERT OR IGNORE INTO profiles (name, descripti
 				"('default', 'Default lxm profile');\n";
 
 const struct db_migration db_migrations[] = {
-	{.version = 1, .what = "instances, profiles and config", .sql = schema_v1},
-	{.version = 2, .what = "images and aliases", .sql = schema_v2},
-	{.version = 3, .what = "snapshots, storage and networks", .sql = schema_v3},
-	{.version = 4, .what = "default profile", .sql = schema_v4},
+	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
+	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
+	{ .version = 3, .what = "snapshots, storage and networks", .sql = schema_v3 },
+	{ .version = 4, .what = "default profile", .sql = schema_v4 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

@@ -110,11 +110,11 @@ static void check_request(const struct lxm_http_request *req, const struct lxm_h
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const size_t steps[] = {1, 2, 3, 7, 16, 61, 512, SIZE_MAX};
-	struct fuzz_state s = {0};
+	static const size_t steps[] = { 1, 2, 3, 7, 16, 61, 512, SIZE_MAX };
+	struct fuzz_state s = { 0 };
 	struct lxm_http_limits limits = LXM_HTTP_LIMITS_DEFAULT;
-	const struct lxm_http_parser_ops ops = {.on_headers = fuzz_on_headers,
-						.on_body = fuzz_on_body};
+	const struct lxm_http_parser_ops ops = { .on_headers = fuzz_on_headers,
+						 .on_body = fuzz_on_body };
 	struct lxm_http_parser *p = NULL;
 	const char *in;
 	size_t len, step, off = 0;
@@ -128,7 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	step = steps[s.sel % 8];
 	if (s.sel & 0x80)
 		limits = (struct lxm_http_limits){
-			.max_url = 40, .max_header_bytes = 200, .max_headers = 5, .max_body = 64};
+			.max_url = 40, .max_header_bytes = 200, .max_headers = 5, .max_body = 64
+		};
 	if (lxm_http_parser_new(&limits, &ops, &s, &p) < 0)
 		return 0;
 	s.parser = p;

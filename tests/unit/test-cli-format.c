@@ -34,10 +34,10 @@ static void check_render(const struct lxm_table *t, enum lxm_format fmt, const c
 
 static void test_table(void)
 {
-	static const char *const header[] = {"NAME", "STATE", "IPV4", "SNAPSHOTS"};
+	static const char *const header[] = { "NAME", "STATE", "IPV4", "SNAPSHOTS" };
 	_cleanup_table_ struct lxm_table *t = make_table(4, header);
-	const char *c1[] = {"c1", "RUNNING", "10.0.4.5 (eth1)\n10.0.3.5 (eth0)", "2"};
-	const char *c2[] = {"c2", "STOPPED", "", "0"};
+	const char *c1[] = { "c1", "RUNNING", "10.0.4.5 (eth1)\n10.0.3.5 (eth0)", "2" };
+	const char *c2[] = { "c2", "STOPPED", "", "0" };
 
 	check_render(t, LXM_FORMAT_TABLE,
 		     "+------+-------+------+-----------+\n"
@@ -64,22 +64,22 @@ static void test_table(void)
 		     "c1,RUNNING,\"10.0.4.5 (eth1)\n10.0.3.5 (eth0)\",2\n"
 		     "c2,STOPPED,,0\n",
 		     "CSV has no header and quotes multi-line cells");
-	ok(lxm_table_render(t, LXM_FORMAT_JSON, &(char *){NULL}) == -EINVAL,
+	ok(lxm_table_render(t, LXM_FORMAT_JSON, &(char *){ NULL }) == -EINVAL,
 	   "a table cannot render as JSON");
 }
 
 static void test_table_details(void)
 {
-	static const char *const h1[] = {"N"};
-	static const char *const h2[] = {"NAME", "DESCRIPTION"};
+	static const char *const h1[] = { "N" };
+	static const char *const h2[] = { "NAME", "DESCRIPTION" };
 	_cleanup_table_ struct lxm_table *wide = make_table(1, h1);
 	_cleanup_table_ struct lxm_table *utf = make_table(2, h2);
 	_cleanup_table_ struct lxm_table *csv =
-		make_table(4, (const char *const[]){"A", "B", "C", "D"});
-	const char *w[] = {"abcd"};
-	const char *u[] = {"café", "ünïcödé"};
-	const char *q[] = {"a,b", "say \"hi\"", " lead", "plain"};
-	const char *nulls[] = {NULL, "x"};
+		make_table(4, (const char *const[]){ "A", "B", "C", "D" });
+	const char *w[] = { "abcd" };
+	const char *u[] = { "café", "ünïcödé" };
+	const char *q[] = { "a,b", "say \"hi\"", " lead", "plain" };
+	const char *nulls[] = { NULL, "x" };
 
 	ok(lxm_table_add_row(wide, w) == 0, "add");
 	check_render(wide, LXM_FORMAT_TABLE,
@@ -109,9 +109,9 @@ static void test_table_details(void)
 
 static void test_sort(void)
 {
-	static const char *const h[] = {"NAME", "X"};
+	static const char *const h[] = { "NAME", "X" };
 	_cleanup_table_ struct lxm_table *t = make_table(2, h);
-	const char *names[] = {"c10", "c2", "b", "c1", "c02"};
+	const char *names[] = { "c10", "c2", "b", "c1", "c02" };
 	_cleanup_free_ char *out = NULL;
 
 	ok(lxm_natural_cmp("c2", "c10") < 0, "c2 < c10");
@@ -122,7 +122,7 @@ static void test_sort(void)
 	ok(lxm_natural_cmp("", "") == 0, "empty strings are equal");
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		ok(lxm_table_add_row(t, (const char *const[]){names[i], i % 2 ? "1" : "0"}) == 0,
+		ok(lxm_table_add_row(t, (const char *const[]){ names[i], i % 2 ? "1" : "0" }) == 0,
 		   "add %s", names[i]);
 	lxm_table_sort(t);
 	ok(lxm_table_render(t, LXM_FORMAT_CSV, &out) == 0, "render");
@@ -146,7 +146,7 @@ static void test_formats(void)
 	is_str(js, "[{\"name\":\"c1\",\"num\":2,\"e\":false}]\n", "json is compact, on one line");
 	ok(lxm_format_value(j, LXM_FORMAT_YAML, &ys) == 0, "yaml renders");
 	is_str(ys, "- name: c1\n  num: 2\n  e: false\n", "yaml is a block list");
-	ok(lxm_format_value(j, LXM_FORMAT_CSV, &(char *){NULL}) == -EINVAL,
+	ok(lxm_format_value(j, LXM_FORMAT_CSV, &(char *){ NULL }) == -EINVAL,
 	   "values do not render as csv");
 }
 
@@ -174,7 +174,7 @@ static void test_time(void)
 
 static void test_json_order(void)
 {
-	static const char *const keys[] = {"name", "config", "missing", NULL};
+	static const char *const keys[] = { "name", "config", "missing", NULL };
 	_cleanup_json_ json_t *in = json_loads(
 		"{\"z\":1,\"config\":{\"b\":\"2\",\"a\":{\"d\":1,\"c\":2}},\"a\":0,\"name\":\"p\"}",
 		0, NULL);
@@ -288,15 +288,16 @@ static void test_cli_helpers(void)
 	ok(lxm_cli_split_kv("limits.cpu=2=3", &k, &v) == 0, "split key=value");
 	is_str(k, "limits.cpu", "key");
 	is_str(v, "2=3", "the value keeps later '='");
-	is_int(lxm_cli_split_kv("novalue", &(char *){NULL}, &(char *){NULL}), -EINVAL, "no '='");
-	is_int(lxm_cli_split_kv("=v", &(char *){NULL}, &(char *){NULL}), -EINVAL, "no key");
+	is_int(lxm_cli_split_kv("novalue", &(char *){ NULL }, &(char *){ NULL }), -EINVAL,
+	       "no '='");
+	is_int(lxm_cli_split_kv("=v", &(char *){ NULL }, &(char *){ NULL }), -EINVAL, "no key");
 	is_str(up, "RUNNING", "upper-case");
 
 	ok(lxm_cli_string_map(in, "config", &out, &err) == 0, "string map");
 	dump = json_dumps(out, JSON_COMPACT);
 	is_str(dump, "{\"s\":\"x\",\"i\":\"2\",\"t\":\"true\",\"f\":\"false\",\"n\":\"\"}",
 	       "typed YAML scalars turn back into their text");
-	is_int(lxm_cli_string_map(bad, "config", &(json_t *){NULL}, &err), -EINVAL, "a list");
+	is_int(lxm_cli_string_map(bad, "config", &(json_t *){ NULL }, &err), -EINVAL, "a list");
 	is_str(err ? err->msg : NULL, "config key 'l': value must be text, not a list",
 	       "the error names the key");
 }

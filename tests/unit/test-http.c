@@ -26,7 +26,7 @@ struct fed {
 /* Feeds data in pieces of step bytes until a request is complete or feeding fails. */
 static struct fed feed_split(struct lxm_http_parser *p, const char *data, size_t len, size_t step)
 {
-	struct fed f = {0};
+	struct fed f = { 0 };
 
 	while (f.consumed < len) {
 		size_t n = len - f.consumed < step ? len - f.consumed : step;
@@ -286,7 +286,8 @@ static void expect_failure(const struct lxm_http_limits *limits, const char *tex
 static void test_limits(void)
 {
 	struct lxm_http_limits small = {
-		.max_url = 32, .max_header_bytes = 256, .max_headers = 4, .max_body = 16};
+		.max_url = 32, .max_header_bytes = 256, .max_headers = 4, .max_body = 16
+	};
 	char buf[1024];
 	int n;
 
@@ -416,9 +417,9 @@ static int stream_on_body(struct lxm_http_request *req, const char *data, size_t
 static void test_stream(void)
 {
 	const size_t total = 10 * 1024 * 1024, chunk = 8000;
-	struct stream_state s = {.mode = LXM_HTTP_BODY_STREAM};
-	struct lxm_http_parser_ops ops = {.on_headers = stream_on_headers,
-					  .on_body = stream_on_body};
+	struct stream_state s = { .mode = LXM_HTTP_BODY_STREAM };
+	struct lxm_http_parser_ops ops = { .on_headers = stream_on_headers,
+					   .on_body = stream_on_body };
 	_cleanup_parser_ struct lxm_http_parser *p = parser_new(NULL, &ops, &s);
 	_cleanup_free_ char *wire = NULL;
 	size_t len = 0, off = 0, sent = 0;
@@ -483,9 +484,9 @@ static void test_big_buffered(void)
 
 static void test_discard(void)
 {
-	struct stream_state s = {.mode = LXM_HTTP_BODY_DISCARD};
-	struct lxm_http_parser_ops ops = {.on_headers = stream_on_headers,
-					  .on_body = stream_on_body};
+	struct stream_state s = { .mode = LXM_HTTP_BODY_DISCARD };
+	struct lxm_http_parser_ops ops = { .on_headers = stream_on_headers,
+					   .on_body = stream_on_body };
 	struct lxm_http_limits limits = LXM_HTTP_LIMITS_DEFAULT;
 	_cleanup_parser_ struct lxm_http_parser *p = NULL;
 	_cleanup_free_ char *wire = NULL;
@@ -528,7 +529,7 @@ static int reject_on_headers(struct lxm_http_request *req, void *userdata)
 
 static void test_reject(void)
 {
-	struct lxm_http_parser_ops ops = {.on_headers = reject_on_headers};
+	struct lxm_http_parser_ops ops = { .on_headers = reject_on_headers };
 	struct lxm_http_parser *p = NULL;
 	enum lxm_http_feed_result res;
 	ssize_t r;
@@ -664,8 +665,8 @@ static void test_query_get(void)
 
 static void test_helpers(void)
 {
-	static const int known[] = {100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 406,
-				    409, 411, 412, 413, 414, 415, 422, 431, 500, 501, 503};
+	static const int known[] = { 100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 406,
+				     409, 411, 412, 413, 414, 415, 422, 431, 500, 501, 503 };
 	int unknown = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
@@ -688,9 +689,9 @@ static void test_helpers(void)
 
 static void test_response_head(void)
 {
-	const char *extra[] = {"Location: /1.0/operations/abc", "X-Test: 1", NULL};
-	const char *bad[] = {"X-Evil: a\r\nSet-Cookie: b", NULL};
-	const char *nocolon[] = {"garbage", NULL};
+	const char *extra[] = { "Location: /1.0/operations/abc", "X-Test: 1", NULL };
+	const char *bad[] = { "X-Evil: a\r\nSet-Cookie: b", NULL };
+	const char *nocolon[] = { "garbage", NULL };
 	char *s = NULL;
 	size_t len = 0;
 
@@ -732,13 +733,13 @@ static void test_target_forms(void)
 	static const struct {
 		const char *line, *path, *query;
 	} cases[] = {
-		{"GET http://lxd/1.0/instances?x=1 HTTP/1.1", "/1.0/instances", "x=1"},
-		{"GET http://lxd HTTP/1.1", "/", NULL},
-		{"GET http://lxd?a=b HTTP/1.1", "/", "a=b"},
-		{"GET https://user@lxd:8443/x%20y HTTP/1.1", "/x y", NULL},
-		{"OPTIONS * HTTP/1.1", "*", NULL},
-		{"GET /a%2Fb/c? HTTP/1.1", "/a/b/c", ""},
-		{"GET /a#frag HTTP/1.1", "/a", NULL},
+		{ "GET http://lxd/1.0/instances?x=1 HTTP/1.1", "/1.0/instances", "x=1" },
+		{ "GET http://lxd HTTP/1.1", "/", NULL },
+		{ "GET http://lxd?a=b HTTP/1.1", "/", "a=b" },
+		{ "GET https://user@lxd:8443/x%20y HTTP/1.1", "/x y", NULL },
+		{ "OPTIONS * HTTP/1.1", "*", NULL },
+		{ "GET /a%2Fb/c? HTTP/1.1", "/a/b/c", "" },
+		{ "GET /a#frag HTTP/1.1", "/a", NULL },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

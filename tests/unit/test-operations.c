@@ -87,9 +87,9 @@ static void test_wait_and_timeout(void)
 	uv_timer_init(&loop, &c.timer);
 	c.timer.data = &c;
 	ok(lxm_operations_new(&loop, 100, listener, &c, &ops) == 0, "table created");
-	ok(lxm_operation_new(ops, LXM_OP_TASK, "Slow thing", json_pack("{s:[s]}", "instances",
-								       "/1.0/instances/c1"),
-			     run_slow, NULL, &c, NULL, &op) == 0,
+	ok(lxm_operation_new(ops, LXM_OP_TASK, "Slow thing",
+			     json_pack("{s:[s]}", "instances", "/1.0/instances/c1"), run_slow, NULL,
+			     &c, NULL, &op) == 0,
 	   "operation created");
 	is_int(lxm_operation_status(op), LXM_STATUS_PENDING, "new operation is pending");
 	lxm_operation_start(op);

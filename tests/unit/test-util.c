@@ -11,7 +11,8 @@
 
 int main(void)
 {
-	char buf[LXM_RFC3339_MAX], hex[65], uuid[37], dir[] = "/tmp/lxm-unit-util-XXXXXX", path[256];
+	char buf[LXM_RFC3339_MAX], hex[65], uuid[37], dir[] = "/tmp/lxm-unit-util-XXXXXX",
+						      path[256];
 	struct timespec ts = { 1714557600, 5 };
 	_cleanup_free_ char *data = NULL;
 	size_t len = 0;

@@ -81,7 +81,7 @@ static const struct lxm_ws_ops end_ops = {
 
 static void end_init(struct end *e, enum lxm_ws_role role, size_t max_message)
 {
-	*e = (struct end){.name = role == LXM_WS_SERVER ? "server" : "client"};
+	*e = (struct end){ .name = role == LXM_WS_SERVER ? "server" : "client" };
 	if (lxm_ws_new(role, max_message, &end_ops, e, &e->ws) < 0)
 		abort();
 }
@@ -129,7 +129,7 @@ static void pump(struct end *a, struct end *b)
 static size_t build_frame(uint8_t *buf, bool fin, uint8_t opcode, const void *payload, size_t len,
 			  bool masked)
 {
-	static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+	static const uint8_t key[4] = { 0x37, 0xfa, 0x21, 0x3d };
 	const uint8_t *p = payload;
 	size_t n = 0;
 
@@ -247,7 +247,7 @@ static void test_exchange(void)
 {
 	struct end s, c;
 	_cleanup_free_ uint8_t *big = malloc(100 * 1000);
-	static const uint8_t bin[] = {0, 1, 2, 0xff, 0, 0x80};
+	static const uint8_t bin[] = { 0, 1, 2, 0xff, 0, 0x80 };
 
 	if (!big)
 		abort();
