@@ -1,0 +1,65 @@
+/* The policy compiler: turns an instance's expanded config into the limits and security settings
+ * the runtime applies. Pure: no files, no syscalls; every value it cannot parse is an error that
+ * names the key and says what a valid value looks like. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* Resource limits; -1 (or NULL) means "not set". */
+struct lxm_limits {
+	int64_t memory;	       /* limits.memory in bytes ("512MiB", "1GB"; "50%" of host_memory) */
+	bool memory_swap;      /* limits.memory.swap (default true) */
+	bool memory_soft;      /* limits.memory.enforce=soft: a reservation, not a hard cap */
+	char *cpuset;	       /* limits.cpu as a cpu list ("0-1,3"); a count N becomes "0-(N-1)" */
+	int64_t cpu_quota_us;  /* limits.cpu.allowance "50%" -> 50000/100000, "25ms/100ms" */
+	int64_t cpu_period_us; /* period for cpu_quota_us */
+	int64_t cpu_weight;    /* limits.cpu.priority 0-10 mapped to a cgroup v2 weight 1-10000 */
+	int64_t processes;     /* limits.processes */
+};
+
+struct lxm_policy_host {
+	uint64_t memory_bytes; /* host RAM, for percentages */
+	unsigned ncpus;	       /* online CPUs, for counts and validation */
+	bool apparmor;	       /* the kernel has AppArmor enabled */
+	bool selinux;	       /* the kernel has SELinux enabled */
+	const char *root;      /* lxmd's root dir: part of the generated AppArmor profile name */
+};
+
+struct lxm_policy {
+	bool privileged;	/* security.privileged */
+	bool nesting;		/* security.nesting */
+	struct lxm_limits limits;
+	uint64_t caps_drop;	/* bounding-set capabilities to drop, bit n = capability n */
+	char **syscalls_deny;	/* default deny list + security.syscalls.deny (names), NULL-terminated */
+	char **syscalls_allow;	/* security.syscalls.allow (allow-list mode), or NULL */
+	char *apparmor_profile; /* name to exec init under (generated or security.apparmor.profile);
+				   NULL when the host has no AppArmor */
+	char *apparmor_text;	/* the generated profile's source, or NULL when one was named */
+	char *selinux_label;	/* security.selinux.label, or the default container label when the
+				   host has SELinux; NULL otherwise */
+	int halt_signal;	/* from image.* / config: SIGRTMIN+3 systemd, SIGUSR2 busybox, SIGPWR sysv */
+	int64_t time_offset_monotonic; /* linux.time.offset: seconds */
+	int64_t time_offset_boottime;  /* linux.time.offset: seconds */
+};
+
+/* Compiles the policy for instance name. */
+int lxm_policy_compile(const char *name, const json_t *expanded_config,
+		       const struct lxm_policy_host *host, struct lxm_policy **ret,
+		       struct lxm_error **err);
+void lxm_policy_free(struct lxm_policy *p);
+
+/* Value parsers, shared with live updates. Each returns -EINVAL with err naming key. */
+int lxm_parse_size(const char *key, const char *value, uint64_t percent_of, int64_t *ret,
+		   struct lxm_error **err);
+int lxm_parse_cpu(const char *key, const char *value, unsigned ncpus, char **ret_cpuset,
+		  struct lxm_error **err);
+int lxm_parse_allowance(const char *key, const char *value, int64_t *ret_quota_us,
+			int64_t *ret_period_us, struct lxm_error **err);
+
+/* The generated AppArmor profile for an instance (also what tests validate with apparmor_parser). */
+int lxm_apparmor_profile(const char *name, const struct lxm_policy_host *host, bool nesting,
+			 bool privileged, char **ret_name, char **ret_text);
