@@ -1,4 +1,4 @@
-/* lxm init, lxm delete. */
+/* lxm init, lxm launch, lxm delete. */
 #include "config.h"
 
 #include <errno.h>
@@ -101,48 +101,45 @@ static const char *created_name(const json_t *op)
 	return slash ? slash + 1 : url;
 }
 
-int lxm_cmd_init(int argc, char **argv, struct lxm_error **err)
+/* init and launch: create from IMAGE (or --empty), then start for launch. */
+static int create_instance(int argc, char **argv, bool start, struct lxm_error **err)
 {
 	_cleanup_(init_args_done) struct init_args a = {};
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL, *op = NULL;
-	const char *cmd = argv[0], *name;
+	_cleanup_json_ json_t *body = NULL, *op = NULL, *source = NULL;
+	_cleanup_free_ char *state_path = NULL;
+	const char *cmd = argv[0], *name, *image = NULL;
 	int r, nargs;
 
 	r = parse_init(argc, argv, &a, err);
 	if (r < 0)
 		return r;
 	nargs = argc - optind;
-	if (!a.empty) {
-		r = lxm_cli_nargs(cmd, nargs, 0, 2, "IMAGE [NAME], or --empty [NAME]", err);
+	if (a.empty) {
+		if (start)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"%s: --empty makes an instance with nothing to boot; use "
+				"'lxm init --empty'",
+				cmd);
+		r = lxm_cli_nargs(cmd, nargs, 0, 1, "at most one instance NAME", err);
 		if (r < 0)
 			return r;
-		if (nargs == 0)
-			return lxm_error_set(
-				err, -EOPNOTSUPP, 501,
-				"%s: no image given; images arrive with the image store "
-				"(use --empty [NAME])",
-				cmd);
-		if (nargs == 2)
-			return lxm_error_set(err, -EOPNOTSUPP, 501,
-					     "%s %s: cannot use image '%s': images arrive with the "
-					     "image store (use --empty)",
-					     cmd, argv[optind + 1], argv[optind]);
-		return lxm_error_set(
-			err, -EOPNOTSUPP, 501,
-			"%s %s: no image given; images arrive with the image store (use "
-			"--empty)",
-			cmd, argv[optind]);
+		name = nargs == 1 ? argv[optind] : NULL;
+		source = json_pack("{s:s}", "type", "none");
+	} else {
+		r = lxm_cli_nargs(cmd, nargs, 1, 2, "IMAGE [NAME] (or --empty [NAME])", err);
+		if (r < 0)
+			return r;
+		image = argv[optind];
+		name = nargs == 2 ? argv[optind + 1] : NULL;
+		source = json_pack("{s:s, s:s}", "type", "image", "alias", image);
 	}
-	r = lxm_cli_nargs(cmd, nargs, 0, 1, "at most one instance NAME", err);
-	if (r < 0)
-		return r;
-	name = nargs == 1 ? argv[optind] : NULL;
 
 	/* "profiles": null asks for the server's default profile, [] for none at all. */
-	body = json_pack("{s:{s:s}, s:s, s:o?, s:O}", "source", "type", "none", "type", a.type,
-			 "profiles", a.no_profiles ? json_array() : json_incref(a.profiles),
-			 "config", a.config);
+	body = json_pack("{s:O, s:s, s:o?, s:O}", "source", source, "type", a.type, "profiles",
+			 a.no_profiles ? json_array() : json_incref(a.profiles), "config",
+			 a.config);
 	if (!body || (name && json_object_set_new(body, "name", json_string(name)) < 0) ||
 	    (a.ephemeral && json_object_set_new(body, "ephemeral", json_true()) < 0))
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
@@ -168,7 +165,29 @@ int lxm_cmd_init(int argc, char **argv, struct lxm_error **err)
 				"it created");
 		printf("Instance name is: %s\n", name);
 	}
+	if (!start)
+		return 0;
+	printf("Starting %s\n", name);
+	fflush(stdout);
+	json_decref(TAKE_PTR(body));
+	body = json_pack("{s:s, s:i, s:b, s:b}", "action", "start", "timeout", 0, "force", false,
+			 "stateful", false);
+	if (!body || asprintf(&state_path, "/1.0/instances/%s/state", name) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_client_do(c, "PUT", state_path, body, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "start '%s'", name);
 	return 0;
+}
+
+int lxm_cmd_init(int argc, char **argv, struct lxm_error **err)
+{
+	return create_instance(argc, argv, false, err);
+}
+
+int lxm_cmd_launch(int argc, char **argv, struct lxm_error **err)
+{
+	return create_instance(argc, argv, true, err);
 }
 
 /* "/1.0/instances/c1", or "/1.0/instances/c1/snapshots/s0" for "c1/s0" as lxc accepts. */

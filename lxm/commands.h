@@ -13,7 +13,8 @@
 
 /* A verb's handler. argv[0] is the full command ("profile show") for messages, the rest are the
  * user's arguments; --help has already been handled by main. Returns 0 or a negative errno with
- * *err set; only main prints the error. */
+ * *err set; only main prints the error. A positive return (exec's command status) is the exit
+ * status. */
 typedef int (*lxm_command_fn)(int argc, char **argv, struct lxm_error **err);
 
 struct lxm_command {
@@ -37,7 +38,16 @@ int lxm_cmd_info(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_list(int argc, char **argv, struct lxm_error **err);
 /* cmd-instance.c */
 int lxm_cmd_init(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_launch(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err);
+/* cmd-lifecycle.c */
+int lxm_cmd_start(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_stop(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_restart(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_pause(int argc, char **argv, struct lxm_error **err);
+
+/* cmd-exec.c: returns the command's exit status (a positive return is main's exit status) */
+int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err);
 
 /* ---- shared helpers (cmd-common.c) ---- */
 

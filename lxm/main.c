@@ -22,6 +22,23 @@ static const struct lxm_command commands[] = {
 			"  -f, --force   Stop running instances first\n",
 	},
 	{
+		.name = "exec",
+		.run = lxm_cmd_exec,
+		.summary = "Execute commands in instances",
+		.usage = "exec NAME [flags] [--] COMMAND [ARG...]",
+		.help = "The exit status is the command's. The session is interactive (a\n"
+			"terminal in the instance) when stdin and stdout are terminals.\n"
+			"\n"
+			"Flags:\n"
+			"  -t, --force-interactive     Allocate a terminal without a local one\n"
+			"  -T, --force-noninteractive  Pipes only, even on a terminal\n"
+			"  -n, --disable-stdin         Give the command no input (stdin at EOF)\n"
+			"      --env K=V               Environment variable (repeatable)\n"
+			"      --cwd DIR               Working directory inside the instance\n"
+			"      --user UID              User ID to run as (default 0)\n"
+			"      --group GID             Group ID to run as (default 0)\n",
+	},
+	{
 		.name = "info",
 		.run = lxm_cmd_info,
 		.summary = "Show server or instance information",
@@ -35,15 +52,66 @@ static const struct lxm_command commands[] = {
 		.alias = "create",
 		.run = lxm_cmd_init,
 		.summary = "Create instances",
-		.usage = "init --empty [NAME] [flags]",
-		.help = "Flags:\n"
+		.usage = "init IMAGE [NAME] [flags] | init --empty [NAME] [flags]",
+		.help = "IMAGE is an image alias; 'busybox' is built locally on first use.\n\n"
+			"Flags:\n"
 			"      --empty          Create an instance with no root file system image\n"
 			"  -p, --profile NAME   Profile to apply (repeat for several; default: "
 			"the\n"
 			"                       server's default profile)\n"
 			"      --no-profiles    Apply no profile at all\n"
-			"  -c, --config K=V     Instance config key (repeatable)\n",
+			"  -c, --config K=V     Instance config key (repeatable)\n"
+			"  -e, --ephemeral      Ephemeral instance\n",
 	},
+	{
+		.name = "launch",
+		.run = lxm_cmd_launch,
+		.summary = "Create and start instances from images",
+		.usage = "launch IMAGE [NAME] [flags]",
+		.help = "IMAGE is an image alias; 'busybox' is built locally on first use.\n\n"
+			"Flags:\n"
+			"  -p, --profile NAME   Profile to apply (repeat for several)\n"
+			"      --no-profiles    Apply no profile at all\n"
+			"  -c, --config K=V     Instance config key (repeatable)\n"
+			"  -e, --ephemeral      Ephemeral instance\n",
+	},
+	{
+		.name = "start",
+		.run = lxm_cmd_start,
+		.summary = "Start instances",
+		.usage = "start NAME...",
+		.help = NULL,
+	},
+	{
+		.name = "stop",
+		.run = lxm_cmd_stop,
+		.summary = "Stop instances",
+		.usage = "stop NAME... [flags]",
+		.help = "Flags:\n"
+			"  -f, --force          Kill the instance at once\n"
+			"      --timeout N      Seconds to wait for a clean shutdown before "
+			"killing it\n"
+			"                       (default: wait as long as it takes)\n",
+	},
+	{
+		.name = "restart",
+		.run = lxm_cmd_restart,
+		.summary = "Restart instances",
+		.usage = "restart NAME... [flags]",
+		.help = "Flags:\n"
+			"  -f, --force          Kill the instance instead of a clean shutdown\n"
+			"      --timeout N      Seconds to wait for a clean shutdown before "
+			"killing it\n",
+	},
+	{
+		.name = "pause",
+		.alias = "freeze",
+		.run = lxm_cmd_pause,
+		.summary = "Pause (freeze) instances; 'start' resumes them",
+		.usage = "pause NAME...",
+		.help = NULL,
+	},
+
 	{
 		.name = "list",
 		.alias = "ls",
@@ -224,7 +292,7 @@ static int run(const struct lxm_command *cmd, const char *path, int argc, char *
 	if ((fflush(stdout) == EOF || ferror(stdout)) && r >= 0)
 		r = lxm_error_setx(&err, errno ? -errno : -EIO, 500, "%s: write output", path);
 	if (r >= 0)
-		return EXIT_SUCCESS;
+		return r > 255 ? EXIT_FAILURE : r; /* a verb's positive return is its exit status */
 	fprintf(stderr, "Error: %s\n", err && err->msg ? err->msg : strerror(-r));
 	return EXIT_FAILURE;
 }

@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "db/db.h"
 #include "events.h"
+#include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "operations.h"
@@ -204,6 +205,18 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 		lxm_error_setx(err, k, 500, "create root directory %s", cfg->root);
 		goto fail;
 	}
+	/* Unprivileged containers (host uids of root's subordinate range) must traverse the root
+	 * to reach their rootfs, never list it. */
+	{
+		struct stat st;
+
+		if (stat(cfg->root, &st) == 0 && (st.st_mode & 0711) != 0711 &&
+		    chmod(cfg->root, (st.st_mode & 07777) | 0711) < 0) {
+			k = lxm_error_setx(err, -errno, 500, "set mode 0711 on root directory %s",
+					   cfg->root);
+			goto fail;
+		}
+	}
 	k = lxmd_lock_root(cfg->root, err);
 	if (k < 0)
 		goto fail;
@@ -228,6 +241,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	if (k < 0)
 		goto fail;
 	k = lxmd_instances_recover(d, err);
+	if (k < 0)
+		goto fail;
+	k = lxmd_runtime_init(d, err);
 	if (k < 0)
 		goto fail;
 	if ((k = lxm_events_new(&d->events)) < 0 ||
@@ -262,6 +278,8 @@ static void finish_shutdown(struct lxmd *d)
 	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	/* Running containers keep running: only lxmd's watch on their monitors ends. */
+	lxmd_runtime_fini(d);
 	lxm_operations_free(TAKE_PTR(d->ops));
 }
 
@@ -296,6 +314,7 @@ void lxmd_fini(struct lxmd *d)
 	/* Only reached without a running loop on init failure: nothing async is pending then. */
 	if (d->server)
 		lxmd_server_close(TAKE_PTR(d->server));
+	lxmd_runtime_fini(d);
 	if (d->ops)
 		lxm_operations_free(TAKE_PTR(d->ops));
 	lxm_events_free(TAKE_PTR(d->events));

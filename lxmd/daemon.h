@@ -12,6 +12,7 @@ struct lxm_db;
 struct lxm_events;
 struct lxm_operations;
 struct lxmd_server;
+struct lxmd_runtime;
 
 struct lxmd_config {
 	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
@@ -29,6 +30,7 @@ struct lxmd {
 	struct lxmd_server *server; /* API listener and connections */
 	struct lxm_operations *ops; /* async operations */
 	struct lxm_events *events;  /* /1.0/events subscribers */
+	struct lxmd_runtime *rt;    /* running instances and their monitors (instance.c) */
 	json_t *kernel_features;    /* what lxmd_kernel_check() found, shown in GET /1.0 */
 	uv_signal_t sig_term;	    /* SIGTERM: clean shutdown */
 	uv_signal_t sig_int;	    /* SIGINT: clean shutdown */
@@ -65,3 +67,8 @@ int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err);
 /* Where an instance's files live (its rootfs, backup.yaml). The one place that decides it, so that
  * storage pools can take it over. */
 int lxmd_instance_path(const struct lxmd *d, const char *name, char **ret);
+
+/* For a running instance: its init's pid (in lxmd's pid namespace) and the path of its container
+ * spec. 404 for an unknown instance, 400 "instance 'c1' is not running" when stopped. */
+int lxmd_instance_running(struct lxmd *d, const char *name, pid_t *ret_init_pid,
+			  char **ret_spec_path, struct lxm_error **err);

@@ -47,6 +47,8 @@ struct lxmd_conn {
 	bool closing;			  /* uv_close has been called */
 	bool eof;			  /* the peer finished sending */
 	bool processing;		  /* inside conn_process(): answers must not recurse */
+	bool paused;			  /* the websocket's owner paused reading */
+	bool want_drain;		  /* a send got -ENOBUFS: tell ws_ops->on_drain */
 	struct lxm_ws *ws;		  /* websocket mode */
 	const struct lxmd_ws_ops *ws_ops; /* the websocket's owner */
 	void *ws_ud;			  /* for ws_ops */
@@ -146,6 +148,13 @@ static void write_done(uv_write_t *req, int status)
 	free(w);
 	if (c->closing)
 		return;
+	if (status == 0 && c->want_drain && c->queued <= LXMD_WS_MAX_QUEUED / 2) {
+		c->want_drain = false;
+		if (c->ws_ops && c->ws_ops->on_drain)
+			c->ws_ops->on_drain(c->ws_ud);
+		if (c->closing)
+			return;
+	}
 	if (status < 0) {
 		log_debug("connection write failed: %s", uv_strerror(status));
 		lxmd_conn_close(c);
@@ -369,9 +378,39 @@ int lxmd_conn_ws_send(struct lxmd_conn *c, enum lxm_ws_opcode op, const void *da
 {
 	if (c->closing || !c->ws || lxm_ws_is_closing(c->ws))
 		return -EPIPE;
-	if (c->queued + len > LXMD_WS_MAX_QUEUED)
+	if (c->queued + len > LXMD_WS_MAX_QUEUED) {
+		c->want_drain = true;
 		return -ENOBUFS;
+	}
 	return lxm_ws_send(c->ws, op, data, len);
+}
+
+void lxmd_conn_ws_shutdown(struct lxmd_conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->ws)
+		(void)lxm_ws_close(c->ws, 1000, NULL);
+	c->close_after_write = true;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
+	if (c->queued == 0)
+		lxmd_conn_close(c);
+}
+
+void lxmd_conn_ws_pause(struct lxmd_conn *c, bool pause)
+{
+	if (c->closing || c->paused == pause)
+		return;
+	c->paused = pause;
+	if (pause && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	} else if (!pause) {
+		conn_start_reading(c);
+	}
 }
 
 /* ---- HTTP parsing ---- */
@@ -517,7 +556,7 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_start_reading(struct lxmd_conn *c)
 {
-	if (c->closing || c->reading || c->eof || c->close_after_write)
+	if (c->closing || c->reading || c->eof || c->close_after_write || c->paused)
 		return;
 	if (uv_read_start((uv_stream_t *)&c->pipe, conn_alloc, conn_read) == 0)
 		c->reading = true;

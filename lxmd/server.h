@@ -53,6 +53,9 @@ struct lxmd_ws_ops {
 	void (*on_message)(void *ud, enum lxm_ws_opcode op, const uint8_t *data, size_t len);
 	/* The connection is closing; ud must not be used by the connection afterwards. */
 	void (*on_close)(void *ud);
+	/* Optional: after lxmd_conn_ws_send() refused a message with -ENOBUFS, the peer's queue
+	 * has drained to half the limit; called once per refusal episode. */
+	void (*on_drain)(void *ud);
 };
 
 /* Answers an Upgrade request with 101 and turns the connection into a websocket. The request is
@@ -64,6 +67,12 @@ int lxmd_request_upgrade(struct lxmd_request *r, const struct lxmd_ws_ops *ops, 
 int lxmd_conn_ws_send(struct lxmd_conn *c, enum lxm_ws_opcode op, const void *data, size_t len);
 /* Closes a connection (after pending writes where possible). */
 void lxmd_conn_close(struct lxmd_conn *c);
+/* Ends a websocket cleanly: a close frame goes out after everything queued, and the connection
+ * closes once that is written (or the peer goes away). on_close follows as usual. */
+void lxmd_conn_ws_shutdown(struct lxmd_conn *c);
+/* Stops (true) or resumes (false) reading from a websocket peer, e.g. while what it sent cannot
+ * be passed on; messages already received are still delivered. */
+void lxmd_conn_ws_pause(struct lxmd_conn *c, bool pause);
 
 /* Bytes a websocket peer may have queued before it counts as too slow. */
 #define LXMD_WS_MAX_QUEUED (4u * 1024 * 1024)

@@ -17,7 +17,7 @@ struct lxm_limits {
 	char *cpuset;	       /* limits.cpu as a cpu list ("0-1,3"); a count N becomes "0-(N-1)" */
 	int64_t cpu_quota_us;  /* limits.cpu.allowance "50%" -> 50000/100000, "25ms/100ms" */
 	int64_t cpu_period_us; /* period for cpu_quota_us */
-	int64_t cpu_weight;    /* limits.cpu.priority 0-10 mapped to a cgroup v2 weight 1-10000 */
+	int64_t cpu_weight;    /* limits.cpu.priority 0-10 as a cgroup v2 weight 1-100 (policy.c) */
 	int64_t processes;     /* limits.processes */
 };
 
@@ -30,18 +30,26 @@ struct lxm_policy_host {
 };
 
 struct lxm_policy {
-	bool privileged;	/* security.privileged */
-	bool nesting;		/* security.nesting */
+	bool privileged; /* security.privileged */
+	bool nesting;	 /* security.nesting */
 	struct lxm_limits limits;
-	uint64_t caps_drop;	/* bounding-set capabilities to drop, bit n = capability n */
-	char **syscalls_deny;	/* default deny list + security.syscalls.deny (names), NULL-terminated */
-	char **syscalls_allow;	/* security.syscalls.allow (allow-list mode), or NULL */
-	char *apparmor_profile; /* name to exec init under (generated or security.apparmor.profile);
-				   NULL when the host has no AppArmor */
-	char *apparmor_text;	/* the generated profile's source, or NULL when one was named */
-	char *selinux_label;	/* security.selinux.label, or the default container label when the
-				   host has SELinux; NULL otherwise */
-	int halt_signal;	/* from image.* / config: SIGRTMIN+3 systemd, SIGUSR2 busybox, SIGPWR sysv */
+	uint64_t caps_drop; /* bounding-set capabilities to drop, bit n = capability n */
+	/* Syscall names that fail with EPERM: the default list (unless deny_default=false) plus
+	   security.syscalls.deny; never NULL, empty in allow-list mode. NULL-terminated. */
+	char **syscalls_deny;
+	char **syscalls_allow;	 /* security.syscalls.allow (allow-list mode), or NULL */
+	bool deny_forced_umount; /* umount2(MNT_FORCE) fails with EPERM: an argument filter, so not
+				    a name in syscalls_deny; on with the default deny list */
+	/* Name to exec init under (generated or security.apparmor.profile); NULL when the host has
+	   no AppArmor. Nested instances stack under the AppArmor namespace of the same name. */
+	char *apparmor_profile;
+	char *apparmor_text; /* the generated profile's source, or NULL when one was named */
+	char *selinux_label; /* security.selinux.label, or the default container label when the
+				host has SELinux; NULL otherwise */
+	/* Signal for a clean stop, as numbered in a glibc container (SIGRTMIN+3 = 37): from
+	   boot.stop.signal, else image.init / image.os (systemd SIGRTMIN+3, busybox SIGUSR2),
+	   else SIGPWR. */
+	int halt_signal;
 	int64_t time_offset_monotonic; /* linux.time.offset: seconds */
 	int64_t time_offset_boottime;  /* linux.time.offset: seconds */
 };
@@ -60,6 +68,6 @@ int lxm_parse_cpu(const char *key, const char *value, unsigned ncpus, char **ret
 int lxm_parse_allowance(const char *key, const char *value, int64_t *ret_quota_us,
 			int64_t *ret_period_us, struct lxm_error **err);
 
-/* The generated AppArmor profile for an instance (also what tests validate with apparmor_parser). */
+/* The generated AppArmor profile for an instance (what the tests check with apparmor_parser). */
 int lxm_apparmor_profile(const char *name, const struct lxm_policy_host *host, bool nesting,
 			 bool privileged, char **ret_name, char **ret_text);

@@ -16,8 +16,10 @@
 #include "api.h"
 #include "cleanup.h"
 #include "daemon.h"
+#include "child.h"
 #include "db/db.h"
 #include "events.h"
+#include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "operations.h"
@@ -36,33 +38,10 @@ static json_t *timestamp(int64_t ns)
 	return json_string(lxm_rfc3339(&ts, buf));
 }
 
-/* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
-static int expand(struct lxm_db *db, const struct lxm_db_instance *inst, json_t **ret_config,
-		  json_t **ret_devices, struct lxm_error **err)
+static json_t *resources_for(struct lxmd_request *r, const char *name)
 {
-	_cleanup_json_ json_t *config = json_object(), *devices = json_object();
-	size_t i;
-	json_t *name;
-	int k;
-
-	json_array_foreach (inst->profiles, i, name) {
-		_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
-
-		k = lxm_db_profile_get(db, json_string_value(name), &p, err);
-		if (k < 0)
-			return lxm_error_prefix(err, "expand instance '%s'", inst->name);
-		if (p->config)
-			json_object_update(config, p->config);
-		if (p->devices)
-			json_object_update(devices, p->devices);
-	}
-	if (inst->config)
-		json_object_update(config, inst->config);
-	if (inst->devices)
-		json_object_update(devices, inst->devices);
-	*ret_config = TAKE_PTR(config);
-	*ret_devices = TAKE_PTR(devices);
-	return 0;
+	return json_pack("{s:[s+], s:[s+]}", "instances", "/1.0/instances/", name, "containers",
+			 "/1.0/containers/", name);
 }
 
 /* A new reference to v, or a new empty object/array when v is NULL. */
@@ -73,37 +52,29 @@ static json_t *or_empty(json_t *v, int type)
 	return type == JSON_ARRAY ? json_array() : json_object();
 }
 
-/* The state of an instance that is not running (the runtime reports live state later). */
-static json_t *stopped_state(void)
-{
-	return json_pack("{s:s, s:i, s:{}, s:{s:i}, s:{s:i, s:i, s:i, s:i}, s:n, s:i, s:i}",
-			 "status", "Stopped", "status_code", LXM_STATUS_STOPPED, "disk", "cpu",
-			 "usage", 0, "memory", "usage", 0, "usage_peak", 0, "swap_usage", 0,
-			 "swap_usage_peak", 0, "network", "pid", 0, "processes", 0);
-}
-
 static int instance_json(struct lxmd *d, const struct lxm_db_instance *inst, bool full,
 			 json_t **ret, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *config = NULL, *devices = NULL, *j = NULL;
-	int k;
+	const char *status;
+	int code, k;
 
-	k = expand(d->db, inst, &config, &devices, err);
+	k = lxmd_instance_expand(d, inst, &config, &devices, err);
 	if (k < 0)
 		return k;
+	status = lxmd_instance_status(d, inst->name, &code);
 	/* "o" steals: the instance's own maps are shared with an extra reference. */
-	j = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:s,"
-		      " s:i, s:s, s:s}",
-		      "name", inst->name, "description", inst->description ? inst->description : "",
-		      "type", inst->type, "architecture",
-		      inst->architecture ? inst->architecture : "", "config",
-		      or_empty(inst->config, JSON_OBJECT), "devices",
-		      or_empty(inst->devices, JSON_OBJECT), "expanded_config", TAKE_PTR(config),
-		      "expanded_devices", TAKE_PTR(devices), "ephemeral", inst->ephemeral,
-		      "stateful", inst->stateful, "profiles", or_empty(inst->profiles, JSON_ARRAY),
-		      "created_at", timestamp(inst->created_at), "last_used_at",
-		      timestamp(inst->last_used_at), "status", "Stopped", "status_code",
-		      LXM_STATUS_STOPPED, "location", "none", "project", "default");
+	j = json_pack(
+		"{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:s,"
+		" s:i, s:s, s:s}",
+		"name", inst->name, "description", inst->description ? inst->description : "",
+		"type", inst->type, "architecture", inst->architecture ? inst->architecture : "",
+		"config", or_empty(inst->config, JSON_OBJECT), "devices",
+		or_empty(inst->devices, JSON_OBJECT), "expanded_config", TAKE_PTR(config),
+		"expanded_devices", TAKE_PTR(devices), "ephemeral", inst->ephemeral, "stateful",
+		inst->stateful, "profiles", or_empty(inst->profiles, JSON_ARRAY), "created_at",
+		timestamp(inst->created_at), "last_used_at", timestamp(inst->last_used_at),
+		"status", status, "status_code", code, "location", "none", "project", "default");
 	if (!j)
 		return -ENOMEM;
 	if (full) {
@@ -117,7 +88,14 @@ static int instance_json(struct lxmd *d, const struct lxm_db_instance *inst, boo
 		}
 		for (char **s = snaps; s && *s; s++)
 			json_array_append_new(list, json_pack("{s:s}", "name", *s));
-		json_object_set_new(j, "state", stopped_state());
+		json_t *state = NULL;
+
+		k = lxmd_instance_state(d, inst->name, &state, err);
+		if (k < 0) {
+			json_decref(list);
+			return k;
+		}
+		json_object_set_new(j, "state", state);
 		json_object_set_new(j, "snapshots", list);
 		json_object_set_new(j, "backups", json_array());
 	}
@@ -202,11 +180,89 @@ int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
 int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	json_t *state = NULL;
 	int k = get_instance(r, &inst, err);
 
 	if (k < 0)
 		return k;
-	return lxmd_respond_sync(r, stopped_state(), NULL);
+	k = lxmd_instance_state(r->d, inst->name, &state, err);
+	if (k < 0)
+		return k;
+	return lxmd_respond_sync(r, state, NULL);
+}
+
+static int state_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return 0;
+}
+
+static const char *state_description(const char *action)
+{
+	if (streq(action, "start"))
+		return "Starting instance";
+	if (streq(action, "stop"))
+		return "Stopping instance";
+	if (streq(action, "restart"))
+		return "Restarting instance";
+	if (streq(action, "freeze"))
+		return "Freezing instance";
+	return "Unfreezing instance";
+}
+
+int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	const char *action = NULL;
+	json_t *timeout_j;
+	struct lxm_operation *op = NULL;
+	bool force = false, stateful = false;
+	int timeout = -1, k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "change state of '%s': request body is empty", r->args[0]);
+	if ((k = get_instance(r, &inst, err)) < 0)
+		return k;
+	if ((k = lxm_json_opt_string(r->body, "action", &action, err)) < 0 ||
+	    (k = lxm_json_opt_bool(r->body, "force", &force, err)) < 0 ||
+	    (k = lxm_json_opt_bool(r->body, "stateful", &stateful, err)) < 0)
+		return lxm_error_prefix(err, "change state of '%s'", inst->name);
+	if (!action)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "change state of '%s': field 'action' is required (start, "
+				     "stop, restart, freeze, unfreeze)",
+				     inst->name);
+	if (stateful)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "%s '%s': stateful stop/start (CRIU) is not supported", action,
+				     inst->name);
+	timeout_j = json_object_get(r->body, "timeout");
+	if (timeout_j && !json_is_null(timeout_j)) {
+		if (!json_is_integer(timeout_j))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "%s '%s': field 'timeout' must be a number of seconds",
+					     action, inst->name);
+		timeout = (int)json_integer_value(timeout_j);
+	}
+	/* lxc sends timeout 0 for start and -1 for "as long as it takes": both mean no kill. */
+	if (timeout == 0)
+		timeout = -1;
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, state_description(action),
+			      resources_for(r, inst->name), state_run, NULL, NULL, NULL, &op);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "%s '%s': new operation", action, inst->name);
+	lxm_operation_start(op);
+	k = lxmd_instance_change_state(r->d, inst->name, action, timeout, force, op, err);
+	if (k < 0) {
+		/* A request that cannot even begin is refused outright; the operation records it.
+		 */
+		struct lxm_error *copy = NULL;
+
+		lxm_error_set(&copy, -(*err)->errnum, (*err)->status, "%s", (*err)->msg);
+		lxm_operation_finish(op, copy);
+		return k;
+	}
+	return lxmd_respond_async(r, op);
 }
 
 int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err)
@@ -244,6 +300,8 @@ struct instance_job {
 	char *name;		  /* the instance */
 	char *path;		  /* its directory */
 	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
+	char *alias;		  /* image to fill the rootfs from (create), or NULL: empty */
+	char *logdir;		  /* the instance's log directory (delete), or NULL */
 	int result;		  /* 0 or -errno, set by the worker */
 	const char *step;	  /* what failed */
 };
@@ -257,6 +315,8 @@ static void job_free(void *p)
 	free(j->name);
 	free(j->path);
 	free(j->backup_yaml);
+	free(j->alias);
+	free(j->logdir);
 	free(j);
 }
 
@@ -325,12 +385,10 @@ static void create_done(uv_work_t *w, int status)
 	lxm_operation_finish(j->op, NULL);
 }
 
-static int create_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+static int queue_create_work(struct instance_job *j, struct lxm_error **err)
 {
-	struct instance_job *j = data;
 	int k;
 
-	j->op = op;
 	j->work.data = j;
 	k = uv_queue_work(j->d->loop, &j->work, create_work, create_done);
 	if (k < 0)
@@ -339,10 +397,35 @@ static int create_run(struct lxm_operation *op, void *data, struct lxm_error **e
 	return 0;
 }
 
-static json_t *resources_for(struct lxmd_request *r, const char *name)
+static void create_filled(struct lxmd *d, const char *name, int result, void *ud)
 {
-	return json_pack("{s:[s+], s:[s+]}", "instances", "/1.0/instances/", name, "containers",
-			 "/1.0/containers/", name);
+	struct instance_job *j = ud;
+	struct lxm_error *err = NULL;
+
+	if (result >= 0 && queue_create_work(j, &err) >= 0)
+		return;
+	if (!err)
+		lxm_error_setx(&err, result, 500, "create instance '%s': unpack image '%s'",
+			       j->name, j->alias);
+	/* Nothing of a failed create stays: not the row, not a partial rootfs. */
+	{
+		char *argv[] = { (char *)"/bin/rm", (char *)"-rf", j->path, NULL };
+
+		if (lxmd_child_run(d->loop, argv, NULL, NULL) < 0)
+			log_warn("instance '%s': could not remove %s", j->name, j->path);
+	}
+	lxm_db_instance_delete(d->db, j->name, NULL);
+	lxm_operation_finish(j->op, err);
+}
+
+static int create_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct instance_job *j = data;
+
+	j->op = op;
+	if (j->alias)
+		return lxmd_instance_fill_rootfs(j->d, j->name, j->alias, create_filled, j, err);
+	return queue_create_work(j, err);
 }
 
 static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **err)
@@ -382,6 +465,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	_cleanup_json_ json_t *profiles = NULL;
 	_cleanup_free_ char *path = NULL, *yaml = NULL;
 	const char *name = NULL, *type = "container", *desc = "", *arch = NULL, *stype = NULL;
+	const char *alias = NULL;
 	json_t *source = NULL, *config = NULL, *devices = NULL;
 	struct lxm_db_instance inst = { 0 };
 	struct lxm_operation *op = NULL;
@@ -428,11 +512,30 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 				     "create instance '%s': field 'source.type' is required "
 				     "('none' for an empty instance)",
 				     name);
-	if (!streq(stype, "none"))
+	if (streq(stype, "image")) {
+		const char *fp = NULL;
+
+		if ((k = lxm_json_opt_string(source, "alias", &alias, err)) < 0 ||
+		    (k = lxm_json_opt_string(source, "fingerprint", &fp, err)) < 0)
+			return lxm_error_prefix(err, "create instance '%s': source", name);
+		if (!alias || !*alias)
+			alias = fp;
+		if (!alias || !*alias)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"create instance '%s': source.alias is required for an "
+				"image source",
+				name);
+		if (!lxmd_image_known(r->d, alias))
+			return lxm_error_set(err, -ENOENT, 404,
+					     "create instance '%s': image '%s' not found", name,
+					     alias);
+	} else if (!streq(stype, "none")) {
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "create instance '%s': source type '%s' is not supported by "
-				     "this lxmd yet (only 'none')",
+				     "create instance '%s': unknown source type '%s' (image or "
+				     "none)",
 				     name, stype);
+	}
 	if ((k = lxmd_check_config(config, err)) < 0 ||
 	    (k = lxmd_check_devices(devices, err)) < 0 ||
 	    (k = parse_profiles(r->body, &profiles, err)) < 0)
@@ -467,6 +570,11 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	job->name = strdup(name);
 	job->path = TAKE_PTR(path);
 	job->backup_yaml = TAKE_PTR(yaml);
+	if (alias && !(job->alias = strdup(alias))) {
+		job_free(job);
+		lxm_db_instance_delete(r->d->db, name, NULL);
+		return -ENOMEM;
+	}
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Creating instance", resources_for(r, name),
 			      create_run, NULL, job, job_free, &op);
 	if (k < 0) {
@@ -492,6 +600,15 @@ static void delete_work(uv_work_t *w)
 	struct instance_job *j = w->data;
 	int k;
 
+	j->step = "remove log directory";
+	if (j->logdir) {
+		errno = 0;
+		k = nftw(j->logdir, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+		if (k == -1 && errno != ENOENT) {
+			j->result = -errno;
+			return;
+		}
+	}
 	j->step = "remove instance directory";
 	/* FTW_PHYS: never follow a symlink out of the instance's tree. A callback's -errno comes
 	 * back as it is; nftw's own failure sets errno. A directory already gone (an interrupted
@@ -592,10 +709,19 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	struct instance_job *job;
 	int k;
 
+	int code;
+
 	k = get_instance(r, &inst, err);
 	if (k < 0)
 		return k;
-	k = expand(r->d->db, inst, &config, &devices, err);
+	lxmd_instance_status(r->d, inst->name, &code);
+	if (code != LXM_STATUS_STOPPED ||
+	    lxmd_instance_running(r->d, inst->name, NULL, NULL, NULL) == 0)
+		return lxm_error_set(err, -EBUSY, 400,
+				     "delete instance '%s': it is running: stop it first (or "
+				     "delete --force)",
+				     inst->name);
+	k = lxmd_instance_expand(r->d, inst, &config, &devices, err);
 	if (k < 0)
 		return k;
 	if (streq(json_string_value(json_object_get(config, "security.protection.delete")), "true"))
@@ -610,6 +736,8 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	job->d = r->d;
 	job->name = strdup(inst->name);
 	k = lxmd_instance_path(r->d, inst->name, &job->path);
+	if (k >= 0 && asprintf(&job->logdir, "%s/logs/%s", r->d->cfg.root, inst->name) < 0)
+		k = -ENOMEM;
 	if (k < 0 || !job->name) {
 		job_free(job);
 		return -ENOMEM;

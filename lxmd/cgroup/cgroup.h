@@ -28,8 +28,8 @@ enum lxm_cgroup_mode lxm_cgroup_mode(const struct lxm_cgroup_layout *l);
 
 /* Where an instance's cgroups are (for the container spec). */
 struct lxm_cgroup_paths {
-	char *v2;    /* dir on the v2 hierarchy (CLONE_INTO_CGROUP, cgroup namespace root), or NULL */
-	char **v1;   /* dirs on the v1 hierarchies (one per mounted hierarchy), NULL-terminated */
+	char *v2;  /* dir on the v2 hierarchy (CLONE_INTO_CGROUP, cgroup namespace root), or NULL */
+	char **v1; /* dirs on the v1 hierarchies (one per mounted hierarchy), NULL-terminated */
 };
 void lxm_cgroup_paths_free(struct lxm_cgroup_paths *p);
 
@@ -45,11 +45,11 @@ int lxm_cgroup_freeze(struct lxm_cgroup_layout *l, const char *name, bool freeze
 		      struct lxm_error **err);
 
 struct lxm_cgroup_stats {
-	int64_t memory_usage;	   /* bytes, -1 unknown */
-	int64_t memory_peak;	   /* bytes, -1 unknown */
-	int64_t swap_usage;	   /* bytes, -1 unknown */
-	int64_t cpu_usage_ns;	   /* nanoseconds, -1 unknown */
-	int64_t processes;	   /* tasks, -1 unknown */
+	int64_t memory_usage; /* bytes, -1 unknown */
+	int64_t memory_peak;  /* bytes, -1 unknown */
+	int64_t swap_usage;   /* bytes, -1 unknown */
+	int64_t cpu_usage_ns; /* nanoseconds, -1 unknown */
+	int64_t processes;    /* tasks, -1 unknown */
 };
 int lxm_cgroup_stats(struct lxm_cgroup_layout *l, const char *name, struct lxm_cgroup_stats *ret,
 		     struct lxm_error **err);

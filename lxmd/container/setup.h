@@ -25,8 +25,8 @@ extern const struct lxm_setup_step lxm_setup_steps[];
 
 /* Runs every step and execs init. Returns only on failure, with err saying which step failed and
  * why; the caller sends that message to the monitor over its sync socket. */
-int lxm_container_setup_and_exec(const struct lxm_container_spec *s, const struct lxm_setup_fds *fds,
-				 struct lxm_error **err);
+int lxm_container_setup_and_exec(const struct lxm_container_spec *s,
+				 const struct lxm_setup_fds *fds, struct lxm_error **err);
 
 /* Shared with the exec helper (which joins a running container). Each is a no-op where the spec
  * asks for nothing; an LSM that the kernel lacks is skipped (the caller logs that once). */

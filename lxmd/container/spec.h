@@ -18,12 +18,12 @@ struct lxm_idmap {
 
 /* An extra mount (disk devices later); applied after the standard file systems. */
 struct lxm_spec_mount {
-	char *source;	     /* host path (bind) or file system source */
-	char *target;	     /* path inside the container, absolute */
-	char *fstype;	     /* "bind" for a bind mount, else a file system type */
-	char *options;	     /* file system data, or NULL */
-	bool readonly;	     /* mount read-only */
-	bool optional;	     /* a missing source is skipped instead of failing */
+	char *source;  /* host path (bind) or file system source */
+	char *target;  /* path inside the container, absolute */
+	char *fstype;  /* "bind" for a bind mount, else a file system type */
+	char *options; /* file system data, or NULL */
+	bool readonly; /* mount read-only */
+	bool optional; /* a missing source is skipped instead of failing */
 };
 
 /* A device node to create in the container's /dev (a bind of the host node when unprivileged,
@@ -39,32 +39,32 @@ struct lxm_spec_device {
 };
 
 struct lxm_container_spec {
-	char *name;	  /* instance name */
-	char *hostname;	  /* UTS hostname (defaults to the name) */
-	char *rootfs;	  /* host path of the root file system directory */
-	char **init;	  /* argv of PID 1, NULL-terminated, e.g. {"/sbin/init", NULL} */
-	char **env;	  /* environment of PID 1, "K=V", NULL-terminated */
-	bool privileged;  /* no user namespace; root is host root (security.privileged=true) */
+	char *name;	 /* instance name */
+	char *hostname;	 /* UTS hostname (defaults to the name) */
+	char *rootfs;	 /* host path of the root file system directory */
+	char **init;	 /* argv of PID 1, NULL-terminated, e.g. {"/sbin/init", NULL} */
+	char **env;	 /* environment of PID 1, "K=V", NULL-terminated */
+	bool privileged; /* no user namespace; root is host root (security.privileged=true) */
 	struct lxm_idmap *uidmap; /* user id map (unprivileged), n_uidmap entries */
 	size_t n_uidmap;	  /* entries in uidmap */
 	struct lxm_idmap *gidmap; /* group id map */
 	size_t n_gidmap;	  /* entries in gidmap */
 
-	char *cgroup_v2;   /* the container's cgroup dir on the unified hierarchy (CLONE_INTO_CGROUP),
-			      or NULL on hosts whose controllers are all on v1 */
-	char **cgroup_v1;  /* the container's cgroup dirs on each v1 hierarchy, joined before the
-			      child runs anything; NULL-terminated, may be NULL */
-	char *cgroup_ns_root; /* the cgroup the container sees as its "/" (cgroup namespace): its own
-				 v2 dir, or NULL */
+	char *cgroup_v2; /* the container's cgroup dir on the unified hierarchy (CLONE_INTO_CGROUP),
+			    or NULL on hosts whose controllers are all on v1 */
+	char **cgroup_v1;     /* the container's cgroup dirs on each v1 hierarchy, joined before the
+				 child runs anything; NULL-terminated, may be NULL */
+	char *cgroup_ns_root; /* the cgroup the container sees as its "/" (cgroup namespace): its
+				 own v2 dir, or NULL */
 
-	uint64_t caps_drop;	 /* bounding-set capabilities to drop: bit n = capability n */
-	char **syscalls_deny;	 /* syscall names that fail with EPERM (default list + config) */
-	char **syscalls_allow;	 /* when non-NULL: allow-list mode, everything else fails */
-	bool nesting;		 /* security.nesting: allow what running containers inside needs */
-	char *apparmor_profile;	 /* profile name to exec init under, or NULL */
-	char *apparmor_text;	 /* profile source lxmd loaded (for reference), or NULL */
-	char *selinux_label;	 /* exec label for init, or NULL */
-	bool no_new_privs;	 /* set PR_SET_NO_NEW_PRIVS before exec (off: breaks setuid in init) */
+	uint64_t caps_drop;	/* bounding-set capabilities to drop: bit n = capability n */
+	char **syscalls_deny;	/* syscall names that fail with EPERM (default list + config) */
+	char **syscalls_allow;	/* when non-NULL: allow-list mode, everything else fails */
+	bool nesting;		/* security.nesting: allow what running containers inside needs */
+	char *apparmor_profile; /* profile name to exec init under, or NULL */
+	char *apparmor_text;	/* profile source lxmd loaded (for reference), or NULL */
+	char *selinux_label;	/* exec label for init, or NULL */
+	bool no_new_privs; /* set PR_SET_NO_NEW_PRIVS before exec (off: breaks setuid in init) */
 
 	struct lxm_spec_mount *mounts;	 /* extra mounts, n_mounts entries */
 	size_t n_mounts;		 /* entries in mounts */
@@ -74,15 +74,16 @@ struct lxm_container_spec {
 	int64_t time_offset_monotonic; /* time namespace offsets in seconds (linux.time.offset) */
 	int64_t time_offset_boottime;  /* idem for CLOCK_BOOTTIME */
 	uint64_t run_size;	       /* size cap of the /run tmpfs in bytes */
-	int halt_signal;	       /* what makes init shut down cleanly (SIGRTMIN+3, SIGPWR, ...) */
+	int halt_signal; /* what makes init shut down cleanly (SIGRTMIN+3, SIGPWR, ...) */
 
-	char *rundir;		 /* runtime dir of this container: <lxmd rundir>/<name> */
-	char *control_socket;	 /* the monitor's control socket (in rundir) */
-	char *console_log;	 /* file the monitor copies console output into */
+	char *rundir;		  /* runtime dir of this container: <lxmd rundir>/<name> */
+	char *control_socket;	  /* the monitor's control socket (in rundir) */
+	char *console_log;	  /* file the monitor copies console output into */
 	uint64_t console_log_max; /* size cap of console_log in bytes (older output is dropped) */
 };
 
-/* Parses spec.json; every missing required field or wrong type is a 400-style error that names it. */
+/* Parses spec.json; every missing required field or wrong type is a 400-style error that names it.
+ */
 int lxm_container_spec_from_json(const json_t *j, struct lxm_container_spec **ret,
 				 struct lxm_error **err);
 json_t *lxm_container_spec_to_json(const struct lxm_container_spec *s);

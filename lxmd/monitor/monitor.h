@@ -1,9 +1,10 @@
 /* lxm-monitor: one small process per running container. lxmd runs
  *     lxm-monitor start <spec.json>
- * with stdout on a pipe; the monitor detaches (fork + setsid, the intermediate exits, so it is never
- * lxmd's child and survives lxmd), creates the container with clone3 in every namespace, writes its
- * id maps, places it in its cgroups, hands it the idmapped rootfs mount and the console pty, and
- * waits for its setup to exec init. Then it writes ONE line of JSON to stdout and closes it:
+ * with stdout on a pipe; the monitor detaches (fork + setsid, the intermediate exits, so it is
+ * never lxmd's child and survives lxmd), creates the container with clone3 in every namespace,
+ * writes its id maps, places it in its cgroups, hands it the idmapped rootfs mount and the console
+ * pty, and waits for its setup to exec init. Then it writes ONE line of JSON to stdout and closes
+ * it:
  *     {"status":"Running","init_pid":N,"monitor_pid":M}
  * or, when the container could not start,
  *     {"error":"start 'c1': step 'pivot-root': ...: Invalid argument"}

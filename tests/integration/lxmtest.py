@@ -389,6 +389,43 @@ def pids_mentioning(text):
     return out
 
 
+def descendants(pid):
+    """Pids below pid (children, grandchildren...): a container's init is its monitor's child."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cgroup_dirs(name):
+    """The cgroup dirs lxm makes for an instance, on every hierarchy that has one."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            mnt = fields[4]
+            for d in (os.path.join(mnt, "lxm.payload", name),
+                      os.path.join(mnt, "lxm.payload." + name)):
+                if os.path.isdir(d):
+                    out.append(d)
+    return out
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -409,6 +446,9 @@ class Lxmd:
             if not os.access(b, os.X_OK):
                 raise RuntimeError("%s not built (LXM_BUILD_DIR=%s)" % (b, build_dir()))
         self.base = base or tempfile.mkdtemp(prefix=PREFIX, dir="/tmp")
+        # Unprivileged containers' root (a host uid of root's subordinate range) must traverse
+        # down to their rootfs, as it can under /var/lib/lxm (0711).
+        os.chmod(self.base, 0o711)
         self.root = os.path.join(self.base, "root")
         os.makedirs(self.root, exist_ok=True)
         self.socket = os.path.join(self.root, "unix.socket")
@@ -496,10 +536,25 @@ class Lxmd:
                 break
             time.sleep(0.1)
         for p in left:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
+            for q in [p] + descendants(p):
+                try:
+                    os.kill(q, signal.SIGKILL)
+                except OSError:
+                    pass
+        # Instances' cgroups are outside the base dir: a leftover one is residue too.
+        containers = os.path.join(self.root, "containers")
+        names = os.listdir(containers) if os.path.isdir(containers) else []
+        for name in names:
+            for d in cgroup_dirs(name):
+                left.append(d)
+                for _ in range(50):
+                    try:
+                        os.rmdir(d)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
 

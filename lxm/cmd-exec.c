@@ -1,0 +1,818 @@
+/* lxm exec: runs a command in an instance, as `lxc exec` does: POST .../exec with
+ * wait-for-websocket, one websocket per stream (LXD's protocol, see lxmd/api/api-exec.c), and the
+ * exit status from the finished operation's metadata.return.
+ *
+ * The websockets are plain AF_UNIX connections with a hand-written upgrade request and lib/ws.h
+ * framing. One poll() loop moves the bytes: local stdin to "0", "1" and "2" (or, interactive,
+ * "0") to stdout and stderr, signals to "control". Nothing in it blocks on a peer: what the
+ * server cannot take yet waits in a buffer, and stdin is not read while that buffer is full. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "lib/cleanup.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "lib/ws.h"
+#include "lxm/commands.h"
+
+/* Bytes read from stdin or a socket at a time. */
+#define IO_CHUNK (64 * 1024)
+/* Stdin is not read while more than this waits to go out on "0". */
+#define OUT_HIGH (1024 * 1024)
+/* Longest upgrade reply head. */
+#define HANDSHAKE_MAX 8192
+/* How long the server may take to answer an upgrade. */
+#define HANDSHAKE_TIMEOUT_MS 10000
+
+enum {
+	WS_STDIN,
+	WS_STDOUT,
+	WS_STDERR,
+	WS_CONTROL,
+	_WS_MAX,
+};
+
+static const char *const ws_keys[_WS_MAX] = { "0", "1", "2", "control" };
+
+struct exec_cli;
+
+/* One websocket of the session. */
+struct ws_conn {
+	struct exec_cli *x; /* the session */
+	int index;	    /* WS_* */
+	int fd;		    /* the socket, -1 when not connected */
+	struct lxm_ws *ws;  /* framing */
+	char *out;	    /* bytes waiting to be written to fd */
+	size_t out_len;	    /* bytes in out */
+	size_t out_cap;	    /* allocated */
+	bool closed;	    /* the peer closed or the socket failed */
+	bool done;	    /* the stream it carries has ended (barrier, close) */
+};
+
+struct exec_cli {
+	const char *cmd;	   /* "exec", for messages */
+	const char *name;	   /* the instance */
+	bool interactive;	   /* a pty on the server side, raw local tty */
+	bool stdout_broken;	   /* our stdout is gone: output is dropped */
+	struct ws_conn c[_WS_MAX]; /* the websockets */
+	int fail;		   /* -errno of a broken local write, 0 */
+};
+
+/* Signals reach the loop through this pipe (the handler only writes the number). */
+static int signal_pipe[2] = { -1, -1 };
+
+/* Forwarded to the command, as lxc does; SIGWINCH becomes a resize. */
+static const int forwarded_signals[] = {
+	SIGHUP,	 SIGINT,  SIGQUIT, SIGTERM, SIGUSR1,  SIGUSR2,
+	SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH,
+};
+
+/* ---- the terminal ---- */
+
+struct tty_state {
+	bool raw;	      /* the terminal was put in raw mode */
+	struct termios saved; /* its settings before */
+};
+
+static void tty_restore(struct tty_state *t)
+{
+	if (t->raw) {
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t->saved);
+		t->raw = false;
+	}
+}
+
+static int tty_make_raw(struct tty_state *t)
+{
+	struct termios raw;
+
+	if (!isatty(STDIN_FILENO))
+		return 0;
+	if (tcgetattr(STDIN_FILENO, &t->saved) < 0)
+		return -errno;
+	raw = t->saved;
+	cfmakeraw(&raw);
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) < 0)
+		return -errno;
+	t->raw = true;
+	return 0;
+}
+
+static void terminal_size(unsigned *ret_w, unsigned *ret_h)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+		*ret_w = ws.ws_col;
+		*ret_h = ws.ws_row;
+	}
+}
+
+/* ---- signals ---- */
+
+static void on_signal(int sig)
+{
+	unsigned char b = (unsigned char)sig;
+	int saved = errno;
+
+	if (write(signal_pipe[1], &b, 1) < 0) {
+	}
+	errno = saved;
+}
+
+static int signals_catch(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ARRAY_SIZE(forwarded_signals); i++)
+		if (sigaction(forwarded_signals[i], &sa, NULL) < 0)
+			return -errno;
+	/* A closed stdout is handled where it is written. */
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void signals_release(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(forwarded_signals); i++)
+		signal(forwarded_signals[i], SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	for (int i = 0; i < 2; i++)
+		if (signal_pipe[i] >= 0) {
+			close(signal_pipe[i]);
+			signal_pipe[i] = -1;
+		}
+}
+
+/* ---- websockets ---- */
+
+/* Queues bytes for the socket (lib/ws.h's write: it must take everything). */
+static int conn_queue(void *ud, const uint8_t *data, size_t len)
+{
+	struct ws_conn *c = ud;
+
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = (c->out_len + len) * 2;
+		char *n = realloc(c->out, cap);
+
+		if (!n)
+			return -ENOMEM;
+		c->out = n;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+	return 0;
+}
+
+static int write_all(int fd, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void send_control(struct exec_cli *x, json_t *msg);
+
+static void conn_message(void *ud, enum lxm_ws_opcode op, const uint8_t *data, size_t len)
+{
+	struct ws_conn *c = ud;
+	struct exec_cli *x = c->x;
+	int fd = c->index == WS_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+	int k;
+
+	if (c->index == WS_CONTROL || (c->index == WS_STDIN && !x->interactive))
+		return;
+	/* The barrier: this stream is complete. */
+	if (op == LXM_WS_TEXT) {
+		c->done = true;
+		return;
+	}
+	if (fd == STDOUT_FILENO && x->stdout_broken)
+		return;
+	k = write_all(fd, data, len);
+	if (k == -EPIPE && fd == STDOUT_FILENO) {
+		/* As for a local command whose reader went away: SIGPIPE, and no more output. */
+		x->stdout_broken = true;
+		send_control(x, json_pack("{s:s, s:n, s:i}", "command", "signal", "args", "signal",
+					  SIGPIPE));
+	} else if (k < 0 && !x->fail) {
+		x->fail = k;
+	}
+}
+
+static void conn_closed(void *ud, uint16_t status)
+{
+	struct ws_conn *c = ud;
+
+	c->closed = true;
+	c->done = true;
+}
+
+static const struct lxm_ws_ops conn_ops = {
+	.write = conn_queue,
+	.on_message = conn_message,
+	.on_close = conn_closed,
+};
+
+static void conn_free(struct ws_conn *c)
+{
+	lxm_ws_free(c->ws);
+	c->ws = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_cap = 0;
+}
+
+/* Reads what the server sent; EOF closes. */
+static void conn_read(struct ws_conn *c)
+{
+	uint8_t buf[IO_CHUNK];
+	ssize_t n = read(c->fd, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		lxm_ws_eof(c->ws);
+		c->closed = c->done = true;
+		return;
+	}
+	if (lxm_ws_feed(c->ws, buf, (size_t)n) < 0)
+		c->closed = c->done = true;
+}
+
+static void conn_flush(struct ws_conn *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n = write(c->fd, c->out, c->out_len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			/* The server went away: nothing more goes to it. */
+			c->out_len = 0;
+			c->closed = c->done = true;
+			return;
+		}
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+}
+
+static void send_control(struct exec_cli *x, json_t *msg)
+{
+	struct ws_conn *c = &x->c[WS_CONTROL];
+	_cleanup_free_ char *text = msg ? lxm_json_dump(msg) : NULL;
+	_cleanup_free_ char *line = NULL;
+
+	json_decref(msg);
+	if (!text || !c->ws || c->closed)
+		return;
+	/* Go's WriteJSON ends messages with a newline; LXD's clients all send it. */
+	if (asprintf(&line, "%s\n", text) < 0)
+		return;
+	(void)lxm_ws_send(c->ws, LXM_WS_TEXT, line, strlen(line));
+}
+
+/* Reads the upgrade reply head (and whatever websocket bytes came along with it). */
+static int read_head(int fd, char *buf, size_t cap, size_t *ret_len, size_t *ret_head)
+{
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *end;
+		ssize_t n;
+		int k = poll(&p, 1, HANDSHAKE_TIMEOUT_MS);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -ETIMEDOUT;
+		n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		len += (size_t)n;
+		buf[len] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		if (end) {
+			*ret_len = len;
+			*ret_head = (size_t)(end - buf) + 4;
+			return 0;
+		}
+		if (len >= cap - 1)
+			return -E2BIG;
+	}
+}
+
+/* The value of header name in a reply head, copied into out (empty when absent). */
+static void head_header(const char *head, size_t head_len, const char *name, char *out, size_t cap)
+{
+	size_t nlen = strlen(name);
+
+	out[0] = '\0';
+	for (const char *l = strstr(head, "\r\n"); l && (size_t)(l - head) < head_len;
+	     l = strstr(l + 2, "\r\n")) {
+		const char *v = l + 2;
+
+		if (strncasecmp(v, name, nlen) != 0 || v[nlen] != ':')
+			continue;
+		v += nlen + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		snprintf(out, cap, "%.*s", (int)strcspn(v, "\r\n"), v);
+		return;
+	}
+}
+
+/* A refused upgrade: the server's error envelope says why. */
+static int upgrade_refused(struct lxm_client *client, int status, const char *buf, size_t len,
+			   size_t head, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *env = NULL;
+	char clen[32];
+	int k;
+
+	head_header(buf, head, "Content-Length", clen, sizeof(clen));
+	if (*clen && (size_t)atol(clen) <= len - head)
+		len = head + (size_t)atol(clen);
+	k = lxm_client_parse_reply(lxm_client_socket(client), status, buf + head, len - head, &env,
+				   err);
+	if (k < 0)
+		return k;
+	return lxm_error_set(err, -EPROTO, 500, "the server refused the upgrade (HTTP %d)", status);
+}
+
+/* Connects websocket c of operation op with its secret. */
+static int conn_open(struct lxm_client *client, const char *op, const char *secret,
+		     struct ws_conn *c, struct lxm_error **err)
+{
+	_cleanup_free_ char *req = NULL;
+	_cleanup_close_ int fd = -1;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = lxm_client_socket(client);
+	unsigned char raw[16];
+	char key[32], accept[29], got[64], buf[HANDSHAKE_MAX];
+	size_t len = 0, head = 0;
+	int status = 0, k;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return lxm_error_set(err, -ENAMETOOLONG, 400, "socket path %s is too long", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return lxm_error_setx(err, -errno, 500, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return lxm_error_setx(err, -errno, 500, "connect to %s", path);
+	k = lxm_random_bytes(raw, sizeof(raw));
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "websocket key");
+	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+	if (lxm_ws_accept_key(key, accept) < 0)
+		return lxm_error_set(err, -EIO, 500, "websocket key");
+	if (asprintf(&req,
+		     "GET /1.0/operations/%s/websocket?secret=%s HTTP/1.1\r\n"
+		     "Host: lxd\r\n"
+		     "Upgrade: websocket\r\n"
+		     "Connection: Upgrade\r\n"
+		     "Sec-WebSocket-Key: %s\r\n"
+		     "Sec-WebSocket-Version: 13\r\n"
+		     "\r\n",
+		     op, secret, key) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	k = write_all(fd, (const uint8_t *)req, strlen(req));
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "send the upgrade request");
+	k = read_head(fd, buf, sizeof(buf), &len, &head);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "read the upgrade reply");
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return lxm_error_set(err, -EPROTO, 500, "malformed upgrade reply");
+	if (status != 101)
+		return upgrade_refused(client, status, buf, len, head, err);
+	head_header(buf, head, "Sec-WebSocket-Accept", got, sizeof(got));
+	if (!streq(got, accept))
+		return lxm_error_set(err, -EPROTO, 500,
+				     "wrong Sec-WebSocket-Accept in the upgrade reply");
+	k = lxm_ws_new(LXM_WS_CLIENT, 0, &conn_ops, c, &c->ws);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "websocket");
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		return lxm_error_setx(err, -errno, 500, "websocket");
+	c->fd = TAKE_FD(fd);
+	/* Bytes after the head are websocket frames already. */
+	if (len > head && lxm_ws_feed(c->ws, (const uint8_t *)buf + head, len - head) < 0)
+		c->closed = c->done = true;
+	return 0;
+}
+
+/* ---- the session ---- */
+
+static void handle_signal(struct exec_cli *x, int sig)
+{
+	if (sig == SIGWINCH) {
+		unsigned w = 0, h = 0;
+		char ws[16], hs[16];
+
+		if (!x->interactive)
+			return;
+		terminal_size(&w, &h);
+		if (w == 0)
+			return;
+		snprintf(ws, sizeof(ws), "%u", w);
+		snprintf(hs, sizeof(hs), "%u", h);
+		send_control(x, json_pack("{s:s, s:{s:s, s:s}, s:i}", "command", "window-resize",
+					  "args", "width", ws, "height", hs, "signal", 0));
+		return;
+	}
+	send_control(x, json_pack("{s:s, s:n, s:i}", "command", "signal", "args", "signal", sig));
+}
+
+static bool session_done(const struct exec_cli *x)
+{
+	if (x->interactive)
+		return x->c[WS_STDIN].done;
+	return x->c[WS_STDOUT].done && x->c[WS_STDERR].done;
+}
+
+/* Moves bytes until the output streams have ended. */
+static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
+{
+	struct ws_conn *in = &x->c[WS_STDIN];
+
+	while (!session_done(x)) {
+		struct pollfd p[2 + _WS_MAX];
+		int idx[2 + _WS_MAX];
+		size_t n = 0;
+		int k;
+
+		p[n] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
+		idx[n++] = -2;
+		if (stdin_open && (in->closed || in->out_len < OUT_HIGH)) {
+			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+			idx[n++] = -1;
+		}
+		for (int i = 0; i < _WS_MAX; i++) {
+			struct ws_conn *c = &x->c[i];
+
+			if (c->fd < 0 || (c->closed && c->out_len == 0))
+				continue;
+			p[n] = (struct pollfd){ .fd = c->fd,
+						.events = (short)((c->closed ? 0 : POLLIN) |
+								  (c->out_len ? POLLOUT : 0)) };
+			idx[n++] = i;
+		}
+		k = poll(p, (nfds_t)n, -1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return lxm_error_setx(err, -errno, 500, "poll");
+		for (size_t i = 0; i < n; i++) {
+			if (!p[i].revents)
+				continue;
+			if (idx[i] == -2) {
+				unsigned char sigs[64];
+				ssize_t m = read(signal_pipe[0], sigs, sizeof(sigs));
+
+				for (ssize_t j = 0; j < m; j++)
+					handle_signal(x, sigs[j]);
+			} else if (idx[i] == -1) {
+				uint8_t buf[IO_CHUNK];
+				ssize_t m = read(STDIN_FILENO, buf, sizeof(buf));
+
+				if (m < 0 && (errno == EINTR || errno == EAGAIN))
+					continue;
+				if (m > 0 && !in->closed) {
+					(void)lxm_ws_send(in->ws, LXM_WS_BINARY, buf, (size_t)m);
+				} else if (m <= 0) {
+					stdin_open = false;
+					/* The barrier ends stdin; a pty has no end of input. */
+					if (!x->interactive && !in->closed)
+						(void)lxm_ws_send(in->ws, LXM_WS_TEXT, "", 0);
+				}
+			} else {
+				struct ws_conn *c = &x->c[idx[i]];
+
+				if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
+					conn_read(c);
+				if (c->out_len && !(c->closed && c->fd < 0))
+					conn_flush(c);
+			}
+		}
+		if (x->fail)
+			return lxm_error_setx(err, x->fail, 500, "write output");
+	}
+	return 0;
+}
+
+/* lxc closes every stream once the outputs ended; so does lxm, after what is still queued (a
+ * signal, the stdin barrier) had its chance to go out. */
+static void close_all(struct exec_cli *x)
+{
+	for (int i = 0; i < _WS_MAX; i++) {
+		struct ws_conn *c = &x->c[i];
+
+		if (c->fd >= 0 && c->out_len > 0 && !c->closed) {
+			int fl = fcntl(c->fd, F_GETFL);
+
+			if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+				(void)write_all(c->fd, (const uint8_t *)c->out, c->out_len);
+		}
+		conn_free(c);
+	}
+}
+
+struct exec_args {
+	bool force_interactive;	   /* -t */
+	bool force_noninteractive; /* -T */
+	bool no_stdin;		   /* -n */
+	json_t *env;		   /* --env */
+	const char *cwd;	   /* --cwd */
+	long user;		   /* --user, -1 when not given */
+	long group;		   /* --group, -1 when not given */
+	const char *name;	   /* the instance */
+	char **command;		   /* the rest */
+	int n_command;		   /* entries in command */
+};
+
+static int parse_id_flag(const char *cmd, const char *flag, const char *v, long *ret,
+			 struct lxm_error **err)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < 0 || n > 4294967294L)
+		return lxm_error_set(err, -EINVAL, 400, "%s: invalid %s '%s': expected a number",
+				     cmd, flag, v);
+	*ret = n;
+	return 0;
+}
+
+/* Flags may come before and after NAME; "--" ends them, and the command follows NAME. */
+static int parse_exec(int argc, char **argv, struct exec_args *a, struct lxm_error **err)
+{
+	static const struct option options[] = {
+		{ "force-interactive", no_argument, NULL, 't' },
+		{ "force-noninteractive", no_argument, NULL, 'T' },
+		{ "disable-stdin", no_argument, NULL, 'n' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "cwd", required_argument, NULL, 'c' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "group", required_argument, NULL, 'g' },
+		{},
+	};
+	const char *cmd = argv[0];
+	int opt;
+
+	a->user = a->group = -1;
+	a->env = json_object();
+	if (!a->env)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	optind = 0;
+	opterr = 0;
+	for (;;) {
+		_cleanup_free_ char *key = NULL, *value = NULL;
+
+		opt = getopt_long(argc, argv, "+:tTn", options, NULL);
+		if (opt == -1) {
+			/* Stopped at NAME: take it and go on with the flags after it. */
+			if (!a->name && optind < argc && !streq(argv[optind - 1], "--")) {
+				a->name = argv[optind++];
+				if (optind < argc && streq(argv[optind], "--")) {
+					optind++;
+					break;
+				}
+				continue;
+			}
+			break;
+		}
+		switch (opt) {
+		case 't':
+			a->force_interactive = true;
+			break;
+		case 'T':
+			a->force_noninteractive = true;
+			break;
+		case 'n':
+			a->no_stdin = true;
+			break;
+		case 'e':
+			if (lxm_cli_split_kv(optarg, &key, &value) < 0)
+				return lxm_error_set(err, -EINVAL, 400,
+						     "%s: invalid --env '%s': expected KEY=VALUE",
+						     cmd, optarg);
+			if (json_object_set_new(a->env, key, json_string(value)) < 0)
+				return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+			break;
+		case 'c':
+			a->cwd = optarg;
+			break;
+		case 'u':
+			if (parse_id_flag(cmd, "--user", optarg, &a->user, err) < 0)
+				return -EINVAL;
+			break;
+		case 'g':
+			if (parse_id_flag(cmd, "--group", optarg, &a->group, err) < 0)
+				return -EINVAL;
+			break;
+		default:
+			return lxm_cli_flag_error(cmd, argv, opt, err);
+		}
+	}
+	if (!a->name && optind < argc)
+		a->name = argv[optind++];
+	if (a->force_interactive && a->force_noninteractive)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: -t and -T contradict each other (see 'lxm %s --help')",
+				     cmd, cmd);
+	if (!a->name || optind >= argc)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: expected NAME -- COMMAND [ARG...] (see 'lxm %s --help')",
+				     cmd, cmd);
+	a->command = argv + optind;
+	a->n_command = argc - optind;
+	return 0;
+}
+
+static json_t *exec_body(const struct exec_args *a, bool interactive)
+{
+	json_t *body, *command = json_array();
+	unsigned w = 0, h = 0;
+	const char *term = getenv("TERM");
+
+	for (int i = 0; command && i < a->n_command; i++)
+		json_array_append_new(command, json_string(a->command[i]));
+	if (interactive) {
+		terminal_size(&w, &h);
+		if (term && *term && !json_object_get(a->env, "TERM"))
+			json_object_set_new(a->env, "TERM", json_string(term));
+	}
+	body = json_pack("{s:o?, s:O, s:b, s:b, s:i, s:i, s:b, s:I, s:I, s:s}", "command", command,
+			 "environment", a->env, "wait-for-websocket", 1, "interactive", interactive,
+			 "width", (int)w, "height", (int)h, "record-output", 0, "user",
+			 (json_int_t)(a->user < 0 ? 0 : a->user), "group",
+			 (json_int_t)(a->group < 0 ? 0 : a->group), "cwd", a->cwd ? a->cwd : "");
+	return body;
+}
+
+/* The final operation: its metadata.return, or its error. */
+static int exec_result(struct lxm_client *client, const char *op, const char *name,
+		       struct lxm_error **err)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_json_ json_t *md = NULL;
+	json_t *ret;
+	const char *msg;
+	int code, r;
+
+	if (asprintf(&path, "/1.0/operations/%s/wait?timeout=-1", op) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "exec in '%s': out of memory", name);
+	r = lxm_client_request(client, "GET", path, NULL, &md, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "exec in '%s': wait for the command", name);
+	code = (int)json_integer_value(json_object_get(md, "status_code"));
+	ret = json_object_get(json_object_get(md, "metadata"), "return");
+	msg = json_string_value(json_object_get(md, "err"));
+	/* A command that could not be executed already said so on stderr; the status says the
+	 * rest, as with a shell. */
+	if (json_is_integer(ret) &&
+	    (code == 200 || json_integer_value(ret) == 126 || json_integer_value(ret) == 127))
+		return (int)(json_integer_value(ret) & 0xff);
+	if (code >= 400 || !json_is_integer(ret)) {
+		lxm_error_set(err, -EIO, 500, "%s",
+			      msg && *msg ? msg : "the command did not report its status");
+		return lxm_error_prefix(err, "exec in '%s'", name);
+	}
+	return (int)(json_integer_value(ret) & 0xff);
+}
+
+int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *client = NULL;
+	_cleanup_json_ json_t *body = NULL, *op = NULL;
+	_cleanup_free_ char *path = NULL, *esc = NULL;
+	struct exec_args a = { 0 };
+	struct exec_cli x = { .cmd = argv[0] };
+	struct tty_state tty = { 0 };
+	const char *id, *order[_WS_MAX] = { "control", "0", "1", "2" };
+	json_t *fds;
+	int r;
+
+	r = parse_exec(argc, argv, &a, err);
+	if (r < 0)
+		goto out;
+	x.name = a.name;
+	x.interactive = a.force_interactive ||
+			(!a.force_noninteractive && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO));
+	for (int i = 0; i < _WS_MAX; i++)
+		x.c[i] = (struct ws_conn){ .x = &x, .index = i, .fd = -1 };
+
+	r = lxm_cli_connect(&client, err);
+	if (r < 0)
+		goto out;
+	body = exec_body(&a, x.interactive);
+	esc = lxm_url_escape(a.name);
+	if (!body || !esc || asprintf(&path, "/1.0/instances/%s/exec", esc) < 0) {
+		r = lxm_error_set(err, -ENOMEM, 500, "exec in '%s': out of memory", a.name);
+		goto out;
+	}
+	r = lxm_client_request(client, "POST", path, body, &op, NULL, err);
+	if (r < 0) {
+		r = lxm_error_prefix(err, "exec in '%s'", a.name);
+		goto out;
+	}
+	id = json_string_value(json_object_get(op, "id"));
+	fds = json_object_get(json_object_get(op, "metadata"), "fds");
+	if (!id || !json_is_object(fds)) {
+		r = lxm_error_set(err, -EPROTO, 500, "exec in '%s': the server sent no websockets",
+				  a.name);
+		goto out;
+	}
+
+	/* lxc's order: control first, then the streams. */
+	for (int i = 0; i < _WS_MAX; i++) {
+		const char *secret = json_string_value(json_object_get(fds, order[i]));
+		int index = i == 0 ? WS_CONTROL : i - 1;
+
+		if (!secret)
+			continue;
+		r = conn_open(client, id, secret, &x.c[index], err);
+		if (r < 0) {
+			r = lxm_error_prefix(err, "exec in '%s': websocket '%s'", a.name,
+					     ws_keys[index]);
+			goto out;
+		}
+	}
+	if (!x.c[WS_STDIN].ws || (!x.interactive && (!x.c[WS_STDOUT].ws || !x.c[WS_STDERR].ws))) {
+		r = lxm_error_set(err, -EPROTO, 500, "exec in '%s': the server sent no websockets",
+				  a.name);
+		goto out;
+	}
+
+	r = signals_catch();
+	if (r < 0) {
+		r = lxm_error_setx(err, r, 500, "exec in '%s': catch signals", a.name);
+		goto out;
+	}
+	if (x.interactive && (r = tty_make_raw(&tty)) < 0) {
+		r = lxm_error_setx(err, r, 500, "exec in '%s': raw terminal mode", a.name);
+		goto out;
+	}
+	if (a.no_stdin && !x.interactive)
+		(void)lxm_ws_send(x.c[WS_STDIN].ws, LXM_WS_TEXT, "", 0);
+	r = pump(&x, !a.no_stdin, err);
+	tty_restore(&tty);
+	close_all(&x);
+	if (r < 0) {
+		r = lxm_error_prefix(err, "exec in '%s'", a.name);
+		goto out;
+	}
+	r = exec_result(client, id, a.name, err);
+out:
+	tty_restore(&tty);
+	signals_release();
+	for (int i = 0; i < _WS_MAX; i++)
+		conn_free(&x.c[i]);
+	json_decref(a.env);
+	return r;
+}

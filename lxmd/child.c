@@ -1,0 +1,162 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "cleanup.h"
+
+/* Output beyond this is dropped: helpers say what matters in their first lines. */
+#define CHILD_OUTPUT_MAX (64 * 1024)
+
+struct capture {
+	uv_pipe_t pipe; /* our end */
+	char *buf;	/* what was read, NUL-terminated */
+	size_t len;	/* bytes in buf */
+	bool open;	/* not yet at EOF (or closed) */
+};
+
+struct lxmd_child {
+	uv_process_t proc;	 /* the process */
+	struct capture out;	 /* its stdout */
+	struct capture err;	 /* its stderr */
+	int status;		 /* exit code or 128+signal, once exited */
+	bool exited;		 /* exit_cb ran */
+	bool closing;		 /* the handles are being closed */
+	int handles;		 /* handles not yet closed */
+	lxmd_child_done_fn done; /* the callback */
+	void *ud;		 /* for done */
+};
+
+static void child_free(struct lxmd_child *c)
+{
+	free(c->out.buf);
+	free(c->err.buf);
+	free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct lxmd_child *c = h->data;
+
+	if (--c->handles == 0)
+		child_free(c);
+}
+
+static void maybe_done(struct lxmd_child *c)
+{
+	if (!c->exited || c->out.open || c->err.open || c->closing)
+		return;
+	c->closing = true;
+	if (c->done)
+		c->done(c->status, c->out.buf ? c->out.buf : "", c->err.buf ? c->err.buf : "",
+			c->ud);
+	uv_close((uv_handle_t *)&c->proc, handle_closed);
+	uv_close((uv_handle_t *)&c->out.pipe, handle_closed);
+	uv_close((uv_handle_t *)&c->err.pipe, handle_closed);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+	struct lxmd_child *c = p->data;
+
+	c->exited = true;
+	c->status = sig ? 128 + sig : (int)status;
+	maybe_done(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char scratch[16384];
+
+	*buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct lxmd_child *c = s->data;
+	struct capture *cap = (uv_pipe_t *)s == &c->out.pipe ? &c->out : &c->err;
+
+	if (n < 0) {
+		uv_read_stop(s);
+		cap->open = false;
+		maybe_done(c);
+		return;
+	}
+	if (n > 0 && cap->len < CHILD_OUTPUT_MAX) {
+		size_t take = (size_t)n;
+		char *nb;
+
+		if (take > CHILD_OUTPUT_MAX - cap->len)
+			take = CHILD_OUTPUT_MAX - cap->len;
+		nb = realloc(cap->buf, cap->len + take + 1);
+		if (!nb)
+			return;
+		cap->buf = nb;
+		memcpy(cap->buf + cap->len, buf->base, take);
+		cap->len += take;
+		cap->buf[cap->len] = '\0';
+	}
+}
+
+int lxmd_child_run(uv_loop_t *loop, char *const argv[], lxmd_child_done_fn done, void *ud)
+{
+	struct lxmd_child *c = calloc(1, sizeof(*c));
+	uv_stdio_container_t stdio[3];
+	uv_process_options_t opts = { 0 };
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->done = done;
+	c->ud = ud;
+	uv_pipe_init(loop, &c->out.pipe, 0);
+	uv_pipe_init(loop, &c->err.pipe, 0);
+	c->out.pipe.data = c->err.pipe.data = c->proc.data = c;
+	c->handles = 3;
+	stdio[0].flags = UV_IGNORE;
+	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[1].data.stream = (uv_stream_t *)&c->out.pipe;
+	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[2].data.stream = (uv_stream_t *)&c->err.pipe;
+	opts.file = argv[0];
+	opts.args = (char **)argv;
+	opts.exit_cb = on_exit_cb;
+	opts.stdio = stdio;
+	opts.stdio_count = 3;
+
+	r = uv_spawn(loop, &c->proc, &opts);
+	if (r < 0) {
+		/* uv_spawn leaves the process handle initialised: close everything. */
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->proc, handle_closed);
+		uv_close((uv_handle_t *)&c->out.pipe, handle_closed);
+		uv_close((uv_handle_t *)&c->err.pipe, handle_closed);
+		return r;
+	}
+	c->out.open = c->err.open = true;
+	uv_read_start((uv_stream_t *)&c->out.pipe, alloc_cb, read_cb);
+	uv_read_start((uv_stream_t *)&c->err.pipe, alloc_cb, read_cb);
+	return 0;
+}
+
+int lxmd_self_dir(char **ret)
+{
+	char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	char *slash;
+
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	*ret = strdup(path);
+	return *ret ? 0 : -ENOMEM;
+}

@@ -1,0 +1,1096 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "cgroup/cgroup.h"
+#include "child.h"
+#include "cleanup.h"
+#include "container/spec.h"
+#include "daemon.h"
+#include "db/db.h"
+#include "events.h"
+#include "instance.h"
+#include "json.h"
+#include "log.h"
+#include "monitor/monitor.h"
+#include "operations.h"
+#include "profiles/policy.h"
+#include "util.h"
+
+/* Ids each unprivileged container gets (LXD's default): root's subordinate range starts there. */
+#define IDMAP_SIZE 65536
+/* What lxmd adds to /etc/subuid and /etc/subgid for root when they have no entry (as LXD advises).
+ */
+#define SUBID_DEFAULT_BASE  1000000
+#define SUBID_DEFAULT_COUNT 1000000000
+/* Console output kept per container. */
+#define CONSOLE_LOG_MAX (1024 * 1024)
+/* /run inside a container. */
+#define RUN_SIZE (64ull * 1024 * 1024)
+/* How long lxmd waits for a monitor's control socket to answer. */
+#define MONITOR_TIMEOUT_MS 2000
+
+struct rt_instance {
+	TAILQ_ENTRY(rt_instance) link; /* in rt->running */
+	struct lxmd *d;		       /* the daemon */
+	char *name;		       /* instance name */
+	pid_t init_pid;		       /* PID 1 of the container, in lxmd's pid namespace */
+	pid_t monitor_pid;	       /* its lxm-monitor */
+	int pidfd;		       /* the monitor's pidfd: readable once it exited */
+	uv_poll_t poll;		       /* watches pidfd */
+	bool frozen;		       /* cgroup freezer engaged */
+	bool starting;		       /* the monitor has not reported yet */
+	struct lxm_operation *op;      /* start/stop/restart waiting for this instance */
+	bool restart;		       /* start again once stopped (restart) */
+	int restart_timeout;	       /* for the start after a restart */
+	int jobs;		       /* thread-pool jobs that still use this record */
+	bool released;		       /* removed and closed: free once jobs reach 0 */
+};
+
+struct lxmd_runtime {
+	TAILQ_HEAD(, rt_instance) running; /* instances with a monitor (or starting one) */
+	struct lxm_cgroup_layout *cgroups; /* the host's hierarchies */
+	struct lxm_policy_host host;	   /* what the policy compiler needs to know */
+	uint32_t uid_base;		   /* root's subordinate uid range start */
+	uint32_t gid_base;		   /* root's subordinate gid range start */
+	char *monitor;			   /* path of lxm-monitor */
+};
+
+static struct rt_instance *rt_find(struct lxmd *d, const char *name)
+{
+	struct rt_instance *i;
+
+	if (!d->rt)
+		return NULL;
+	TAILQ_FOREACH(i, &d->rt->running, link)
+	if (streq(i->name, name))
+		return i;
+	return NULL;
+}
+
+static void rt_closed(uv_handle_t *h)
+{
+	struct rt_instance *i = h->data;
+
+	if (i->jobs > 0) {
+		/* A freeze job still holds it: the job's completion frees it. */
+		i->released = true;
+		return;
+	}
+	if (i->pidfd >= 0)
+		close(i->pidfd);
+	free(i->name);
+	free(i);
+}
+
+/* Forgets a running instance; its monitor (if any) is not touched. */
+static void rt_remove(struct rt_instance *i)
+{
+	TAILQ_REMOVE(&i->d->rt->running, i, link);
+	if (i->pidfd >= 0) {
+		uv_poll_stop(&i->poll);
+		uv_close((uv_handle_t *)&i->poll, rt_closed);
+		return;
+	}
+	rt_closed((uv_handle_t *)&i->poll);
+}
+
+static int rundir_of(struct lxmd *d, const char *name, char **ret)
+{
+	return asprintf(ret, "%s/%s", d->cfg.rundir, name) < 0 ? -ENOMEM : 0;
+}
+
+/* ---- id ranges ---- */
+
+/* Finds root's range in /etc/subuid-style file, adding the default one when there is none. */
+static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	char *line, *save = NULL;
+	int k;
+
+	k = lxm_read_file(path, &text, NULL);
+	if (k < 0 && k != -ENOENT)
+		return lxm_error_setx(err, k, 500, "read %s", path);
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		unsigned long base, count;
+		char who[64];
+
+		if (sscanf(line, "%63[^:]:%lu:%lu", who, &base, &count) == 3 &&
+		    (streq(who, "root") || streq(who, "0")) && count >= IDMAP_SIZE) {
+			*ret = (uint32_t)base;
+			return 0;
+		}
+	}
+	{
+		_cleanup_close_ int fd =
+			open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		char entry[64];
+		int n = snprintf(entry, sizeof(entry), "root:%d:%d\n", SUBID_DEFAULT_BASE,
+				 SUBID_DEFAULT_COUNT);
+
+		if (fd < 0 || write(fd, entry, (size_t)n) != n)
+			return lxm_error_setx(err, -errno, 500, "add root's range to %s", path);
+	}
+	log_info("added root:%d:%d to %s (subordinate ids for unprivileged containers)",
+		 SUBID_DEFAULT_BASE, SUBID_DEFAULT_COUNT, path);
+	*ret = SUBID_DEFAULT_BASE;
+	return 0;
+}
+
+/* ---- monitors ---- */
+
+static void monitor_exited(uv_poll_t *p, int status, int events);
+
+static int watch_monitor(struct rt_instance *i)
+{
+	int fd = (int)syscall(SYS_pidfd_open, i->monitor_pid, 0);
+
+	if (fd < 0)
+		return -errno;
+	i->pidfd = fd;
+	uv_poll_init(i->d->loop, &i->poll, fd);
+	i->poll.data = i;
+	uv_poll_start(&i->poll, UV_READABLE, monitor_exited);
+	return 0;
+}
+
+static struct rt_instance *rt_add(struct lxmd *d, const char *name)
+{
+	struct rt_instance *i = calloc(1, sizeof(*i));
+
+	if (!i || !(i->name = strdup(name))) {
+		free(i);
+		return NULL;
+	}
+	i->d = d;
+	i->pidfd = -1;
+	i->poll.data = i;
+	TAILQ_INSERT_TAIL(&d->rt->running, i, link);
+	return i;
+}
+
+static void lifecycle(struct lxmd *d, const char *action, const char *name)
+{
+	_cleanup_free_ char *url = NULL;
+
+	if (asprintf(&url, "/1.0/instances/%s", name) >= 0)
+		lxm_events_lifecycle(d->events, action, url, NULL);
+}
+
+static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err);
+
+/* A stopped container keeps nothing under the runtime dir; the monitor's log moves beside the
+ * console log so that `lxm info --show-log` can still tell what happened. */
+static void clear_rundir(struct lxmd *d, const char *name, const char *rundir)
+{
+	static const char *const files[] = { "spec.json", "exit.json", "monitor.sock" };
+	_cleanup_free_ char *from = NULL, *to = NULL;
+
+	if (asprintf(&from, "%s/monitor.log", rundir) >= 0 &&
+	    asprintf(&to, "%s/logs/%s/monitor.log", d->cfg.root, name) >= 0 &&
+	    rename(from, to) < 0 && errno != ENOENT)
+		unlink(from);
+	for (size_t k = 0; k < ARRAY_SIZE(files); k++) {
+		_cleanup_free_ char *p = NULL;
+
+		if (asprintf(&p, "%s/%s", rundir, files[k]) >= 0)
+			unlink(p);
+	}
+	if (rmdir(rundir) < 0 && errno != ENOENT)
+		log_warn("instance '%s': %s not empty after stop", name, rundir);
+}
+
+/* The monitor is gone: the container stopped. Collect what it left and finish what waited. */
+static void monitor_exited(uv_poll_t *p, int status, int events)
+{
+	struct rt_instance *i = p->data;
+	struct lxmd *d = i->d;
+	_cleanup_free_ char *rundir = NULL, *exitfile = NULL, *text = NULL, *name = strdup(i->name);
+	/* A freeze job in flight owns the pending operation and finishes it itself. */
+	struct lxm_operation *op = i->jobs ? NULL : TAKE_PTR(i->op);
+	bool restart = i->restart;
+	int timeout = i->restart_timeout;
+	struct lxm_error *err = NULL;
+
+	if (rundir_of(d, i->name, &rundir) == 0 &&
+	    asprintf(&exitfile, "%s/exit.json", rundir) >= 0 &&
+	    lxm_read_file(exitfile, &text, NULL) == 0)
+		log_info("instance '%s' stopped: %s", i->name, text);
+	else
+		log_warn("instance '%s': its monitor (pid %d) exited without an exit record",
+			 i->name, (int)i->monitor_pid);
+	/* The monitor removes the cgroups; make sure (it may have been killed). */
+	if (lxm_cgroup_destroy(d->rt->cgroups, i->name, &err) < 0) {
+		log_warn("instance '%s': %s", i->name, err->msg);
+		lxm_error_free(TAKE_PTR(err));
+	}
+	if (rundir)
+		clear_rundir(d, i->name, rundir);
+	rt_remove(i);
+	if (name)
+		lifecycle(d, "instance-stopped", name);
+
+	if (!op || !name)
+		return;
+	if (!restart) {
+		lxm_operation_finish(op, NULL);
+		return;
+	}
+	/* Restart: the same operation goes on with a start. */
+	i = rt_add(d, name);
+	if (!i) {
+		lxm_error_set(&err, -ENOMEM, 500, "restart '%s': out of memory", name);
+		lxm_operation_finish(op, err);
+		return;
+	}
+	i->op = op;
+	i->restart_timeout = timeout;
+	if (do_start(d, i, &err) < 0) {
+		rt_remove(i);
+		lxm_operation_finish(op, err);
+	}
+}
+
+struct start_ctx {
+	struct lxmd *d; /* the daemon */
+	char *name;	/* the instance */
+};
+
+static void monitor_ready(int status, const char *out, const char *errout, void *ud)
+{
+	struct start_ctx *ctx = ud;
+	struct lxmd *d = ctx->d;
+	struct rt_instance *i = rt_find(d, ctx->name);
+	_cleanup_json_ json_t *line = NULL;
+	struct lxm_operation *op = i ? TAKE_PTR(i->op) : NULL;
+	struct lxm_error *err = NULL;
+	const char *msg;
+
+	line = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+	msg = json_string_value(json_object_get(line, "error"));
+	if (!i) {
+		/* Deleted or forgotten meanwhile: nothing to report to. */
+	} else if (json_integer_value(json_object_get(line, "init_pid")) > 0) {
+		i->starting = false;
+		i->init_pid = (pid_t)json_integer_value(json_object_get(line, "init_pid"));
+		i->monitor_pid = (pid_t)json_integer_value(json_object_get(line, "monitor_pid"));
+		if (watch_monitor(i) < 0)
+			log_warn("instance '%s': cannot watch monitor %d", ctx->name,
+				 (int)i->monitor_pid);
+		log_info("instance '%s' started: init pid %d, monitor pid %d", ctx->name,
+			 (int)i->init_pid, (int)i->monitor_pid);
+		lifecycle(d, "instance-started", ctx->name);
+	} else {
+		if (msg)
+			lxm_error_set(&err, -EIO, 500, "%s", msg);
+		else
+			lxm_error_set(&err, -EIO, 500,
+				      "start '%s': lxm-monitor exited with status %d without "
+				      "reporting: %s",
+				      ctx->name, status, *errout ? errout : "(no output)");
+		if (lxm_cgroup_destroy(d->rt->cgroups, ctx->name, NULL) < 0)
+			log_warn("instance '%s': could not remove its cgroups", ctx->name);
+		rt_remove(i);
+	}
+	if (op)
+		lxm_operation_finish(op, err);
+	else
+		lxm_error_free(err);
+	free(ctx->name);
+	free(ctx);
+}
+
+/* The device nodes every container gets (anchors.md: deny by default, allow these). */
+static const struct lxm_spec_device default_devices[] = {
+	{ "/dev/null", 'c', 1, 3, 0666, 0, 0 },	   { "/dev/zero", 'c', 1, 5, 0666, 0, 0 },
+	{ "/dev/full", 'c', 1, 7, 0666, 0, 0 },	   { "/dev/random", 'c', 1, 8, 0666, 0, 0 },
+	{ "/dev/urandom", 'c', 1, 9, 0666, 0, 0 }, { "/dev/tty", 'c', 5, 0, 0666, 0, 0 },
+};
+
+static int build_spec(struct lxmd *d, const char *name, const struct lxm_policy *pol,
+		      const struct lxm_cgroup_paths *cg, const char *rundir,
+		      struct lxm_container_spec **ret, struct lxm_error **err)
+{
+	struct lxm_container_spec *s = calloc(1, sizeof(*s));
+	_cleanup_free_ char *path = NULL;
+	size_t nv1 = 0;
+
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	if (lxmd_instance_path(d, name, &path) < 0 || asprintf(&s->rootfs, "%s/rootfs", path) < 0 ||
+	    !(s->name = strdup(name)) || !(s->hostname = strdup(name)) ||
+	    !(s->rundir = strdup(rundir)) ||
+	    asprintf(&s->control_socket, "%s/monitor.sock", rundir) < 0 ||
+	    asprintf(&s->console_log, "%s/logs/%s/console.log", d->cfg.root, name) < 0)
+		return -ENOMEM;
+	s->init = calloc(2, sizeof(char *));
+	s->env = calloc(4, sizeof(char *));
+	if (!s->init || !s->env || !(s->init[0] = strdup("/sbin/init")) ||
+	    !(s->env[0] = strdup("container=lxc")) ||
+	    !(s->env[1] = strdup(
+		      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")) ||
+	    !(s->env[2] = strdup("TERM=linux")))
+		return -ENOMEM;
+	s->privileged = pol->privileged;
+	if (!s->privileged) {
+		s->uidmap = calloc(1, sizeof(*s->uidmap));
+		s->gidmap = calloc(1, sizeof(*s->gidmap));
+		if (!s->uidmap || !s->gidmap)
+			return -ENOMEM;
+		*s->uidmap = (struct lxm_idmap){ 0, d->rt->uid_base, IDMAP_SIZE };
+		*s->gidmap = (struct lxm_idmap){ 0, d->rt->gid_base, IDMAP_SIZE };
+		s->n_uidmap = s->n_gidmap = 1;
+	}
+	if (cg->v2 && !(s->cgroup_v2 = strdup(cg->v2)))
+		return -ENOMEM;
+	if (cg->v2 && !(s->cgroup_ns_root = strdup(cg->v2)))
+		return -ENOMEM;
+	for (char **p = cg->v1; p && *p; p++)
+		nv1++;
+	if (nv1) {
+		s->cgroup_v1 = calloc(nv1 + 1, sizeof(char *));
+		if (!s->cgroup_v1)
+			return -ENOMEM;
+		for (size_t k = 0; k < nv1; k++)
+			if (!(s->cgroup_v1[k] = strdup(cg->v1[k])))
+				return -ENOMEM;
+	}
+	s->caps_drop = pol->caps_drop;
+	s->nesting = pol->nesting;
+	if (pol->syscalls_deny) {
+		size_t n = 0;
+
+		while (pol->syscalls_deny[n])
+			n++;
+		s->syscalls_deny = calloc(n + 1, sizeof(char *));
+		if (!s->syscalls_deny)
+			return -ENOMEM;
+		for (size_t k = 0; k < n; k++)
+			if (!(s->syscalls_deny[k] = strdup(pol->syscalls_deny[k])))
+				return -ENOMEM;
+	}
+	if (pol->syscalls_allow) {
+		size_t n = 0;
+
+		while (pol->syscalls_allow[n])
+			n++;
+		s->syscalls_allow = calloc(n + 1, sizeof(char *));
+		if (!s->syscalls_allow)
+			return -ENOMEM;
+		for (size_t k = 0; k < n; k++)
+			if (!(s->syscalls_allow[k] = strdup(pol->syscalls_allow[k])))
+				return -ENOMEM;
+	}
+	if (pol->apparmor_profile && !(s->apparmor_profile = strdup(pol->apparmor_profile)))
+		return -ENOMEM;
+	if (pol->selinux_label && !(s->selinux_label = strdup(pol->selinux_label)))
+		return -ENOMEM;
+	s->devices = calloc(ARRAY_SIZE(default_devices), sizeof(*s->devices));
+	if (!s->devices)
+		return -ENOMEM;
+	for (size_t k = 0; k < ARRAY_SIZE(default_devices); k++) {
+		s->devices[k] = default_devices[k];
+		if (!(s->devices[k].path = strdup(default_devices[k].path)))
+			return -ENOMEM;
+		s->n_devices++;
+	}
+	s->time_offset_monotonic = pol->time_offset_monotonic;
+	s->time_offset_boottime = pol->time_offset_boottime;
+	s->run_size = RUN_SIZE;
+	s->halt_signal = pol->halt_signal;
+	s->console_log_max = CONSOLE_LOG_MAX;
+	return 0;
+}
+
+/* cgroup v2 delegation: the container's root owns its cgroup dir and the files that manage
+ * sub-cgroups, so that an init like systemd can organise its services (the kernel's delegation
+ * model; the limits stay in files it does not own). */
+static void delegate_cgroup(struct lxmd *d, const char *dir)
+{
+	static const char *const files[] = { "", "/cgroup.procs", "/cgroup.threads",
+					     "/cgroup.subtree_control" };
+
+	for (size_t k = 0; k < ARRAY_SIZE(files); k++) {
+		_cleanup_free_ char *p = NULL;
+
+		if (asprintf(&p, "%s%s", dir, files[k]) >= 0 &&
+		    chown(p, d->rt->uid_base, d->rt->gid_base) < 0 && errno != ENOENT)
+			log_warn("delegate %s to the container's root: %s", p, strerror(errno));
+	}
+}
+
+static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	_cleanup_free_ char *rundir = NULL, *specpath = NULL, *path = NULL, *init = NULL,
+			    *logdir = NULL;
+	struct lxm_policy *pol = NULL;
+	struct lxm_container_spec *spec = NULL;
+	struct lxm_cgroup_paths cg = { 0 };
+	struct start_ctx *ctx = NULL;
+	char *argv[4];
+	struct stat st;
+	int k;
+
+	k = lxm_db_instance_get(d->db, i->name, &inst, err);
+	if (k < 0)
+		return k;
+	k = lxmd_instance_expand(d, inst, &config, &devices, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "start '%s'", i->name);
+	if ((k = lxmd_instance_path(d, i->name, &path)) < 0 ||
+	    asprintf(&init, "%s/rootfs/sbin/init", path) < 0 ||
+	    asprintf(&logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
+	    (k = rundir_of(d, i->name, &rundir)) < 0 ||
+	    asprintf(&specpath, "%s/spec.json", rundir) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	/* fstatat without following: a dangling or relative symlink is fine inside the rootfs. */
+	if (fstatat(AT_FDCWD, init, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return lxm_error_set(err, -ENOENT, 400,
+				     "start '%s': its root file system has no /sbin/init (an empty "
+				     "instance cannot start: create it from an image)",
+				     i->name);
+	k = lxm_policy_compile(i->name, config, &d->rt->host, &pol, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "start '%s'", i->name);
+	k = lxm_cgroup_create(d->rt->cgroups, i->name, &pol->limits, &cg, err);
+	if (k < 0) {
+		lxm_policy_free(pol);
+		return lxm_error_prefix(err, "start '%s'", i->name);
+	}
+	if (!pol->privileged && cg.v2)
+		delegate_cgroup(d, cg.v2);
+	k = build_spec(d, i->name, pol, &cg, rundir, &spec, err);
+	lxm_policy_free(pol);
+	lxm_cgroup_paths_free(&cg);
+	if (k >= 0 && ((k = lxm_mkdir_p(rundir, 0700)) < 0 || (k = lxm_mkdir_p(logdir, 0700)) < 0))
+		lxm_error_setx(err, k, 500, "start '%s': create %s", i->name, rundir);
+	if (k >= 0)
+		k = lxm_container_spec_save(spec, specpath, err);
+	lxm_container_spec_free(spec);
+	if (k < 0)
+		goto fail;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx || !(ctx->name = strdup(i->name))) {
+		free(ctx);
+		k = lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+		goto fail;
+	}
+	ctx->d = d;
+	argv[0] = d->rt->monitor;
+	argv[1] = (char *)"start";
+	argv[2] = specpath;
+	argv[3] = NULL;
+	i->starting = true;
+	k = lxmd_child_run(d->loop, argv, monitor_ready, ctx);
+	if (k < 0) {
+		free(ctx->name);
+		free(ctx);
+		lxm_error_set(err, k, 500, "start '%s': run %s: %s", i->name, d->rt->monitor,
+			      uv_strerror(k));
+		goto fail;
+	}
+	inst->last_used_at = lxm_now_ns();
+	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
+		log_warn("instance '%s': could not record last_used_at", i->name);
+	return 0;
+fail:
+	lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL);
+	return k;
+}
+
+/* ---- state changes ---- */
+
+static int monitor_socket(struct lxmd *d, const char *name, char **ret)
+{
+	return asprintf(ret, "%s/%s/monitor.sock", d->cfg.rundir, name) < 0 ? -ENOMEM : 0;
+}
+
+static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool force,
+		     struct lxm_error **err)
+{
+	_cleanup_free_ char *sock = NULL;
+	_cleanup_json_ json_t *req = NULL, *reply = NULL;
+	struct lxm_policy *pol = NULL;
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	int sig = SIGPWR, k;
+
+	if (monitor_socket(d, i->name, &sock) < 0)
+		return -ENOMEM;
+	if (!force) {
+		/* The halt signal comes from the instance's config (image.*, boot.stop.signal). */
+		if (lxm_db_instance_get(d->db, i->name, &inst, NULL) == 0 &&
+		    lxmd_instance_expand(d, inst, &config, &devices, NULL) == 0 &&
+		    lxm_policy_compile(i->name, config, &d->rt->host, &pol, NULL) == 0) {
+			sig = pol->halt_signal;
+			lxm_policy_free(pol);
+		}
+		req = json_pack("{s:s, s:i, s:i}", "op", "stop", "signal", sig, "timeout", timeout);
+	} else {
+		req = json_pack("{s:s}", "op", "kill");
+	}
+	k = lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "stop '%s': ask its monitor", i->name);
+	return 0;
+}
+
+/* The freezer waits for the kernel to stop every task: not on the loop thread. */
+struct freeze_job {
+	uv_work_t work;	       /* libuv's */
+	struct rt_instance *i; /* the instance (kept alive: its op is pending) */
+	bool freeze;	       /* freeze or thaw */
+	struct lxm_error *err; /* the worker's result */
+};
+
+static void freeze_work(uv_work_t *w)
+{
+	struct freeze_job *j = w->data;
+
+	if (lxm_cgroup_freeze(j->i->d->rt->cgroups, j->i->name, j->freeze, &j->err) < 0)
+		lxm_error_prefix(&j->err, "%s '%s'", j->freeze ? "freeze" : "unfreeze", j->i->name);
+}
+
+static void freeze_done(uv_work_t *w, int status)
+{
+	struct freeze_job *j = w->data;
+	struct rt_instance *i = j->i;
+	struct lxm_operation *op = TAKE_PTR(i->op);
+
+	i->jobs--;
+	if (i->released) {
+		/* The container went away meanwhile (its monitor exited). */
+		if (!j->err)
+			lxm_error_set(&j->err, -ESRCH, 400,
+				      "%s '%s': the instance stopped meanwhile",
+				      j->freeze ? "freeze" : "unfreeze", i->name);
+		lxm_operation_finish(op, TAKE_PTR(j->err));
+		free(j);
+		if (i->jobs == 0)
+			rt_closed((uv_handle_t *)&i->poll);
+		return;
+	}
+	if (!j->err) {
+		i->frozen = j->freeze;
+		lifecycle(i->d, j->freeze ? "instance-paused" : "instance-resumed", i->name);
+	}
+	lxm_operation_finish(op, TAKE_PTR(j->err));
+	free(j);
+}
+
+int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *action, int timeout,
+			       bool force, struct lxm_operation *op, struct lxm_error **err)
+{
+	struct rt_instance *i = rt_find(d, name);
+	int k;
+
+	if (streq(action, "start")) {
+		if (i)
+			return lxm_error_set(err, -EALREADY, 400, "start '%s': it is already %s",
+					     name, i->starting ? "starting" : "running");
+		i = rt_add(d, name);
+		if (!i)
+			return -ENOMEM;
+		i->op = op;
+		k = do_start(d, i, err);
+		if (k < 0)
+			rt_remove(i);
+		return k;
+	}
+	if (!i || i->starting)
+		return lxm_error_set(err, -EINVAL, 400, "%s '%s': it is not running", action, name);
+	if (i->op)
+		return lxm_error_set(err, -EBUSY, 409, "%s '%s': another state change is under way",
+				     action, name);
+	if (streq(action, "stop") || streq(action, "restart")) {
+		if (i->frozen)
+			lxm_cgroup_freeze(d->rt->cgroups, name, false, NULL);
+		k = send_stop(d, i, timeout, force, err);
+		if (k < 0)
+			return k;
+		i->frozen = false;
+		i->op = op;
+		i->restart = streq(action, "restart");
+		i->restart_timeout = timeout;
+		return 0;
+	}
+	if (streq(action, "freeze") || streq(action, "unfreeze")) {
+		struct freeze_job *j = calloc(1, sizeof(*j));
+
+		if (!j)
+			return -ENOMEM;
+		j->i = i;
+		j->freeze = streq(action, "freeze");
+		j->work.data = j;
+		i->op = op;
+		i->jobs++;
+		k = uv_queue_work(d->loop, &j->work, freeze_work, freeze_done);
+		if (k < 0) {
+			i->jobs--;
+			i->op = NULL;
+			free(j);
+			return lxm_error_set(err, k, 500, "%s '%s': %s", action, name,
+					     uv_strerror(k));
+		}
+		return 0;
+	}
+	return lxm_error_set(err, -EINVAL, 400,
+			     "unknown action '%s' (start, stop, restart, freeze, unfreeze)",
+			     action);
+}
+
+const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code)
+{
+	struct rt_instance *i = rt_find(d, name);
+
+	if (i && i->frozen) {
+		*ret_code = LXM_STATUS_FROZEN;
+		return "Frozen";
+	}
+	if (i && !i->starting) {
+		*ret_code = LXM_STATUS_RUNNING;
+		return "Running";
+	}
+	*ret_code = LXM_STATUS_STOPPED;
+	return "Stopped";
+}
+
+int lxmd_instance_running(struct lxmd *d, const char *name, pid_t *ret_init_pid,
+			  char **ret_spec_path, struct lxm_error **err)
+{
+	struct rt_instance *i = rt_find(d, name);
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	int k;
+
+	if (!i || i->starting) {
+		k = lxm_db_instance_get(d->db, name, &inst, err);
+		if (k < 0)
+			return k;
+		return lxm_error_set(err, -EINVAL, 400, "instance '%s' is not running", name);
+	}
+	if (ret_spec_path && asprintf(ret_spec_path, "%s/%s/spec.json", d->cfg.rundir, name) < 0)
+		return -ENOMEM;
+	if (ret_init_pid)
+		*ret_init_pid = i->init_pid;
+	return 0;
+}
+
+/* Per-interface counters of the container's network namespace, from its init's view of procfs. */
+static json_t *network_state(pid_t pid)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_t *net = json_object();
+	char *line, *save = NULL;
+	int n = 0;
+
+	if (asprintf(&path, "/proc/%d/net/dev", (int)pid) < 0 ||
+	    lxm_read_file(path, &text, NULL) < 0)
+		return net;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char ifname[64];
+		unsigned long long rb, rp, tb, tp, skip;
+
+		if (n++ < 2)
+			continue; /* the two header lines */
+		if (sscanf(line, " %63[^:]: %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+			   ifname, &rb, &rp, &skip, &skip, &skip, &skip, &skip, &skip, &tb,
+			   &tp) != 11)
+			continue;
+		json_object_set_new(
+			net, ifname,
+			json_pack("{s:[], s:{s:I, s:I, s:I, s:I}, s:s, s:s, s:s, s:i, s:s}",
+				  "addresses", "counters", "bytes_received", (json_int_t)rb,
+				  "bytes_sent", (json_int_t)tb, "packets_received", (json_int_t)rp,
+				  "packets_sent", (json_int_t)tp, "hwaddr", "", "host_name", "",
+				  "state", "up", "mtu", 0, "type",
+				  streq(ifname, "lo") ? "loopback" : "broadcast"));
+	}
+	return net;
+}
+
+int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err)
+{
+	struct rt_instance *i = rt_find(d, name);
+	struct lxm_cgroup_stats st = { -1, -1, -1, -1, -1 };
+	const char *status;
+	int code;
+
+	status = lxmd_instance_status(d, name, &code);
+	if (code != LXM_STATUS_STOPPED && lxm_cgroup_stats(d->rt->cgroups, name, &st, NULL) < 0)
+		log_debug("instance '%s': no cgroup statistics", name);
+	*ret = json_pack("{s:s, s:i, s:{}, s:{s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:i, s:I}",
+			 "status", status, "status_code", code, "disk", "cpu", "usage",
+			 (json_int_t)(st.cpu_usage_ns > 0 ? st.cpu_usage_ns : 0), "memory", "usage",
+			 (json_int_t)(st.memory_usage > 0 ? st.memory_usage : 0), "usage_peak",
+			 (json_int_t)(st.memory_peak > 0 ? st.memory_peak : 0), "swap_usage",
+			 (json_int_t)(st.swap_usage > 0 ? st.swap_usage : 0), "swap_usage_peak",
+			 (json_int_t)0, "network",
+			 i && code != LXM_STATUS_STOPPED ? network_state(i->init_pid) : json_null(),
+			 "pid", i && code != LXM_STATUS_STOPPED ? (int)i->init_pid : 0, "processes",
+			 (json_int_t)(st.processes > 0 ? st.processes : 0));
+	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "state of '%s': out of memory", name);
+}
+
+/* ---- start-up ---- */
+
+static int find_monitor(char **ret)
+{
+	const char *env = getenv("LXM_MONITOR");
+	_cleanup_free_ char *dir = NULL;
+
+	if (env && *env) {
+		*ret = strdup(env);
+		return *ret ? 0 : -ENOMEM;
+	}
+	if (lxmd_self_dir(&dir) == 0 && asprintf(ret, "%s/%s", dir, LXM_MONITOR_NAME) >= 0) {
+		if (access(*ret, X_OK) == 0)
+			return 0;
+		free(*ret);
+	}
+	return asprintf(ret, "%s/%s", LXM_LIBEXECDIR, LXM_MONITOR_NAME) < 0 ? -ENOMEM : 0;
+}
+
+/* Monitors outlive lxmd: find the ones still serving and watch them again. */
+static void reattach(struct lxmd *d)
+{
+	_cleanup_strv_ char **names = NULL;
+
+	if (lxm_db_instance_names(d->db, &names, NULL) < 0)
+		return;
+	for (char **n = names; n && *n; n++) {
+		_cleanup_free_ char *sock = NULL;
+		_cleanup_json_ json_t *req = json_pack("{s:s}", "op", "status"), *reply = NULL;
+		struct lxm_error *err = NULL;
+		struct rt_instance *i;
+
+		if (monitor_socket(d, *n, &sock) < 0)
+			return;
+		if (lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, &err) < 0) {
+			lxm_error_free(err);
+			continue;
+		}
+		i = rt_add(d, *n);
+		if (!i)
+			return;
+		i->init_pid = (pid_t)json_integer_value(json_object_get(reply, "init_pid"));
+		i->monitor_pid = (pid_t)json_integer_value(json_object_get(reply, "monitor_pid"));
+		if (watch_monitor(i) < 0) {
+			/* It went away between the answer and now. */
+			rt_remove(i);
+			continue;
+		}
+		log_info("instance '%s' is running (init pid %d): re-attached to its monitor", *n,
+			 (int)i->init_pid);
+	}
+}
+
+int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err)
+{
+	struct lxmd_runtime *rt = calloc(1, sizeof(*rt));
+	struct sysinfo si;
+	int k;
+
+	if (!rt)
+		return -ENOMEM;
+	TAILQ_INIT(&rt->running);
+	d->rt = rt;
+	k = lxm_cgroup_detect(NULL, NULL, &rt->cgroups, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "detect cgroups");
+	if ((k = subid_base("/etc/subuid", &rt->uid_base, err)) < 0 ||
+	    (k = subid_base("/etc/subgid", &rt->gid_base, err)) < 0)
+		return k;
+	if (find_monitor(&rt->monitor) < 0)
+		return -ENOMEM;
+	sysinfo(&si);
+	rt->host.memory_bytes = (uint64_t)si.totalram * si.mem_unit;
+	rt->host.ncpus = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	rt->host.apparmor = access("/sys/kernel/security/apparmor", F_OK) == 0;
+	rt->host.selinux = access("/sys/fs/selinux/enforce", F_OK) == 0;
+	rt->host.root = d->cfg.root;
+	if (!rt->host.apparmor)
+		log_info("AppArmor is not enabled in this kernel: containers run without an "
+			 "AppArmor profile");
+	if (!rt->host.selinux)
+		log_info("SELinux is not enabled in this kernel: containers run without an "
+			 "SELinux label");
+	reattach(d);
+	return 0;
+}
+
+void lxmd_runtime_fini(struct lxmd *d)
+{
+	struct lxmd_runtime *rt = TAKE_PTR(d->rt);
+	struct rt_instance *i;
+
+	if (!rt)
+		return;
+	d->rt = rt;
+	while ((i = TAILQ_FIRST(&rt->running)))
+		rt_remove(i);
+	d->rt = NULL;
+	lxm_cgroup_layout_free(rt->cgroups);
+	free(rt->monitor);
+	free(rt);
+}
+
+int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
+			 json_t **ret_devices, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *config = json_object(), *devices = json_object();
+	size_t n;
+	json_t *name;
+	int k;
+
+	json_array_foreach (inst->profiles, n, name) {
+		_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
+
+		k = lxm_db_profile_get(d->db, json_string_value(name), &p, err);
+		if (k < 0)
+			return lxm_error_prefix(err, "expand instance '%s'", inst->name);
+		if (p->config)
+			json_object_update(config, p->config);
+		if (p->devices)
+			json_object_update(devices, p->devices);
+	}
+	if (inst->config)
+		json_object_update(config, inst->config);
+	if (inst->devices)
+		json_object_update(devices, inst->devices);
+	*ret_config = TAKE_PTR(config);
+	*ret_devices = TAKE_PTR(devices);
+	return 0;
+}
+
+/* ---- images (until the image store: a directory per alias, built from a template) ---- */
+
+struct fill_job {
+	TAILQ_ENTRY(fill_job) link; /* in the build's waiters */
+	struct lxmd *d;		    /* the daemon */
+	char *name;		    /* the instance being filled */
+	char *alias;		    /* its image */
+	lxmd_rootfs_done_fn cb;	    /* told the result */
+	void *ud;		    /* for cb */
+};
+
+/* One template build in progress, which every launch of the alias waits for. */
+struct image_build {
+	TAILQ_ENTRY(image_build) link;	/* in builds */
+	struct lxmd *d;			/* the daemon */
+	char *alias;			/* what is being built */
+	char *tmpdir;			/* where */
+	TAILQ_HEAD(, fill_job) waiters; /* launches waiting for it */
+};
+
+static TAILQ_HEAD(, image_build) builds = TAILQ_HEAD_INITIALIZER(builds);
+
+static void fill_job_free(struct fill_job *j)
+{
+	free(j->name);
+	free(j->alias);
+	free(j);
+}
+
+static int image_dir(struct lxmd *d, const char *alias, char **ret)
+{
+	return asprintf(ret, "%s/images/%s", d->cfg.root, alias) < 0 ? -ENOMEM : 0;
+}
+
+/* The template that builds alias: $LXM_TEMPLATES_DIR, the source tree beside a build, or the
+ * installed data directory. */
+static int template_for(const char *alias, char **ret)
+{
+	const char *env = getenv("LXM_TEMPLATES_DIR");
+	_cleanup_free_ char *self = NULL;
+	char *path = NULL;
+
+	if (env && *env && asprintf(&path, "%s/%s/build", env, alias) >= 0 &&
+	    access(path, X_OK) == 0)
+		goto found;
+	free(TAKE_PTR(path));
+	if (lxmd_self_dir(&self) == 0 &&
+	    asprintf(&path, "%s/../../templates/%s/build", self, alias) >= 0 &&
+	    access(path, X_OK) == 0)
+		goto found;
+	free(TAKE_PTR(path));
+	if (asprintf(&path, "%s/templates/%s/build", LXM_DATADIR, alias) >= 0 &&
+	    access(path, X_OK) == 0)
+		goto found;
+	free(path);
+	return -ENOENT;
+found:
+	*ret = path;
+	return 0;
+}
+
+bool lxmd_image_known(struct lxmd *d, const char *alias)
+{
+	_cleanup_free_ char *dir = NULL, *tpl = NULL;
+
+	if (strchr(alias, '/') || streq(alias, ".") || streq(alias, ".."))
+		return false;
+	if (image_dir(d, alias, &dir) == 0 && access(dir, F_OK) == 0)
+		return true;
+	return template_for(alias, &tpl) == 0;
+}
+
+static void copy_done(int status, const char *out, const char *errout, void *ud)
+{
+	struct fill_job *j = ud;
+
+	if (status != 0)
+		log_error("instance '%s': copy of image '%s' failed (%d): %s", j->name, j->alias,
+			  status, errout);
+	j->cb(j->d, j->name, status == 0 ? 0 : -EIO, j->ud);
+	fill_job_free(j);
+}
+
+static void start_copy(struct fill_job *j)
+{
+	_cleanup_free_ char *src = NULL, *dst = NULL, *path = NULL;
+	char *argv[6];
+	int k;
+
+	if (image_dir(j->d, j->alias, &src) < 0 || lxmd_instance_path(j->d, j->name, &path) < 0 ||
+	    asprintf(&dst, "%s/rootfs", path) < 0)
+		k = -ENOMEM;
+	else if ((k = lxm_mkdir_p(path, 0711)) == 0) {
+		char *from = NULL;
+
+		/* "rootfs/." copies the tree's content into the existing directory. */
+		if (asprintf(&from, "%s/rootfs/.", src) < 0) {
+			k = -ENOMEM;
+		} else {
+			argv[0] = (char *)"/bin/cp";
+			argv[1] = (char *)"-a";
+			argv[2] = (char *)"--reflink=auto";
+			argv[3] = from;
+			argv[4] = dst;
+			argv[5] = NULL;
+			mkdir(dst, 0755);
+			k = lxmd_child_run(j->d->loop, argv, copy_done, j);
+			free(from);
+			if (k == 0)
+				return;
+		}
+	}
+	j->cb(j->d, j->name, k, j->ud);
+	fill_job_free(j);
+}
+
+static void build_done(int status, const char *out, const char *errout, void *ud)
+{
+	struct image_build *b = ud;
+	struct fill_job *j;
+	struct lxmd *d = b->d;
+	_cleanup_free_ char *dir = NULL;
+	int result = status == 0 ? 0 : -EIO;
+
+	if (result == 0 && image_dir(d, b->alias, &dir) == 0 && rename(b->tmpdir, dir) < 0)
+		result = -errno;
+	if (result < 0) {
+		log_error("image '%s': template build failed (%d): %s", b->alias, status, errout);
+		/* Leave nothing half-built behind. */
+		char *argv[] = { (char *)"/bin/rm", (char *)"-rf", b->tmpdir, NULL };
+
+		if (lxmd_child_run(d->loop, argv, NULL, NULL) < 0)
+			log_warn("image '%s': could not remove %s", b->alias, b->tmpdir);
+	} else {
+		log_info("image '%s' built", b->alias);
+	}
+	TAILQ_REMOVE(&builds, b, link);
+	while ((j = TAILQ_FIRST(&b->waiters))) {
+		TAILQ_REMOVE(&b->waiters, j, link);
+		if (result < 0) {
+			j->cb(j->d, j->name, result, j->ud);
+			fill_job_free(j);
+		} else {
+			start_copy(j);
+		}
+	}
+	free(b->alias);
+	free(b->tmpdir);
+	free(b);
+}
+
+int lxmd_instance_fill_rootfs(struct lxmd *d, const char *name, const char *alias,
+			      lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = NULL, *tpl = NULL, *images = NULL;
+	struct fill_job *j = calloc(1, sizeof(*j));
+	struct image_build *b;
+	char *argv[3];
+	int k;
+
+	if (!j || !(j->name = strdup(name)) || !(j->alias = strdup(alias))) {
+		if (j)
+			fill_job_free(j);
+		return -ENOMEM;
+	}
+	j->d = d;
+	j->cb = cb;
+	j->ud = ud;
+	if (image_dir(d, alias, &dir) < 0)
+		goto oom;
+	if (access(dir, F_OK) == 0) {
+		start_copy(j);
+		return 0;
+	}
+	TAILQ_FOREACH(b, &builds, link)
+	{
+		if (streq(b->alias, alias)) {
+			TAILQ_INSERT_TAIL(&b->waiters, j, link);
+			return 0;
+		}
+	}
+	if (template_for(alias, &tpl) < 0) {
+		fill_job_free(j);
+		return lxm_error_set(err, -ENOENT, 404, "image '%s' not found", alias);
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b || asprintf(&images, "%s/images", d->cfg.root) < 0 ||
+	    asprintf(&b->tmpdir, "%s/.build-%s-%d", images, alias, (int)getpid()) < 0 ||
+	    !(b->alias = strdup(alias))) {
+		free(b);
+		goto oom;
+	}
+	lxm_mkdir_p(images, 0700);
+	b->d = d;
+	TAILQ_INIT(&b->waiters);
+	TAILQ_INSERT_TAIL(&b->waiters, j, link);
+	TAILQ_INSERT_TAIL(&builds, b, link);
+	argv[0] = tpl;
+	argv[1] = b->tmpdir;
+	argv[2] = NULL;
+	log_info("image '%s': building it with %s", alias, tpl);
+	k = lxmd_child_run(d->loop, argv, build_done, b);
+	if (k < 0) {
+		TAILQ_REMOVE(&builds, b, link);
+		free(b->alias);
+		free(b->tmpdir);
+		free(b);
+		fill_job_free(j);
+		return lxm_error_set(err, k, 500, "image '%s': run %s: %s", alias, tpl,
+				     uv_strerror(k));
+	}
+	return 0;
+oom:
+	fill_job_free(j);
+	return -ENOMEM;
+}

@@ -1,0 +1,42 @@
+/* The runtime side of instances: which are running (one lxm-monitor each), starting and stopping
+ * them, their live state, and re-attaching to the monitors that survived an lxmd restart. The
+ * container itself is the monitor's business; lxmd prepares its cgroups and spec. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+struct lxmd;
+struct lxm_operation;
+struct lxm_db_instance;
+
+/* Sets up the runtime: cgroup layout, id range, policy host facts; re-attaches to live monitors. */
+int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err);
+/* Stops watching monitors (they keep running) and frees the runtime. */
+void lxmd_runtime_fini(struct lxmd *d);
+
+/* "Running", "Stopped", "Frozen" and LXD's matching status code for an instance. */
+const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code);
+/* The live state object of GET .../state. */
+int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);
+
+/* Changes an instance's state for PUT .../state: action start|stop|restart|freeze|unfreeze.
+ * timeout in seconds (-1: wait for a clean stop as long as it takes), force kills at once. The
+ * operation ends when the change is complete. */
+int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *action, int timeout,
+			       bool force, struct lxm_operation *op, struct lxm_error **err);
+
+/* Fills an instance's rootfs from an image alias (building a template image on first use). Ends
+ * op when done; cb is called first with the result (to roll back the database row on failure). */
+typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result, void *ud);
+int lxmd_instance_fill_rootfs(struct lxmd *d, const char *name, const char *alias,
+			      lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err);
+/* Whether an image alias can be used (exists, or a template can build it). */
+bool lxmd_image_known(struct lxmd *d, const char *alias);
+
+/* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
+int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
+			 json_t **ret_devices, struct lxm_error **err);

@@ -1,0 +1,38 @@
+/* lxm-monitor: picks the mode from argv[1]; each mode lives in its own file. */
+#include <stdio.h>
+
+#include "monitor/monitor.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s start <spec.json>\n"
+		"       %s exec <spec.json> <init_pid> [OPTION]... -- CMD [ARG...]\n"
+		"\n"
+		"Started by lxmd, not by hand.\n"
+		"  start  detach, create the container described by spec.json, print\n"
+		"         one JSON line ({\"status\":\"Running\",...} or {\"error\":...})\n"
+		"         and supervise its init\n"
+		"  exec   run CMD inside the running container whose init is init_pid\n",
+		LXM_MONITOR_NAME, LXM_MONITOR_NAME);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (streq(argv[1], "--help") || streq(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (streq(argv[1], "start"))
+		return lxm_monitor_start_main(argc - 1, argv + 1);
+	if (streq(argv[1], "exec"))
+		return lxm_monitor_exec_main(argc - 1, argv + 1);
+	fprintf(stderr, "%s: unknown mode '%s' (expected 'start' or 'exec'; see --help)\n",
+		LXM_MONITOR_NAME, argv[1]);
+	return 2;
+}

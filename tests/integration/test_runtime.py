@@ -1,0 +1,207 @@
+"""The container runtime through lxmd: launch the busybox image, state, stop, restart, freeze,
+re-attach after lxmd dies, limits, and no residue after delete."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lxmtest import assert_sync, cgroup_dirs, descendants, pid_alive, unique
+
+
+def state(lxmd, name):
+    return assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % name))
+
+
+def wait_for(pred, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def ns_of(pid, ns):
+    return os.readlink("/proc/%d/ns/%s" % (pid, ns))
+
+
+@pytest.fixture
+def launched(lxmd):
+    """Launches containers by name; force-deletes them at the end and checks for residue."""
+    names = []
+
+    def launch(name=None, config=None):
+        name = name or unique("c")
+        args = ["launch", "busybox", name]
+        for k, v in (config or {}).items():
+            args += ["-c", "%s=%s" % (k, v)]
+        lxmd.cli(*args)
+        names.append(name)
+        return name
+
+    yield launch
+    for name in names:
+        lxmd.cli("delete", "-f", name, check=False)
+        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
+
+
+def test_launch_busybox_runs_init(lxmd, launched):
+    name = launched()
+    st = state(lxmd, name)
+    assert st["status"] == "Running" and st["status_code"] == 103, st
+    pid = st["pid"]
+    assert pid > 0 and pid_alive(pid)
+    # busybox init renames itself "init"; it is PID 1 of its own pid namespace.
+    with open("/proc/%d/comm" % pid) as f:
+        assert f.read().strip() == "init", "PID 1 is not the image's init"
+    with open("/proc/%d/status" % pid) as f:
+        assert [l for l in f if l.startswith("NSpid:")][0].split()[-1] == "1"
+    # In its own namespaces, all of them.
+    for ns in ("mnt", "pid", "uts", "ipc", "net", "user", "cgroup"):
+        assert ns_of(pid, ns) != ns_of(os.getpid(), ns), "%s namespace shared with the host" % ns
+    # Unprivileged: root inside is a high uid outside, through a 65536-id map.
+    with open("/proc/%d/uid_map" % pid) as f:
+        fields = f.read().split()
+    assert fields[0] == "0" and int(fields[1]) >= 65536 and fields[2] == "65536", fields
+    with open("/proc/%d/status" % pid) as f:
+        uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
+    assert all(int(u) == int(fields[1]) for u in uids), "init does not run as the mapped root"
+    # Its hostname is its name.
+    out = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == name
+    # The instance lists as RUNNING.
+    inst = assert_sync(lxmd.api("GET", "/1.0/instances/" + name))
+    assert inst["status"] == "Running"
+    listed = lxmd.cli("list", "--format", "csv", "-c", "ns").stdout
+    assert "%s,RUNNING" % name in listed
+
+
+def test_container_sees_no_host_processes_or_interfaces(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    # Interfaces of its network namespace: only lo.
+    net = state(lxmd, name)["network"]
+    assert set(net) == {"lo"}, net
+    # Processes visible in its pid namespace: a handful of its own, never lxmd.
+    with open("/proc/%d/status" % pid) as f:
+        nspid = [l for l in f if l.startswith("NSpid:")][0].split()
+    assert nspid[-1] == "1", "init is not PID 1 in its namespace: %r" % nspid
+
+
+def test_stop_graceful_then_start_again(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    t = time.monotonic()
+    lxmd.cli("stop", name)
+    took = time.monotonic() - t
+    assert not pid_alive(pid)
+    st = state(lxmd, name)
+    assert st["status"] == "Stopped" and st["pid"] == 0
+    assert took < 10, "clean stop took %.1fs (busybox init halts on SIGUSR2 at once)" % took
+    assert cgroup_dirs(name) == [], "cgroups left after stop"
+    lxmd.cli("start", name)
+    pid2 = state(lxmd, name)["pid"]
+    assert pid2 > 0 and pid2 != pid and pid_alive(pid2)
+
+
+def test_stop_force_and_restart(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    lxmd.cli("restart", name)
+    pid2 = state(lxmd, name)["pid"]
+    assert pid2 != pid and pid_alive(pid2) and not pid_alive(pid)
+    lxmd.cli("stop", "--force", name)
+    assert not pid_alive(pid2)
+    assert state(lxmd, name)["status"] == "Stopped"
+
+
+def test_freeze_and_unfreeze(lxmd, launched):
+    name = launched()
+    lxmd.cli("pause", name)
+    assert state(lxmd, name)["status"] == "Frozen"
+    lxmd.cli("start", name)
+    assert state(lxmd, name)["status"] == "Running"
+
+
+def test_start_errors(lxmd, launched):
+    name = launched()
+    r = lxmd.cli("start", name, check=False)
+    assert r.returncode == 1 and "already running" in r.stderr, r.stderr
+    r = lxmd.cli("delete", name, check=False)
+    assert r.returncode == 1 and "running" in r.stderr.lower(), r.stderr
+    empty = unique("empty")
+    lxmd.cli("init", "--empty", empty)
+    r = lxmd.cli("start", empty, check=False)
+    assert r.returncode == 1 and "no /sbin/init" in r.stderr, r.stderr
+    lxmd.cli("delete", empty)
+    r = lxmd.cli("launch", "no-such-image", unique("x"), check=False)
+    assert r.returncode == 1 and "image 'no-such-image' not found" in r.stderr, r.stderr
+
+
+def test_lxmd_killed_containers_keep_running(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    lxmd.kill9()
+    assert pid_alive(pid), "the container died with lxmd"
+    lxmd.start()
+    st = state(lxmd, name)
+    assert st["status"] == "Running" and st["pid"] == pid, st
+    # Still manageable after re-attaching.
+    lxmd.cli("stop", "--force", name)
+    assert not pid_alive(pid)
+    assert state(lxmd, name)["status"] == "Stopped"
+
+
+def test_lxmd_clean_restart_keeps_containers(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    lxmd.restart()
+    assert pid_alive(pid)
+    assert state(lxmd, name)["status"] == "Running"
+
+
+def test_memory_and_process_limits_applied(lxmd, launched):
+    name = launched(config={"limits.memory": "64MiB", "limits.processes": "50"})
+    dirs = cgroup_dirs(name)
+    mem = [d for d in dirs if "/memory/" in d or d.endswith("lxm.payload." + name)]
+    assert mem, dirs
+    found_mem = found_pids = False
+    for d in dirs:
+        for f, want in (("memory.limit_in_bytes", str(64 << 20)), ("memory.max", str(64 << 20)),
+                        ("pids.max", "50")):
+            p = os.path.join(d, f)
+            if os.path.exists(p):
+                with open(p) as fh:
+                    assert fh.read().strip() == want, p
+                found_mem |= f.startswith("memory")
+                found_pids |= f == "pids.max"
+    assert found_mem and found_pids, dirs
+    st = state(lxmd, name)
+    assert st["memory"]["usage"] > 0 and st["processes"] >= 1, st
+
+
+def test_bad_limit_refused_with_key_named(lxmd):
+    name = unique("bad")
+    r = lxmd.cli("launch", "busybox", name, "-c", "limits.memory=lots", check=False)
+    assert r.returncode == 1 and "limits.memory" in r.stderr, r.stderr
+    lxmd.cli("delete", name, check=False)
+    assert cgroup_dirs(name) == []
+
+
+def test_delete_leaves_no_residue(lxmd, launched):
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    lxmd.cli("delete", "-f", name)
+    assert not pid_alive(pid)
+    assert cgroup_dirs(name) == []
+    assert not os.path.exists(os.path.join(lxmd.root, "containers", name))
+    assert not os.path.exists(os.path.join(lxmd.root, "run", name, "monitor.sock"))
+    r = lxmd.api("GET", "/1.0/instances/" + name)
+    assert r.status == 404
+    assert not os.path.exists(os.path.join(lxmd.root, "logs", name))
