@@ -30,6 +30,7 @@ struct lxm_command {
 /* Verb groups. */
 extern const struct lxm_command lxm_operation_commands[];
 extern const struct lxm_command lxm_profile_commands[];
+extern const struct lxm_command lxm_config_commands[];
 
 /* cmd-server.c */
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err);

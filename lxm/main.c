@@ -139,6 +139,12 @@ static const struct lxm_command commands[] = {
 		.subcommands = lxm_operation_commands,
 	},
 	{
+		.name = "config",
+		.summary = "Manage instance configuration",
+		.usage = "config <command>",
+		.subcommands = lxm_config_commands,
+	},
+	{
 		.name = "profile",
 		.summary = "Manage profiles",
 		.usage = "profile <command>",

@@ -1094,3 +1094,23 @@ oom:
 	fill_job_free(j);
 	return -ENOMEM;
 }
+
+int lxmd_instance_apply_config(struct lxmd *d, const char *name, const json_t *expanded_config,
+			       bool apply, struct lxm_error **err)
+{
+	struct rt_instance *i = rt_find(d, name);
+	struct lxm_policy *pol = NULL;
+	int k;
+
+	k = lxm_policy_compile(name, expanded_config, &d->rt->host, &pol, err);
+	if (k < 0)
+		return k;
+	if (apply && i && !i->starting) {
+		/* Writes to cgroup files are immediate kernel operations, not disk I/O. */
+		k = lxm_cgroup_apply(d->rt->cgroups, name, &pol->limits, err);
+		if (k < 0)
+			lxm_error_prefix(err, "apply limits to running '%s'", name);
+	}
+	lxm_policy_free(pol);
+	return k;
+}

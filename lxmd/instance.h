@@ -40,3 +40,9 @@ bool lxmd_image_known(struct lxmd *d, const char *alias);
 /* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err);
+
+/* Checks that an instance's expanded config compiles into a policy (every value it reads is
+ * valid) and, with apply, when the instance runs, applies what can change live: its limits.
+ * Security settings take effect at the next start, as in LXD. */
+int lxmd_instance_apply_config(struct lxmd *d, const char *name, const json_t *expanded_config,
+			       bool apply, struct lxm_error **err);

@@ -159,10 +159,23 @@ static int get_instance(struct lxmd_request *r, struct lxm_db_instance **ret,
 	return lxm_db_instance_get(r->d->db, r->args[0], ret, err);
 }
 
+/* The writable part of an instance (what PUT replaces), hashed for ETag/If-Match. */
+static int instance_etag(const struct lxm_db_instance *inst, char etag[65])
+{
+	_cleanup_json_ json_t *j = json_pack(
+		"{s:s, s:O?, s:O?, s:b, s:O?, s:s}", "architecture",
+		inst->architecture ? inst->architecture : "", "config", inst->config, "devices",
+		inst->devices, "ephemeral", inst->ephemeral, "profiles", inst->profiles,
+		"description", inst->description ? inst->description : "");
+
+	return j ? lxmd_etag(j, etag) : -ENOMEM;
+}
+
 int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_json_ json_t *j = NULL;
+	char etag[65];
 	int recursion, k;
 
 	k = lxmd_query_recursion(r, &recursion, err);
@@ -174,7 +187,9 @@ int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
 	k = instance_json(r->d, inst, recursion >= 1, &j, err);
 	if (k < 0)
 		return k;
-	return lxmd_respond_sync(r, TAKE_PTR(j), NULL);
+	if ((k = instance_etag(inst, etag)) < 0)
+		return k;
+	return lxmd_respond_sync(r, TAKE_PTR(j), etag);
 }
 
 int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
@@ -302,6 +317,8 @@ struct instance_job {
 	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
 	char *alias;		  /* image to fill the rootfs from (create), or NULL: empty */
 	char *logdir;		  /* the instance's log directory (delete), or NULL */
+	char *meta_path;	  /* the image's metadata.yaml (create from an image), or NULL */
+	char *meta_text;	  /* its content, read by the thread pool */
 	int result;		  /* 0 or -errno, set by the worker */
 	const char *step;	  /* what failed */
 };
@@ -317,6 +334,8 @@ static void job_free(void *p)
 	free(j->backup_yaml);
 	free(j->alias);
 	free(j->logdir);
+	free(j->meta_path);
+	free(j->meta_text);
 	free(j);
 }
 
@@ -397,24 +416,95 @@ static int queue_create_work(struct instance_job *j, struct lxm_error **err)
 	return 0;
 }
 
+static void create_failed(struct instance_job *j, struct lxm_error *err);
+
+static void meta_work(uv_work_t *w)
+{
+	struct instance_job *j = w->data;
+
+	j->result = lxm_read_file(j->meta_path, &j->meta_text, NULL);
+}
+
+/* LXD records an image's properties on the instance as image.<key> (image.os, image.release...):
+ * they tell users what it came from, and the runtime which init it has. */
+static int record_image_properties(struct instance_job *j, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *meta = NULL;
+	_cleanup_free_ char *msg = NULL;
+	json_t *props, *v;
+	const char *key;
+	int k;
+
+	if (lxm_yaml_to_json(j->meta_text, strlen(j->meta_text), &meta, &msg) < 0)
+		return lxm_error_set(err, -EINVAL, 500, "image '%s': metadata.yaml: %s", j->alias,
+				     msg ? msg : "invalid YAML");
+	k = lxm_db_instance_get(j->d->db, j->name, &inst, err);
+	if (k < 0)
+		return k;
+	if (!inst->config)
+		inst->config = json_object();
+	props = json_object_get(meta, "properties");
+	json_object_foreach (props, key, v) {
+		char *ck = NULL;
+
+		if (!json_is_string(v) || asprintf(&ck, "image.%s", key) < 0)
+			continue;
+		json_object_set(inst->config, ck, v);
+		free(ck);
+	}
+	k = lxm_db_instance_update(j->d->db, j->name, inst, err);
+	if (k < 0)
+		return k;
+	free(j->backup_yaml);
+	j->backup_yaml = NULL;
+	return backup_yaml(j->d, inst, &j->backup_yaml, err);
+}
+
+static void meta_done(uv_work_t *w, int status)
+{
+	struct instance_job *j = w->data;
+	struct lxm_error *err = NULL;
+
+	if (j->result < 0)
+		lxm_error_setx(&err, j->result, 500, "create instance '%s': read %s", j->name,
+			       j->meta_path);
+	else if (record_image_properties(j, &err) >= 0 && queue_create_work(j, &err) >= 0)
+		return;
+	create_failed(j, err);
+}
+
 static void create_filled(struct lxmd *d, const char *name, int result, void *ud)
 {
 	struct instance_job *j = ud;
 	struct lxm_error *err = NULL;
+	int k;
 
-	if (result >= 0 && queue_create_work(j, &err) >= 0)
-		return;
-	if (!err)
+	if (result < 0) {
 		lxm_error_setx(&err, result, 500, "create instance '%s': unpack image '%s'",
 			       j->name, j->alias);
-	/* Nothing of a failed create stays: not the row, not a partial rootfs. */
-	{
-		char *argv[] = { (char *)"/bin/rm", (char *)"-rf", j->path, NULL };
-
-		if (lxmd_child_run(d->loop, argv, NULL, NULL) < 0)
-			log_warn("instance '%s': could not remove %s", j->name, j->path);
+	} else if (asprintf(&j->meta_path, "%s/images/%s/metadata.yaml", d->cfg.root, j->alias) <
+		   0) {
+		lxm_error_set(&err, -ENOMEM, 500, "create instance '%s': out of memory", j->name);
+	} else {
+		j->work.data = j;
+		k = uv_queue_work(d->loop, &j->work, meta_work, meta_done);
+		if (k == 0)
+			return;
+		lxm_error_set(&err, k, 500, "create instance '%s': %s", j->name, uv_strerror(k));
 	}
-	lxm_db_instance_delete(d->db, j->name, NULL);
+	create_failed(j, err);
+}
+
+/* Undoes a create from an image that failed after its row was written: nothing stays, not the
+ * row, not a partial rootfs. Consumes err. */
+static void create_failed(struct instance_job *j, struct lxm_error *err)
+{
+	char *argv[] = { (char *)"/bin/rm", (char *)"-rf", j->path, NULL };
+
+	if (lxmd_child_run(j->d->loop, argv, NULL, NULL) < 0)
+		log_warn("instance '%s': could not remove %s", j->name, j->path);
+	lxm_db_instance_delete(j->d->db, j->name, NULL);
 	lxm_operation_finish(j->op, err);
 }
 
@@ -751,4 +841,145 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	}
 	lxm_operation_start(op);
 	return lxmd_respond_async(r, op);
+}
+
+/* ---- update ---- */
+
+static int update_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return 0;
+}
+
+/* Keys only lxmd writes: a client sends them back as it read them (lxc, pylxd do). */
+static bool key_readonly(const char *key)
+{
+	return startswith(key, "volatile.") || startswith(key, "image.");
+}
+
+/* lxmd-owned keys stay as they are: a PUT that leaves them out keeps them (clients send back what
+ * they read, or nothing), and one that changes or adds one is refused, never silently dropped. */
+static int keep_readonly_keys(const char *name, const json_t *old, json_t *config,
+			      struct lxm_error **err)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach (config, key, v) {
+		if (key_readonly(key) && !json_equal(v, json_object_get(old, key)))
+			return lxm_error_set(err, -EPERM, 400,
+					     "update instance '%s': key '%s' is set by lxmd and "
+					     "cannot be changed",
+					     name, key);
+	}
+	json_object_foreach ((json_t *)old, key, v)
+		if (key_readonly(key))
+			json_object_set(config, key, v);
+	return 0;
+}
+
+/* PUT replaces the writable fields; PATCH merges config and devices and replaces what it names. */
+static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL, *profiles = NULL, *xconfig = NULL,
+			      *xdevices = NULL;
+	const char *desc = NULL, *arch = NULL, *restore = NULL;
+	json_t *in_config = NULL, *in_devices = NULL;
+	struct lxm_operation *op = NULL;
+	char etag[65];
+	int k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update instance '%s': request body is empty", r->args[0]);
+	if ((k = get_instance(r, &inst, err)) < 0)
+		return k;
+	if ((k = instance_etag(inst, etag)) < 0)
+		return k;
+	if ((k = lxmd_check_if_match(r, etag, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	if ((k = lxm_json_opt_string(r->body, "restore", &restore, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
+	    (k = lxm_json_opt_string(r->body, "architecture", &arch, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "config", &in_config, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "devices", &in_devices, err)) < 0 ||
+	    (k = lxm_json_opt_bool(r->body, "ephemeral", &inst->ephemeral, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	if (restore && *restore)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "restore '%s' of '%s': snapshots are not supported yet",
+				     restore, inst->name);
+	if (arch && *arch && inst->architecture && !streq(arch, inst->architecture))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update instance '%s': the architecture cannot change (%s)",
+				     inst->name, inst->architecture);
+
+	config = patch && inst->config ? json_deep_copy(inst->config) : json_object();
+	devices = patch && inst->devices ? json_deep_copy(inst->devices) : json_object();
+	if (!config || !devices)
+		return -ENOMEM;
+	if (in_config)
+		json_object_update(config, in_config);
+	if (in_devices)
+		json_object_update(devices, in_devices);
+	/* A PUT without config keeps it (pylxd sends only what it has). */
+	if (!patch && !in_config && inst->config)
+		json_object_update(config, inst->config);
+	if (!patch && !in_devices && inst->devices)
+		json_object_update(devices, inst->devices);
+	if ((k = keep_readonly_keys(inst->name, inst->config, in_config, err)) < 0)
+		return k;
+	keep_readonly_keys(inst->name, inst->config, config, NULL);
+	if ((k = lxmd_check_config(config, err)) < 0 || (k = lxmd_check_devices(devices, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	if (json_object_get(r->body, "profiles") &&
+	    !json_is_null(json_object_get(r->body, "profiles"))) {
+		if ((k = parse_profiles(r->body, &profiles, err)) < 0)
+			return lxm_error_prefix(err, "update instance '%s'", inst->name);
+		json_decref(inst->profiles);
+		inst->profiles = json_incref(profiles);
+	}
+	if (desc) {
+		free(inst->description);
+		inst->description = strdup(desc);
+	}
+	json_decref(inst->config);
+	inst->config = json_incref(config);
+	json_decref(inst->devices);
+	inst->devices = json_incref(devices);
+
+	/* Everything is checked before anything is saved: a bad value loses nothing. */
+	if ((k = lxmd_instance_expand(r->d, inst, &xconfig, &xdevices, err)) < 0 ||
+	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	if ((k = lxm_db_instance_update(r->d->db, inst->name, inst, err)) < 0)
+		return k;
+	k = lxmd_instance_apply_config(r->d, inst->name, xconfig, true, err);
+	if (k < 0)
+		return k;
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Updating instance",
+			      resources_for(r, inst->name), update_run, NULL, NULL, NULL, &op);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "update instance '%s': new operation",
+				      inst->name);
+	lxm_operation_start(op);
+	{
+		_cleanup_free_ char *url = NULL;
+
+		if (asprintf(&url, "/1.0/instances/%s", inst->name) >= 0)
+			lxm_events_lifecycle(r->d->events, "instance-updated", url, NULL);
+	}
+	/* The change is complete when the reply goes out; LXD answers with an operation. */
+	lxm_operation_finish(op, NULL);
+	return lxmd_respond_async(r, op);
+}
+
+int lxmd_api_instance_put(struct lxmd_request *r, struct lxm_error **err)
+{
+	return instance_update(r, false, err);
+}
+
+int lxmd_api_instance_patch(struct lxmd_request *r, struct lxm_error **err)
+{
+	return instance_update(r, true, err);
 }

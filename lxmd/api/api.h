@@ -72,6 +72,8 @@ int lxmd_api_instances_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_patch(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err);
