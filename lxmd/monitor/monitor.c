@@ -1,5 +1,6 @@
 /* lxm-monitor: picks the mode from argv[1]; each mode lives in its own file. */
 #include <stdio.h>
+#include <unistd.h>
 
 #include "monitor/monitor.h"
 #include "util.h"
@@ -31,7 +32,11 @@ int main(int argc, char **argv)
 	if (streq(argv[1], "start"))
 		return lxm_monitor_start_main(argc - 1, argv + 1);
 	if (streq(argv[1], "exec"))
-		return lxm_monitor_exec_main(argc - 1, argv + 1);
+		/* _exit, not exit: the exec helper made itself non-dumpable inside the container's
+		 * user namespace, where at-exit hooks that inspect the process (LeakSanitizer's
+		 * ptrace-based check in sanitizer builds) cannot work and would spin forever. The
+		 * kernel releases everything a process holds anyway. */
+		_exit(lxm_monitor_exec_main(argc - 1, argv + 1));
 	fprintf(stderr, "%s: unknown mode '%s' (expected 'start' or 'exec'; see --help)\n",
 		LXM_MONITOR_NAME, argv[1]);
 	return 2;
