@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "lib/cleanup.h"
 #include "lib/json.h"
@@ -450,6 +451,48 @@ int lxm_client_request(struct lxm_client *c, const char *method, const char *pat
 	return 0;
 }
 
+int lxm_client_get_raw(struct lxm_client *c, const char *path, char **ret, size_t *ret_len,
+		       struct lxm_error **err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+	_cleanup_free_ char *url = NULL, *etag = NULL;
+	_cleanup_(buf_done) struct buf reply = {};
+	_cleanup_json_ json_t *env = NULL;
+	long http_status = 0;
+	CURLcode code;
+	int r;
+
+	if (strlen(c->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return lxm_error_set(err, -ENAMETOOLONG, 500,
+				     "socket path %s is too long for a unix socket", c->socket);
+	if (asprintf(&url, "http://lxm%s", path) < 0) {
+		url = NULL;
+		return lxm_error_set(err, -ENOMEM, 500, "GET %s: out of memory", path);
+	}
+	r = add_header(&headers, "Expect:");
+	if (r >= 0)
+		r = setup_request(c, "GET", url, NULL, headers, &reply, &etag);
+	if (r < 0)
+		return lxm_error_set(err, r, 500, "GET %s: cannot set up the request", path);
+	code = curl_easy_perform(c->curl);
+	if (code != CURLE_OK)
+		return err_transfer(c, reply.overflow ? CURLE_WRITE_ERROR : code, err);
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http_status);
+	if (http_status != 200) {
+		r = lxm_client_parse_reply(c->socket, http_status, reply.data ? reply.data : "",
+					   reply.len, &env, err);
+		if (r < 0)
+			return r;
+		return err_not_endpoint(c->socket, err, "HTTP %ld without an error", http_status);
+	}
+	*ret = reply.data ? TAKE_PTR(reply.data) : strdup("");
+	if (!*ret)
+		return lxm_error_set(err, -ENOMEM, 500, "GET %s: out of memory", path);
+	if (ret_len)
+		*ret_len = reply.len;
+	return 0;
+}
+
 int lxm_client_wait_operation(struct lxm_client *c, const char *op, json_t **ret_op,
 			      struct lxm_error **err)
 {
@@ -535,4 +578,181 @@ bool lxm_client_has_extension(struct lxm_client *c, const char *name)
 		if (streq(json_string_value(e), name))
 			return true;
 	return false;
+}
+
+/* ---- files: streamed bodies ---- */
+
+struct file_xfer {
+	struct lxm_client_file *f; /* the caller's request */
+	CURL *curl;		   /* for the status inside callbacks */
+	struct buf kept;	   /* a reply body that does not go to the sink */
+	int sink_err;		   /* the sink's failure, or 0 */
+	int read_err;		   /* the upload's read failure, or 0 */
+};
+
+void lxm_client_file_done(struct lxm_client_file *f)
+{
+	if (!f)
+		return;
+	free(f->type);
+	json_decref(f->metadata);
+	free(f->body);
+	f->type = f->body = NULL;
+	f->metadata = NULL;
+}
+
+static size_t file_on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct lxm_client_file *f = ((struct file_xfer *)userdata)->f;
+	size_t n = size * nmemb, nlen;
+	_cleanup_free_ char *line = strndup(data, n);
+	char *colon, *v;
+
+	if (!line)
+		return 0;
+	line[strcspn(line, "\r\n")] = '\0';
+	/* A new status line (after "100 Continue"): what came before was not the reply. */
+	if (startswith(line, "HTTP/")) {
+		free(f->type);
+		f->type = NULL;
+		f->mode = f->uid = f->gid = -1;
+		return n;
+	}
+	colon = strchr(line, ':');
+	if (!colon)
+		return n;
+	nlen = (size_t)(colon - line);
+	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+		;
+	if (nlen == 10 && strncasecmp(line, "X-LXD-type", nlen) == 0) {
+		free(f->type);
+		f->type = strdup(v);
+	} else if (nlen == 10 && strncasecmp(line, "X-LXD-mode", nlen) == 0) {
+		f->mode = strtol(v, NULL, 8);
+	} else if (nlen == 9 && strncasecmp(line, "X-LXD-uid", nlen) == 0) {
+		f->uid = strtol(v, NULL, 10);
+	} else if (nlen == 9 && strncasecmp(line, "X-LXD-gid", nlen) == 0) {
+		f->gid = strtol(v, NULL, 10);
+	}
+	return n;
+}
+
+static size_t file_on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct file_xfer *x = userdata;
+	size_t n = size * nmemb;
+	long status = 0;
+	int k;
+
+	curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status == 200 && x->f->sink && streq(x->f->type, "file")) {
+		k = x->f->sink(data, n, x->f->sink_ud);
+		if (k < 0) {
+			x->sink_err = k;
+			return 0;
+		}
+		return n;
+	}
+	return on_body(data, size, nmemb, &x->kept);
+}
+
+static size_t file_on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	struct file_xfer *x = userdata;
+	ssize_t n;
+
+	do
+		n = read(x->f->upload_fd, buf, size * nitems);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		x->read_err = -errno;
+		return CURL_READFUNC_ABORT;
+	}
+	return (size_t)n;
+}
+
+int lxm_client_file_request(struct lxm_client *c, const char *method, const char *path,
+			    struct lxm_client_file *f, struct lxm_error **err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+	_cleanup_free_ char *url = NULL, *etag = NULL;
+	_cleanup_json_ json_t *env = NULL;
+	struct file_xfer x = { .f = f, .curl = c->curl };
+	CURL *h = c->curl;
+	long http_status = 0;
+	bool ok = true;
+	CURLcode code;
+	int r;
+
+	f->type = f->body = NULL;
+	f->metadata = NULL;
+	f->mode = f->uid = f->gid = -1;
+	if (strlen(c->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return lxm_error_set(err, -ENAMETOOLONG, 500,
+				     "socket path %s is too long for a unix socket", c->socket);
+	if (asprintf(&url, "http://lxm%s", path) < 0) {
+		url = NULL;
+		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method, path);
+	}
+	/* No "Expect: 100-continue" round trip: lxmd refuses early on its own. */
+	r = add_header(&headers, "Expect:");
+	for (size_t i = 0; r >= 0 && f->headers && f->headers[i]; i++)
+		r = add_header(&headers, f->headers[i]);
+	if (r >= 0 && streq(method, "POST"))
+		r = add_header(&headers, "Content-Type: application/octet-stream");
+	if (r >= 0 && streq(method, "POST") && f->upload_fd >= 0 && f->upload_size < 0)
+		r = add_header(&headers, "Transfer-Encoding: chunked");
+	if (r >= 0)
+		r = setup_request(c, method, url, NULL, headers, &x.kept, &etag);
+	if (r < 0) {
+		buf_done(&x.kept);
+		return lxm_error_set(err, r, 500, "%s %s: cannot set up the request", method, path);
+	}
+	ok &= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, file_on_body) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_WRITEDATA, &x) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, file_on_header) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_HEADERDATA, &x) == CURLE_OK;
+	if (streq(method, "POST") && f->upload_fd >= 0) {
+		/* An upload read piece by piece: never the whole file in memory. */
+		ok &= curl_easy_setopt(h, CURLOPT_UPLOAD, 1L) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "POST") == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_READFUNCTION, file_on_read) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_READDATA, &x) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)f->upload_size) ==
+		      CURLE_OK;
+	} else if (streq(method, "POST")) {
+		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDS,
+				       f->upload_data ? f->upload_data : "") == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				       (curl_off_t)(f->upload_data ? f->upload_len : 0)) ==
+		      CURLE_OK;
+	}
+	if (!ok) {
+		buf_done(&x.kept);
+		return lxm_error_set(err, -ENOMEM, 500, "%s %s: cannot set up the request", method,
+				     path);
+	}
+	/* The handle keeps pointers into this frame until the next request resets it. */
+	code = curl_easy_perform(h);
+	if (code != CURLE_OK) {
+		buf_done(&x.kept);
+		if (x.sink_err)
+			return lxm_error_setx(err, x.sink_err, 500, "write");
+		if (x.read_err)
+			return lxm_error_setx(err, x.read_err, 500, "read");
+		return err_transfer(c, x.kept.overflow ? CURLE_WRITE_ERROR : code, err);
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http_status);
+	if (http_status == 200 && f->type && !streq(f->type, "directory")) {
+		f->body = x.kept.data ? x.kept.data : strdup("");
+		f->body_len = x.kept.len;
+		return f->body ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	r = lxm_client_parse_reply(c->socket, http_status, x.kept.data ? x.kept.data : "",
+				   x.kept.len, &env, err);
+	buf_done(&x.kept);
+	if (r < 0)
+		return r;
+	f->metadata = json_incref(json_object_get(env, "metadata"));
+	return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "lib/error.h"
 
@@ -40,6 +41,38 @@ const char *lxm_client_socket(const struct lxm_client *c);
 int lxm_client_request(struct lxm_client *c, const char *method, const char *path,
 		       const json_t *body, json_t **ret_metadata, struct lxm_client_response *opt,
 		       struct lxm_error **err);
+
+/* GET of a resource that is not JSON (a console log): on HTTP 200 *ret gets the body (NUL added,
+ * not counted in *ret_len); any other status is decoded as LXD's error envelope. */
+int lxm_client_get_raw(struct lxm_client *c, const char *path, char **ret, size_t *ret_len,
+		       struct lxm_error **err);
+
+/* A request on /1.0/instances/NAME/files, whose bodies are raw bytes, not JSON, on success. */
+struct lxm_client_file {
+	const char *const *headers; /* in: extra "Name: value" request headers, NULL-terminated */
+	int upload_fd;		    /* in: POST body streamed from this fd, or -1 */
+	int64_t upload_size;	    /* in: its length, -1 when unknown (sent chunked) */
+	const char *upload_data;    /* in: POST body when upload_fd is -1 (NULL: empty) */
+	size_t upload_len;	    /* in: bytes in upload_data */
+	/* in: receives the content of a successful X-LXD-type: file reply as it arrives (other
+	 * replies are kept in memory); returns 0, or -errno to stop and fail the request. */
+	int (*sink)(const char *data, size_t len, void *ud);
+	void *sink_ud; /* in: for sink */
+	char *type;    /* out: the reply's X-LXD-type ("file", "directory", "symlink"), or NULL */
+	long mode;     /* out: X-LXD-mode, -1 when absent */
+	long uid;      /* out: X-LXD-uid, -1 when absent */
+	long gid;      /* out: X-LXD-gid, -1 when absent */
+	json_t *metadata; /* out: a JSON reply's metadata (a directory's entries), or NULL */
+	char *body;	  /* out: a raw reply kept in memory (a symlink's target), or NULL */
+	size_t body_len;  /* out: bytes in body */
+};
+
+/* Sends a files request: nothing is held in memory for an upload from upload_fd or a download
+ * to sink. Errors as for lxm_client_request(); a failing sink or upload read fails with its
+ * errno. Free the outputs with lxm_client_file_done(). */
+int lxm_client_file_request(struct lxm_client *c, const char *method, const char *path,
+			    struct lxm_client_file *f, struct lxm_error **err);
+void lxm_client_file_done(struct lxm_client_file *f);
 
 /* Blocks until the operation ("/1.0/operations/<id>" or a bare id) finishes, with
  * GET /1.0/operations/<id>/wait?timeout=-1. A Failure or Cancelled operation fails with the

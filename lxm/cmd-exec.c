@@ -2,10 +2,10 @@
  * wait-for-websocket, one websocket per stream (LXD's protocol, see lxmd/api/api-exec.c), and the
  * exit status from the finished operation's metadata.return.
  *
- * The websockets are plain AF_UNIX connections with a hand-written upgrade request and lib/ws.h
- * framing. One poll() loop moves the bytes: local stdin to "0", "1" and "2" (or, interactive,
- * "0") to stdout and stderr, signals to "control". Nothing in it blocks on a peer: what the
- * server cannot take yet waits in a buffer, and stdin is not read while that buffer is full. */
+ * The websockets are lxm/ws-client.h's connections. One poll() loop moves the bytes: local stdin
+ * to "0", "1" and "2" (or, interactive, "0") to stdout and stderr, signals to "control". Nothing in
+ * it blocks on a peer: what the server cannot take yet waits in a buffer, and stdin is not read
+ * while that buffer is full. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,29 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <termios.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "lib/cleanup.h"
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lib/ws.h"
 #include "lxm/commands.h"
+#include "lxm/ws-client.h"
 
-/* Bytes read from stdin or a socket at a time. */
+/* Bytes read from stdin at a time. */
 #define IO_CHUNK (64 * 1024)
 /* Stdin is not read while more than this waits to go out on "0". */
 #define OUT_HIGH (1024 * 1024)
-/* Longest upgrade reply head. */
-#define HANDSHAKE_MAX 8192
-/* How long the server may take to answer an upgrade. */
-#define HANDSHAKE_TIMEOUT_MS 10000
 
 enum {
 	WS_STDIN,
@@ -50,32 +40,14 @@ enum {
 
 static const char *const ws_keys[_WS_MAX] = { "0", "1", "2", "control" };
 
-struct exec_cli;
-
-/* One websocket of the session. */
-struct ws_conn {
-	struct exec_cli *x; /* the session */
-	int index;	    /* WS_* */
-	int fd;		    /* the socket, -1 when not connected */
-	struct lxm_ws *ws;  /* framing */
-	char *out;	    /* bytes waiting to be written to fd */
-	size_t out_len;	    /* bytes in out */
-	size_t out_cap;	    /* allocated */
-	bool closed;	    /* the peer closed or the socket failed */
-	bool done;	    /* the stream it carries has ended (barrier, close) */
-};
-
 struct exec_cli {
-	const char *cmd;	   /* "exec", for messages */
-	const char *name;	   /* the instance */
-	bool interactive;	   /* a pty on the server side, raw local tty */
-	bool stdout_broken;	   /* our stdout is gone: output is dropped */
-	struct ws_conn c[_WS_MAX]; /* the websockets */
-	int fail;		   /* -errno of a broken local write, 0 */
+	const char *cmd;	       /* "exec", for messages */
+	const char *name;	       /* the instance */
+	bool interactive;	       /* a pty on the server side, raw local tty */
+	bool stdout_broken;	       /* our stdout is gone: output is dropped */
+	struct lxm_ws_conn c[_WS_MAX]; /* the websockets */
+	int fail;		       /* -errno of a broken local write, 0 */
 };
-
-/* Signals reach the loop through this pipe (the handler only writes the number). */
-static int signal_pipe[2] = { -1, -1 };
 
 /* Forwarded to the command, as lxc does; SIGWINCH becomes a resize. */
 static const int forwarded_signals[] = {
@@ -83,106 +55,7 @@ static const int forwarded_signals[] = {
 	SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH,
 };
 
-/* ---- the terminal ---- */
-
-struct tty_state {
-	bool raw;	      /* the terminal was put in raw mode */
-	struct termios saved; /* its settings before */
-};
-
-static void tty_restore(struct tty_state *t)
-{
-	if (t->raw) {
-		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t->saved);
-		t->raw = false;
-	}
-}
-
-static int tty_make_raw(struct tty_state *t)
-{
-	struct termios raw;
-
-	if (!isatty(STDIN_FILENO))
-		return 0;
-	if (tcgetattr(STDIN_FILENO, &t->saved) < 0)
-		return -errno;
-	raw = t->saved;
-	cfmakeraw(&raw);
-	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) < 0)
-		return -errno;
-	t->raw = true;
-	return 0;
-}
-
-static void terminal_size(unsigned *ret_w, unsigned *ret_h)
-{
-	struct winsize ws;
-
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
-		*ret_w = ws.ws_col;
-		*ret_h = ws.ws_row;
-	}
-}
-
-/* ---- signals ---- */
-
-static void on_signal(int sig)
-{
-	unsigned char b = (unsigned char)sig;
-	int saved = errno;
-
-	if (write(signal_pipe[1], &b, 1) < 0) {
-	}
-	errno = saved;
-}
-
-static int signals_catch(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		return -errno;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < ARRAY_SIZE(forwarded_signals); i++)
-		if (sigaction(forwarded_signals[i], &sa, NULL) < 0)
-			return -errno;
-	/* A closed stdout is handled where it is written. */
-	signal(SIGPIPE, SIG_IGN);
-	return 0;
-}
-
-static void signals_release(void)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(forwarded_signals); i++)
-		signal(forwarded_signals[i], SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
-	for (int i = 0; i < 2; i++)
-		if (signal_pipe[i] >= 0) {
-			close(signal_pipe[i]);
-			signal_pipe[i] = -1;
-		}
-}
-
 /* ---- websockets ---- */
-
-/* Queues bytes for the socket (lib/ws.h's write: it must take everything). */
-static int conn_queue(void *ud, const uint8_t *data, size_t len)
-{
-	struct ws_conn *c = ud;
-
-	if (c->out_len + len > c->out_cap) {
-		size_t cap = (c->out_len + len) * 2;
-		char *n = realloc(c->out, cap);
-
-		if (!n)
-			return -ENOMEM;
-		c->out = n;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, data, len);
-	c->out_len += len;
-	return 0;
-}
 
 static int write_all(int fd, const uint8_t *data, size_t len)
 {
@@ -199,16 +72,15 @@ static int write_all(int fd, const uint8_t *data, size_t len)
 	return 0;
 }
 
-static void send_control(struct exec_cli *x, json_t *msg);
-
-static void conn_message(void *ud, enum lxm_ws_opcode op, const uint8_t *data, size_t len)
+static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uint8_t *data,
+			 size_t len)
 {
-	struct ws_conn *c = ud;
-	struct exec_cli *x = c->x;
-	int fd = c->index == WS_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+	struct exec_cli *x = c->userdata;
+	int index = (int)(c - x->c);
+	int fd = index == WS_STDERR ? STDERR_FILENO : STDOUT_FILENO;
 	int k;
 
-	if (c->index == WS_CONTROL || (c->index == WS_STDIN && !x->interactive))
+	if (index == WS_CONTROL || (index == WS_STDIN && !x->interactive))
 		return;
 	/* The barrier: this stream is complete. */
 	if (op == LXM_WS_TEXT) {
@@ -221,227 +93,12 @@ static void conn_message(void *ud, enum lxm_ws_opcode op, const uint8_t *data, s
 	if (k == -EPIPE && fd == STDOUT_FILENO) {
 		/* As for a local command whose reader went away: SIGPIPE, and no more output. */
 		x->stdout_broken = true;
-		send_control(x, json_pack("{s:s, s:n, s:i}", "command", "signal", "args", "signal",
-					  SIGPIPE));
+		lxm_ws_conn_send_json(&x->c[WS_CONTROL],
+				      json_pack("{s:s, s:n, s:i}", "command", "signal", "args",
+						"signal", SIGPIPE));
 	} else if (k < 0 && !x->fail) {
 		x->fail = k;
 	}
-}
-
-static void conn_closed(void *ud, uint16_t status)
-{
-	struct ws_conn *c = ud;
-
-	c->closed = true;
-	c->done = true;
-}
-
-static const struct lxm_ws_ops conn_ops = {
-	.write = conn_queue,
-	.on_message = conn_message,
-	.on_close = conn_closed,
-};
-
-static void conn_free(struct ws_conn *c)
-{
-	lxm_ws_free(c->ws);
-	c->ws = NULL;
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	free(c->out);
-	c->out = NULL;
-	c->out_len = c->out_cap = 0;
-}
-
-/* Reads what the server sent; EOF closes. */
-static void conn_read(struct ws_conn *c)
-{
-	uint8_t buf[IO_CHUNK];
-	ssize_t n = read(c->fd, buf, sizeof(buf));
-
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		lxm_ws_eof(c->ws);
-		c->closed = c->done = true;
-		return;
-	}
-	if (lxm_ws_feed(c->ws, buf, (size_t)n) < 0)
-		c->closed = c->done = true;
-}
-
-static void conn_flush(struct ws_conn *c)
-{
-	while (c->out_len > 0) {
-		ssize_t n = write(c->fd, c->out, c->out_len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n < 0) {
-			/* The server went away: nothing more goes to it. */
-			c->out_len = 0;
-			c->closed = c->done = true;
-			return;
-		}
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		c->out_len -= (size_t)n;
-	}
-}
-
-static void send_control(struct exec_cli *x, json_t *msg)
-{
-	struct ws_conn *c = &x->c[WS_CONTROL];
-	_cleanup_free_ char *text = msg ? lxm_json_dump(msg) : NULL;
-	_cleanup_free_ char *line = NULL;
-
-	json_decref(msg);
-	if (!text || !c->ws || c->closed)
-		return;
-	/* Go's WriteJSON ends messages with a newline; LXD's clients all send it. */
-	if (asprintf(&line, "%s\n", text) < 0)
-		return;
-	(void)lxm_ws_send(c->ws, LXM_WS_TEXT, line, strlen(line));
-}
-
-/* Reads the upgrade reply head (and whatever websocket bytes came along with it). */
-static int read_head(int fd, char *buf, size_t cap, size_t *ret_len, size_t *ret_head)
-{
-	size_t len = 0;
-
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		char *end;
-		ssize_t n;
-		int k = poll(&p, 1, HANDSHAKE_TIMEOUT_MS);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -ETIMEDOUT;
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		len += (size_t)n;
-		buf[len] = '\0';
-		end = strstr(buf, "\r\n\r\n");
-		if (end) {
-			*ret_len = len;
-			*ret_head = (size_t)(end - buf) + 4;
-			return 0;
-		}
-		if (len >= cap - 1)
-			return -E2BIG;
-	}
-}
-
-/* The value of header name in a reply head, copied into out (empty when absent). */
-static void head_header(const char *head, size_t head_len, const char *name, char *out, size_t cap)
-{
-	size_t nlen = strlen(name);
-
-	out[0] = '\0';
-	for (const char *l = strstr(head, "\r\n"); l && (size_t)(l - head) < head_len;
-	     l = strstr(l + 2, "\r\n")) {
-		const char *v = l + 2;
-
-		if (strncasecmp(v, name, nlen) != 0 || v[nlen] != ':')
-			continue;
-		v += nlen + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		snprintf(out, cap, "%.*s", (int)strcspn(v, "\r\n"), v);
-		return;
-	}
-}
-
-/* A refused upgrade: the server's error envelope says why. */
-static int upgrade_refused(struct lxm_client *client, int status, const char *buf, size_t len,
-			   size_t head, struct lxm_error **err)
-{
-	_cleanup_json_ json_t *env = NULL;
-	char clen[32];
-	int k;
-
-	head_header(buf, head, "Content-Length", clen, sizeof(clen));
-	if (*clen && (size_t)atol(clen) <= len - head)
-		len = head + (size_t)atol(clen);
-	k = lxm_client_parse_reply(lxm_client_socket(client), status, buf + head, len - head, &env,
-				   err);
-	if (k < 0)
-		return k;
-	return lxm_error_set(err, -EPROTO, 500, "the server refused the upgrade (HTTP %d)", status);
-}
-
-/* Connects websocket c of operation op with its secret. */
-static int conn_open(struct lxm_client *client, const char *op, const char *secret,
-		     struct ws_conn *c, struct lxm_error **err)
-{
-	_cleanup_free_ char *req = NULL;
-	_cleanup_close_ int fd = -1;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *path = lxm_client_socket(client);
-	unsigned char raw[16];
-	char key[32], accept[29], got[64], buf[HANDSHAKE_MAX];
-	size_t len = 0, head = 0;
-	int status = 0, k;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return lxm_error_set(err, -ENAMETOOLONG, 400, "socket path %s is too long", path);
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return lxm_error_setx(err, -errno, 500, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return lxm_error_setx(err, -errno, 500, "connect to %s", path);
-	k = lxm_random_bytes(raw, sizeof(raw));
-	if (k < 0)
-		return lxm_error_setx(err, k, 500, "websocket key");
-	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
-	if (lxm_ws_accept_key(key, accept) < 0)
-		return lxm_error_set(err, -EIO, 500, "websocket key");
-	if (asprintf(&req,
-		     "GET /1.0/operations/%s/websocket?secret=%s HTTP/1.1\r\n"
-		     "Host: lxd\r\n"
-		     "Upgrade: websocket\r\n"
-		     "Connection: Upgrade\r\n"
-		     "Sec-WebSocket-Key: %s\r\n"
-		     "Sec-WebSocket-Version: 13\r\n"
-		     "\r\n",
-		     op, secret, key) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	k = write_all(fd, (const uint8_t *)req, strlen(req));
-	if (k < 0)
-		return lxm_error_setx(err, k, 500, "send the upgrade request");
-	k = read_head(fd, buf, sizeof(buf), &len, &head);
-	if (k < 0)
-		return lxm_error_setx(err, k, 500, "read the upgrade reply");
-	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-		return lxm_error_set(err, -EPROTO, 500, "malformed upgrade reply");
-	if (status != 101)
-		return upgrade_refused(client, status, buf, len, head, err);
-	head_header(buf, head, "Sec-WebSocket-Accept", got, sizeof(got));
-	if (!streq(got, accept))
-		return lxm_error_set(err, -EPROTO, 500,
-				     "wrong Sec-WebSocket-Accept in the upgrade reply");
-	k = lxm_ws_new(LXM_WS_CLIENT, 0, &conn_ops, c, &c->ws);
-	if (k < 0)
-		return lxm_error_setx(err, k, 500, "websocket");
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-		return lxm_error_setx(err, -errno, 500, "websocket");
-	c->fd = TAKE_FD(fd);
-	/* Bytes after the head are websocket frames already. */
-	if (len > head && lxm_ws_feed(c->ws, (const uint8_t *)buf + head, len - head) < 0)
-		c->closed = c->done = true;
-	return 0;
 }
 
 /* ---- the session ---- */
@@ -454,16 +111,19 @@ static void handle_signal(struct exec_cli *x, int sig)
 
 		if (!x->interactive)
 			return;
-		terminal_size(&w, &h);
+		lxm_terminal_size(&w, &h);
 		if (w == 0)
 			return;
 		snprintf(ws, sizeof(ws), "%u", w);
 		snprintf(hs, sizeof(hs), "%u", h);
-		send_control(x, json_pack("{s:s, s:{s:s, s:s}, s:i}", "command", "window-resize",
-					  "args", "width", ws, "height", hs, "signal", 0));
+		lxm_ws_conn_send_json(&x->c[WS_CONTROL],
+				      json_pack("{s:s, s:{s:s, s:s}, s:i}", "command",
+						"window-resize", "args", "width", ws, "height", hs,
+						"signal", 0));
 		return;
 	}
-	send_control(x, json_pack("{s:s, s:n, s:i}", "command", "signal", "args", "signal", sig));
+	lxm_ws_conn_send_json(&x->c[WS_CONTROL], json_pack("{s:s, s:n, s:i}", "command", "signal",
+							   "args", "signal", sig));
 }
 
 static bool session_done(const struct exec_cli *x)
@@ -476,7 +136,7 @@ static bool session_done(const struct exec_cli *x)
 /* Moves bytes until the output streams have ended. */
 static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
 {
-	struct ws_conn *in = &x->c[WS_STDIN];
+	struct lxm_ws_conn *in = &x->c[WS_STDIN];
 
 	while (!session_done(x)) {
 		struct pollfd p[2 + _WS_MAX];
@@ -484,14 +144,14 @@ static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
 		size_t n = 0;
 		int k;
 
-		p[n] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
+		p[n] = (struct pollfd){ .fd = lxm_signals_fd(), .events = POLLIN };
 		idx[n++] = -2;
 		if (stdin_open && (in->closed || in->out_len < OUT_HIGH)) {
 			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 			idx[n++] = -1;
 		}
 		for (int i = 0; i < _WS_MAX; i++) {
-			struct ws_conn *c = &x->c[i];
+			struct lxm_ws_conn *c = &x->c[i];
 
 			if (c->fd < 0 || (c->closed && c->out_len == 0))
 				continue;
@@ -510,7 +170,7 @@ static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
 				continue;
 			if (idx[i] == -2) {
 				unsigned char sigs[64];
-				ssize_t m = read(signal_pipe[0], sigs, sizeof(sigs));
+				ssize_t m = read(lxm_signals_fd(), sigs, sizeof(sigs));
 
 				for (ssize_t j = 0; j < m; j++)
 					handle_signal(x, sigs[j]);
@@ -529,12 +189,12 @@ static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
 						(void)lxm_ws_send(in->ws, LXM_WS_TEXT, "", 0);
 				}
 			} else {
-				struct ws_conn *c = &x->c[idx[i]];
+				struct lxm_ws_conn *c = &x->c[idx[i]];
 
 				if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
-					conn_read(c);
+					lxm_ws_conn_read(c);
 				if (c->out_len && !(c->closed && c->fd < 0))
-					conn_flush(c);
+					lxm_ws_conn_flush(c);
 			}
 		}
 		if (x->fail)
@@ -547,17 +207,8 @@ static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
  * signal, the stdin barrier) had its chance to go out. */
 static void close_all(struct exec_cli *x)
 {
-	for (int i = 0; i < _WS_MAX; i++) {
-		struct ws_conn *c = &x->c[i];
-
-		if (c->fd >= 0 && c->out_len > 0 && !c->closed) {
-			int fl = fcntl(c->fd, F_GETFL);
-
-			if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
-				(void)write_all(c->fd, (const uint8_t *)c->out, c->out_len);
-		}
-		conn_free(c);
-	}
+	for (int i = 0; i < _WS_MAX; i++)
+		lxm_ws_conn_close(&x->c[i]);
 }
 
 struct exec_args {
@@ -683,7 +334,7 @@ static json_t *exec_body(const struct exec_args *a, bool interactive)
 	for (int i = 0; command && i < a->n_command; i++)
 		json_array_append_new(command, json_string(a->command[i]));
 	if (interactive) {
-		terminal_size(&w, &h);
+		lxm_terminal_size(&w, &h);
 		if (term && *term && !json_object_get(a->env, "TERM"))
 			json_object_set_new(a->env, "TERM", json_string(term));
 	}
@@ -733,19 +384,20 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *path = NULL, *esc = NULL;
 	struct exec_args a = { 0 };
 	struct exec_cli x = { .cmd = argv[0] };
-	struct tty_state tty = { 0 };
+	struct lxm_tty_state tty = { 0 };
 	const char *id, *order[_WS_MAX] = { "control", "0", "1", "2" };
 	json_t *fds;
 	int r;
 
+	/* Before anything can fail: the end frees them (a zeroed one would close fd 0). */
+	for (int i = 0; i < _WS_MAX; i++)
+		lxm_ws_conn_init(&x.c[i], conn_message, &x);
 	r = parse_exec(argc, argv, &a, err);
 	if (r < 0)
 		goto out;
 	x.name = a.name;
 	x.interactive = a.force_interactive ||
 			(!a.force_noninteractive && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO));
-	for (int i = 0; i < _WS_MAX; i++)
-		x.c[i] = (struct ws_conn){ .x = &x, .index = i, .fd = -1 };
 
 	r = lxm_cli_connect(&client, err);
 	if (r < 0)
@@ -776,7 +428,7 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 
 		if (!secret)
 			continue;
-		r = conn_open(client, id, secret, &x.c[index], err);
+		r = lxm_ws_conn_open(client, id, secret, &x.c[index], err);
 		if (r < 0) {
 			r = lxm_error_prefix(err, "exec in '%s': websocket '%s'", a.name,
 					     ws_keys[index]);
@@ -789,19 +441,19 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 		goto out;
 	}
 
-	r = signals_catch();
+	r = lxm_signals_catch(forwarded_signals, ARRAY_SIZE(forwarded_signals));
 	if (r < 0) {
 		r = lxm_error_setx(err, r, 500, "exec in '%s': catch signals", a.name);
 		goto out;
 	}
-	if (x.interactive && (r = tty_make_raw(&tty)) < 0) {
+	if (x.interactive && (r = lxm_tty_make_raw(&tty)) < 0) {
 		r = lxm_error_setx(err, r, 500, "exec in '%s': raw terminal mode", a.name);
 		goto out;
 	}
 	if (a.no_stdin && !x.interactive)
 		(void)lxm_ws_send(x.c[WS_STDIN].ws, LXM_WS_TEXT, "", 0);
 	r = pump(&x, !a.no_stdin, err);
-	tty_restore(&tty);
+	lxm_tty_restore(&tty);
 	close_all(&x);
 	if (r < 0) {
 		r = lxm_error_prefix(err, "exec in '%s'", a.name);
@@ -809,10 +461,10 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 	}
 	r = exec_result(client, id, a.name, err);
 out:
-	tty_restore(&tty);
-	signals_release();
+	lxm_tty_restore(&tty);
+	lxm_signals_release();
 	for (int i = 0; i < _WS_MAX; i++)
-		conn_free(&x.c[i]);
+		lxm_ws_conn_free(&x.c[i]);
 	json_decref(a.env);
 	return r;
 }

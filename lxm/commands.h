@@ -1,7 +1,7 @@
 /* The CLI's verbs. main.c holds the top-level table; each verb group (profile, operation) exports
  * its own table of subcommands. One file per verb group: cmd-server.c (version, info),
- * cmd-list.c (list), cmd-instance.c (init, delete), cmd-operation.c, cmd-profile.c; shared
- * helpers live in cmd-common.c. */
+ * cmd-list.c (list), cmd-instance.c (init, delete), cmd-operation.c, cmd-profile.c, cmd-file.c
+ * (file push/pull/delete); shared helpers live in cmd-common.c. */
 #pragma once
 
 #include <jansson.h>
@@ -31,6 +31,7 @@ struct lxm_command {
 extern const struct lxm_command lxm_operation_commands[];
 extern const struct lxm_command lxm_profile_commands[];
 extern const struct lxm_command lxm_config_commands[];
+extern const struct lxm_command lxm_file_commands[];
 
 /* cmd-server.c */
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err);
@@ -49,6 +50,8 @@ int lxm_cmd_pause(int argc, char **argv, struct lxm_error **err);
 
 /* cmd-exec.c: returns the command's exit status (a positive return is main's exit status) */
 int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err);
+/* cmd-console.c */
+int lxm_cmd_console(int argc, char **argv, struct lxm_error **err);
 
 /* ---- shared helpers (cmd-common.c) ---- */
 

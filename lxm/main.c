@@ -13,6 +13,17 @@
 
 static const struct lxm_command commands[] = {
 	{
+		.name = "console",
+		.run = lxm_cmd_console,
+		.summary = "Attach to instance consoles",
+		.usage = "console NAME [flags]",
+		.help = "Keys go to the instance's console and its output comes back until you\n"
+			"detach with <ctrl>+a q (<ctrl>+a twice sends one <ctrl>+a).\n"
+			"\n"
+			"Flags:\n"
+			"      --show-log   Print the console log (kept after a stop)\n",
+	},
+	{
 		.name = "delete",
 		.alias = "rm",
 		.run = lxm_cmd_delete,
@@ -143,6 +154,12 @@ static const struct lxm_command commands[] = {
 		.summary = "Manage instance configuration",
 		.usage = "config <command>",
 		.subcommands = lxm_config_commands,
+	},
+	{
+		.name = "file",
+		.summary = "Manage files in instances",
+		.usage = "file <command>",
+		.subcommands = lxm_file_commands,
 	},
 	{
 		.name = "profile",

@@ -369,6 +369,7 @@ static int build_spec(struct lxmd *d, const char *name, const struct lxm_policy 
 				return -ENOMEM;
 	}
 	s->caps_drop = pol->caps_drop;
+	s->allow_forced_umount = !pol->deny_forced_umount;
 	s->nesting = pol->nesting;
 	if (pol->syscalls_deny) {
 		size_t n = 0;

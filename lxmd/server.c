@@ -23,6 +23,8 @@
 /* Longest websocket message a client may send us. */
 #define CONN_WS_MAX_MESSAGE (1024 * 1024)
 
+static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
 enum conn_mode {
 	CONN_HTTP,	/* parsing requests */
 	CONN_WEBSOCKET, /* upgraded */
@@ -49,9 +51,32 @@ struct lxmd_conn {
 	bool processing;		  /* inside conn_process(): answers must not recurse */
 	bool paused;			  /* the websocket's owner paused reading */
 	bool want_drain;		  /* a send got -ENOBUFS: tell ws_ops->on_drain */
+	bool expect_continue;		  /* the request being parsed sent Expect: 100-continue */
+	bool continue_sent;		  /* and "100 Continue" went out */
 	struct lxm_ws *ws;		  /* websocket mode */
 	const struct lxmd_ws_ops *ws_ops; /* the websocket's owner */
 	void *ws_ud;			  /* for ws_ops */
+	uint64_t req_id;		  /* counts dispatched requests: names current in writes */
+
+	/* Streamed request bodies (LXMD_ROUTE_STREAM_BODY). The handler runs when the headers are
+	 * in; each feed() gathers the body bytes it parses into chunk, which goes to the handler
+	 * once feed() has returned. While the handler holds a piece, nothing more is fed and, past
+	 * CONN_MAX_READAHEAD, nothing more is read: the client's sends block. */
+	bool stream_msg;	       /* the message being parsed streams its body; the parser owns
+					  its head (request->http) until the message is complete */
+	bool stream_dispatch;	       /* its headers just came: run the handler after feed() */
+	struct lxmd_request *body_req; /* who takes the pieces; NULL once answered or ended */
+	char *chunk;		       /* body bytes parsed but not handed over yet */
+	size_t chunk_len;	       /* bytes in chunk */
+	size_t chunk_cap;	       /* allocated size of chunk */
+	bool chunk_busy;	       /* body_req holds a piece until lxmd_request_body_resume() */
+	bool body_done;	       /* the message is complete: on_body_end after the last piece */
+	bool close_after_body; /* answered early with "Connection: close": close once the
+				  rest of the body has been read (and dropped) */
+
+	/* Raw (streamed) responses. */
+	int64_t raw_left;    /* bytes announced by Content-Length and not sent yet, -1: unknown */
+	bool raw_keep_alive; /* the raw response's head promised keep-alive */
 };
 
 struct lxmd_server {
@@ -68,7 +93,10 @@ struct write_req {
 	uv_write_t req;		/* libuv's */
 	struct lxmd_conn *conn; /* whose queue it counts in */
 	size_t len;		/* bytes */
-	char data[];		/* the copy being written */
+	/* Raw responses: run once written, if the request (by req_id) is still the current one. */
+	void (*done)(struct lxmd_request *r);
+	uint64_t req_id; /* conn->req_id when queued */
+	char data[];	 /* the copy being written */
 };
 
 static void conn_process(struct lxmd_conn *c);
@@ -88,7 +116,8 @@ static void request_free(struct lxmd_request *r)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(r->args); i++)
 		free(r->args[i]);
-	lxm_http_request_free(r->http);
+	if (!r->http_borrowed)
+		lxm_http_request_free(r->http);
 	json_decref(r->body);
 	free(r);
 }
@@ -112,27 +141,46 @@ static void conn_closed(uv_handle_t *h)
 	lxm_ws_free(c->ws);
 	conn_clear_route(c);
 	free(c->in);
+	free(c->chunk);
 	free(c);
 	s->handles--;
 	server_maybe_free(s);
 }
 
+/* The request no longer takes body pieces (answered, ended or aborted). */
+static void conn_forget_body(struct lxmd_conn *c)
+{
+	c->body_req = NULL;
+	free(c->chunk);
+	c->chunk = NULL;
+	c->chunk_len = c->chunk_cap = 0;
+	c->chunk_busy = false;
+	c->body_done = false;
+}
+
+/* Drops the current request unanswered; a deferred one hears of it through on_abort. */
+static void conn_abort_current(struct lxmd_conn *c)
+{
+	struct lxmd_request *r = TAKE_PTR(c->current);
+
+	if (!r)
+		return;
+	if (c->body_req == r)
+		conn_forget_body(c);
+	if (r->deferred && r->on_abort)
+		r->on_abort(r);
+	request_free(r);
+}
+
 void lxmd_conn_close(struct lxmd_conn *c)
 {
-	struct lxmd_request *r;
-
 	if (c->closing)
 		return;
 	c->closing = true;
 	TAILQ_REMOVE(&c->server->conns, c, link);
 	c->server->n_conns--;
 
-	r = TAKE_PTR(c->current);
-	if (r) {
-		if (r->deferred && r->on_abort)
-			r->on_abort(r);
-		request_free(r);
-	}
+	conn_abort_current(c);
 	if (c->ws_ops && c->ws_ops->on_close)
 		c->ws_ops->on_close(c->ws_ud);
 	c->ws_ops = NULL;
@@ -143,6 +191,8 @@ static void write_done(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
 	struct lxmd_conn *c = w->conn;
+	void (*done)(struct lxmd_request * r) = w->done;
+	uint64_t req_id = w->req_id;
 
 	c->queued -= w->len;
 	free(w);
@@ -160,12 +210,30 @@ static void write_done(uv_write_t *req, int status)
 		lxmd_conn_close(c);
 		return;
 	}
-	if (c->queued == 0 && c->close_after_write)
+	if (done && c->current && req_id == c->req_id) {
+		done(c->current);
+		if (c->closing)
+			return;
+	}
+	/* Closing after the last answer to a peer that finished sending (EOF) and waits for
+	 * nothing more. */
+	if (c->queued == 0 &&
+	    (c->close_after_write || (c->eof && !c->current && c->in_len == 0 && !c->stream_msg)))
 		lxmd_conn_close(c);
 }
 
+static int conn_write_notify(struct lxmd_conn *c, const void *a, size_t alen, const void *b,
+			     size_t blen, void (*done)(struct lxmd_request *r));
+
 /* Copies data and queues it; uv_write never blocks the loop. */
 static int conn_write(struct lxmd_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+	return conn_write_notify(c, a, alen, b, blen, NULL);
+}
+
+/* conn_write() that calls done(current request) once the bytes are written. */
+static int conn_write_notify(struct lxmd_conn *c, const void *a, size_t alen, const void *b,
+			     size_t blen, void (*done)(struct lxmd_request *r))
 {
 	struct write_req *w;
 	uv_buf_t buf;
@@ -181,6 +249,8 @@ static int conn_write(struct lxmd_conn *c, const void *a, size_t alen, const voi
 		memcpy(w->data + alen, b, blen);
 	w->conn = c;
 	w->len = alen + blen;
+	w->done = done;
+	w->req_id = c->req_id;
 	buf = uv_buf_init(w->data, (unsigned)w->len);
 	r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, write_done);
 	if (r < 0) {
@@ -189,6 +259,31 @@ static int conn_write(struct lxmd_conn *c, const void *a, size_t alen, const voi
 	}
 	c->queued += alen + blen;
 	return 0;
+}
+
+/* A streamed body that the client will not send: it waits for "100 Continue", and an answer
+ * came first. The connection cannot go on after the answer (where would the next request
+ * start?), so the answer says "Connection: close". */
+static bool conn_body_withheld(const struct lxmd_conn *c)
+{
+	return c->stream_msg && c->expect_continue && !c->continue_sent;
+}
+
+/* A response without keep-alive is out: the connection ends after it. */
+static void conn_end_after_response(struct lxmd_conn *c)
+{
+	/* An answer that comes before the end of a streamed body (a refusal) is read by a client
+	 * that may still be sending: go on reading and dropping the body, or the client would
+	 * see a reset instead of the answer. */
+	if (c->stream_msg && !conn_body_withheld(c)) {
+		c->close_after_body = true;
+		return;
+	}
+	c->close_after_write = true;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
 }
 
 /* Sends a complete response and, for keep-alive connections, goes on with the next request. */
@@ -205,13 +300,8 @@ static int conn_respond(struct lxmd_conn *c, int status, const char *type, const
 	r = conn_write(c, head, head_len, body, len);
 	if (r < 0)
 		return r;
-	if (!keep_alive) {
-		c->close_after_write = true;
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->pipe);
-			c->reading = false;
-		}
-	}
+	if (!keep_alive)
+		conn_end_after_response(c);
 	return 0;
 }
 
@@ -221,6 +311,9 @@ static void conn_fail(struct lxmd_conn *c, int status, const char *msg)
 	_cleanup_json_ json_t *e = lxm_json_error(status, msg);
 	_cleanup_free_ char *text = e ? lxm_json_dump(e) : NULL;
 
+	/* The parser is done for: a request still receiving its body is abandoned with it. */
+	c->stream_msg = c->stream_dispatch = c->close_after_body = false;
+	conn_abort_current(c);
 	log_debug("bad request: %d %s", status, msg);
 	if (!text ||
 	    conn_respond(c, status, "application/json", text, strlen(text), false, NULL) < 0)
@@ -233,6 +326,8 @@ static void conn_request_done(struct lxmd_conn *c)
 {
 	struct lxmd_request *r = TAKE_PTR(c->current);
 
+	if (r && c->body_req == r)
+		conn_forget_body(c);
 	request_free(r);
 	if (c->closing || c->close_after_write)
 		return;
@@ -247,7 +342,7 @@ int lxmd_respond_json(struct lxmd_request *r, int status, json_t *body, const ch
 {
 	struct lxmd_conn *c = r->conn;
 	_cleanup_free_ char *text = NULL;
-	bool keep_alive = r->http->keep_alive;
+	bool keep_alive = r->http->keep_alive && !conn_body_withheld(c);
 	int ret;
 
 	text = body ? lxm_json_dump(body) : NULL;
@@ -305,6 +400,64 @@ int lxmd_respond_error(struct lxmd_request *r, struct lxm_error *err)
 	ret = lxmd_respond_json(r, status, lxm_json_error(status, msg), NULL);
 	lxm_error_free(err);
 	return ret;
+}
+
+int lxmd_respond_raw_head(struct lxmd_request *r, int status, const char *content_type,
+			  int64_t content_length, const char *const *extra)
+{
+	struct lxmd_conn *c = r->conn;
+	_cleanup_free_ char *head = NULL;
+	size_t head_len;
+	int k;
+
+	/* Without a length, only the end of the connection can end the body. */
+	c->raw_keep_alive = r->http->keep_alive && content_length >= 0 && !conn_body_withheld(c);
+	c->raw_left = content_length;
+	k = lxm_http_response_head(status, content_type, content_length, c->raw_keep_alive, extra,
+				   &head, &head_len);
+	if (k < 0)
+		return k;
+	return conn_write(c, head, head_len, NULL, 0);
+}
+
+int lxmd_respond_raw_write(struct lxmd_request *r, const void *data, size_t len,
+			   void (*done)(struct lxmd_request *r))
+{
+	struct lxmd_conn *c = r->conn;
+	int k;
+
+	if (c->raw_left >= 0 && (uint64_t)len > (uint64_t)c->raw_left)
+		return -EMSGSIZE;
+	k = conn_write_notify(c, data, len, NULL, 0, done);
+	if (k < 0)
+		return k;
+	if (c->raw_left >= 0)
+		c->raw_left -= (int64_t)len;
+	return 0;
+}
+
+void lxmd_respond_raw_end(struct lxmd_request *r)
+{
+	struct lxmd_conn *c = r->conn;
+
+	if (!c->raw_keep_alive || c->raw_left > 0)
+		conn_end_after_response(c);
+	conn_request_done(c);
+	/* The last piece may be written already: then no write_done() will close. */
+	if (!c->closing && c->close_after_write && c->queued == 0)
+		lxmd_conn_close(c);
+}
+
+void lxmd_request_body_resume(struct lxmd_request *r)
+{
+	struct lxmd_conn *c = r->conn;
+
+	if (c->body_req != r || !c->chunk_busy)
+		return;
+	c->chunk_busy = false;
+	/* From inside on_body, the running conn_process() goes on by itself. */
+	conn_process(c);
+	conn_start_reading(c);
 }
 
 /* ---- websockets ---- */
@@ -389,13 +542,11 @@ void lxmd_conn_ws_shutdown(struct lxmd_conn *c)
 {
 	if (c->closing)
 		return;
-	if (c->ws)
-		(void)lxm_ws_close(c->ws, 1000, NULL);
+	/* The connection stays until the peer answers the close frame (ws_closed) or hangs up:
+	 * closing at once would break the pipe under a client that replies (pylxd's ws4py). */
+	if (c->ws && !c->eof && lxm_ws_close(c->ws, 1000, NULL) == 0)
+		return;
 	c->close_after_write = true;
-	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->pipe);
-		c->reading = false;
-	}
 	if (c->queued == 0)
 		lxmd_conn_close(c);
 }
@@ -429,28 +580,54 @@ static int conn_on_headers(struct lxm_http_request *req, void *ud)
 		return LXM_HTTP_BODY_DISCARD;
 
 	expect = lxm_http_request_header(req, "Expect");
-	if (expect && strcasecmp(expect, "100-continue") == 0) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-		if (conn_write(c, cont, sizeof(cont) - 1, NULL, 0) < 0)
-			return -EIO;
+	c->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
+	c->continue_sent = false;
+	/* A streamed body goes to its handler, which runs once feed() has returned (not from
+	 * inside the parser); it says whether it wants the body before "100 Continue" goes out. */
+	if ((c->route->flags & LXMD_ROUTE_STREAM_BODY) && !req->upgrade) {
+		c->stream_msg = true;
+		c->stream_dispatch = true;
+		return LXM_HTTP_BODY_STREAM;
 	}
+	if (c->expect_continue && conn_write(c, CONTINUE, sizeof(CONTINUE) - 1, NULL, 0) < 0)
+		return -EIO;
+	c->continue_sent = c->expect_continue;
 	return LXM_HTTP_BODY_BUFFER;
+}
+
+/* A piece of a streamed body: kept until feed() returns, or dropped when nobody wants it. */
+static int conn_on_body(struct lxm_http_request *req, const char *data, size_t len, void *ud)
+{
+	struct lxmd_conn *c = ud;
+
+	if (!c->body_req && !c->stream_dispatch)
+		return 0;
+	if (c->chunk_cap - c->chunk_len < len) {
+		size_t cap = c->chunk_len + len > 2 * c->chunk_cap ? c->chunk_len + len
+								   : 2 * c->chunk_cap;
+		char *n = realloc(c->chunk, cap);
+
+		if (!n)
+			return -ENOMEM;
+		c->chunk = n;
+		c->chunk_cap = cap;
+	}
+	memcpy(c->chunk + c->chunk_len, data, len);
+	c->chunk_len += len;
+	return 0;
 }
 
 static const struct lxm_http_parser_ops conn_parser_ops = {
 	.on_headers = conn_on_headers,
+	.on_body = conn_on_body,
 };
 
-static void conn_dispatch(struct lxmd_conn *c, struct lxm_http_request *http)
+static struct lxmd_request *conn_new_request(struct lxmd_conn *c, struct lxm_http_request *http)
 {
 	struct lxmd_request *r = calloc(1, sizeof(*r));
 
-	if (!r) {
-		lxm_http_request_free(http);
-		conn_fail(c, 500, "out of memory");
-		return;
-	}
+	if (!r)
+		return NULL;
 	r->d = c->server->d;
 	r->conn = c;
 	r->http = http;
@@ -460,6 +637,94 @@ static void conn_dispatch(struct lxmd_conn *c, struct lxm_http_request *http)
 	memset(c->args, 0, sizeof(c->args));
 	c->route = NULL;
 	c->current = r;
+	c->req_id++;
+	return r;
+}
+
+/* The headers of a streamed request are in: its handler runs now, with the head the parser
+ * still owns, and says with on_body/on_body_end whether it wants the body. */
+static void conn_dispatch_stream(struct lxmd_conn *c)
+{
+	struct lxmd_request *r;
+
+	c->stream_dispatch = false;
+	r = conn_new_request(c, lxm_http_parser_current(c->parser));
+	if (!r) {
+		conn_fail(c, 500, "out of memory");
+		return;
+	}
+	r->http_borrowed = true;
+	c->body_req = r;
+	lxmd_api_handle(r);
+	/* Answered already (then body_req was cleared), or it takes no body. */
+	if (c->body_req && !c->body_req->on_body && !c->body_req->on_body_end)
+		conn_forget_body(c);
+	if (c->current && c->expect_continue && !c->closing) {
+		if (conn_write(c, CONTINUE, sizeof(CONTINUE) - 1, NULL, 0) < 0)
+			lxmd_conn_close(c);
+		c->continue_sent = true;
+	}
+}
+
+/* The streamed message is complete: its head passes to the request, if still there. */
+static void conn_stream_complete(struct lxmd_conn *c, struct lxm_http_request *http)
+{
+	c->stream_msg = false;
+	if (c->current && c->current->http == http) {
+		c->current->http_borrowed = false;
+		if (c->body_req)
+			c->body_done = true;
+	} else {
+		lxm_http_request_free(http);
+	}
+	if (c->close_after_body) {
+		c->close_after_body = false;
+		conn_end_after_response(c);
+		if (c->queued == 0)
+			lxmd_conn_close(c);
+	}
+}
+
+/* Hands the gathered piece, or the end of the body, to the handler when it is ready for it.
+ * Returns whether it handed anything over. */
+static bool conn_stream_deliver(struct lxmd_conn *c)
+{
+	struct lxmd_request *r = c->body_req;
+	char *data;
+	size_t len;
+
+	if (!r || c->chunk_busy)
+		return false;
+	if (c->chunk_len > 0) {
+		data = TAKE_PTR(c->chunk);
+		len = c->chunk_len;
+		c->chunk_len = c->chunk_cap = 0;
+		if (!r->on_body) {
+			free(data);
+			return true;
+		}
+		c->chunk_busy = true;
+		r->on_body(r, data, len);
+		return true;
+	}
+	if (!c->body_done)
+		return false;
+	c->body_req = NULL;
+	c->body_done = false;
+	if (r->on_body_end)
+		r->on_body_end(r);
+	return true;
+}
+
+static void conn_dispatch(struct lxmd_conn *c, struct lxm_http_request *http)
+{
+	struct lxmd_request *r = conn_new_request(c, http);
+
+	if (!r) {
+		lxm_http_request_free(http);
+		conn_fail(c, 500, "out of memory");
+		return;
+	}
 	lxmd_api_handle(r);
 }
 
@@ -468,7 +733,13 @@ static void conn_process(struct lxmd_conn *c)
 	if (c->processing)
 		return;
 	c->processing = true;
-	while (!c->closing && !c->close_after_write && c->in_len > 0) {
+	while (!c->closing && !c->close_after_write) {
+		/* What the last feed() gathered of a streamed body goes to its handler first (a
+		 * handler that takes a piece at once is ready for the next one right away). */
+		if (conn_stream_deliver(c))
+			continue;
+		if (c->in_len == 0)
+			break;
 		if (c->mode == CONN_WEBSOCKET) {
 			size_t n = c->in_len;
 
@@ -477,8 +748,12 @@ static void conn_process(struct lxmd_conn *c)
 				break;
 			continue;
 		}
-		if (c->current)
-			break; /* one request at a time; the rest waits in c->in */
+		/* One request at a time, the rest waits in c->in; but a streamed body goes on being
+		 * parsed while its request is handled, one piece at a time. */
+		if (c->current && !c->stream_msg)
+			break;
+		if (c->chunk_busy)
+			break;
 
 		enum lxm_http_feed_result res;
 		ssize_t n = lxm_http_parser_feed(c->parser, c->in, c->in_len, &res);
@@ -490,13 +765,28 @@ static void conn_process(struct lxmd_conn *c)
 		}
 		memmove(c->in, c->in + n, c->in_len - (size_t)n);
 		c->in_len -= (size_t)n;
-		if (res == LXM_HTTP_FEED_MORE)
+		if (c->stream_dispatch)
+			conn_dispatch_stream(c);
+		if (res == LXM_HTTP_FEED_MORE || c->closing)
 			continue;
-		conn_dispatch(c, lxm_http_parser_take(c->parser));
+		if (c->stream_msg)
+			conn_stream_complete(c, lxm_http_parser_take(c->parser));
+		else
+			conn_dispatch(c, lxm_http_parser_take(c->parser));
 	}
 	c->processing = false;
-	if (c->eof && !c->closing && !c->current && c->queued == 0)
+	if (!c->eof || c->closing)
+		return;
+	/* A streamed body that the peer stopped sending can never complete: a request still
+	 * waiting for it is aborted (its handler drops what it wrote). */
+	if (c->stream_msg && c->in_len == 0) {
+		if (c->current || c->queued == 0)
+			lxmd_conn_close(c);
+		else
+			c->close_after_write = true;
+	} else if (!c->current && c->queued == 0) {
 		lxmd_conn_close(c);
+	}
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -532,8 +822,8 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 			return;
 		}
 		/* A client that hangs up on a request it is waiting for no longer needs the answer.
-		 */
-		if (c->current && c->current->deferred) {
+		 * (A streamed body may still be complete in c->in: conn_process() decides.) */
+		if (c->current && c->current->deferred && !c->stream_msg) {
 			lxmd_conn_close(c);
 			return;
 		}

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "http.h"
@@ -30,6 +31,20 @@ struct lxmd_request {
 	 * drops its reference; the request is freed right after. */
 	void (*on_abort)(struct lxmd_request *r);
 	void *defer_data; /* for the deferring handler */
+
+	/* Streamed bodies (routes with LXMD_ROUTE_STREAM_BODY). The handler runs as soon as the
+	 * headers are in, before the body, and sets these to receive it; with neither set the body
+	 * is read and dropped. It answers whenever it likes: an answer before the end of the body
+	 * stops the pieces (the rest is read and dropped) and, as for any deferred request,
+	 * on_abort runs if the client goes away first (a body cut short ends that way). */
+	/* A piece of the body, de-chunked. The handler takes data (free() it). No further piece
+	 * comes, and the socket is not read further, until it calls lxmd_request_body_resume():
+	 * that is the backpressure on a client that sends faster than the disk takes it. */
+	void (*on_body)(struct lxmd_request *r, char *data, size_t len);
+	/* The body is complete and every piece was taken (resumed). */
+	void (*on_body_end)(struct lxmd_request *r);
+	/* Server-private: http still belongs to the parser, which is inside the body. */
+	bool http_borrowed;
 };
 
 int lxmd_server_new(struct lxmd *d, const char *path, struct lxmd_server **ret,
@@ -47,6 +62,23 @@ int lxmd_respond_sync(struct lxmd_request *r, json_t *metadata, const char *etag
 int lxmd_respond_async(struct lxmd_request *r, struct lxm_operation *op);
 /* LXD error envelope; status from err (500 if none). Consumes err. */
 int lxmd_respond_error(struct lxmd_request *r, struct lxm_error *err);
+
+/* After on_body: the handler is done with the piece; the next one (or on_body_end) may come. */
+void lxmd_request_body_resume(struct lxmd_request *r);
+
+/* Raw responses streamed in pieces (a file's content): the head, then raw_write() as often as
+ * needed, then raw_end(). content_length < 0 means unknown: the connection then closes after the
+ * body. Nothing else may answer the request in between. */
+int lxmd_respond_raw_head(struct lxmd_request *r, int status, const char *content_type,
+			  int64_t content_length, const char *const *extra);
+/* Queues a piece (copied). done, when non-NULL, runs once it has been written to the socket, so
+ * that the handler produces the next piece only then; it does not run if the connection goes
+ * away first (on_abort does). More than announced by content_length is refused (-EMSGSIZE). */
+int lxmd_respond_raw_write(struct lxmd_request *r, const void *data, size_t len,
+			   void (*done)(struct lxmd_request *r));
+/* Ends the response. If fewer bytes were sent than announced the connection closes, so that the
+ * client sees the truncation instead of waiting. */
+void lxmd_respond_raw_end(struct lxmd_request *r);
 
 /* Websocket peers of the server (events, later exec). */
 struct lxmd_ws_ops {
@@ -68,7 +100,7 @@ int lxmd_conn_ws_send(struct lxmd_conn *c, enum lxm_ws_opcode op, const void *da
 /* Closes a connection (after pending writes where possible). */
 void lxmd_conn_close(struct lxmd_conn *c);
 /* Ends a websocket cleanly: a close frame goes out after everything queued, and the connection
- * closes once that is written (or the peer goes away). on_close follows as usual. */
+ * closes once the peer answers it (or goes away). on_close follows as usual. */
 void lxmd_conn_ws_shutdown(struct lxmd_conn *c);
 /* Stops (true) or resumes (false) reading from a websocket peer, e.g. while what it sent cannot
  * be passed on; messages already received are still delivered. */

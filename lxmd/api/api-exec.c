@@ -1,11 +1,12 @@
-/* POST /1.0/instances/<name>/exec and GET /1.0/operations/<id>/websocket: LXD's exec sessions.
+/* POST /1.0/instances/<name>/exec: LXD's exec sessions.
  *
  * An exec creates a websocket operation whose metadata lists one secret per stream ("0", "1",
  * "2" and "control"; interactive sessions have "0" and "control" only). Clients connect one
- * websocket per secret. Once the required ones are up (0, 1, 2; or 0 and control) the session
- * starts lxm-monitor's exec helper (see monitor/monitor.h) with pipes as its stdio, or, for an
- * interactive session, lets the helper allocate a pty inside the container and hand back the
- * master over the report socket (fd 3). The helper also hands back a pidfd of the command, which
+ * websocket per secret (GET /1.0/operations/<id>/websocket, routed by api-websocket.c). Once the
+ * required ones are up (0, 1, 2; or 0 and control) the session starts lxm-monitor's exec helper
+ * (see monitor/monitor.h) with pipes as its stdio, or, for an interactive session, lets the
+ * helper allocate a pty inside the container and hand back the master over the report socket
+ * (fd 3). The helper also hands back a pidfd of the command, which
  * is what signals go to.
  *
  * Data: BINARY messages on "0" are the command's stdin; an empty TEXT message (LXD's barrier) or
@@ -36,9 +37,12 @@
 #include <uv.h>
 
 #include "api.h"
+#include "api/api-websocket.h"
 #include "child.h"
 #include "cleanup.h"
 #include "daemon.h"
+#include "db/db.h"
+#include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "monitor/monitor.h"
@@ -52,6 +56,9 @@
 #define DRAIN_MS 500
 /* Bytes read from an output at a time. */
 #define READ_CHUNK (64 * 1024)
+/* Bytes an output may still take once the command exited: what it wrote before is at most a
+ * pipe's capacity; more comes from background processes (see output_take_rest()). */
+#define DRAIN_BUDGET (2u * 1024 * 1024)
 /* Stdin bytes queued for the command past which socket "0" is not read... */
 #define STDIN_PAUSE_BYTES (4u * 1024 * 1024)
 /* ...until the command has taken all but this much. */
@@ -74,7 +81,7 @@ struct exec_socket {
 	struct exec_session *s; /* the owner */
 	int index;		/* SOCK_* */
 	bool exists;		/* listed in the metadata (interactive sessions have no 1 and 2) */
-	char secret[65];	/* 64 hex characters */
+	char secret[LXMD_WS_SECRET_LEN + 1];
 	bool used;		/* a client connected (a second one is refused) */
 	bool closed;		/* it was connected and has gone */
 	struct lxmd_conn *conn; /* while connected */
@@ -90,6 +97,7 @@ struct exec_output {
 	bool eof;		/* nothing more will be read */
 	bool barrier_sent;	/* the empty TEXT message went out (or nobody listens) */
 	size_t pending;		/* bytes of buf refused with -ENOBUFS, to send on drain */
+	size_t drained;		/* bytes read after the command exited (see DRAIN_BUDGET) */
 	char *buf;		/* READ_CHUNK bytes */
 };
 
@@ -109,21 +117,21 @@ struct stdin_write {
 };
 
 struct exec_session {
-	LIST_ENTRY(exec_session) link; /* in sessions */
-	struct lxmd *d;		       /* the daemon */
-	struct lxm_operation *op;      /* NULL once the operation table let go of it */
-	unsigned refs;		       /* operation + open handles + connections + pins */
-	char *name;		       /* instance */
-	json_t *metadata;	       /* the operation's metadata (without "return") */
-	json_t *command;	       /* the argv, a JSON list of strings */
-	json_t *environment;	       /* the request's environment */
-	char *spec_path;	       /* the container's spec.json */
-	pid_t init_pid;		       /* its init */
-	uint32_t uid, gid;	       /* who runs the command */
-	char *cwd;		       /* where, or NULL */
-	unsigned width, height;	       /* terminal size (interactive) */
-	bool interactive;	       /* a pty instead of pipes */
-	bool wait_ws;		       /* wait-for-websocket: false discards the output */
+	struct lxmd_ws_session ws; /* how clients reach socks while the operation exists */
+	struct lxmd *d;		   /* the daemon */
+	struct lxm_operation *op;  /* NULL once the operation table let go of it */
+	unsigned refs;		   /* operation + open handles + connections + pins */
+	char *name;		   /* instance */
+	json_t *metadata;	   /* the operation's metadata (without "return") */
+	json_t *command;	   /* the argv, a JSON list of strings */
+	json_t *environment;	   /* the request's environment */
+	char *spec_path;	   /* the container's spec.json */
+	pid_t init_pid;		   /* its init */
+	uint32_t uid, gid;	   /* who runs the command */
+	char *cwd;		   /* where, or NULL */
+	unsigned width, height;	   /* terminal size (interactive) */
+	bool interactive;	   /* a pty instead of pipes */
+	bool wait_ws;		   /* wait-for-websocket: false discards the output */
 
 	struct exec_socket socks[_SOCK_MAX];
 	uv_timer_t timer; /* connect timeout, then the drain after the exit */
@@ -160,9 +168,6 @@ struct exec_session {
 	bool ended;    /* teardown began */
 };
 
-/* Sessions whose operation may still be connected to. */
-static LIST_HEAD(, exec_session) sessions = LIST_HEAD_INITIALIZER(sessions);
-
 static void session_check_done(struct exec_session *s);
 static void session_end(struct exec_session *s);
 static void stdin_flush_early(struct exec_session *s);
@@ -180,7 +185,7 @@ static void session_unref(struct exec_session *s)
 
 	if (--s->refs > 0)
 		return;
-	LIST_REMOVE(s, link);
+	lxmd_ws_session_unregister(&s->ws);
 	while ((c = STAILQ_FIRST(&s->early))) {
 		STAILQ_REMOVE_HEAD(&s->early, link);
 		free(c);
@@ -246,16 +251,6 @@ static void report_close(struct exec_session *s)
 		return;
 	s->report_open = false;
 	uv_close((uv_handle_t *)&s->report, report_closed);
-}
-
-static struct exec_session *session_find(struct lxm_operation *op)
-{
-	struct exec_session *s;
-
-	LIST_FOREACH(s, &sessions, link)
-	if (s->op == op)
-		return s;
-	return NULL;
 }
 
 /* ---- signals ---- */
@@ -342,6 +337,37 @@ static bool output_send(struct exec_output *o, size_t len)
 	return true;
 }
 
+/* libuv takes POLLHUP after a short read for the end of a stream. A pty master reports POLLHUP
+ * as soon as the last slave fd is closed, while the kernel may still be moving the slave's last
+ * output over: read() waits for that, and fails with EIO at the real end. */
+static void output_pty_hangup(struct exec_output *o)
+{
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&o->pipe, &fd) < 0) {
+		output_end(o);
+		return;
+	}
+	for (;;) {
+		ssize_t n = read(fd, o->buf, READ_CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			output_start(o); /* still open after all: libuv reads on */
+			return;
+		}
+		if (n <= 0) {
+			output_end(o);
+			return;
+		}
+		if (o->s->exited)
+			o->drained += (size_t)n;
+		if (!output_send(o, (size_t)n))
+			return; /* output_drained() reads on */
+	}
+}
+
 static void output_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct exec_output *o = stream->data;
@@ -354,10 +380,15 @@ static void output_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		if (nread != UV_EOF && nread != UV_EIO)
 			log_debug("exec in '%s': read output: %s", s->name,
 				  uv_strerror((int)nread));
-		output_end(o);
+		if (nread == UV_EOF && s->interactive)
+			output_pty_hangup(o);
+		else
+			output_end(o);
 		session_check_done(s);
 		return;
 	}
+	if (s->exited)
+		o->drained += (size_t)nread;
 	if (!output_send(o, (size_t)nread))
 		uv_read_stop(stream);
 }
@@ -457,30 +488,14 @@ static void stdin_written(uv_write_t *req, int status)
 	stdin_maybe_close(s);
 }
 
-static void stdin_write(struct exec_session *s, const uint8_t *data, size_t len)
+/* Writes to the command (its stdin pipe or pty); what it has not taken yet is counted. */
+static void stdin_queue(struct exec_session *s, const uint8_t *data, size_t len)
 {
 	struct stdin_write *w;
 	uv_buf_t buf;
 
-	if (len == 0 || s->in_broken || s->in_eof || s->exited)
+	if (len == 0 || s->in_broken || !s->in_stream)
 		return;
-	if (!s->in_stream) {
-		struct stdin_chunk *c;
-
-		/* Before the command runs (or its pty arrives): kept for it. */
-		if (s->spawned && !s->interactive)
-			return;
-		c = malloc(sizeof(*c) + len);
-		if (!c)
-			return;
-		c->len = len;
-		memcpy(c->data, data, len);
-		STAILQ_INSERT_TAIL(&s->early, c, link);
-		s->early_len += len;
-		if (s->early_len > STDIN_PAUSE_BYTES && !s->in_paused)
-			stdin_pause(s, true);
-		return;
-	}
 	w = malloc(sizeof(*w) + len);
 	if (!w)
 		return;
@@ -497,6 +512,32 @@ static void stdin_write(struct exec_session *s, const uint8_t *data, size_t len)
 		stdin_pause(s, true);
 }
 
+/* Stdin from socket "0". */
+static void stdin_write(struct exec_session *s, const uint8_t *data, size_t len)
+{
+	struct stdin_chunk *c;
+
+	if (len == 0 || s->in_broken || s->in_eof || s->exited)
+		return;
+	if (s->in_stream) {
+		stdin_queue(s, data, len);
+		return;
+	}
+	/* Before the command runs (or its pty arrives) it is kept for it; afterwards there is no
+	 * stdin any more. */
+	if (s->spawned && !s->interactive)
+		return;
+	c = malloc(sizeof(*c) + len);
+	if (!c)
+		return;
+	c->len = len;
+	memcpy(c->data, data, len);
+	STAILQ_INSERT_TAIL(&s->early, c, link);
+	s->early_len += len;
+	if (s->early_len > STDIN_PAUSE_BYTES && !s->in_paused)
+		stdin_pause(s, true);
+}
+
 static void stdin_flush_early(struct exec_session *s)
 {
 	struct stdin_chunk *c;
@@ -504,7 +545,8 @@ static void stdin_flush_early(struct exec_session *s)
 	while ((c = STAILQ_FIRST(&s->early))) {
 		STAILQ_REMOVE_HEAD(&s->early, link);
 		s->early_len -= c->len;
-		stdin_write(s, (const uint8_t *)c->data, c->len);
+		/* Sent before the barrier, which may have come before the command ran. */
+		stdin_queue(s, (const uint8_t *)c->data, c->len);
 		free(c);
 	}
 	if (s->in_paused && s->in_queued <= STDIN_RESUME_BYTES)
@@ -597,6 +639,36 @@ static void session_check_done(struct exec_session *s)
 	session_end(s);
 }
 
+/* Reads what o's pipe holds right now. The loop may wake up late (a loaded host) and run the
+ * drain timer before the readable event: what the command wrote before it exited is in the pipe
+ * and must not be cut off. That is at most a pipe's capacity: past DRAIN_BUDGET bytes the rest
+ * comes from background processes. Returns false while o waits for a slow client; o has ended
+ * otherwise. */
+static bool output_take_rest(struct exec_output *o)
+{
+	uv_os_fd_t fd;
+
+	if (!o->open || uv_fileno((uv_handle_t *)&o->pipe, &fd) < 0) {
+		output_end(o);
+		return true;
+	}
+	while (o->drained < DRAIN_BUDGET) {
+		ssize_t n = read(fd, o->buf, READ_CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* EOF, a pty's EIO, or nothing more now */
+		o->drained += (size_t)n;
+		if (!output_send(o, (size_t)n)) {
+			uv_read_stop((uv_stream_t *)&o->pipe);
+			return false;
+		}
+	}
+	output_end(o);
+	return true;
+}
+
 /* DRAIN_MS after the exit: streams still open belong to background processes, unless they only
  * wait for a slow client, who gets its data. */
 static void drain_timeout(uv_timer_t *t)
@@ -609,10 +681,14 @@ static void drain_timeout(uv_timer_t *t)
 
 		if (!o->active || o->eof)
 			continue;
-		if (o->pending > 0)
-			waiting = true;
-		else
+		/* What a background process keeps writing to a slow client is not waited for. */
+		if (o->drained >= DRAIN_BUDGET) {
+			o->pending = 0;
 			output_end(o);
+			continue;
+		}
+		if (o->pending > 0 || !output_take_rest(o))
+			waiting = true;
 	}
 	if (waiting)
 		uv_timer_start(&s->timer, drain_timeout, DRAIN_MS, 0);
@@ -1089,39 +1165,17 @@ static const struct lxmd_ws_ops exec_ws_ops = {
 	.on_drain = ws_drain,
 };
 
-/* Compares secrets in constant time. */
-static bool secret_equal(const char *a, const char *b)
+/* GET /1.0/operations/<id>/websocket for an exec operation (api-websocket.c routes it here). */
+static int exec_ws_connect(void *data, struct lxmd_request *r, const char *secret,
+			   struct lxm_error **err)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char diff = la != lb;
-
-	for (size_t i = 0; i < la && i < lb; i++)
-		diff |= (unsigned char)(a[i] ^ b[i]);
-	return diff == 0;
-}
-
-int lxmd_api_operation_websocket_get(struct lxmd_request *r, struct lxm_error **err)
-{
-	_cleanup_free_ char *secret = NULL;
-	struct lxm_operation *op;
-	struct exec_session *s;
+	struct exec_session *s = data;
 	struct exec_socket *sock = NULL;
 	struct lxmd_conn *conn = NULL;
 	int k;
 
-	op = lxm_operation_find(r->d->ops, r->args[0]);
-	if (!op)
-		return lxm_error_set(err, -ENOENT, 404, "operation '%s' not found", r->args[0]);
-	if (lxm_http_query_get(r->http->query, "secret", &secret) < 0 || !*secret)
-		return lxm_error_set(err, -EINVAL, 400,
-				     "operation '%s': missing ?secret= for its websocket",
-				     r->args[0]);
-	s = session_find(op);
-	if (!s)
-		return lxm_error_set(err, -EINVAL, 400, "operation '%s' has no websockets",
-				     r->args[0]);
 	for (int i = 0; i < _SOCK_MAX; i++)
-		if (s->socks[i].exists && secret_equal(s->socks[i].secret, secret))
+		if (s->socks[i].exists && lxmd_ws_secret_equal(s->socks[i].secret, secret))
 			sock = &s->socks[i];
 	if (!sock)
 		return lxm_error_set(err, -EACCES, 403, "operation '%s': wrong websocket secret",
@@ -1158,6 +1212,10 @@ int lxmd_api_operation_websocket_get(struct lxmd_request *r, struct lxm_error **
 	session_unref(s);
 	return 0;
 }
+
+static const struct lxmd_ws_session_ops exec_ws_session_ops = {
+	.connect = exec_ws_connect,
+};
 
 /* ---- the operation ---- */
 
@@ -1196,6 +1254,7 @@ static void exec_op_released(void *data)
 	struct exec_session *s = data;
 
 	s->op = NULL;
+	lxmd_ws_session_unregister(&s->ws);
 	if (s->spawned && !s->exited)
 		session_signal(s, SIGKILL);
 	else
@@ -1275,7 +1334,7 @@ static int parse_request(struct exec_session *s, const json_t *body, struct lxm_
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "field 'record-output': recording output is not supported");
 	s->command = json_incref(command);
-	s->environment = env ? json_incref(env) : json_object();
+	s->environment = env ? json_copy(env) : json_object();
 	if (cwd && *cwd && !(s->cwd = strdup(cwd)))
 		return -ENOMEM;
 	return s->environment ? 0 : -ENOMEM;
@@ -1292,7 +1351,6 @@ static int session_new(struct lxmd *d, const char *name, struct exec_session **r
 	s->pidfd = -1;
 	s->report_fd = -1;
 	STAILQ_INIT(&s->early);
-	LIST_INSERT_HEAD(&sessions, s, link);
 	for (int i = 0; i < _SOCK_MAX; i++) {
 		s->socks[i].s = s;
 		s->socks[i].index = i;
@@ -1325,7 +1383,7 @@ static int session_setup(struct exec_session *s)
 		sock->exists = !s->interactive || i == SOCK_STDIN || i == SOCK_CONTROL;
 		if (!sock->exists)
 			continue;
-		if (lxm_random_hex(sock->secret, 32) < 0 ||
+		if (lxmd_ws_secret_new(sock->secret) < 0 ||
 		    json_object_set_new(fds, sock_names[i], json_string(sock->secret)) < 0)
 			return -ENOMEM;
 	}
@@ -1337,6 +1395,33 @@ static int session_setup(struct exec_session *s)
 	s->timer.data = s;
 	s->timer_open = true;
 	session_ref(s);
+	return 0;
+}
+
+/* The instance's environment.* config keys, under what the request sets itself (as LXD). */
+static int instance_environment(struct exec_session *s, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	const char *key;
+	json_t *v;
+	int k;
+
+	k = lxm_db_instance_get(s->d->db, s->name, &inst, err);
+	if (k < 0)
+		return k;
+	k = lxmd_instance_expand(s->d, inst, &config, &devices, err);
+	if (k < 0)
+		return k;
+	json_object_foreach (config, key, v) {
+		const char *var = key + strlen("environment.");
+
+		if (!startswith(key, "environment.") || !*var || !json_is_string(v) ||
+		    json_object_get(s->environment, var))
+			continue;
+		if (json_object_set(s->environment, var, v) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
 	return 0;
 }
 
@@ -1352,7 +1437,7 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 	struct exec_session *s = NULL;
 	struct lxm_operation *op = NULL;
 	_cleanup_error_ struct lxm_error *e = NULL;
-	int k;
+	int k, code;
 
 	k = lxmd_query_project(r, err);
 	if (k < 0)
@@ -1375,6 +1460,17 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 					  e && e->msg ? e->msg : strerror(-k));
 		goto fail;
 	}
+	/* The helper would join a frozen cgroup and freeze with it. */
+	(void)lxmd_instance_status(r->d, name, &code);
+	if (code == LXM_STATUS_FROZEN) {
+		k = lxm_error_set(err, -EBUSY, 400,
+				  "exec in '%s': instance is frozen (resume it with 'lxm start')",
+				  name);
+		goto fail;
+	}
+	k = instance_environment(s, err);
+	if (k < 0)
+		goto fail_prefix;
 	k = session_setup(s);
 	if (k < 0) {
 		lxm_error_set(err, k, 500, "exec in '%s': out of memory", name);
@@ -1389,6 +1485,7 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 	}
 	/* From here the operation holds the session. */
 	s->op = op;
+	lxmd_ws_session_register(&s->ws, op, &exec_ws_session_ops, s);
 	lxm_operation_set_metadata(op, json_deep_copy(s->metadata));
 	lxm_operation_start(op);
 	return lxmd_respond_async(r, op);

@@ -641,6 +641,15 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	inst.devices = devices;
 	inst.profiles = profiles;
 
+	/* Values are checked before anything exists (LXD refuses bad config at create too): a
+	 * launch with limits.memory=lots leaves no instance behind. */
+	{
+		_cleanup_json_ json_t *xconfig = NULL, *xdevices = NULL;
+
+		if ((k = lxmd_instance_expand(r->d, &inst, &xconfig, &xdevices, err)) < 0 ||
+		    (k = lxmd_instance_apply_config(r->d, name, xconfig, false, err)) < 0)
+			return lxm_error_prefix(err, "create instance '%s'", name);
+	}
 	/* The database row claims the name now, so a concurrent create of the same name fails
 	 * here with 409 instead of racing in the thread pool. */
 	k = lxm_db_instance_create(r->d->db, &inst, NULL, err);

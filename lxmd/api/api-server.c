@@ -22,6 +22,17 @@ static const char *const api_extensions[] = {
 	"api_filtering",     /* ?filter= on instance lists */
 	"container_full",    /* ?recursion=2 on instance lists */
 	"instance_get_full", /* ?recursion=1 on one instance gives state and snapshots */
+	/* .../files: DELETE; X-LXD-write: append; X-LXD-type: directory (push and listings on
+	 * pull); X-LXD-type: symlink (push and pull) */
+	"file_delete",
+	"file_append",
+	"directory_manipulation",
+	"file_symlinks",
+
+	/* exec's "user", "group" and "cwd" (lxc needs it for --user, --group, --cwd) */
+	"container_exec_user_group_cwd",
+	/* POST .../console with websockets "0" and "control"; GET/DELETE of the console log */
+	"console",
 };
 
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err)

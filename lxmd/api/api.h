@@ -28,6 +28,9 @@ typedef int (*lxmd_handler_fn)(struct lxmd_request *r, struct lxm_error **err);
 enum lxmd_route_flags {
 	LXMD_ROUTE_WEBSOCKET = 1 << 0, /* GET is a websocket upgrade */
 	LXMD_ROUTE_RAW_BODY = 1 << 1,  /* the handler reads the body itself: not decoded as JSON */
+	/* The handler runs when the headers are in and takes the body in pieces as it arrives
+	 * (lxmd_request.on_body): nothing is buffered. Use with LXMD_ROUTE_RAW_BODY. */
+	LXMD_ROUTE_STREAM_BODY = 1 << 2,
 };
 
 struct lxmd_route {
@@ -78,6 +81,12 @@ int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_files_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_files_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_files_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_console_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_console_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_console_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_operation_websocket_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_profiles_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_profiles_post(struct lxmd_request *r, struct lxm_error **err);

@@ -91,6 +91,28 @@ static int cgroup_v1_cpuset_copy(const char *parent, const char *dir, struct lxm
 }
 
 /* Makes lxm.payload and lxm.payload/<name> on one hierarchy; *ret is the instance dir. */
+/* Devices are denied by default (anchors.md): creating any node is allowed (mknod), opening only
+ * these. The console and exec ptys are host devpts nodes (136:*); ptmx and the container's own
+ * devpts go through 5:2 and 136:*. */
+static const char *const device_allow[] = {
+	"c *:* m",	"b *:* m",
+	"c 1:3 rwm",				  /* null */
+	"c 1:5 rwm",	/* zero */ "c 1:7 rwm",	  /* full */
+	"c 1:8 rwm",	/* random */ "c 1:9 rwm", /* urandom */
+	"c 5:0 rwm",	/* tty */ "c 5:1 rwm",	  /* console */
+	"c 5:2 rwm",	/* ptmx */ "c 136:* rwm", /* pts */
+	"c 10:229 rwm",				  /* fuse */
+};
+
+static int cgroup_v1_devices(const char *dir, struct lxm_error **err)
+{
+	int r = cgroup_set(dir, "devices.deny", "a", false, err);
+
+	for (size_t i = 0; i < ARRAY_SIZE(device_allow) && r >= 0; i++)
+		r = cgroup_set(dir, "devices.allow", device_allow[i], false, err);
+	return r;
+}
+
 static int cgroup_v1_create_one(const struct cgroup_hierarchy *h, const char *name, char **ret,
 				struct lxm_error **err)
 {
@@ -109,6 +131,13 @@ static int cgroup_v1_create_one(const struct cgroup_hierarchy *h, const char *na
 	r = cgroup_mkdir(dir, err);
 	if (r < 0)
 		return r;
+	if (cgroup_has_controller(h, "devices")) {
+		r = cgroup_v1_devices(dir, err);
+		if (r < 0) {
+			cgroup_rmdir_quiet(&dir, 1);
+			return r;
+		}
+	}
 	*ret = TAKE_PTR(dir);
 	if (cpuset)
 		return cgroup_v1_cpuset_copy(payload, *ret, err);

@@ -96,8 +96,9 @@ static int build_deny(scmp_filter_ctx ctx, const struct lxm_container_spec *s,
 		if (r < 0)
 			return r;
 	}
-	/* A plain umount2 (and the 32-bit umount) stays allowed; only MNT_FORCE is refused. */
-	if (strv_contains(s->syscalls_deny, "umount2", n))
+	/* A plain umount2 (and the 32-bit umount) stays allowed; only MNT_FORCE is refused, unless
+	 * the default deny list was turned off (security.syscalls.deny_default=false). */
+	if (s->allow_forced_umount || strv_contains(s->syscalls_deny, "umount2", n))
 		return 0;
 	r = seccomp_rule_add(ctx, DENY, SCMP_SYS(umount2), 1,
 			     SCMP_A1(SCMP_CMP_MASKED_EQ, MNT_FORCE, MNT_FORCE));

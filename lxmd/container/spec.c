@@ -462,6 +462,8 @@ int lxm_container_spec_from_json(const json_t *j, struct lxm_container_spec **re
 	if (r >= 0)
 		r = get_bool(j, "", "no_new_privs", &s->no_new_privs, err);
 	if (r >= 0)
+		r = get_bool(j, "", "allow_forced_umount", &s->allow_forced_umount, err);
+	if (r >= 0)
 		r = get_mounts(j, s, err);
 	if (r >= 0)
 		r = get_devices(j, s, err);
@@ -612,6 +614,7 @@ json_t *lxm_container_spec_to_json(const struct lxm_container_spec *s)
 	r |= set_new(o, "caps_drop", json_integer((json_int_t)s->caps_drop));
 	r |= set_new(o, "nesting", json_boolean(s->nesting));
 	r |= set_new(o, "no_new_privs", json_boolean(s->no_new_privs));
+	r |= set_new(o, "allow_forced_umount", json_boolean(s->allow_forced_umount));
 	r |= set_new(o, "mounts", mounts_json(s));
 	r |= set_new(o, "devices", devices_json(s));
 	r |= set_new(o, "time_offset_monotonic", json_integer(s->time_offset_monotonic));

@@ -65,6 +65,8 @@ struct lxm_container_spec {
 	char *apparmor_text;	/* profile source lxmd loaded (for reference), or NULL */
 	char *selinux_label;	/* exec label for init, or NULL */
 	bool no_new_privs; /* set PR_SET_NO_NEW_PRIVS before exec (off: breaks setuid in init) */
+	bool allow_forced_umount; /* security.syscalls.deny_default=false: umount2(MNT_FORCE) is not
+				   filtered (absent or false: it fails with EPERM) */
 
 	struct lxm_spec_mount *mounts;	 /* extra mounts, n_mounts entries */
 	size_t n_mounts;		 /* entries in mounts */

@@ -14,6 +14,7 @@
  * capability bounding set and seccomp filter, switches to the requested user and group and execs
  * CMD, searched in the container's PATH inside the container's mount namespace: no host binary is
  * ever executed there. A failure before or at exec reaches the helper through a close-on-exec pipe.
+ * A command that cannot be executed also says so on its own stderr, as a shell would.
  *
  * Report channel (fd 3), one JSON message per packet:
  *   {"pid":N}                 the command runs; SCM_RIGHTS carries its pidfd, and with --pty
@@ -23,7 +24,8 @@
  * Without fd 3 (run by hand) errors go to stderr only.
  *
  * The helper forwards the signals it receives to the command, waits for it and exits with its
- * status: the exit code, or 128+N after signal N. */
+ * status: the exit code, or 128+N after signal N. The command dies with the helper (its parent
+ * death signal is SIGKILL), so killing the helper never leaves it behind. */
 #include "config.h"
 
 #include <errno.h>
@@ -99,6 +101,9 @@ struct child_ctx {
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_container_spec *, lxm_container_spec_free)
+
+/* The helper is in the container's user namespace (see helper_exit()). */
+static bool joined_user_ns;
 
 /* Signals the helper passes on to the command instead of acting on them. */
 static const int forwarded_signals[] = {
@@ -683,8 +688,10 @@ static int run(const struct exec_args *a, int report, struct lxm_error **err)
 	if (setns(pidfd, flags) < 0)
 		return lxm_error_setx(err, -errno, 500, "exec in '%s': join namespaces of pid %d",
 				      s->name, (int)a->init_pid);
-	if (flags & CLONE_NEWUSER)
+	if (flags & CLONE_NEWUSER) {
+		joined_user_ns = true;
 		become_container_root();
+	}
 	if (a->pty) {
 		k = open_pty(a, &master, &slave);
 		if (k < 0)
@@ -722,6 +729,15 @@ static int run(const struct exec_args *a, int report, struct lxm_error **err)
 	return supervise(s, a, pid, report, pipe_r, &master, devnull, &set, err);
 }
 
+/* Ends the helper. Once it joined a user namespace, nothing may run at exit: a leak checker
+ * (LSan, in sanitizer builds) would try to ptrace the process from there and spin forever. */
+static __attribute__((noreturn)) void helper_exit(int status)
+{
+	fflush(stdout);
+	fflush(stderr);
+	_exit(status);
+}
+
 int lxm_monitor_exec_main(int argc, char **argv)
 {
 	_cleanup_error_ struct lxm_error *err = NULL;
@@ -735,6 +751,8 @@ int lxm_monitor_exec_main(int argc, char **argv)
 	if (r == 0)
 		r = run(&a, report, &err);
 	free(a.env);
+	if (r >= 0 && joined_user_ns)
+		helper_exit(r);
 	if (r >= 0)
 		return r;
 	/* lxmd makes the operation fail with this message; by hand, stderr says it. */
@@ -744,5 +762,7 @@ int lxm_monitor_exec_main(int argc, char **argv)
 			-1, -1);
 	else
 		fprintf(stderr, "lxm-monitor: %s\n", err && err->msg ? err->msg : strerror(-r));
+	if (joined_user_ns)
+		helper_exit(EXIT_HELPER_FAILED);
 	return EXIT_HELPER_FAILED;
 }

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -69,12 +70,26 @@
 #define MONITOR_RMDIR_TIMEOUT_MS 2000
 /* Read size for the console; also the copy unit when the log is trimmed. */
 #define MONITOR_CONSOLE_CHUNK 4096
+/* Console output queued for an attached client past which the client is dropped: one that does
+ * not read must neither block the loop nor make the monitor buffer without limit. */
+#define MONITOR_CONSOLE_QUEUE_MAX (1024 * 1024)
 
 struct monitor_client {
 	int fd;				/* accepted connection, -1 when the slot is free */
 	uint64_t deadline;		/* monotonic ms after which the connection is dropped */
 	size_t len;			/* bytes of the request in buf */
 	char buf[LXM_MONITOR_LINE_MAX]; /* the request line being read */
+};
+
+/* The client attached to the console (op "console"): its connection has become a byte stream. */
+struct monitor_console {
+	int fd;			       /* the connection, -1 when nobody is attached */
+	char *out;		       /* console output (and the reply) not yet sent to it */
+	size_t out_off;		       /* where the unsent part of out starts */
+	size_t out_len;		       /* end of the unsent part */
+	size_t out_cap;		       /* allocated size of out */
+	char in[LXM_MONITOR_LINE_MAX]; /* its input that the pty has not taken yet */
+	size_t in_len;		       /* bytes in in; the client is not read while there are any */
 };
 
 struct monitor {
@@ -97,6 +112,7 @@ struct monitor {
 	int64_t started_at;  /* CLOCK_REALTIME ns at which init was exec'd */
 	siginfo_t init_exit; /* how init ended, once init_reaped */
 	struct monitor_client clients[MONITOR_MAX_CLIENTS];
+	struct monitor_console console; /* the attached console client, if any */
 };
 
 static int write_all(int fd, const void *data, size_t len)
@@ -838,6 +854,127 @@ static void console_log_write(struct monitor *m, const char *data, size_t n)
 	m->log_size += n;
 }
 
+/* ---- the attached console client ---- */
+
+static void console_detach(struct monitor *m)
+{
+	struct monitor_console *con = &m->console;
+
+	if (con->fd < 0)
+		return;
+	log_info("console detached");
+	close(con->fd);
+	free(con->out);
+	*con = (struct monitor_console){ .fd = -1 };
+}
+
+/* Sends what is queued, as far as the client takes it now. */
+static void console_flush_out(struct monitor *m)
+{
+	struct monitor_console *con = &m->console;
+
+	while (con->fd >= 0 && con->out_off < con->out_len) {
+		ssize_t n = send(con->fd, con->out + con->out_off, con->out_len - con->out_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0) {
+			console_detach(m);
+			return;
+		}
+		con->out_off += (size_t)n;
+	}
+	con->out_off = con->out_len = 0;
+}
+
+static void console_queue_out(struct monitor *m, const char *data, size_t n)
+{
+	struct monitor_console *con = &m->console;
+	size_t pending = con->out_len - con->out_off;
+
+	if (con->fd < 0 || n == 0)
+		return;
+	if (pending + n > MONITOR_CONSOLE_QUEUE_MAX) {
+		log_warn("console client reads too slowly (%zu bytes queued): detached",
+			 pending + n);
+		console_detach(m);
+		return;
+	}
+	if (con->out_off > 0) {
+		memmove(con->out, con->out + con->out_off, pending);
+		con->out_off = 0;
+		con->out_len = pending;
+	}
+	if (con->out_len + n > con->out_cap) {
+		size_t cap = (con->out_len + n) * 2;
+		char *p = realloc(con->out, cap);
+
+		if (!p) {
+			console_detach(m);
+			return;
+		}
+		con->out = p;
+		con->out_cap = cap;
+	}
+	memcpy(con->out + con->out_len, data, n);
+	con->out_len += n;
+	console_flush_out(m);
+}
+
+/* Passes the client's input to the pty, as far as it takes it now. Without a pty (it hung up)
+ * the input has nowhere to go and is dropped. */
+static void console_flush_in(struct monitor *m)
+{
+	struct monitor_console *con = &m->console;
+	size_t done = 0;
+
+	while (done < con->in_len && m->pty_master >= 0) {
+		ssize_t n = write(m->pty_master, con->in + done, con->in_len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			done = con->in_len;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (m->pty_master < 0)
+		done = con->in_len;
+	memmove(con->in, con->in + done, con->in_len - done);
+	con->in_len -= done;
+}
+
+/* revents: what poll() said about the client's connection. */
+static void console_read_client(struct monitor *m, short revents)
+{
+	struct monitor_console *con = &m->console;
+	ssize_t n;
+
+	/* Input waits for the pty: a client that hung up meanwhile is gone for good, otherwise it
+	 * is read again once the pty took some. */
+	if (con->in_len == sizeof(con->in)) {
+		if (revents & (POLLHUP | POLLERR))
+			console_detach(m);
+		return;
+	}
+	n = read(con->fd, con->in + con->in_len, sizeof(con->in) - con->in_len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* The client went away: the console is free again. */
+		console_detach(m);
+		return;
+	}
+	con->in_len += (size_t)n;
+	console_flush_in(m);
+}
+
 /* Reads what the container wrote to its console until the pty is empty. */
 static void console_drain(struct monitor *m)
 {
@@ -851,6 +988,7 @@ static void console_drain(struct monitor *m)
 		if (n <= 0)
 			return;
 		console_log_write(m, buf, (size_t)n);
+		console_queue_out(m, buf, (size_t)n);
 	}
 }
 
@@ -918,8 +1056,63 @@ static json_t *op_stop(struct monitor *m, const json_t *req)
 	return json_pack("{s:b}", "ok", 1);
 }
 
-static json_t *handle_request(struct monitor *m, const char *line, size_t len)
+/* The connection of c becomes the console stream: the reply goes first, then console output;
+ * bytes the client sent after its request line are already console input. Returns NULL once c's
+ * connection belongs to the console. */
+static json_t *op_console(struct monitor *m, struct monitor_client *c, size_t used)
 {
+	static const char ok[] = "{\"ok\":true}\n";
+	struct monitor_console *con = &m->console;
+
+	if (con->fd >= 0)
+		return error_reply("console already attached");
+	if (m->pty_master < 0)
+		return error_reply("console: the pty has hung up");
+	*con = (struct monitor_console){ .fd = TAKE_FD(c->fd) };
+	memcpy(con->in, c->buf + used, c->len - used);
+	con->in_len = c->len - used;
+	c->len = 0;
+	console_queue_out(m, ok, sizeof(ok) - 1);
+	console_flush_in(m);
+	log_info("console attached");
+	return NULL;
+}
+
+static json_t *op_console_resize(struct monitor *m, const json_t *req)
+{
+	json_t *jw = json_object_get(req, "width"), *jh = json_object_get(req, "height");
+	struct winsize ws = { 0 };
+
+	if (!json_is_integer(jw) || !json_is_integer(jh) || json_integer_value(jw) < 1 ||
+	    json_integer_value(jw) > USHRT_MAX || json_integer_value(jh) < 1 ||
+	    json_integer_value(jh) > USHRT_MAX)
+		return error_reply("console-resize: 'width' and 'height' must be numbers from 1 to "
+				   "%d",
+				   USHRT_MAX);
+	if (m->pty_master < 0)
+		return error_reply("console-resize: the pty has hung up");
+	ws.ws_col = (unsigned short)json_integer_value(jw);
+	ws.ws_row = (unsigned short)json_integer_value(jh);
+	/* The kernel sends SIGWINCH to the console's foreground process group. */
+	if (ioctl(m->pty_master, TIOCSWINSZ, &ws) < 0)
+		return error_reply("console-resize: TIOCSWINSZ: %s", strerror(errno));
+	return json_pack("{s:b}", "ok", 1);
+}
+
+/* The log is written at our own offset: only we can empty it without leaving a hole. */
+static json_t *op_console_log_clear(struct monitor *m)
+{
+	if (m->log_fd >= 0 && ftruncate(m->log_fd, 0) < 0)
+		return error_reply("console-log-clear: truncate %s: %s", m->spec->console_log,
+				   strerror(errno));
+	m->log_size = 0;
+	return json_pack("{s:b}", "ok", 1);
+}
+
+/* The request is c->buf[0..len); used is where the bytes after its line start. */
+static json_t *handle_request(struct monitor *m, struct monitor_client *c, size_t len, size_t used)
+{
+	const char *line = c->buf;
 	_cleanup_json_ json_t *req = NULL;
 	json_error_t jerr;
 	const char *op;
@@ -936,6 +1129,12 @@ static json_t *handle_request(struct monitor *m, const char *line, size_t len)
 				 "started_at", (json_int_t)m->started_at);
 	if (streq(op, "stop"))
 		return op_stop(m, req);
+	if (streq(op, "console"))
+		return op_console(m, c, used);
+	if (streq(op, "console-resize"))
+		return op_console_resize(m, req);
+	if (streq(op, "console-log-clear"))
+		return op_console_log_clear(m);
 	if (streq(op, "kill")) {
 		if (syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0) < 0 &&
 		    errno != ESRCH)
@@ -944,16 +1143,22 @@ static json_t *handle_request(struct monitor *m, const char *line, size_t len)
 		log_info("kill: SIGKILL to init %d", (int)m->init_pid);
 		return json_pack("{s:b}", "ok", 1);
 	}
-	return error_reply("unknown op '%s' (expected status, stop or kill)", op);
+	return error_reply("unknown op '%s' (expected status, stop, kill, console, "
+			   "console-resize or console-log-clear)",
+			   op);
 }
 
 /* Answers once and hangs up: one request per connection. The reply is small and the socket
- * fresh, so a non-blocking send fits; a client that reads nothing loses only its own reply. */
+ * fresh, so a non-blocking send fits; a client that reads nothing loses only its own reply. A
+ * connection that became the console (fd taken) gets no reply here. */
 static void client_reply(struct monitor_client *c, json_t *reply)
 {
 	_cleanup_json_ json_t *owned = reply;
-	_cleanup_free_ char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+	_cleanup_free_ char *s = NULL;
 
+	if (c->fd < 0)
+		return;
+	s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
 	if (s) {
 		struct iovec iov[2] = { { s, strlen(s) }, { (char *)"\n", 1 } };
 		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
@@ -977,13 +1182,14 @@ static void client_read(struct monitor *m, struct monitor_client *c)
 	c->len += (size_t)n;
 	nl = memchr(c->buf, '\n', c->len);
 	if (nl) {
-		client_reply(c, handle_request(m, c->buf, (size_t)(nl - c->buf)));
+		client_reply(
+			c, handle_request(m, c, (size_t)(nl - c->buf), (size_t)(nl - c->buf) + 1));
 		return;
 	}
 	if (n == 0) {
 		/* A client that shut down its side without a newline still gets its answer. */
 		if (c->len > 0)
-			client_reply(c, handle_request(m, c->buf, c->len));
+			client_reply(c, handle_request(m, c, c->len, c->len));
 		else
 			client_close(c);
 		return;
@@ -1044,7 +1250,7 @@ static void handle_kill_timer(struct monitor *m)
 	(void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
 }
 
-enum { POLL_INIT, POLL_PTY, POLL_CTL, POLL_SIG, POLL_TIMER, POLL_CLIENTS, _POLL_MAX };
+enum { POLL_INIT, POLL_PTY, POLL_CTL, POLL_SIG, POLL_TIMER, POLL_CONSOLE, POLL_CLIENTS, _POLL_MAX };
 
 /* Serves until init has exited and been reaped. */
 static void run_loop(struct monitor *m)
@@ -1057,7 +1263,16 @@ static void run_loop(struct monitor *m)
 		bool pty_open = m->pty_master >= 0;
 
 		p[POLL_INIT] = (struct pollfd){ .fd = m->pidfd, .events = POLLIN };
-		p[POLL_PTY] = (struct pollfd){ .fd = m->pty_master, .events = POLLIN };
+		/* Console input waits for the pty to take it; the client is not read meanwhile. */
+		p[POLL_PTY] = (struct pollfd){
+			.fd = m->pty_master,
+			.events = (short)(POLLIN | (m->console.in_len ? POLLOUT : 0)),
+		};
+		p[POLL_CONSOLE] = (struct pollfd){
+			.fd = m->console.fd,
+			.events = (short)((m->console.in_len ? 0 : POLLIN) |
+					  (m->console.out_len ? POLLOUT : 0)),
+		};
 		p[POLL_CTL] = (struct pollfd){ .fd = m->ctl_fd, .events = POLLIN };
 		p[POLL_SIG] = (struct pollfd){ .fd = m->sig_fd, .events = POLLIN };
 		p[POLL_TIMER] = (struct pollfd){ .fd = m->timer_fd, .events = POLLIN };
@@ -1085,12 +1300,23 @@ static void run_loop(struct monitor *m)
 		}
 		if (pty_open && p[POLL_PTY].revents) {
 			console_drain(m);
+			if (p[POLL_PTY].revents & POLLOUT)
+				console_flush_in(m);
 			/* Cannot happen while we hold the slave, but a hung-up pty must not spin.
 			 */
 			if (p[POLL_PTY].revents & (POLLHUP | POLLERR | POLLNVAL)) {
 				close(m->pty_master);
 				m->pty_master = -1;
 			}
+		}
+		/* The pty step may have detached the client that was polled. */
+		if (m->console.fd >= 0 && p[POLL_CONSOLE].fd == m->console.fd) {
+			short rev = p[POLL_CONSOLE].revents;
+
+			if (rev & POLLOUT)
+				console_flush_out(m);
+			if (m->console.fd >= 0 && (rev & (POLLIN | POLLHUP | POLLERR)))
+				console_read_client(m, rev);
 		}
 		if (p[POLL_SIG].revents)
 			handle_signals(m);
@@ -1141,6 +1367,7 @@ static void monitor_free(struct monitor *m)
 			close(*fds[i]);
 	for (size_t i = 0; i < MONITOR_MAX_CLIENTS; i++)
 		client_close(&m->clients[i]);
+	console_detach(m);
 	lxm_container_spec_free(m->spec);
 	free(m);
 }
@@ -1155,6 +1382,7 @@ static struct monitor *monitor_new(void)
 	m->sig_fd = m->timer_fd = m->cgroup_fd = m->log_fd = -1;
 	for (size_t i = 0; i < MONITOR_MAX_CLIENTS; i++)
 		m->clients[i].fd = -1;
+	m->console.fd = -1;
 	m->pid = getpid();
 	return m;
 }

@@ -20,14 +20,27 @@
  *   {"op":"stop","signal":S,"timeout":T} -> {"ok":true}: S to init now, SIGKILL after T seconds
  *                                            (T < 0: never); completion shows as the monitor's exit
  *   {"op":"kill"}                        -> {"ok":true}: SIGKILL to init
+ *   {"op":"console"}                     -> {"ok":true}, and the connection stays open as the
+ *                                            console: bytes the client sends go to the pty,
+ *                                            console output goes to the client (and to the log
+ *                                            as always) until either side closes. One client at
+ *                                            a time ({"error":"console already attached"}); one
+ *                                            that lets more than 1 MiB of output pile up is
+ *                                            dropped, the monitor never waits for it
+ *   {"op":"console-resize","width":W,"height":H}
+ *                                        -> {"ok":true}: TIOCSWINSZ on the console (1..65535)
+ *   {"op":"console-log-clear"}           -> {"ok":true}: empties the console log (only the
+ *                                            monitor may: it writes at its own offset)
  *   errors                               -> {"error":"..."}
  *
  * Exec helper (same binary): lxm-monitor exec <spec.json> <init_pid> [--uid U] [--gid G]
- *     [--cwd DIR] [--env K=V]... -- CMD [ARG...]
+ *     [--cwd DIR] [--env K=V]... [--pty [--width W --height H]] -- CMD [ARG...]
  * joins init's namespaces (setns on a pidfd) and cgroup, reapplies the spec's capabilities,
  * seccomp and LSM, makes itself non-dumpable, forks into the pid namespace and execs CMD with the
- * stdio it was given; exits with CMD's status (128+N for a signal, 127 not found, 126 not
- * executable). */
+ * stdio it was given (--pty: a pty from the container's /dev/ptmx); exits with CMD's status
+ * (128+N for a signal, 127 not found, 126 not executable, 1 when the helper failed). A socket
+ * on fd 3 gets its reports: the command's pidfd (and the pty master), or why it failed (see
+ * monitor-exec.c). */
 #pragma once
 
 #include <jansson.h>

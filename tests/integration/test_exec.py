@@ -396,3 +396,132 @@ def test_signal_through_control(lxmd, c1):
     assert done["metadata"]["return"] == 9, done
     for w in list(ws.values()) + [control]:
         ws_close(w)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_slow_reader_backpressure(lxmd, c1):
+    """Output waits in the command's pipe, not in lxmd, while the client does not read."""
+    size = 64 * 1024 * 1024
+    proc = subprocess.Popen(["sh", "-c", '"$0" exec "$1" -- dd if=/dev/zero bs=65536 count=1024 '
+                             '2>/dev/null | (sleep 3; wc -c)', lxmd.lxm_bin, c1],
+                            env=lxmd.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        before = rss_kib(lxmd.pid)
+        time.sleep(2)
+        during = rss_kib(lxmd.pid)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert int(out.split()[0]) == size, out
+    # At most the 4 MiB queue of a slow peer (and some slack), never the 64 MiB of output.
+    assert during - before < 16 * 1024, "lxmd grew by %d KiB while the reader slept" % (
+        during - before)
+
+
+def test_helper_forwards_signals(lxmd, c1):
+    proc = subprocess.Popen([lxmd.lxm_bin, "exec", c1, "--", "sh", "-c",
+                             'trap "exit 21" HUP; echo ready; while :; do sleep 0.1; done'],
+                            env=lxmd.cli_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        helpers = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if ppid == lxmd.pid and len(cmd) > 1 and cmd[1] == b"exec":
+                helpers.append(int(d))
+        assert len(helpers) == 1, helpers
+        os.kill(helpers[0], signal.SIGHUP)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 21, (out, err)
+
+
+def test_cancel_kills_the_command(lxmd, c1):
+    op = assert_async(post_exec(lxmd, c1, ["sleep", "60"], **{"wait-for-websocket": False}))
+    time.sleep(0.3)
+    assert_sync(lxmd.api("DELETE", "/1.0/operations/" + op["id"]))
+    done = lxmd.wait_op(op["id"], timeout=10)
+    assert done["status"] == "Cancelled", done
+    assert done["metadata"]["return"] == 128 + 9, done
+
+
+def test_lxmd_stop_ends_running_sessions(lxmd, c1):
+    proc = subprocess.Popen([lxmd.lxm_bin, "exec", c1, "--", "sh", "-c", "echo ready; sleep 60"],
+                            env=lxmd.cli_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        t = time.monotonic()
+        lxmd.stop_checked(10)
+        assert time.monotonic() - t < 5, "lxmd waited for the exec session to end on its own"
+        proc.communicate(timeout=10)
+        assert proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The container outlives lxmd; the next lxmd finds it and can exec in it again.
+    lxmd.start()
+    assert lxm(lxmd, "exec", c1, "--", "true").returncode == 0
+
+
+def test_instance_environment_config(lxmd, c1):
+    lxmd.cli("config", "set", c1, "environment.FROM_CONFIG", "cfg")
+    lxmd.cli("config", "set", c1, "environment.BOTH", "cfg")
+    p = lxm(lxmd, "exec", c1, "--env", "BOTH=request", "--", "sh", "-c",
+            'echo "$FROM_CONFIG $BOTH"')
+    assert p.returncode == 0, p
+    assert p.stdout == b"cfg request\n", p
+
+
+def test_exec_in_a_frozen_instance(lxmd, c1):
+    lxmd.cli("pause", c1)
+    try:
+        r = post_exec(lxmd, c1, ["true"])
+        msg = assert_error_envelope(r, 400)
+        assert "frozen" in msg, msg
+    finally:
+        lxmd.cli("start", c1)
+    assert lxm(lxmd, "exec", c1, "--", "true").returncode == 0
+
+
+def test_stdin_sent_before_the_command_starts(lxmd, c1):
+    """lxc sends stdin (and its barrier) on "0" as soon as that socket is up, before "1" and
+    "2" are connected and the command runs: none of it may be lost."""
+    op = assert_async(post_exec(lxmd, c1, ["cat"]))
+    fds = op["metadata"]["fds"]
+    control = ws_connect(lxmd, op["id"], fds["control"])
+    w0 = ws_connect(lxmd, op["id"], fds["0"])
+    w0.send_binary(b"early\n")
+    w0.send("")
+    time.sleep(0.2)
+    w1 = ws_connect(lxmd, op["id"], fds["1"])
+    w2 = ws_connect(lxmd, op["id"], fds["2"])
+    assert ws_read_stream(w1) == (b"early\n", "barrier")
+    assert ws_read_stream(w2) == (b"", "barrier")
+    done = lxmd.wait_op(op["id"])
+    assert done["metadata"]["return"] == 0, done
+    for w in (control, w0, w1, w2):
+        ws_close(w)
