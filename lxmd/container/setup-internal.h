@@ -30,6 +30,7 @@ LXM_SETUP_STEP(lxm_step_pivot_root);
  * confinement, after pivot_root. */
 LXM_SETUP_STEP(lxm_step_idmap);
 LXM_SETUP_STEP(lxm_step_hostname);
+LXM_SETUP_STEP(lxm_step_loopback);
 LXM_SETUP_STEP(lxm_step_rlimits);
 LXM_SETUP_STEP(lxm_step_capabilities);
 LXM_SETUP_STEP(lxm_step_lsm);

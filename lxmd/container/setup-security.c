@@ -5,11 +5,15 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <net/if.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -44,6 +48,24 @@ LXM_SETUP_STEP(lxm_step_hostname)
 
 	if (sethostname(h, strlen(h)) < 0)
 		return lxm_error_setx(err, -errno, 500, "sethostname '%s'", h);
+	return 0;
+}
+
+LXM_SETUP_STEP(lxm_step_loopback)
+{
+	/* Every container gets a working lo whatever its init does (the nic devices come with
+	 * managed networks). The socket lives in the container's new network namespace. */
+	_cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = { 0 };
+
+	if (fd < 0)
+		return lxm_error_setx(err, -errno, 500, "socket for lo");
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		return lxm_error_setx(err, -errno, 500, "read the flags of lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		return lxm_error_setx(err, -errno, 500, "bring lo up");
 	return 0;
 }
 

@@ -34,6 +34,7 @@ const struct lxm_setup_step lxm_setup_steps[] = {
 	{ "mount-extra", lxm_step_mount_extra },
 	{ "pivot-root", lxm_step_pivot_root },
 	{ "hostname", lxm_step_hostname },
+	{ "loopback", lxm_step_loopback },
 	{ "rlimits", lxm_step_rlimits },
 	{ "capabilities", lxm_step_capabilities },
 	{ "lsm", lxm_step_lsm },

@@ -205,3 +205,21 @@ def test_delete_leaves_no_residue(lxmd, launched):
     r = lxmd.api("GET", "/1.0/instances/" + name)
     assert r.status == 404
     assert not os.path.exists(os.path.join(lxmd.root, "logs", name))
+
+
+def test_loopback_up_whatever_init_does(lxmd):
+    """lo is up because the runtime brings it up, not because the image's rcS does."""
+    name = unique("lo")
+    lxmd.cli("init", "busybox", name)
+    try:
+        rcs = os.path.join(lxmd.root, "containers", name, "rootfs", "etc", "init.d", "rcS")
+        with open(rcs, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        lxmd.cli("start", name)
+        pid = state(lxmd, name)["pid"]
+        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show", "lo"],
+                             capture_output=True, text=True, check=True).stdout
+        assert ",UP" in out or "<LOOPBACK,UP" in out, out
+    finally:
+        lxmd.cli("delete", "-f", name, check=False)
+    assert cgroup_dirs(name) == []

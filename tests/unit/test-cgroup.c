@@ -450,6 +450,8 @@ static void fake_hybrid(void)
 		{ "pids/lxm.payload/c1/pids.max", "max\n" },
 		{ "pids/lxm.payload/c1/pids.current", "2\n" },
 		{ "freezer/lxm.payload/c1/freezer.state", "THAWED\n" },
+		{ "devices/lxm.payload/c1/devices.deny", "" },
+		{ "devices/lxm.payload/c1/devices.allow", "" },
 		{ "unified/cgroup.controllers", "" },
 	};
 
@@ -492,6 +494,10 @@ static void test_hybrid_create(struct lxm_cgroup_layout *l)
 	is_str(get(tpath(H_ROOT "/cpuset/lxm.payload/cpuset.mems")), "0",
 	       "hybrid: lxm.payload gets the root's mems");
 	is_str(h_file("cpuset", "cpuset.mems"), "0", "hybrid: the instance gets the mems");
+	/* Deny-all then the allow-list; a regular file keeps only the last write. */
+	is_str(h_file("devices", "devices.deny"), "a", "hybrid: devices denied by default");
+	is_str(h_file("devices", "devices.allow"), "c 10:229 rwm",
+	       "hybrid: the allow-list written (fuse last)");
 	is_str(h_file("cpuset", "cpuset.cpus"), "0-1", "hybrid: cpuset.cpus limit");
 	is_str(h_file("memory", "memory.limit_in_bytes"), "536870912", "hybrid: limit_in_bytes");
 	is_str(h_file("memory", "memory.memsw.limit_in_bytes"), "536870912",

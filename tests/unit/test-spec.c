@@ -261,10 +261,10 @@ static void test_load_errors(void)
 static void test_step_table(void)
 {
 	static const char *const want[] = {
-		"idmap",	"mount-private", "mount-rootfs", "mount-proc",	 "mount-sys",
-		"mount-dev",	"mount-console", "mount-run",	 "mount-cgroup", "mount-extra",
-		"pivot-root",	"hostname",	 "rlimits",	 "capabilities", "lsm",
-		"no-new-privs", "seccomp",	 "close-fds",	 "exec-init",
+		"idmap",      "mount-private", "mount-rootfs", "mount-proc",   "mount-sys",
+		"mount-dev",  "mount-console", "mount-run",    "mount-cgroup", "mount-extra",
+		"pivot-root", "hostname",      "loopback",     "rlimits",      "capabilities",
+		"lsm",	      "no-new-privs",  "seccomp",      "close-fds",    "exec-init",
 	};
 	size_t n = 0;
 	bool same = true;
