@@ -433,17 +433,131 @@ static void delegate_cgroup(struct lxmd *d, const char *dir)
 	}
 }
 
+/* Starts the monitor for a prepared spec; monitor_ready() ends the start. */
+static int spawn_monitor(struct lxmd *d, struct rt_instance *i, const char *specpath,
+			 struct lxm_error **err)
+{
+	struct start_ctx *ctx = calloc(1, sizeof(*ctx));
+	char *argv[4];
+	int k;
+
+	if (!ctx || !(ctx->name = strdup(i->name))) {
+		free(ctx);
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	}
+	ctx->d = d;
+	argv[0] = d->rt->monitor;
+	argv[1] = (char *)"start";
+	argv[2] = (char *)specpath;
+	argv[3] = NULL;
+	i->starting = true;
+	k = lxmd_child_run(d->loop, argv, monitor_ready, ctx);
+	if (k < 0) {
+		free(ctx->name);
+		free(ctx);
+		return lxm_error_set(err, k, 500, "start '%s': run %s: %s", i->name, d->rt->monitor,
+				     uv_strerror(k));
+	}
+	return 0;
+}
+
+struct aa_ctx {
+	struct lxmd *d; /* the daemon */
+	char *name;	/* the instance */
+	char *spec;	/* its spec, for the monitor once the profile is loaded */
+};
+
+/* A start that failed after its cgroups were made: report it and leave nothing. */
+static void start_failed(struct lxmd *d, struct rt_instance *i, struct lxm_error *err)
+{
+	struct lxm_operation *op = TAKE_PTR(i->op);
+
+	if (lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL) < 0)
+		log_warn("instance '%s': could not remove its cgroups", i->name);
+	rt_remove(i);
+	if (op)
+		lxm_operation_finish(op, err);
+	else
+		lxm_error_free(err);
+}
+
+static void apparmor_loaded(int status, const char *out, const char *errout, void *ud)
+{
+	struct aa_ctx *ctx = ud;
+	struct rt_instance *i = rt_find(ctx->d, ctx->name);
+	struct lxm_error *err = NULL;
+
+	if (i && status != 0) {
+		lxm_error_set(&err, -EIO, 500,
+			      "start '%s': load its AppArmor profile: apparmor_parser exited with "
+			      "status %d: %s",
+			      ctx->name, status, *errout ? errout : "(no output)");
+		start_failed(ctx->d, i, err);
+	} else if (i && spawn_monitor(ctx->d, i, ctx->spec, &err) < 0) {
+		start_failed(ctx->d, i, err);
+	}
+	free(ctx->name);
+	free(ctx->spec);
+	free(ctx);
+}
+
+/* The generated profile must be in the kernel before init execs under it (aa_change_onexec):
+ * written under <root>/security/apparmor and loaded by apparmor_parser, run as a child so the
+ * loop does not wait for the compiler. */
+static int load_apparmor(struct lxmd *d, struct rt_instance *i, const char *name, const char *text,
+			 const char *specpath, struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = NULL, *cache = NULL, *file = NULL;
+	struct aa_ctx *ctx;
+	const char *parser = access("/sbin/apparmor_parser", X_OK) == 0
+				     ? "/sbin/apparmor_parser"
+				     : "/usr/sbin/apparmor_parser";
+	char *argv[7];
+	int k;
+
+	if (asprintf(&dir, "%s/security/apparmor", d->cfg.root) < 0 ||
+	    asprintf(&cache, "%s/cache", dir) < 0 || asprintf(&file, "%s/%s", dir, name) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	if ((k = lxm_mkdir_p(cache, 0700)) < 0 ||
+	    (k = lxm_write_file_atomic(file, text, strlen(text), 0600)) < 0)
+		return lxm_error_setx(err, k, 500, "start '%s': write AppArmor profile %s", i->name,
+				      file);
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx || !(ctx->name = strdup(i->name)) || !(ctx->spec = strdup(specpath))) {
+		if (ctx)
+			free(ctx->name);
+		free(ctx);
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	}
+	ctx->d = d;
+	argv[0] = (char *)parser;
+	argv[1] = (char *)"-r"; /* replace a loaded version (restart after a change) */
+	argv[2] = (char *)"-W"; /* keep the compiled form for the next start */
+	argv[3] = (char *)"-L";
+	argv[4] = cache;
+	argv[5] = file;
+	argv[6] = NULL;
+	i->starting = true;
+	k = lxmd_child_run(d->loop, argv, apparmor_loaded, ctx);
+	if (k < 0) {
+		free(ctx->name);
+		free(ctx->spec);
+		free(ctx);
+		return lxm_error_set(err, k, 500, "start '%s': run %s: %s", i->name, parser,
+				     uv_strerror(k));
+	}
+	return 0;
+}
+
 static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL;
 	_cleanup_free_ char *rundir = NULL, *specpath = NULL, *path = NULL, *init = NULL,
-			    *logdir = NULL;
+			    *logdir = NULL, *aa_text = NULL, *aa_name = NULL;
 	struct lxm_policy *pol = NULL;
 	struct lxm_container_spec *spec = NULL;
 	struct lxm_cgroup_paths cg = { 0 };
-	struct start_ctx *ctx = NULL;
-	char *argv[4];
 	struct stat st;
 	int k;
 
@@ -476,6 +590,9 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	if (!pol->privileged && cg.v2)
 		delegate_cgroup(d, cg.v2);
 	k = build_spec(d, i->name, pol, &cg, rundir, &spec, err);
+	if (k >= 0 && pol->apparmor_text &&
+	    (!(aa_text = strdup(pol->apparmor_text)) || !(aa_name = strdup(pol->apparmor_profile))))
+		k = lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
 	lxm_policy_free(pol);
 	lxm_cgroup_paths_free(&cg);
 	if (k >= 0 && ((k = lxm_mkdir_p(rundir, 0700)) < 0 || (k = lxm_mkdir_p(logdir, 0700)) < 0))
@@ -486,25 +603,14 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	if (k < 0)
 		goto fail;
 
-	ctx = calloc(1, sizeof(*ctx));
-	if (!ctx || !(ctx->name = strdup(i->name))) {
-		free(ctx);
-		k = lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
-		goto fail;
-	}
-	ctx->d = d;
-	argv[0] = d->rt->monitor;
-	argv[1] = (char *)"start";
-	argv[2] = specpath;
-	argv[3] = NULL;
-	i->starting = true;
-	k = lxmd_child_run(d->loop, argv, monitor_ready, ctx);
-	if (k < 0) {
-		free(ctx->name);
-		free(ctx);
-		lxm_error_set(err, k, 500, "start '%s': run %s: %s", i->name, d->rt->monitor,
-			      uv_strerror(k));
-		goto fail;
+	if (aa_text) {
+		k = load_apparmor(d, i, aa_name, aa_text, specpath, err);
+		if (k < 0)
+			goto fail;
+	} else {
+		k = spawn_monitor(d, i, specpath, err);
+		if (k < 0)
+			goto fail;
 	}
 	inst->last_used_at = lxm_now_ns();
 	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
