@@ -645,9 +645,19 @@ def client_driver(tmp_path_factory):
     d = tmp_path_factory.mktemp("client")
     src, exe = d / "driver.c", d / "driver"
     src.write_text(CLIENT_DRIVER)
-    subprocess.run(["gcc", "-I" + os.path.join(lxmtest.REPO, "lxmd"),
-                    "-I" + os.path.join(lxmtest.REPO, "lib"), "-o", str(exe), str(src)] + libs +
-                   ["-ljansson"], check=True, capture_output=True, timeout=60)
+    # A sanitizer build's libraries need the sanitizer runtimes at link time: build the driver
+    # with the flags the tree was configured with (configure records them in config.log).
+    flags = []
+    try:
+        with open(os.path.join(b, "config.log")) as f:
+            if "--enable-sanitizers" in f.read():
+                flags = ["-fsanitize=address,undefined"]
+    except OSError:
+        pass
+    r = subprocess.run(["gcc"] + flags + ["-I" + os.path.join(lxmtest.REPO, "lxmd"),
+                        "-I" + os.path.join(lxmtest.REPO, "lib"), "-o", str(exe), str(src)] +
+                       libs + ["-ljansson"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, "building the client driver failed:\n" + r.stderr
     yield str(exe)
 
 
