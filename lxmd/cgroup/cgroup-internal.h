@@ -39,6 +39,9 @@ struct cgroup_hierarchy {
 
 struct cgroup_ops;
 
+/* Attaches the device allow-list program to a cgroup v2 dir (cgroup-bpf.c). */
+int cgroup_bpf_devices(const char *dir, struct lxm_error **err);
+
 struct lxm_cgroup_layout {
 	enum lxm_cgroup_mode mode;    /* what detection found; picks ops */
 	const struct cgroup_ops *ops; /* the driver for mode */

@@ -159,6 +159,11 @@ static int cgroup_v1_create(struct lxm_cgroup_layout *l, const char *name,
 		unified = cgroup_v1_unified_dir(l, name);
 		r = unified ? cgroup_mkdir(unified, err)
 			    : lxm_error_setx(err, -ENOMEM, 500, "create");
+		/* The v1 devices controller enforces the allow-list already; the same program on
+		 * the v2 dir is a second fence where the kernel supports it, so a failure is not
+		 * fatal. */
+		if (r >= 0 && !*l->prefix)
+			(void)cgroup_bpf_devices(unified, NULL);
 	}
 	if (r < 0) {
 		for (size_t i = 0; i < l->n_v1; i++)

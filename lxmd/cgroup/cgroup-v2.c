@@ -80,6 +80,15 @@ static int cgroup_v2_create(struct lxm_cgroup_layout *l, const char *name,
 	r = cgroup_mkdir(dir, err);
 	if (r < 0)
 		return r;
+	/* v2 has no devices controller: the allow-list is a BPF program (not on fake test trees,
+	 * which are plain directories). */
+	if (!*l->prefix) {
+		r = cgroup_bpf_devices(dir, err);
+		if (r < 0) {
+			cgroup_rmdir_quiet(&dir, 1);
+			return r;
+		}
+	}
 	/* No v1 dirs on a unified host. */
 	ret->v1 = NULL;
 	ret->v2 = TAKE_PTR(dir);

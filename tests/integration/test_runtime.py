@@ -223,3 +223,20 @@ def test_loopback_up_whatever_init_does(lxmd):
     finally:
         lxmd.cli("delete", "-f", name, check=False)
     assert cgroup_dirs(name) == []
+
+
+def test_v2_device_filter_denies_what_v1_would_allow(lxmd, launched):
+    """The BPF device program on the v2 cgroup enforces the allow-list by itself: with the v1
+    devices cgroup opened to everything, a privileged container still cannot open /dev/kmsg or a
+    block device, while /dev/null and ptys work."""
+    v1 = "/sys/fs/cgroup/devices/lxm.payload"
+    name = launched(config={"security.privileged": "true"})
+    if os.path.isdir(os.path.join(v1, name)):
+        with open(os.path.join(v1, name, "devices.allow"), "w") as f:
+            f.write("a")
+    out = lxmd.cli("exec", name, "--", "sh", "-c",
+                   "mknod /tmp/k c 1 11 && echo mknod-ok; "
+                   "head -c1 /tmp/k >/dev/null 2>&1 && echo kmsg-opened || echo kmsg-denied; "
+                   "mknod /tmp/l b 7 0; head -c1 /tmp/l >/dev/null 2>&1 && echo blk-opened "
+                   "|| echo blk-denied; echo x >/dev/null && echo null-ok").stdout.split()
+    assert out == ["mknod-ok", "kmsg-denied", "blk-denied", "null-ok"], out
