@@ -7,6 +7,7 @@ owner; nothing here touches the host's /var/lib/lxm.
 """
 
 import errno
+import contextlib
 import http.client
 import json
 import os
@@ -387,6 +388,27 @@ def pids_mentioning(text):
         if text.encode() in cmd:
             out.append(int(d))
     return out
+
+
+@contextlib.contextmanager
+def static_program(name, source):
+    """A C program compiled with gcc -static into a temp dir (removed on exit), for tests that
+    copy it into a container's rootfs and run it there (busybox has no compiler)."""
+    gcc = shutil.which("gcc")
+    if not gcc:
+        raise AssertionError("gcc is needed to build the static test program " + name)
+    d = tempfile.mkdtemp(prefix="lxm-probe-")
+    try:
+        src = os.path.join(d, name + ".c")
+        out = os.path.join(d, name)
+        with open(src, "w") as f:
+            f.write(source)
+        p = subprocess.run([gcc, "-static", "-O2", "-o", out, src], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, "gcc -static failed:\n%s" % p.stderr
+        yield out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def descendants(pid):

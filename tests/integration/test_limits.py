@@ -12,12 +12,11 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from lxmtest import assert_sync, cgroup_dirs, pid_alive, unique
+from lxmtest import assert_sync, cgroup_dirs, pid_alive, static_program, unique
 
 MiB = 1 << 20
 PROBE = "/lxm-it-limits"
@@ -138,21 +137,8 @@ def wait_for(pred, timeout=10, what="condition"):
 
 @pytest.fixture(scope="module")
 def helper():
-    gcc = shutil.which("gcc")
-    if not gcc:
-        pytest.fail("gcc is needed to build the static test helper", pytrace=False)
-    d = tempfile.mkdtemp(prefix="lxm-probe-")
-    try:
-        src = os.path.join(d, "limits.c")
-        out = os.path.join(d, "limits")
-        with open(src, "w") as f:
-            f.write(HELPER_SRC)
-        p = subprocess.run([gcc, "-static", "-O2", "-o", out, src], capture_output=True,
-                           text=True, timeout=120)
-        assert p.returncode == 0, "gcc -static failed:\n%s" % p.stderr
-        yield out
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    with static_program("limits", HELPER_SRC) as path:
+        yield path
 
 
 def install(lxmd, name, helper):

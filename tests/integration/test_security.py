@@ -10,12 +10,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from lxmtest import assert_sync, cgroup_dirs, descendants, pid_alive, unique
+from lxmtest import assert_sync, cgroup_dirs, descendants, pid_alive, static_program, unique
 
 # Capability numbers (linux/capability.h).
 CAP_NET_ADMIN = 12
@@ -125,21 +124,8 @@ def caps(hexmask):
 @pytest.fixture(scope="module")
 def probe():
     """The static syscall helper, compiled once into a temp dir that is removed afterwards."""
-    gcc = shutil.which("gcc")
-    if not gcc:
-        pytest.fail("gcc is needed to build the static syscall helper", pytrace=False)
-    d = tempfile.mkdtemp(prefix="lxm-probe-")
-    try:
-        src = os.path.join(d, "probe.c")
-        out = os.path.join(d, "probe")
-        with open(src, "w") as f:
-            f.write(PROBE_SRC)
-        p = subprocess.run([gcc, "-static", "-O2", "-o", out, src], capture_output=True,
-                           text=True, timeout=120)
-        assert p.returncode == 0, "gcc -static failed:\n%s" % p.stderr
-        yield out
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    with static_program("probe", PROBE_SRC) as path:
+        yield path
 
 
 def install_probe(lxmd, name, probe):
