@@ -633,25 +633,18 @@ static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool fo
 {
 	_cleanup_free_ char *sock = NULL;
 	_cleanup_json_ json_t *req = NULL, *reply = NULL;
-	struct lxm_policy *pol = NULL;
-	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_json_ json_t *config = NULL, *devices = NULL;
-	int sig = SIGPWR, k;
+	int k;
 
 	if (monitor_socket(d, i->name, &sock) < 0)
 		return -ENOMEM;
-	if (!force) {
-		/* The halt signal comes from the instance's config (image.*, boot.stop.signal). */
-		if (lxm_db_instance_get(d->db, i->name, &inst, NULL) == 0 &&
-		    lxmd_instance_expand(d, inst, &config, &devices, NULL) == 0 &&
-		    lxm_policy_compile(i->name, config, &d->rt->host, &pol, NULL) == 0) {
-			sig = pol->halt_signal;
-			lxm_policy_free(pol);
-		}
-		req = json_pack("{s:s, s:i, s:i}", "op", "stop", "signal", sig, "timeout", timeout);
-	} else {
+	/* The halt signal (image.init, boot.stop.signal) was compiled into the spec at start: the
+	 * monitor uses it when the request names none. */
+	if (force)
 		req = json_pack("{s:s}", "op", "kill");
-	}
+	else
+		req = json_pack("{s:s, s:i}", "op", "stop", "timeout", timeout);
+	if (!req)
+		return -ENOMEM;
 	k = lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "stop '%s': ask its monitor", i->name);

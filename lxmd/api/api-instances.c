@@ -206,11 +206,6 @@ int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
 	return lxmd_respond_sync(r, state, NULL);
 }
 
-static int state_run(struct lxm_operation *op, void *data, struct lxm_error **err)
-{
-	return 0;
-}
-
 static const char *state_description(const char *action)
 {
 	if (streq(action, "start"))
@@ -263,7 +258,7 @@ int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
 	if (timeout == 0)
 		timeout = -1;
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, state_description(action),
-			      resources_for(r, inst->name), state_run, NULL, NULL, NULL, &op);
+			      resources_for(r, inst->name), NULL, NULL, NULL, NULL, &op);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "%s '%s': new operation", action, inst->name);
 	lxm_operation_start(op);
@@ -854,11 +849,6 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 
 /* ---- update ---- */
 
-static int update_run(struct lxm_operation *op, void *data, struct lxm_error **err)
-{
-	return 0;
-}
-
 /* Keys only lxmd writes: a client sends them back as it read them (lxc, pylxd do). */
 static bool key_readonly(const char *key)
 {
@@ -967,7 +957,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	if (k < 0)
 		return k;
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Updating instance",
-			      resources_for(r, inst->name), update_run, NULL, NULL, NULL, &op);
+			      resources_for(r, inst->name), NULL, NULL, NULL, NULL, &op);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "update instance '%s': new operation",
 				      inst->name);
