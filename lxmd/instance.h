@@ -29,14 +29,6 @@ int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct l
 int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *action, int timeout,
 			       bool force, struct lxm_operation *op, struct lxm_error **err);
 
-/* Fills an instance's rootfs from an image alias (building a template image on first use). Ends
- * op when done; cb is called first with the result (to roll back the database row on failure). */
-typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result, void *ud);
-int lxmd_instance_fill_rootfs(struct lxmd *d, const char *name, const char *alias,
-			      lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err);
-/* Whether an image alias can be used (exists, or a template can build it). */
-bool lxmd_image_known(struct lxmd *d, const char *alias);
-
 /* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err);

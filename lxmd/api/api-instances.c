@@ -19,6 +19,7 @@
 #include "child.h"
 #include "db/db.h"
 #include "events.h"
+#include "images/images.h"
 #include "instance.h"
 #include "json.h"
 #include "log.h"
