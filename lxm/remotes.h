@@ -1,0 +1,4 @@
+/* The CLI's remotes: being written. */
+#pragma once
+
+int lxm_remotes_placeholder(void);

@@ -1,0 +1,4 @@
+/* Placeholder: being written. */
+#include "config.h"
+
+#include "api.h"

@@ -1,0 +1,70 @@
+/* Image files with libarchive, always streamed (never a whole image in memory): unpacking an
+ * LXD image (unified tarball, or the two parts of a split image) into a directory with every
+ * entry checked, packing a directory back into a unified tarball, and fingerprints. These are
+ * blocking calls: lxmd runs them on the thread pool. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* What an archive is expected to hold. */
+enum lxm_archive_kind {
+	LXM_ARCHIVE_UNIFIED,  /* metadata.yaml, templates/..., rootfs/... */
+	LXM_ARCHIVE_METADATA, /* the metadata half of a split image: metadata.yaml, templates/... */
+	LXM_ARCHIVE_ROOTFS,   /* the rootfs half of a split image: the tree at the top level, as a
+			       * tarball or a squashfs file; it lands in DEST/rootfs/ */
+};
+
+enum lxm_compression {
+	LXM_COMPRESS_NONE,
+	LXM_COMPRESS_GZIP,
+	LXM_COMPRESS_XZ,
+	LXM_COMPRESS_ZSTD,
+};
+
+/* "gzip", "xz", "zstd", "none" (as in LXD's compression_algorithm) -> value; -EINVAL otherwise. */
+int lxm_compression_from_name(const char *name, enum lxm_compression *ret);
+
+/* Progress of long work, called from the working thread: bytes of the input (unpack) or of the
+ * source tree (pack) handled so far, and the total, 0 when unknown. A non-zero return cancels the
+ * work, which then fails with -ECANCELED. */
+typedef int (*lxm_progress_fn)(uint64_t done, uint64_t total, void *ud);
+
+/* Unpacks the image file at path (compression detected: none, gzip, xz, zstd, bzip2; for
+ * LXM_ARCHIVE_ROOTFS also squashfs) into destdir, which must not exist yet and is created with
+ * mode 0700. Layout: destdir/metadata.yaml, destdir/templates/, destdir/rootfs/.
+ * Owners (numeric), modes, times, hard links, symlinks and xattrs (security.capability) are kept.
+ * Refused with a 400 error naming the entry, and destdir removed again: a truncated or corrupt
+ * file, an absolute path or a ".." component, a hard link or a path through a symlink that would
+ * leave destdir, an entry outside the kind's layout, a device node, fifo or socket outside
+ * rootfs/dev, a setuid/setgid file outside rootfs/, a unified or metadata archive without
+ * metadata.yaml, a metadata.yaml over 1 MiB. */
+int lxm_archive_unpack(const char *path, enum lxm_archive_kind kind, const char *destdir,
+		       lxm_progress_fn progress, void *ud, struct lxm_error **err);
+
+/* Reads metadata.yaml from a unified or metadata archive without unpacking the rest (stops at
+ * that entry). ret is NUL-terminated; at most 1 MiB. 400 when absent or the file is corrupt. */
+int lxm_archive_read_metadata(const char *path, char **ret, size_t *ret_len,
+			      struct lxm_error **err);
+
+/* What goes into a unified tarball. */
+struct lxm_pack_source {
+	const char *metadata_yaml; /* content of metadata.yaml */
+	const char *templates_dir; /* a directory whose files become templates/, or NULL */
+	const char *rootfs_dir;	   /* the tree that becomes rootfs/ */
+};
+
+/* Writes a unified tarball of src to path (through path.tmp, renamed at the end, so path never
+ * holds half a file), POSIX pax format with numeric owners, xattrs and hard links, compressed
+ * with c. sha256_hex gets the sha256 of the written file (the image's fingerprint). Sockets are
+ * skipped. */
+int lxm_archive_pack(const struct lxm_pack_source *src, const char *path, enum lxm_compression c,
+		     char sha256_hex[static 65], lxm_progress_fn progress, void *ud,
+		     struct lxm_error **err);
+
+/* sha256 of the concatenation of the files (a split image's fingerprint is that of its metadata
+ * file followed by its rootfs file), as 64 lowercase hex digits. */
+int lxm_sha256_files(const char *const paths[], size_t n, char out[static 65],
+		     struct lxm_error **err);
