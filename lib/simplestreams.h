@@ -32,9 +32,9 @@ struct lxm_sstreams_image {
 			      * image is unified (meta_path is the whole image) */
 	char *rootfs_sha256; /* its sha256 */
 	uint64_t rootfs_size;
-	json_t *aliases;     /* array of alias strings */
-	json_t *properties;  /* os, release, description, ... */
-	int64_t created_at;  /* unix seconds */
+	json_t *aliases;    /* array of alias strings */
+	json_t *properties; /* os, release, description, ... */
+	int64_t created_at; /* unix seconds */
 };
 void lxm_sstreams_image_free(struct lxm_sstreams_image *img);
 

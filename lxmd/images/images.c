@@ -232,4 +232,3 @@ oom:
 	fill_job_free(j);
 	return -ENOMEM;
 }
-

@@ -9,7 +9,7 @@
 #include "error.h"
 
 struct lxm_image_metadata {
-	char *architecture;   /* as written ("x86_64", "amd64", ...); required */
+	char *architecture;    /* as written ("x86_64", "amd64", ...); required */
 	int64_t creation_date; /* unix seconds; required */
 	int64_t expiry_date;   /* unix seconds, 0 when absent */
 	json_t *properties;    /* object of strings (os, release, description, ...); never NULL */
