@@ -180,3 +180,73 @@ int lxm_db_config_set(struct lxm_db *db, const char *key, const char *value,
 int lxm_db_image_fingerprints(struct lxm_db *db, char ***ret, struct lxm_error **err);
 int lxm_db_storage_pool_names(struct lxm_db *db, char ***ret, struct lxm_error **err);
 int lxm_db_network_names(struct lxm_db *db, char ***ret, struct lxm_error **err);
+
+/* ---- images ---- */
+
+struct lxm_db_image {
+	char *fingerprint;    /* sha256 of the image file(s), 64 hex digits */
+	char *filename;	      /* the file name it was imported as, shown and exported under */
+	int64_t size;	      /* bytes of the image file(s) */
+	bool public;	      /* served to untrusted clients and other hosts */
+	bool auto_update;     /* refreshed from its source (remote images) */
+	bool cached;	      /* fetched on demand from a remote, not imported by a user */
+	char *architecture;   /* kernel name: "x86_64" */
+	char *type;	      /* "container" or "virtual-machine" */
+	int64_t created_at;   /* unix seconds: when it was built (metadata.yaml creation_date) */
+	int64_t uploaded_at;  /* unix seconds: when it entered this store */
+	int64_t expires_at;   /* unix seconds, 0: never */
+	int64_t last_used_at; /* unix seconds an instance was last created from it, 0: never */
+	json_t *properties;   /* object of strings (os, release, description, ...); never NULL */
+	json_t *aliases;      /* array of {"name", "description"}, sorted by name; never NULL */
+};
+
+void lxm_db_image_free(struct lxm_db_image *img);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_image *, lxm_db_image_free)
+
+/* One image by its full fingerprint: 404 "image '<fp>' not found". */
+int lxm_db_image_get(struct lxm_db *db, const char *fp, struct lxm_db_image **ret,
+		     struct lxm_error **err);
+/* The full fingerprint of the one image whose fingerprint starts with prefix: 404 when none,
+ * 400 when several ("image prefix 'ab' is ambiguous: 2 images match"). */
+int lxm_db_image_resolve_prefix(struct lxm_db *db, const char *prefix, char **ret_fp,
+				struct lxm_error **err);
+/* Every image, by fingerprint; ret is an array of n owned pointers. */
+int lxm_db_image_list(struct lxm_db *db, struct lxm_db_image ***ret, size_t *ret_n,
+		      struct lxm_error **err);
+/* Records a new image with its properties (its aliases field is ignored): 409 when one with
+ * that fingerprint exists. */
+int lxm_db_image_create(struct lxm_db *db, const struct lxm_db_image *img, struct lxm_error **err);
+/* Replaces what a user may edit: public, auto_update, expires_at, properties. 404 if unknown. */
+int lxm_db_image_update(struct lxm_db *db, const struct lxm_db_image *img, struct lxm_error **err);
+/* Sets last_used_at. */
+int lxm_db_image_touch(struct lxm_db *db, const char *fp, int64_t when, struct lxm_error **err);
+/* Removes an image and its aliases. 404 if unknown. */
+int lxm_db_image_delete(struct lxm_db *db, const char *fp, struct lxm_error **err);
+
+struct lxm_db_image_alias {
+	char *name;	   /* e.g. "debian/12" */
+	char *description; /* free text */
+	char *target;	   /* full fingerprint of the image */
+	char *type;	   /* the target image's type: "container" or "virtual-machine" */
+};
+
+void lxm_db_image_alias_free(struct lxm_db_image_alias *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_image_alias *, lxm_db_image_alias_free)
+
+/* 404 "image alias '<name>' not found". */
+int lxm_db_image_alias_get(struct lxm_db *db, const char *name, struct lxm_db_image_alias **ret,
+			   struct lxm_error **err);
+/* Every alias, by name; ret is an array of n owned pointers. */
+int lxm_db_image_alias_list(struct lxm_db *db, struct lxm_db_image_alias ***ret, size_t *ret_n,
+			    struct lxm_error **err);
+/* 409 when the alias exists, 404 when target is not an image. */
+int lxm_db_image_alias_create(struct lxm_db *db, const char *name, const char *target,
+			      const char *description, struct lxm_error **err);
+/* Points an existing alias at target with description. 404 for an unknown alias or target. */
+int lxm_db_image_alias_update(struct lxm_db *db, const char *name, const char *target,
+			      const char *description, struct lxm_error **err);
+/* 404 unknown, 409 when new_name exists. */
+int lxm_db_image_alias_rename(struct lxm_db *db, const char *name, const char *new_name,
+			      struct lxm_error **err);
+/* 404 unknown. */
+int lxm_db_image_alias_delete(struct lxm_db *db, const char *name, struct lxm_error **err);

@@ -1,16 +1,97 @@
-/* Images as lxmd uses them: resolving a name, filling an instance's rootfs from one. */
+/* The image store. Files: ROOT/images/<fp> (a unified image, or the metadata half of a split one)
+ * and ROOT/images/<fp>.rootfs (the rootfs half), recorded in the database with their properties
+ * and aliases; ROOT/images/<fp>.unpacked/ the unpacked tree instances are filled from, made on
+ * first use and shared; ROOT/images/.tmp-* work in progress (removed at start-up). Templates
+ * (templates/<name>/build) build images on first use of their alias.
+ *
+ * Every function here is called on the loop thread; unpacking, packing, hashing and copying run
+ * on the thread pool or in child processes. A call that fails synchronously never runs its
+ * callback. Long work reports progress in its operation's metadata (when op is non-NULL) as
+ * {"progress": {"stage": "unpack", "done": bytes, "total": bytes, "percent": n}}. */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "error.h"
 
 struct lxmd;
+struct lxm_operation;
 
-/* Fills an instance's rootfs from an image alias (building a template image on first use). Ends
- * op when done; cb is called first with the result (to roll back the database row on failure). */
+/* Sets up ROOT/images and removes the leftovers of work an earlier lxmd did not finish. */
+int lxmd_images_init(struct lxmd *d, struct lxm_error **err);
+/* Cancels builds and waits are abandoned (their callbacks run with -ECANCELED). */
+void lxmd_images_fini(struct lxmd *d);
+
+/* Result of image work: the image's full fingerprint on success (result 0), else err (borrowed,
+ * valid during the call). */
+typedef void (*lxmd_image_done_fn)(struct lxmd *d, int result, const char *fp,
+				   const struct lxm_error *err, void *ud);
+
+/* What a user may call an image: an alias, or a unique prefix of a fingerprint. Sets ret_fp to
+ * the full fingerprint; 404 when nothing matches, 400 when a prefix is ambiguous. */
+int lxmd_image_resolve(struct lxmd *d, const char *name, char **ret_fp, struct lxm_error **err);
+
+/* Whether name resolves, or is the alias of a template that can build it ("busybox", "debian",
+ * "debian/12", "debian/bookworm", ...). */
+bool lxmd_image_known(struct lxmd *d, const char *name);
+
+/* Resolves name, building the template image first when name is a template alias not built yet
+ * (once: concurrent calls for the same alias wait for that one build). The built image is
+ * stored like an imported one, with the template's aliases. */
+int lxmd_image_ensure(struct lxmd *d, const char *name, struct lxm_operation *op,
+		      lxmd_image_done_fn done, void *ud, struct lxm_error **err);
+
+/* An import of image files already on disk (an upload the API spooled under ROOT/images/). */
+struct lxmd_image_import {
+	const char *meta_path;	  /* a unified image, or the metadata half of a split one */
+	const char *rootfs_path;  /* the rootfs half (tarball or squashfs), NULL when unified */
+	const char *filename;	  /* the name it was uploaded as ("" when unknown) */
+	const char *expected_fp;  /* the fingerprint the client announced, or NULL */
+	bool public;		  /* served to other hosts */
+	const json_t *properties; /* object of strings laid over metadata.yaml's, or NULL */
+	const json_t *aliases;	  /* array of {"name", "description"} to create, or NULL */
+};
+/* Checks the files (lxm_archive_unpack's rules, a valid metadata.yaml, the announced
+ * fingerprint), moves them into the store and records the image. The files are consumed: moved
+ * or removed, also on failure. An image already in the store is 409 "image <fp> already exists"
+ * (with the fingerprint in the message). */
+int lxmd_image_import(struct lxmd *d, const struct lxmd_image_import *imp, struct lxm_operation *op,
+		      lxmd_image_done_fn done, void *ud, struct lxm_error **err);
+
+/* A new image from a stopped instance's filesystem (LXD's publish). */
+struct lxmd_image_publish {
+	const char *instance;	  /* its name */
+	const char *compression;  /* "gzip", "xz", "zstd", "none", or NULL for the default (gzip) */
+	bool public;		  /* served to other hosts */
+	const json_t *properties; /* laid over those of the instance's image, or NULL */
+	const json_t *aliases;	  /* array of {"name", "description"}, or NULL */
+};
+int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
+		       struct lxm_operation *op, lxmd_image_done_fn done, void *ud,
+		       struct lxm_error **err);
+
+/* The files of an image, to export: the unified file, or the metadata file and the rootfs file
+ * (ret_rootfs set to NULL for unified images). */
+int lxmd_image_files(struct lxmd *d, const char *fp, char **ret_meta, char **ret_rootfs,
+		     struct lxm_error **err);
+
+/* Removes an image: database row and aliases now, files in the background. 400 while a build or
+ * fill is using it. */
+int lxmd_image_delete(struct lxmd *d, const char *fp, struct lxm_error **err);
+
+/* Fills an instance's new rootfs from image fp: unpacks the image once (shared by concurrent
+ * fills), copies the tree into the instance's directory, keeps metadata.yaml and templates/
+ * beside the rootfs (for publish), and applies the image's "create" templates with ctx (see
+ * lxm_template_render). cb runs once with the result. */
 typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result, void *ud);
+int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance, const json_t *ctx,
+			   struct lxm_operation *op, lxmd_rootfs_done_fn cb, void *ud,
+			   struct lxm_error **err);
+
+/* LXD's Image object for GET /1.0/images/<fp> (aliases included). */
+int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_error **err);
+
+/* ---- until the store lands (kept so the tree builds; removed by the store's author) ---- */
 int lxmd_instance_fill_rootfs(struct lxmd *d, const char *name, const char *alias,
 			      lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err);
-/* Whether an image alias can be used (exists, or a template can build it). */
-bool lxmd_image_known(struct lxmd *d, const char *alias);
