@@ -107,6 +107,100 @@ static int print_snapshots(const char *cmd, const json_t *snaps, struct lxm_erro
 	return lxm_cli_print(cmd, out, err);
 }
 
+static json_int_t int_at(const json_t *obj, const char *a, const char *b)
+{
+	const json_t *v = json_object_get(obj, a);
+
+	return json_integer_value(b ? json_object_get(v, b) : v);
+}
+
+/* One interface of the state's network section, as lxc info lists it. */
+static void print_interface(const char *ifname, const json_t *nic)
+{
+	const json_t *counters = json_object_get(nic, "counters"), *addrs, *a;
+	char buf[32];
+	const char *s;
+	size_t i;
+
+	printf("    %s:\n", ifname);
+	s = json_string_value(json_object_get(nic, "type"));
+	if (s && *s)
+		printf("      Type: %s\n", s);
+	s = json_string_value(json_object_get(nic, "state"));
+	if (s && *s) {
+		_cleanup_free_ char *up = lxm_cli_upper(s);
+
+		printf("      State: %s\n", up ? up : s);
+	}
+	s = json_string_value(json_object_get(nic, "host_name"));
+	if (s && *s)
+		printf("      Host interface: %s\n", s);
+	s = json_string_value(json_object_get(nic, "hwaddr"));
+	if (s && *s)
+		printf("      MAC address: %s\n", s);
+	if (int_at(nic, "mtu", NULL) > 0)
+		printf("      MTU: %" JSON_INTEGER_FORMAT "\n", int_at(nic, "mtu", NULL));
+	printf("      Bytes received: %s\n",
+	       lxm_format_bytes((uint64_t)int_at(counters, "bytes_received", NULL), false, buf));
+	printf("      Bytes sent: %s\n",
+	       lxm_format_bytes((uint64_t)int_at(counters, "bytes_sent", NULL), false, buf));
+	printf("      Packets received: %" JSON_INTEGER_FORMAT "\n",
+	       int_at(counters, "packets_received", NULL));
+	printf("      Packets sent: %" JSON_INTEGER_FORMAT "\n",
+	       int_at(counters, "packets_sent", NULL));
+	addrs = json_object_get(nic, "addresses");
+	if (json_array_size(addrs) == 0)
+		return;
+	printf("      IP addresses:\n");
+	json_array_foreach (addrs, i, a) {
+		const char *family = json_string_value(json_object_get(a, "family"));
+		const char *addr = json_string_value(json_object_get(a, "address"));
+		const char *mask = json_string_value(json_object_get(a, "netmask"));
+		const char *scope = json_string_value(json_object_get(a, "scope"));
+
+		if (!family || !addr)
+			continue;
+		printf("        %s:%s %s%s%s", family, streq(family, "inet") ? " " : "", addr,
+		       mask && *mask ? "/" : "", mask ? mask : "");
+		printf(scope && *scope ? " (%s)\n" : "%s\n", scope && *scope ? scope : "");
+	}
+}
+
+/* The Resources section of a running instance's info: lxc's layout, from GET .../state. */
+static int print_resources(struct lxm_client *c, const char *name, const char *ename,
+			   struct lxm_error **err)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_json_ json_t *state = NULL;
+	const json_t *net, *nic;
+	const char *ifname;
+	char buf[32];
+	int r;
+
+	if (asprintf(&path, "/1.0/instances/%s/state", ename) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "info: out of memory");
+	r = lxm_client_request(c, "GET", path, NULL, &state, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "instance '%s': state", name);
+	printf("\nResources:\n");
+	printf("  Processes: %" JSON_INTEGER_FORMAT "\n", int_at(state, "processes", NULL));
+	printf("  CPU usage:\n    CPU usage (in seconds): %" JSON_INTEGER_FORMAT "\n",
+	       int_at(state, "cpu", "usage") / 1000000000);
+	printf("  Memory usage:\n    Memory (current): %s\n",
+	       lxm_format_bytes((uint64_t)int_at(state, "memory", "usage"), true, buf));
+	if (int_at(state, "memory", "usage_peak") > 0)
+		printf("    Memory (peak): %s\n",
+		       lxm_format_bytes((uint64_t)int_at(state, "memory", "usage_peak"), true,
+					buf));
+	net = json_object_get(state, "network");
+	if (json_object_size(net) == 0)
+		return 0;
+	printf("  Network usage:\n");
+	json_object_foreach ((json_t *)net, ifname, nic)
+		print_interface(ifname, nic);
+	return 0;
+}
+
 /* A summary of one instance in lxc's words; only the fields the server sent. */
 static int info_instance(struct lxm_client *c, const char *cmd, const char *name,
 			 struct lxm_error **err)
@@ -155,6 +249,12 @@ static int info_instance(struct lxm_client *c, const char *cmd, const char *name
 			printf("%s %s", i ? "," : "",
 			       json_string_value(p) ? json_string_value(p) : "");
 		putchar('\n');
+	}
+	s = json_string_value(json_object_get(inst, "status"));
+	if (s && (streq(s, "Running") || streq(s, "Frozen"))) {
+		r = print_resources(c, name, ename, err);
+		if (r < 0)
+			return r;
 	}
 	return print_snapshots(cmd, json_object_get(inst, "snapshots"), err);
 }

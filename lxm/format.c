@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,6 +482,25 @@ static int parse_rfc3339(const char *s, time_t *ret, int *ret_year)
 	*ret = timegm(&tm) - off;
 	*ret_year = year;
 	return 0;
+}
+
+char *lxm_format_bytes(uint64_t bytes, bool iec, char buf[static 32])
+{
+	static const char *const iec_units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	static const char *const si_units[] = { "B", "kB", "MB", "GB", "TB", "PB", "EB" };
+	const char *const *units = iec ? iec_units : si_units;
+	double base = iec ? 1024.0 : 1000.0, v = (double)bytes;
+	size_t u = 0;
+
+	while (v >= base && u + 1 < ARRAY_SIZE(iec_units)) {
+		v /= base;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, 32, "%" PRIu64 "B", bytes);
+	else
+		snprintf(buf, 32, "%.2f%s", v, units[u]);
+	return buf;
 }
 
 int lxm_format_time(const char *rfc3339, bool local, char buf[static 64])

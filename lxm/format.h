@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum lxm_format {
 	LXM_FORMAT_TABLE, /* +----+ bordered table with a header row (the default) */
@@ -50,6 +51,10 @@ int lxm_natural_cmp(const char *a, const char *b);
  * the local zone ("2024/05/01 12:00 CEST") when local is true. Returns 0, -EINVAL for text that is
  * no timestamp, or -ERANGE for Go's zero time ("0001-01-01T00:00:00Z"), which lxc leaves out. */
 int lxm_format_time(const char *rfc3339, bool local, char buf[static 64]);
+
+/* A byte count as lxc prints sizes, with two decimals: in IEC units when iec ("55.68MiB", for
+ * memory and images) or decimal ones otherwise ("38.61kB", for network traffic); "0B" for 0. */
+char *lxm_format_bytes(uint64_t bytes, bool iec, char buf[static 32]);
 
 /* A new object with the keys of obj: first those in keys (NULL-terminated) that obj has, in that
  * order, then the others sorted, so `show` output has lxc's field order whatever the server's. */

@@ -73,3 +73,21 @@ def lxmd(lxmd_factory):
     d = lxmd_factory()
     d.start()
     return d
+
+
+@pytest.fixture
+def launched(lxmd):
+    """Launches busybox containers by name; force-deletes them at the end and checks that no
+    cgroup of theirs is left."""
+    names = []
+
+    def launch(name=None):
+        name = name or lxmtest.unique("c")
+        lxmd.cli("launch", "busybox", name, timeout=120)
+        names.append(name)
+        return name
+
+    yield launch
+    for name in names:
+        lxmd.cli("delete", "-f", name, check=False)
+        assert lxmtest.cgroup_dirs(name) == [], "cgroups of %s left behind" % name

@@ -191,3 +191,18 @@ def test_not_an_lxd_peer(tmpdir_it):
             assert_cli_error(p, "not an lxmd/LXD API endpoint")
     finally:
         peer.close()
+
+
+def test_info_of_running_instance_shows_resources(lxmd, launched):
+    name = launched()
+    out = lxmd.cli("info", name).stdout
+    assert "Name: %s\n" % name in out and "Status: RUNNING\n" in out
+    assert "\nResources:\n" in out
+    procs = int(out.split("Processes: ", 1)[1].split("\n", 1)[0])
+    assert procs >= 2, out  # init and at least one of its services
+    assert "Memory (current): " in out
+    # The container's own loopback, from its network namespace.
+    assert "\n    lo:\n" in out, out
+    lxmd.cli("stop", "--force", name)
+    stopped = lxmd.cli("info", name).stdout
+    assert "Status: STOPPED\n" in stopped and "Resources:" not in stopped

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from lxmtest import assert_async, assert_error_envelope, assert_sync, cgroup_dirs, unique
+from lxmtest import assert_async, assert_error_envelope, assert_sync
 from test_monitor import make_container  # noqa: F401 (a fixture)
 
 # The shell on the console computes the marker, so that the echo of the typed line (which has
@@ -180,23 +180,6 @@ def test_monitor_console_log_clear(make_container):
 
 
 # ---------------------------------------------------------------- the API
-
-@pytest.fixture
-def launched(lxmd):
-    """Launches busybox containers by name; force-deletes them at the end and checks for residue."""
-    names = []
-
-    def launch(name=None):
-        name = name or unique("con")
-        lxmd.cli("launch", "busybox", name, timeout=120)
-        names.append(name)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
-
 
 def ws_connect(lxmd, op_id, secret, timeout=10):
     import websocket  # python3-websocket

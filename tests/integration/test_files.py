@@ -9,7 +9,6 @@ the size of what is pushed.
 
 import hashlib
 import os
-import socket
 import stat
 import subprocess
 import threading
@@ -18,30 +17,13 @@ import urllib.parse
 
 import pytest
 
-from lxmtest import (assert_error_envelope, assert_sync, cgroup_dirs, chunked, http_request,
+from lxmtest import (assert_error_envelope, assert_sync, chunked, http_request,
                      unique)
 
 MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-@pytest.fixture
-def launched(lxmd):
-    """Launches containers by name; force-deletes them at the end and checks for residue."""
-    names = []
-
-    def launch(name=None):
-        name = name or unique("f")
-        lxmd.cli("launch", "busybox", name, timeout=120)
-        names.append(name)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
-
 
 @pytest.fixture
 def stopped(lxmd):
