@@ -162,11 +162,27 @@ int lxm_read_file(const char *path, char **ret, size_t *ret_len)
 	return 0;
 }
 
+int lxm_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int lxm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = -1;
-	const char *p = data;
 	int r;
 
 	if (asprintf(&tmp, "%s.tmpXXXXXX", path) < 0)
@@ -174,18 +190,9 @@ int lxm_write_file_atomic(const char *path, const void *data, size_t len, mode_t
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			goto fail;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
+	r = lxm_write_all(fd, data, len);
+	if (r < 0)
+		goto fail;
 	if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
 		r = -errno;
 		goto fail;

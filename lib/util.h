@@ -39,6 +39,8 @@ int lxm_uuid4(char out[static 37]);
 int lxm_mkdir_p(const char *path, mode_t mode);
 /* Reads a whole small file into a NUL-terminated buffer. */
 int lxm_read_file(const char *path, char **ret, size_t *ret_len);
+/* Writes all of data to fd (a blocking fd), retrying on EINTR and short writes. 0 or -errno. */
+int lxm_write_all(int fd, const void *data, size_t len);
 /* Writes data to path atomically (tmp file + fsync + rename). */
 int lxm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 

@@ -51,21 +51,6 @@ struct console_cli {
 	int fail;		       /* -errno of a broken stdout, 0 */
 };
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Console output. The server sends nothing else worth showing on either socket. */
 static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uint8_t *data,
 			 size_t len)
@@ -75,7 +60,7 @@ static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uin
 
 	if (c != &x->c[WS_DATA] || op != LXM_WS_BINARY || x->fail)
 		return;
-	k = write_all(STDOUT_FILENO, data, len);
+	k = lxm_write_all(STDOUT_FILENO, data, len);
 	if (k < 0)
 		x->fail = k;
 }
@@ -140,16 +125,7 @@ static int pump(struct console_cli *x, struct lxm_error **err)
 			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 			idx[n++] = -1;
 		}
-		for (int i = 0; i < _WS_MAX; i++) {
-			struct lxm_ws_conn *c = &x->c[i];
-
-			if (c->fd < 0 || (c->closed && c->out_len == 0))
-				continue;
-			p[n] = (struct pollfd){ .fd = c->fd,
-						.events = (short)((c->closed ? 0 : POLLIN) |
-								  (c->out_len ? POLLOUT : 0)) };
-			idx[n++] = i;
-		}
+		lxm_ws_conns_poll_add(x->c, _WS_MAX, p, idx, &n);
 		k = poll(p, (nfds_t)n, -1);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -208,7 +184,7 @@ static int show_log(struct lxm_client *client, const char *name, const char *esc
 	r = lxm_client_get_raw(client, path, &text, &len, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "console log of '%s'", name);
-	r = write_all(STDOUT_FILENO, (const uint8_t *)text, len);
+	r = lxm_write_all(STDOUT_FILENO, (const uint8_t *)text, len);
 	if (r < 0)
 		return lxm_error_setx(err, r, 500, "console log of '%s': write", name);
 	return 0;

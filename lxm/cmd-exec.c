@@ -57,21 +57,6 @@ static const int forwarded_signals[] = {
 
 /* ---- websockets ---- */
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uint8_t *data,
 			 size_t len)
 {
@@ -89,7 +74,7 @@ static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uin
 	}
 	if (fd == STDOUT_FILENO && x->stdout_broken)
 		return;
-	k = write_all(fd, data, len);
+	k = lxm_write_all(fd, data, len);
 	if (k == -EPIPE && fd == STDOUT_FILENO) {
 		/* As for a local command whose reader went away: SIGPIPE, and no more output. */
 		x->stdout_broken = true;
@@ -150,16 +135,7 @@ static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
 			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
 			idx[n++] = -1;
 		}
-		for (int i = 0; i < _WS_MAX; i++) {
-			struct lxm_ws_conn *c = &x->c[i];
-
-			if (c->fd < 0 || (c->closed && c->out_len == 0))
-				continue;
-			p[n] = (struct pollfd){ .fd = c->fd,
-						.events = (short)((c->closed ? 0 : POLLIN) |
-								  (c->out_len ? POLLOUT : 0)) };
-			idx[n++] = i;
-		}
+		lxm_ws_conns_poll_add(x->c, _WS_MAX, p, idx, &n);
 		k = poll(p, (nfds_t)n, -1);
 		if (k < 0 && errno == EINTR)
 			continue;

@@ -113,21 +113,6 @@ static char *files_url(const char *name, const char *path)
 	return url;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* ---- push ---- */
 
 struct push_opts {
@@ -424,7 +409,7 @@ static int download_write(const char *data, size_t len, void *ud)
 	struct download *d = ud;
 	int k = download_open(d);
 
-	return k < 0 ? k : write_all(d->fd, data, len);
+	return k < 0 ? k : lxm_write_all(d->fd, data, len);
 }
 
 /* Drops a temporary file that will not be used. */

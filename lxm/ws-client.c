@@ -72,23 +72,6 @@ static const struct lxm_ws_ops conn_ops = {
 	.on_close = conn_closed,
 };
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 void lxm_ws_conn_init(struct lxm_ws_conn *c, lxm_ws_conn_message_fn on_message, void *userdata)
 {
 	*c = (struct lxm_ws_conn){ .fd = -1, .on_message = on_message, .userdata = userdata };
@@ -112,7 +95,7 @@ void lxm_ws_conn_close(struct lxm_ws_conn *c)
 		int fl = fcntl(c->fd, F_GETFL);
 
 		if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
-			(void)write_all(c->fd, c->out, c->out_len);
+			(void)lxm_write_all(c->fd, c->out, c->out_len);
 	}
 	lxm_ws_conn_free(c);
 }
@@ -278,7 +261,7 @@ int lxm_ws_conn_open(struct lxm_client *client, const char *op, const char *secr
 		     "\r\n",
 		     op, secret, key) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	k = write_all(fd, req, strlen(req));
+	k = lxm_write_all(fd, req, strlen(req));
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "send the upgrade request");
 	k = read_head(fd, buf, sizeof(buf), &len, &head);
@@ -394,4 +377,16 @@ void lxm_signals_release(void)
 			close(signal_pipe[i]);
 			signal_pipe[i] = -1;
 		}
+}
+
+void lxm_ws_conns_poll_add(struct lxm_ws_conn *c, int n, struct pollfd *p, int *idx, size_t *np)
+{
+	for (int i = 0; i < n; i++) {
+		if (c[i].fd < 0 || (c[i].closed && c[i].out_len == 0))
+			continue;
+		p[*np] = (struct pollfd){ .fd = c[i].fd,
+					  .events = (short)((c[i].closed ? 0 : POLLIN) |
+							    (c[i].out_len ? POLLOUT : 0)) };
+		idx[(*np)++] = i;
+	}
 }

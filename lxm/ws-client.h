@@ -5,6 +5,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +52,11 @@ void lxm_ws_conn_send_json(struct lxm_ws_conn *c, json_t *msg);
 void lxm_ws_conn_close(struct lxm_ws_conn *c);
 /* Frees the connection without writing anything. */
 void lxm_ws_conn_free(struct lxm_ws_conn *c);
+
+/* Adds the connections among c[0..n) that still have something to do (reading, or output to
+ * flush) to a poll set at p + *np, recording each one's index in idx; *np grows by their
+ * number. */
+void lxm_ws_conns_poll_add(struct lxm_ws_conn *c, int n, struct pollfd *p, int *idx, size_t *np);
 
 /* The local terminal, in raw mode for an interactive session. */
 struct lxm_tty_state {

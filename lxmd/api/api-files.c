@@ -331,21 +331,6 @@ static int push_open(struct file_job *j)
 	return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Sets owner and mode: all of them on something new, only what the client sent on something
  * that stays (a directory, a file appended to). Ownership first: chown clears set-id bits that
  * chmod then sets. */
@@ -447,7 +432,7 @@ static void push_write_work(uv_work_t *w)
 	if (j->result < 0)
 		return;
 	j->step = "write";
-	j->result = write_all(j->fd, j->data, j->len);
+	j->result = lxm_write_all(j->fd, j->data, j->len);
 }
 
 static void push_finish_work(uv_work_t *w)
