@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,14 @@
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/errno.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <sched.h>
 
 #include "cgroup/cgroup.h"
 #include "child.h"
@@ -51,10 +60,13 @@ struct rt_instance {
 	bool frozen;		       /* cgroup freezer engaged */
 	bool starting;		       /* the monitor has not reported yet */
 	struct lxm_operation *op;      /* start/stop/restart waiting for this instance */
+	struct lxm_operation *kill_op; /* a stop --force that overtook a pending stop */
 	bool restart;		       /* start again once stopped (restart) */
+	bool restart_asked;	       /* the pending change is a restart (for messages) */
 	int restart_timeout;	       /* for the start after a restart */
 	int jobs;		       /* thread-pool jobs that still use this record */
-	bool released;		       /* removed and closed: free once jobs reach 0 */
+	int requests;		       /* monitor requests in flight that still use it */
+	bool released;		       /* removed and closed: free once jobs and requests end */
 };
 
 struct lxmd_runtime {
@@ -82,8 +94,8 @@ static void rt_closed(uv_handle_t *h)
 {
 	struct rt_instance *i = h->data;
 
-	if (i->jobs > 0) {
-		/* A freeze job still holds it: the job's completion frees it. */
+	if (i->jobs > 0 || i->requests > 0) {
+		/* A freeze job or a monitor request still holds it: the last to end frees it. */
 		i->released = true;
 		return;
 	}
@@ -220,6 +232,7 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	_cleanup_free_ char *rundir = NULL, *exitfile = NULL, *text = NULL, *name = strdup(i->name);
 	/* A freeze job in flight owns the pending operation and finishes it itself. */
 	struct lxm_operation *op = i->jobs ? NULL : TAKE_PTR(i->op);
+	struct lxm_operation *kill_op = TAKE_PTR(i->kill_op);
 	bool restart = i->restart;
 	int timeout = i->restart_timeout;
 	struct lxm_error *err = NULL;
@@ -242,6 +255,8 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	if (name)
 		lifecycle(d, "instance-stopped", name);
 
+	if (kill_op)
+		lxm_operation_finish(kill_op, NULL);
 	if (!op || !name)
 		return;
 	if (!restart) {
@@ -628,11 +643,53 @@ static int monitor_socket(struct lxmd *d, const char *name, char **ret)
 	return asprintf(ret, "%s/%s/monitor.sock", d->cfg.rundir, name) < 0 ? -ENOMEM : 0;
 }
 
+/* The monitor's answer to a stop or kill. Success changes nothing: the monitor's exit ends the
+ * operation. A failure ends it here, unless the container went away meanwhile. */
+static void answered(struct rt_instance *i, bool overtaking, struct lxm_error *err)
+{
+	struct lxm_operation *op;
+
+	i->requests--;
+	if (i->released) {
+		/* The monitor exited (and its exit finished the operation) or lxmd is stopping. */
+		lxm_error_free(err);
+		rt_closed((uv_handle_t *)&i->poll);
+		return;
+	}
+	if (!err)
+		return;
+	/* A failed kill that overtook a stop ends only its own operation: the stop goes on. */
+	op = overtaking ? TAKE_PTR(i->kill_op) : TAKE_PTR(i->op);
+	if (!overtaking)
+		i->restart = false;
+	lxm_error_prefix(&err, "%s '%s': ask its monitor",
+			 !overtaking && i->restart_asked ? "restart" : "stop", i->name);
+	if (op)
+		lxm_operation_finish(op, err);
+	else
+		lxm_error_free(err);
+}
+
+static void stop_answered(json_t *reply, struct lxm_error *err, void *ud)
+{
+	(void)reply;
+	answered(ud, false, err);
+}
+
+/* The answer to a kill sent while a stop was pending (i->kill_op). */
+static void kill_answered(json_t *reply, struct lxm_error *err, void *ud)
+{
+	(void)reply;
+	answered(ud, true, err);
+}
+
+/* Asks the monitor to stop (or kill) the container, without waiting on the loop thread; the
+ * caller has set i->op, which stop_answered() or the monitor's exit finishes. */
 static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool force,
 		     struct lxm_error **err)
 {
 	_cleanup_free_ char *sock = NULL;
-	_cleanup_json_ json_t *req = NULL, *reply = NULL;
+	_cleanup_json_ json_t *req = NULL;
 	int k;
 
 	if (monitor_socket(d, i->name, &sock) < 0)
@@ -645,9 +702,11 @@ static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool fo
 		req = json_pack("{s:s, s:i}", "op", "stop", "timeout", timeout);
 	if (!req)
 		return -ENOMEM;
-	k = lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, err);
+	k = lxm_monitor_request_async(d->loop, sock, req, MONITOR_TIMEOUT_MS,
+				      force && i->kill_op ? kill_answered : stop_answered, i, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "stop '%s': ask its monitor", i->name);
+	i->requests++;
 	return 0;
 }
 
@@ -682,8 +741,7 @@ static void freeze_done(uv_work_t *w, int status)
 				      j->freeze ? "freeze" : "unfreeze", i->name);
 		lxm_operation_finish(op, TAKE_PTR(j->err));
 		free(j);
-		if (i->jobs == 0)
-			rt_closed((uv_handle_t *)&i->poll);
+		rt_closed((uv_handle_t *)&i->poll);
 		return;
 	}
 	if (!j->err) {
@@ -715,20 +773,32 @@ int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *act
 	}
 	if (!i || i->starting)
 		return lxm_error_set(err, -EINVAL, 400, "%s '%s': it is not running", action, name);
+	if (i->op && force && streq(action, "stop") && !i->jobs && !i->kill_op) {
+		/* A clean stop or a restart is waiting for an init that may never halt: a forced
+		 * stop kills it now, and a restart does not start it again. */
+		i->kill_op = op;
+		i->restart = false;
+		k = send_stop(d, i, 0, true, err);
+		if (k < 0)
+			i->kill_op = NULL;
+		return k;
+	}
 	if (i->op)
 		return lxm_error_set(err, -EBUSY, 409, "%s '%s': another state change is under way",
 				     action, name);
 	if (streq(action, "stop") || streq(action, "restart")) {
 		if (i->frozen)
 			lxm_cgroup_freeze(d->rt->cgroups, name, false, NULL);
-		k = send_stop(d, i, timeout, force, err);
-		if (k < 0)
-			return k;
 		i->frozen = false;
 		i->op = op;
-		i->restart = streq(action, "restart");
+		i->restart = i->restart_asked = streq(action, "restart");
 		i->restart_timeout = timeout;
-		return 0;
+		k = send_stop(d, i, timeout, force, err);
+		if (k < 0) {
+			i->op = NULL;
+			i->restart = false;
+		}
+		return k;
 	}
 	if (streq(action, "freeze") || streq(action, "unfreeze")) {
 		struct freeze_job *j = calloc(1, sizeof(*j));
@@ -791,60 +861,337 @@ int lxmd_instance_running(struct lxmd *d, const char *name, pid_t *ret_init_pid,
 	return 0;
 }
 
-/* Per-interface counters of the container's network namespace, from its init's view of procfs. */
-static json_t *network_state(pid_t pid)
+/* ---- network state ---- */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nl_sock *, nl_socket_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nl_cache *, nl_cache_free)
+
+/* libnl's negative NLE_ codes as -errno, for the callers' messages. */
+static int nl_errno(int nle)
 {
-	_cleanup_free_ char *path = NULL, *text = NULL;
-	json_t *net = json_object();
-	char *line, *save = NULL;
-	int n = 0;
-
-	if (asprintf(&path, "/proc/%d/net/dev", (int)pid) < 0 ||
-	    lxm_read_file(path, &text, NULL) < 0)
-		return net;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char ifname[64];
-		unsigned long long rb, rp, tb, tp, skip;
-
-		if (n++ < 2)
-			continue; /* the two header lines */
-		if (sscanf(line, " %63[^:]: %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-			   ifname, &rb, &rp, &skip, &skip, &skip, &skip, &skip, &skip, &tb,
-			   &tp) != 11)
-			continue;
-		json_object_set_new(
-			net, ifname,
-			json_pack("{s:[], s:{s:I, s:I, s:I, s:I}, s:s, s:s, s:s, s:i, s:s}",
-				  "addresses", "counters", "bytes_received", (json_int_t)rb,
-				  "bytes_sent", (json_int_t)tb, "packets_received", (json_int_t)rp,
-				  "packets_sent", (json_int_t)tp, "hwaddr", "", "host_name", "",
-				  "state", "up", "mtu", 0, "type",
-				  streq(ifname, "lo") ? "loopback" : "broadcast"));
+	switch (-nle) {
+	case NLE_NOMEM:
+		return -ENOMEM;
+	case NLE_PERM:
+		return -EPERM;
+	case NLE_NOACCESS:
+		return -EACCES;
+	default:
+		return -EIO;
 	}
-	return net;
+}
+
+/* A route netlink socket that lives in the network namespace of pid: it is created while this
+ * thread is in that namespace, and a socket stays in the namespace it was made in. The thread
+ * always goes back to lxmd's own namespace; a failure to go back would leave the loop thread
+ * answering for the container, which must never happen, so it aborts. */
+static int netns_route_socket(pid_t pid, struct nl_sock **ret)
+{
+	_cleanup_(nl_socket_freep) struct nl_sock *sk = NULL;
+	_cleanup_close_ int self = -1, target = -1;
+	char path[64];
+	int k;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return -errno;
+	target = open(path, O_RDONLY | O_CLOEXEC);
+	if (target < 0)
+		return -errno;
+	sk = nl_socket_alloc();
+	if (!sk)
+		return -ENOMEM;
+	if (setns(target, CLONE_NEWNET) < 0)
+		return -errno;
+	k = nl_connect(sk, NETLINK_ROUTE);
+	if (setns(self, CLONE_NEWNET) < 0) {
+		log_error("cannot return to lxmd's network namespace after entering pid %d's: %s",
+			  (int)pid, strerror(errno));
+		abort();
+	}
+	if (k < 0)
+		return nl_errno(k);
+	*ret = TAKE_PTR(sk);
+	return 0;
+}
+
+/* LXD's names for an address scope. */
+static const char *addr_scope(int scope)
+{
+	switch (scope) {
+	case RT_SCOPE_UNIVERSE:
+		return "global";
+	case RT_SCOPE_LINK:
+		return "link";
+	case RT_SCOPE_HOST:
+		return "local";
+	default:
+		return "global";
+	}
+}
+
+/* The addresses of interface ifindex, as LXD lists them. */
+static json_t *link_addresses(struct nl_cache *addrs, int ifindex)
+{
+	json_t *list = json_array();
+
+	for (struct nl_object *o = nl_cache_get_first(addrs); o && list; o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+		struct nl_addr *local = rtnl_addr_get_local(a);
+		int family = rtnl_addr_get_family(a);
+		char text[INET6_ADDRSTRLEN], mask[8];
+
+		if (rtnl_addr_get_ifindex(a) != ifindex || !local ||
+		    (family != AF_INET && family != AF_INET6) ||
+		    !inet_ntop(family, nl_addr_get_binary_addr(local), text, sizeof(text)))
+			continue;
+		snprintf(mask, sizeof(mask), "%d", rtnl_addr_get_prefixlen(a));
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "family",
+						      family == AF_INET ? "inet" : "inet6",
+						      "address", text, "netmask", mask, "scope",
+						      addr_scope(rtnl_addr_get_scope(a))));
+	}
+	return list;
+}
+
+/* The MAC address as LXD shows it: "" when the link has none (all zeroes, as lo). */
+static void link_hwaddr(struct rtnl_link *l, char *buf, size_t size)
+{
+	struct nl_addr *a = rtnl_link_get_addr(l);
+	const unsigned char *b = a ? nl_addr_get_binary_addr(a) : NULL;
+	unsigned len = a ? nl_addr_get_len(a) : 0;
+	bool zero = true;
+
+	*buf = '\0';
+	for (unsigned k = 0; k < len; k++)
+		zero &= b[k] == 0;
+	if (!zero)
+		nl_addr2str(a, buf, size);
+}
+
+static const char *link_type(unsigned flags)
+{
+	if (flags & IFF_LOOPBACK)
+		return "loopback";
+	if (flags & IFF_POINTOPOINT)
+		return "point-to-point";
+	return "broadcast";
+}
+
+static json_t *link_state(struct rtnl_link *l, struct nl_cache *addrs)
+{
+	unsigned flags = rtnl_link_get_flags(l);
+	char hw[64];
+
+	link_hwaddr(l, hw, sizeof(hw));
+	return json_pack(
+		"{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:s, s:s, s:i, s:s, s:s}",
+		"addresses", link_addresses(addrs, rtnl_link_get_ifindex(l)), "counters",
+		"bytes_received", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_RX_BYTES),
+		"bytes_sent", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_TX_BYTES),
+		"packets_received", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_RX_PACKETS),
+		"packets_sent", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_TX_PACKETS),
+		"errors_received", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_RX_ERRORS),
+		"errors_sent", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_TX_ERRORS),
+		"packets_dropped_outbound", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_TX_DROPPED),
+		"packets_dropped_inbound", (json_int_t)rtnl_link_get_stat(l, RTNL_LINK_RX_DROPPED),
+		"hwaddr", hw, "host_name", "", "mtu", (int)rtnl_link_get_mtu(l), "state",
+		(flags & IFF_UP) ? "up" : "down", "type", link_type(flags));
+}
+
+/* Every interface of the container's network namespace with its addresses and counters, read
+ * over route netlink from inside that namespace. */
+static int network_state(pid_t pid, json_t **ret)
+{
+	_cleanup_(nl_socket_freep) struct nl_sock *sk = NULL;
+	_cleanup_(nl_cache_freep) struct nl_cache *links = NULL, *addrs = NULL;
+	_cleanup_json_ json_t *net = json_object();
+	int k;
+
+	if (!net)
+		return -ENOMEM;
+	k = netns_route_socket(pid, &sk);
+	if (k < 0)
+		return k;
+	if ((k = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0 ||
+	    (k = rtnl_addr_alloc_cache(sk, &addrs)) < 0)
+		return nl_errno(k);
+	for (struct nl_object *o = nl_cache_get_first(links); o; o = nl_cache_get_next(o)) {
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *name = rtnl_link_get_name(l);
+		json_t *one;
+
+		if (!name)
+			continue;
+		one = link_state(l, addrs);
+		if (!one || json_object_set_new(net, name, one) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(net);
+	return 0;
 }
 
 int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err)
 {
 	struct rt_instance *i = rt_find(d, name);
 	struct lxm_cgroup_stats st = { -1, -1, -1, -1, -1 };
+	json_t *net = NULL;
 	const char *status;
-	int code;
+	int code, k;
 
 	status = lxmd_instance_status(d, name, &code);
 	if (code != LXM_STATUS_STOPPED && lxm_cgroup_stats(d->rt->cgroups, name, &st, NULL) < 0)
 		log_debug("instance '%s': no cgroup statistics", name);
+	if (i && code != LXM_STATUS_STOPPED) {
+		k = network_state(i->init_pid, &net);
+		if (k < 0) {
+			/* The container may be stopping: its state is still worth answering. */
+			log_debug("instance '%s': network state of init pid %d: %s", name,
+				  (int)i->init_pid, strerror(-k));
+			net = json_object();
+		}
+	}
 	*ret = json_pack("{s:s, s:i, s:{}, s:{s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:i, s:I}",
 			 "status", status, "status_code", code, "disk", "cpu", "usage",
 			 (json_int_t)(st.cpu_usage_ns > 0 ? st.cpu_usage_ns : 0), "memory", "usage",
 			 (json_int_t)(st.memory_usage > 0 ? st.memory_usage : 0), "usage_peak",
 			 (json_int_t)(st.memory_peak > 0 ? st.memory_peak : 0), "swap_usage",
 			 (json_int_t)(st.swap_usage > 0 ? st.swap_usage : 0), "swap_usage_peak",
-			 (json_int_t)0, "network",
-			 i && code != LXM_STATUS_STOPPED ? network_state(i->init_pid) : json_null(),
-			 "pid", i && code != LXM_STATUS_STOPPED ? (int)i->init_pid : 0, "processes",
+			 (json_int_t)0, "network", net ? net : json_null(), "pid",
+			 i && code != LXM_STATUS_STOPPED ? (int)i->init_pid : 0, "processes",
 			 (json_int_t)(st.processes > 0 ? st.processes : 0));
 	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "state of '%s': out of memory", name);
+}
+
+/* ---- delete ---- */
+
+/* What a deleted instance's AppArmor profile left on disk, removed on the thread pool. */
+struct aa_forget {
+	uv_work_t work; /* libuv's */
+	char *profile;	/* the profile's name */
+	char *dir;	/* <root>/security/apparmor */
+	int removed;	/* files removed (the worker's result) */
+};
+
+static void aa_forget_work(uv_work_t *w)
+{
+	struct aa_forget *f = w->data;
+	_cleanup_free_ char *file = NULL, *cached = NULL;
+	glob_t g = { 0 };
+
+	/* The source, and its compiled form: in cache/ or, with apparmor_parser 3, in a
+	 * subdirectory of it named after the kernel's features. */
+	if (asprintf(&file, "%s/%s", f->dir, f->profile) >= 0 && unlink(file) == 0)
+		f->removed++;
+	if (asprintf(&cached, "%s/cache/*/%s", f->dir, f->profile) >= 0 &&
+	    glob(cached, GLOB_NOSORT, NULL, &g) == 0)
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			f->removed += unlink(g.gl_pathv[k]) == 0;
+	globfree(&g);
+	free(TAKE_PTR(cached));
+	if (asprintf(&cached, "%s/cache/%s", f->dir, f->profile) < 0) {
+		cached = NULL; /* asprintf leaves it undefined */
+		return;
+	}
+	if (unlink(cached) == 0)
+		f->removed++;
+}
+
+static void aa_forget_free(struct aa_forget *f)
+{
+	free(f->profile);
+	free(f->dir);
+	free(f);
+}
+
+static void aa_forget_done(uv_work_t *w, int status)
+{
+	struct aa_forget *f = w->data;
+
+	(void)status;
+	if (f->removed)
+		log_info("apparmor: removed profile %s (%d files)", f->profile, f->removed);
+	aa_forget_free(f);
+}
+
+static void aa_forget_files(struct lxmd *d, struct aa_forget *f)
+{
+	int k;
+
+	f->work.data = f;
+	k = uv_queue_work(d->loop, &f->work, aa_forget_work, aa_forget_done);
+	if (k < 0) {
+		log_warn("apparmor: cannot remove profile %s: %s", f->profile, uv_strerror(k));
+		aa_forget_free(f);
+	}
+}
+
+struct aa_unload {
+	struct lxmd *d;	     /* the daemon */
+	struct aa_forget *f; /* what to remove once unloaded */
+};
+
+static void apparmor_unloaded(int status, const char *out, const char *errout, void *ud)
+{
+	struct aa_unload *u = ud;
+
+	(void)out;
+	if (status != 0)
+		log_warn(
+			"apparmor: unload profile %s: apparmor_parser -R exited with status %d: %s",
+			u->f->profile, status, *errout ? errout : "(no output)");
+	aa_forget_files(u->d, u->f);
+	free(u);
+}
+
+void lxmd_instance_deleted(struct lxmd *d, const char *name)
+{
+	_cleanup_free_ char *text = NULL, *file = NULL;
+	struct aa_forget *f = calloc(1, sizeof(*f));
+	struct aa_unload *u;
+	const char *parser;
+	char *argv[4];
+	int k;
+
+	if (!f || asprintf(&f->dir, "%s/security/apparmor", d->cfg.root) < 0 ||
+	    lxm_apparmor_profile(name, &d->rt->host, false, false, &f->profile, &text) < 0 ||
+	    asprintf(&file, "%s/%s", f->dir, f->profile) < 0) {
+		log_warn("instance '%s': cannot name its AppArmor profile to remove it", name);
+		if (f)
+			aa_forget_free(f);
+		return;
+	}
+	if (!d->rt->host.apparmor) {
+		log_info("apparmor: kernel has no AppArmor, not unloading profile %s", f->profile);
+		aa_forget_files(d, f);
+		return;
+	}
+	/* Only what lxmd loaded: the file is written before every load. */
+	if (access(file, F_OK) < 0) {
+		aa_forget_files(d, f);
+		return;
+	}
+	parser = access("/sbin/apparmor_parser", X_OK) == 0 ? "/sbin/apparmor_parser"
+							    : "/usr/sbin/apparmor_parser";
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		aa_forget_free(f);
+		return;
+	}
+	u->d = d;
+	u->f = f;
+	argv[0] = (char *)parser;
+	argv[1] = (char *)"-R";
+	argv[2] = file;
+	argv[3] = NULL;
+	k = lxmd_child_run(d->loop, argv, apparmor_unloaded, u);
+	if (k < 0) {
+		log_warn("apparmor: unload profile %s: run %s: %s", f->profile, parser,
+			 uv_strerror(k));
+		aa_forget_files(d, f);
+		free(u);
+	}
 }
 
 /* ---- start-up ---- */
@@ -913,6 +1260,9 @@ int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err)
 	k = lxm_cgroup_detect(NULL, NULL, &rt->cgroups, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "detect cgroups");
+	k = lxm_cgroup_set_owner(rt->cgroups, d->cfg.root, err);
+	if (k < 0)
+		return k;
 	if ((k = subid_base("/etc/subuid", &rt->uid_base, err)) < 0 ||
 	    (k = subid_base("/etc/subgid", &rt->gid_base, err)) < 0)
 		return k;

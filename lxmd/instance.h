@@ -38,3 +38,8 @@ int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, jso
  * Security settings take effect at the next start, as in LXD. */
 int lxmd_instance_apply_config(struct lxmd *d, const char *name, const json_t *expanded_config,
 			       bool apply, struct lxm_error **err);
+
+/* After an instance's deletion: unloads its generated AppArmor profile where the kernel has
+ * AppArmor (apparmor_parser -R, as a child) and removes the profile's files. Runs in the
+ * background; failures are logged. */
+void lxmd_instance_deleted(struct lxmd *d, const char *name);

@@ -253,8 +253,13 @@ static const struct {
 	{ "systemd", LXM_SIGRTMIN + 3 },
 	{ "busybox", SIGUSR2 },
 	{ "sysvinit", SIGPWR },
-	/* image.os: Alpine boots busybox init. */
+	/* image.os, for images that do not say which init they boot (those of LXD's image
+	 * servers): Alpine boots busybox init, the big distributions systemd. */
 	{ "alpine", SIGUSR2 },
+	{ "debian", LXM_SIGRTMIN + 3 },
+	{ "ubuntu", LXM_SIGRTMIN + 3 },
+	{ "fedora", LXM_SIGRTMIN + 3 },
+	{ "archlinux", LXM_SIGRTMIN + 3 },
 };
 
 static bool init_signal(const char *value, int *ret)

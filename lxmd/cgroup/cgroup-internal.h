@@ -14,10 +14,14 @@
 
 #include "cgroup.h"
 
-/* The parent of every instance cgroup on a v1 hierarchy: "<mount>/lxm.payload/<name>". */
+/* The parent of every instance cgroup on a v1 hierarchy: "<mount>/lxm.payload/<name>" for the
+ * default root, "<mount>/lxm.payload.<tag>/<name>" for any other (lxm_cgroup_set_owner). */
 #define CGROUP_V1_PAYLOAD "lxm.payload"
-/* On a v2 hierarchy instances sit directly under the root: "<mount>/lxm.payload.<name>". */
+/* On a v2 hierarchy instances sit directly under the root: "<mount>/lxm.payload.<name>", or
+ * "<mount>/lxm.payload.<tag>.<name>" for a root other than the default one. */
 #define CGROUP_V2_PREFIX "lxm.payload."
+/* Hex digits of sha256(root) in <tag>. */
+#define CGROUP_OWNER_TAG_LEN 8
 
 /* How long a freeze waits for the kernel to report every task frozen. */
 #define CGROUP_FREEZE_TIMEOUT_MS 5000
@@ -46,9 +50,14 @@ struct lxm_cgroup_layout {
 	enum lxm_cgroup_mode mode;    /* what detection found; picks ops */
 	const struct cgroup_ops *ops; /* the driver for mode */
 	char *prefix;		      /* prepended to every mount point; "" for the real system */
-	struct cgroup_hierarchy *v2;  /* the cgroup2 mount, or NULL when there is none */
-	struct cgroup_hierarchy *v1;  /* the v1 hierarchies in mountinfo order, n_v1 entries */
-	size_t n_v1;		      /* entries in v1 */
+	char *v1_payload; /* the instances' parent dir on v1 hierarchies (CGROUP_V1_PAYLOAD or
+			     "lxm.payload.<tag>") */
+	char *v2_prefix;  /* the instance dir's name before <name> on v2 (CGROUP_V2_PREFIX or
+			     "lxm.payload.<tag>.") */
+	bool owned;	  /* v1_payload belongs to this root alone: removed once empty */
+	struct cgroup_hierarchy *v2; /* the cgroup2 mount, or NULL when there is none */
+	struct cgroup_hierarchy *v1; /* the v1 hierarchies in mountinfo order, n_v1 entries */
+	size_t n_v1;		     /* entries in v1 */
 };
 
 /* A driver. Only the front-end (cgroup.c) calls these; it has checked the name, and it adds

@@ -21,11 +21,12 @@
 #define CGROUP_V1_SHARES_MIN	 2
 #define CGROUP_V1_SHARES_MAX	 262144
 
-static char *cgroup_v1_dir(const struct cgroup_hierarchy *h, const char *name)
+static char *cgroup_v1_dir(const struct lxm_cgroup_layout *l, const struct cgroup_hierarchy *h,
+			   const char *name)
 {
 	char *p;
 
-	if (asprintf(&p, "%s/" CGROUP_V1_PAYLOAD "/%s", h->mount, name) < 0)
+	if (asprintf(&p, "%s/%s/%s", h->mount, l->v1_payload, name) < 0)
 		return NULL;
 	return p;
 }
@@ -34,7 +35,7 @@ static char *cgroup_v1_unified_dir(const struct lxm_cgroup_layout *l, const char
 {
 	char *p;
 
-	if (asprintf(&p, "%s/" CGROUP_V2_PREFIX "%s", l->v2->mount, name) < 0)
+	if (asprintf(&p, "%s/%s%s", l->v2->mount, l->v2_prefix, name) < 0)
 		return NULL;
 	return p;
 }
@@ -62,7 +63,7 @@ static int cgroup_v1_controller_dir(const struct lxm_cgroup_layout *l, const cha
 				     "the %s controller is not mounted on this host", controller);
 	if (!h)
 		return 0;
-	*ret = cgroup_v1_dir(h, name);
+	*ret = cgroup_v1_dir(l, h, name);
 	return *ret ? 0 : lxm_error_setx(err, -ENOMEM, 500, "%s", controller);
 }
 
@@ -113,11 +114,11 @@ static int cgroup_v1_devices(const char *dir, struct lxm_error **err)
 	return r;
 }
 
-static int cgroup_v1_create_one(const struct cgroup_hierarchy *h, const char *name, char **ret,
-				struct lxm_error **err)
+static int cgroup_v1_create_one(const struct lxm_cgroup_layout *l, const struct cgroup_hierarchy *h,
+				const char *name, char **ret, struct lxm_error **err)
 {
-	_cleanup_free_ char *payload = cgroup_path(h->mount, CGROUP_V1_PAYLOAD);
-	_cleanup_free_ char *dir = cgroup_v1_dir(h, name);
+	_cleanup_free_ char *payload = cgroup_path(h->mount, l->v1_payload);
+	_cleanup_free_ char *dir = cgroup_v1_dir(l, h, name);
 	bool cpuset = cgroup_has_controller(h, "cpuset");
 	int r;
 
@@ -154,7 +155,7 @@ static int cgroup_v1_create(struct lxm_cgroup_layout *l, const char *name,
 	if (!dirs)
 		return lxm_error_setx(err, -ENOMEM, 500, "create");
 	for (size_t i = 0; i < l->n_v1 && r >= 0; i++)
-		r = cgroup_v1_create_one(&l->v1[i], name, &dirs[i], err);
+		r = cgroup_v1_create_one(l, &l->v1[i], name, &dirs[i], err);
 	if (r >= 0 && l->v2) {
 		unified = cgroup_v1_unified_dir(l, name);
 		r = unified ? cgroup_mkdir(unified, err)
@@ -249,8 +250,8 @@ static int cgroup_v1_apply_cpuset(const struct lxm_cgroup_layout *l, const char 
 
 	if (!h)
 		return cgroup_v1_controller_dir(l, name, "cpuset", set, &dir, err);
-	dir = cgroup_v1_dir(h, name);
-	parent = cgroup_path(h->mount, CGROUP_V1_PAYLOAD);
+	dir = cgroup_v1_dir(l, h, name);
+	parent = cgroup_path(h->mount, l->v1_payload);
 	if (!dir || !parent)
 		return lxm_error_setx(err, -ENOMEM, 500, "cpuset");
 	if (set)
@@ -354,7 +355,7 @@ static int cgroup_v1_stats(struct lxm_cgroup_layout *l, const char *name,
 
 	/* Every v1 mode has at least one hierarchy: the one create made first says whether the
 	 * instance has cgroups at all. */
-	first = cgroup_v1_dir(&l->v1[0], name);
+	first = cgroup_v1_dir(l, &l->v1[0], name);
 	if (!first)
 		return lxm_error_setx(err, -ENOMEM, 500, "stats");
 	if (access(first, F_OK) < 0)
@@ -378,6 +379,18 @@ static int cgroup_v1_stats(struct lxm_cgroup_layout *l, const char *name,
 	return 0;
 }
 
+/* A root's own parent dirs go once its last instance went: a private lxmd (a test, a second
+ * daemon) leaves nothing on the host. rmdir fails while another instance is there: fine. */
+static void cgroup_v1_remove_parents(const struct lxm_cgroup_layout *l)
+{
+	for (size_t i = 0; i < l->n_v1; i++) {
+		_cleanup_free_ char *payload = cgroup_path(l->v1[i].mount, l->v1_payload);
+
+		if (payload)
+			(void)rmdir(payload);
+	}
+}
+
 static int cgroup_v1_destroy(struct lxm_cgroup_layout *l, const char *name, struct lxm_error **err)
 {
 	_cleanup_strv_ char **dirs = calloc(l->n_v1 + 2, sizeof(char *));
@@ -388,7 +401,7 @@ static int cgroup_v1_destroy(struct lxm_cgroup_layout *l, const char *name, stru
 	if (!dirs)
 		return lxm_error_setx(err, -ENOMEM, 500, "destroy");
 	for (size_t i = 0; i < l->n_v1; i++) {
-		dirs[n] = cgroup_v1_dir(&l->v1[i], name);
+		dirs[n] = cgroup_v1_dir(l, &l->v1[i], name);
 		if (!dirs[n++])
 			return lxm_error_setx(err, -ENOMEM, 500, "destroy");
 	}
@@ -405,7 +418,10 @@ static int cgroup_v1_destroy(struct lxm_cgroup_layout *l, const char *name, stru
 		return r;
 	if (freezer)
 		(void)cgroup_set_tree(freezer, "freezer.state", "THAWED");
-	return cgroup_remove(dirs, n, err);
+	r = cgroup_remove(dirs, n, err);
+	if (r >= 0 && l->owned)
+		cgroup_v1_remove_parents(l);
+	return r;
 }
 
 const struct cgroup_ops cgroup_v1_ops = {

@@ -23,7 +23,7 @@ static char *cgroup_v2_dir(const struct lxm_cgroup_layout *l, const char *name)
 {
 	char *p;
 
-	if (asprintf(&p, "%s/" CGROUP_V2_PREFIX "%s", l->v2->mount, name) < 0)
+	if (asprintf(&p, "%s/%s%s", l->v2->mount, l->v2_prefix, name) < 0)
 		return NULL;
 	return p;
 }

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "cleanup.h"
 #include "util.h"
 
@@ -367,6 +369,8 @@ void lxm_cgroup_layout_free(struct lxm_cgroup_layout *l)
 		cgroup_hierarchy_clear(&l->v1[i]);
 	free(l->v1);
 	free(l->prefix);
+	free(l->v1_payload);
+	free(l->v2_prefix);
 	free(l);
 }
 
@@ -561,7 +565,9 @@ int lxm_cgroup_detect(const char *mountinfo, const char *prefix, struct lxm_cgro
 	if (!l)
 		return lxm_error_setx(err, -ENOMEM, 500, "detect cgroups");
 	l->prefix = strdup(prefix ? prefix : "");
-	if (!l->prefix)
+	l->v1_payload = strdup(CGROUP_V1_PAYLOAD);
+	l->v2_prefix = strdup(CGROUP_V2_PREFIX);
+	if (!l->prefix || !l->v1_payload || !l->v2_prefix)
 		return lxm_error_setx(err, -ENOMEM, 500, "detect cgroups");
 	plen = strlen(l->prefix);
 	while (plen > 0 && l->prefix[plen - 1] == '/')
@@ -601,6 +607,54 @@ int lxm_cgroup_detect(const char *mountinfo, const char *prefix, struct lxm_cgro
 }
 
 /* ---- the front-end ---- */
+
+int lxm_cgroup_owner_tag(const char *root, char ret[static LXM_CGROUP_TAG_SIZE])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t len;
+
+	if (!root || !*root)
+		return -EINVAL;
+	/* "/a/b/" and "/a/b" are one root. */
+	len = strlen(root);
+	while (len > 1 && root[len - 1] == '/')
+		len--;
+	if (len == strlen(LXM_DEFAULT_DIR) && strncmp(root, LXM_DEFAULT_DIR, len) == 0) {
+		ret[0] = '\0';
+		return 0;
+	}
+	if (!EVP_Digest(root, len, md, &mdlen, EVP_sha256(), NULL) ||
+	    mdlen * 2 < CGROUP_OWNER_TAG_LEN)
+		return -EIO;
+	for (size_t i = 0; i < CGROUP_OWNER_TAG_LEN / 2; i++)
+		snprintf(ret + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+int lxm_cgroup_set_owner(struct lxm_cgroup_layout *l, const char *root, struct lxm_error **err)
+{
+	char tag[LXM_CGROUP_TAG_SIZE];
+	char *v1 = NULL, *v2 = NULL;
+	int r;
+
+	r = lxm_cgroup_owner_tag(root, tag);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "cgroup names for root '%s'", root ? root : "");
+	if (!*tag)
+		return 0; /* the default root keeps the plain names */
+	if (asprintf(&v1, CGROUP_V1_PAYLOAD ".%s", tag) < 0 ||
+	    asprintf(&v2, CGROUP_V2_PREFIX "%s.", tag) < 0) {
+		free(v1);
+		return lxm_error_setx(err, -ENOMEM, 500, "cgroup names for root '%s'", root);
+	}
+	free(l->v1_payload);
+	free(l->v2_prefix);
+	l->v1_payload = v1;
+	l->v2_prefix = v2;
+	l->owned = true;
+	return 0;
+}
 
 void lxm_cgroup_paths_free(struct lxm_cgroup_paths *p)
 {

@@ -1,7 +1,10 @@
 /* cgroups for instances, on cgroup v2 and on hybrid hosts (controllers on v1 hierarchies, an empty
  * v2 beside them). Drivers are an ops table chosen at detection; everything takes a root prefix so
  * that unit tests run against a fake cgroupfs tree. Each instance gets "lxm.payload.<name>" under
- * the hierarchy's root (v2) or "lxm.payload/<name>" (v1). */
+ * the hierarchy's root (v2) or "lxm.payload/<name>" (v1). Those names are shared by every lxmd on
+ * the host, so a daemon with another root (a test, a second lxmd) names its cgroups with a tag of
+ * its root: "lxm.payload.<tag>.<name>" (v2), "lxm.payload.<tag>/<name>" (v1), where <tag> is the
+ * first 8 hex digits of sha256(root). Instance names have no '.', so the two forms never meet. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,6 +27,15 @@ struct lxm_cgroup_layout;
 int lxm_cgroup_detect(const char *mountinfo, const char *prefix, struct lxm_cgroup_layout **ret,
 		      struct lxm_error **err);
 void lxm_cgroup_layout_free(struct lxm_cgroup_layout *l);
+
+/* Room for a root's tag and its NUL. */
+#define LXM_CGROUP_TAG_SIZE 9
+/* The tag of a root's cgroup names: "" for the default root (LXM_DEFAULT_DIR), else 8 hex digits
+ * of sha256 of the path without trailing slashes. */
+int lxm_cgroup_owner_tag(const char *root, char ret[static LXM_CGROUP_TAG_SIZE]);
+/* Names the layout's instance cgroups for the lxmd whose state is in root (see above). Call once,
+ * right after detection; a daemon restarted on the same root finds the same names. */
+int lxm_cgroup_set_owner(struct lxm_cgroup_layout *l, const char *root, struct lxm_error **err);
 enum lxm_cgroup_mode lxm_cgroup_mode(const struct lxm_cgroup_layout *l);
 
 /* Where an instance's cgroups are (for the container spec). */

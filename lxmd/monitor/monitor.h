@@ -44,6 +44,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <uv.h>
 
 #include "error.h"
 
@@ -54,6 +55,17 @@
  * returned as -EIO with that message. */
 int lxm_monitor_request(const char *socket_path, const json_t *request, int timeout_ms,
 			json_t **ret_reply, struct lxm_error **err);
+
+/* The reply (borrowed: freed when the callback returns) or, on failure, an error that the callback
+ * owns; exactly one of the two is non-NULL. */
+typedef void (*lxm_monitor_reply_fn)(json_t *reply, struct lxm_error *err, void *ud);
+
+/* lxm_monitor_request() on a libuv loop: the same messages and bounds, with done called once on
+ * the loop thread. Returns 0 when the call is under way, or -errno (done will not run) when the
+ * request cannot be sent at all. A pending call keeps the loop alive until it ends. */
+int lxm_monitor_request_async(uv_loop_t *loop, const char *socket_path, const json_t *request,
+			      int timeout_ms, lxm_monitor_reply_fn done, void *ud,
+			      struct lxm_error **err);
 
 /* Entry points of the binary's modes (monitor.c's main dispatches). */
 int lxm_monitor_start_main(int argc, char **argv);

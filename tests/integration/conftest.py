@@ -77,17 +77,22 @@ def lxmd(lxmd_factory):
 
 @pytest.fixture
 def launched(lxmd):
-    """Launches busybox containers by name; force-deletes them at the end and checks that no
-    cgroup of theirs is left."""
+    """Launches busybox containers by name (with optional config keys); force-deletes them at the
+    end and checks that no cgroup and no directory of theirs is left."""
     names = []
 
-    def launch(name=None):
+    def launch(name=None, config=None):
         name = name or lxmtest.unique("c")
-        lxmd.cli("launch", "busybox", name, timeout=120)
+        args = ["launch", "busybox", name]
+        for k, v in (config or {}).items():
+            args += ["-c", "%s=%s" % (k, v)]
         names.append(name)
+        lxmd.cli(*args, timeout=120)
         return name
 
     yield launch
     for name in names:
         lxmd.cli("delete", "-f", name, check=False)
         assert lxmtest.cgroup_dirs(name) == [], "cgroups of %s left behind" % name
+        assert not os.path.exists(os.path.join(lxmd.root, "containers", name)), \
+            "%s's directory left behind" % name

@@ -441,10 +441,19 @@ def cgroup_dirs(name):
             if fstype not in ("cgroup", "cgroup2"):
                 continue
             mnt = fields[4]
+            # An lxmd with another root than /var/lib/lxm tags its names with its root:
+            # lxm.payload.<tag>/<name> (v1), lxm.payload.<tag>.<name> (v2).
             for d in (os.path.join(mnt, "lxm.payload", name),
                       os.path.join(mnt, "lxm.payload." + name)):
                 if os.path.isdir(d):
                     out.append(d)
+            for e in os.listdir(mnt) if os.path.isdir(mnt) else ():
+                if re.fullmatch(r"lxm\.payload\.[0-9a-f]{8}", e) and \
+                        os.path.isdir(os.path.join(mnt, e, name)):
+                    out.append(os.path.join(mnt, e, name))
+                elif e == "lxm.payload.%s.%s" % (e[12:20], name) and \
+                        re.fullmatch(r"[0-9a-f]{8}", e[12:20]):
+                    out.append(os.path.join(mnt, e))
     return out
 
 
@@ -643,6 +652,12 @@ class Lxmd:
             raise AssertionError("lxm %s exited %d\nstdout: %s\nstderr: %s"
                                  % (" ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
         return p
+
+    def cli_popen(self, *args, env=None):
+        """lxm running in the background (stdin closed, stdout/stderr as text pipes)."""
+        return subprocess.Popen([self.lxm_bin] + [str(a) for a in args], env=self.cli_env(env),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
     # ---- common API steps
 

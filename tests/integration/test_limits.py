@@ -9,6 +9,7 @@ copied into the container's rootfs, since busybox has nothing that holds memory 
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -114,7 +115,8 @@ def sh(lxmd, name, script, check=True, timeout=60):
 def cgfile(name, controller, filename):
     """Path of a cgroup v1 file of the instance (None when the hierarchy has no such file)."""
     for d in cgroup_dirs(name):
-        if "/%s/lxm.payload/" % controller in d:
+        # lxm.payload/<name>, or lxm.payload.<tag>/<name> for a private root such as the tests'.
+        if re.search(r"/%s/lxm\.payload(\.[0-9a-f]{8})?/" % re.escape(controller), d):
             p = os.path.join(d, filename)
             return p if os.path.exists(p) else None
     return None
@@ -145,26 +147,6 @@ def install(lxmd, name, helper):
     dst = os.path.join(lxmd.root, "containers", name, "rootfs") + PROBE
     shutil.copy(helper, dst)
     os.chmod(dst, 0o755)
-
-
-@pytest.fixture
-def launched(lxmd):
-    """Launches containers by name; force-deletes them at the end and checks for residue."""
-    names = []
-
-    def launch(name=None, config=None):
-        name = name or unique("lim")
-        args = ["launch", "busybox", name]
-        for k, v in (config or {}).items():
-            args += ["-c", "%s=%s" % (k, v)]
-        names.append(name)
-        lxmd.cli(*args, timeout=120)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
 
 
 # ---------------------------------------------------------------- memory

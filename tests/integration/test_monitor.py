@@ -616,20 +616,56 @@ CLIENT_DRIVER = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <uv.h>
 #include "monitor/monitor.h"
 
+struct result {
+	int r;
+	int calls;
+	json_t *reply;
+	struct lxm_error *err;
+};
+
+static void answered(json_t *reply, struct lxm_error *err, void *ud)
+{
+	struct result *res = ud;
+
+	res->calls++;
+	res->r = err ? -err->errnum : 0;
+	res->reply = json_incref(reply);
+	res->err = err;
+}
+
+/* argv: socket request timeout_ms [async]. Prints r, the reply and the message, one a line. */
 int main(int argc, char **argv)
 {
-	struct lxm_error *err = NULL;
-	json_t *reply = NULL, *req = json_loads(argv[2], 0, NULL);
-	int r = lxm_monitor_request(argv[1], req, atoi(argv[3]), &reply, &err);
-	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+	struct result res = { 0 };
+	json_t *req = json_loads(argv[2], 0, NULL);
+	char *s;
 
-	printf("%d\n%s\n%s\n", r, s ? s : "", err ? err->msg : "");
+	if (argc > 4 && strcmp(argv[4], "async") == 0) {
+		uv_loop_t loop;
+
+		uv_loop_init(&loop);
+		res.r = lxm_monitor_request_async(&loop, argv[1], req, atoi(argv[3]), answered,
+						  &res, &res.err);
+		if (res.r == 0) {
+			uv_run(&loop, UV_RUN_DEFAULT);
+			/* Exactly one callback, and every handle closed. */
+			if (res.calls != 1 || uv_loop_close(&loop) != 0)
+				return 3;
+		} else if (uv_run(&loop, UV_RUN_DEFAULT), uv_loop_close(&loop) != 0 || res.calls) {
+			return 4;
+		}
+	} else {
+		res.r = lxm_monitor_request(argv[1], req, atoi(argv[3]), &res.reply, &res.err);
+	}
+	s = res.reply ? json_dumps(res.reply, JSON_COMPACT) : NULL;
+	printf("%d\n%s\n%s\n", res.r, s ? s : "", res.err ? res.err->msg : "");
 	free(s);
-	json_decref(reply);
+	json_decref(res.reply);
 	json_decref(req);
-	lxm_error_free(err);
+	lxm_error_free(res.err);
 	return 0;
 }
 """
@@ -656,26 +692,33 @@ def client_driver(tmp_path_factory):
         pass
     r = subprocess.run(["gcc"] + flags + ["-I" + os.path.join(lxmtest.REPO, "lxmd"),
                         "-I" + os.path.join(lxmtest.REPO, "lib"), "-o", str(exe), str(src)] +
-                       libs + ["-ljansson"], capture_output=True, text=True, timeout=60)
+                       libs + ["-ljansson", "-luv"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, "building the client driver failed:\n" + r.stderr
     yield str(exe)
 
 
-def run_client(driver, path, req, timeout_ms=2000):
-    out = subprocess.run([driver, path, json.dumps(req), str(timeout_ms)], capture_output=True,
-                         text=True, timeout=30, check=True).stdout.split("\n")
+def run_client(driver, path, req, timeout_ms=2000, mode="sync"):
+    out = subprocess.run([driver, path, json.dumps(req), str(timeout_ms), mode],
+                         capture_output=True, text=True, timeout=30,
+                         check=True).stdout.split("\n")
     return int(out[0]), json.loads(out[1]) if out[1] else None, out[2]
 
 
-def test_client_request(make_container, client_driver, tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_client_request(make_container, client_driver, tmp_path, mode):
+    """Both forms of the client (blocking, and on a libuv loop as lxmd uses it) give the same
+    results and messages."""
     missing = str(tmp_path / "none.socket")
-    r, _, msg = run_client(client_driver, missing, {"op": "status"})
-    assert r == -errno.ENOENT and missing in msg
+    r, _, msg = run_client(client_driver, missing, {"op": "status"}, mode=mode)
+    assert r == -errno.ENOENT and missing in msg, (r, msg)
     stale = str(tmp_path / "stale.socket")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(stale)
-    r, _, msg = run_client(client_driver, stale, {"op": "status"})
+    r, _, msg = run_client(client_driver, stale, {"op": "status"}, mode=mode)
     assert r == -errno.ECONNREFUSED, (r, msg)
+    too_long = "/tmp/" + "x" * 120
+    r, _, msg = run_client(client_driver, too_long, {"op": "status"}, mode=mode)
+    assert r == -errno.ENAMETOOLONG and "path longer than" in msg, (r, msg)
 
     # A server that accepts and never answers: the timeout holds.
     silent = str(tmp_path / "silent.socket")
@@ -683,15 +726,37 @@ def test_client_request(make_container, client_driver, tmp_path):
         srv.bind(silent)
         srv.listen(1)
         t0 = time.monotonic()
-        r, _, msg = run_client(client_driver, silent, {"op": "status"}, timeout_ms=300)
+        r, _, msg = run_client(client_driver, silent, {"op": "status"}, timeout_ms=300, mode=mode)
         assert r == -errno.ETIMEDOUT and 0.25 < time.monotonic() - t0 < 5, (r, msg)
+        assert "no reply in time" in msg, msg
+
+    # One that answers with half a line and closes: what came is parsed.
+    for answer, want in ((b'{"ok":true}', 0), (b"", -errno.ECONNRESET), (b"{nope", -errno.EPROTO)):
+        path = str(tmp_path / "once.socket")
+        with socket.socket(socket.AF_UNIX) as srv:
+            srv.bind(path)
+            srv.listen(1)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    conn, _ = srv.accept()
+                    conn.recv(4096)
+                    conn.sendall(answer)
+                    conn.close()
+                finally:
+                    os._exit(0)
+            r, reply, msg = run_client(client_driver, path, {"op": "status"}, mode=mode)
+            os.waitpid(pid, 0)
+        os.unlink(path)
+        assert r == want, (answer, r, msg)
+        assert (reply == {"ok": True}) if want == 0 else reply is None, (answer, reply)
 
     c = make_container()
     c.start()
-    r, reply, msg = run_client(client_driver, c.socket, {"op": "status"})
+    r, reply, msg = run_client(client_driver, c.socket, {"op": "status"}, mode=mode)
     assert r == 0 and reply["init_pid"] == c.init_pid, (r, msg)
-    r, reply, msg = run_client(client_driver, c.socket, {"op": "frobnicate"})
+    r, reply, msg = run_client(client_driver, c.socket, {"op": "frobnicate"}, mode=mode)
     assert r == -errno.EIO and reply is None and msg.startswith("unknown op 'frobnicate'"), msg
-    r, reply, msg = run_client(client_driver, c.socket, {"op": "kill"})
+    r, reply, msg = run_client(client_driver, c.socket, {"op": "kill"}, mode=mode)
     assert r == 0 and reply == {"ok": True}
     c.wait_monitor_exit()

@@ -1,15 +1,14 @@
 """The container runtime through lxmd: launch the busybox image, state, stop, restart, freeze,
 re-attach after lxmd dies, limits, and no residue after delete."""
 
-import json
+import hashlib
 import os
 import signal
 import subprocess
 import time
 
-import pytest
 
-from lxmtest import assert_sync, cgroup_dirs, descendants, pid_alive, unique
+from lxmtest import assert_sync, cgroup_dirs, pid_alive, unique
 
 
 def state(lxmd, name):
@@ -28,26 +27,6 @@ def wait_for(pred, timeout=15, what="condition"):
 
 def ns_of(pid, ns):
     return os.readlink("/proc/%d/ns/%s" % (pid, ns))
-
-
-@pytest.fixture
-def launched(lxmd):
-    """Launches containers by name; force-deletes them at the end and checks for residue."""
-    names = []
-
-    def launch(name=None, config=None):
-        name = name or unique("c")
-        args = ["launch", "busybox", name]
-        for k, v in (config or {}).items():
-            args += ["-c", "%s=%s" % (k, v)]
-        lxmd.cli(*args)
-        names.append(name)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
 
 
 def test_launch_busybox_runs_init(lxmd, launched):
@@ -119,6 +98,66 @@ def test_stop_force_and_restart(lxmd, launched):
     lxmd.cli("stop", "--force", name)
     assert not pid_alive(pid2)
     assert state(lxmd, name)["status"] == "Stopped"
+
+
+def test_stop_force_overtakes_a_stop_the_init_ignores(lxmd, launched):
+    # busybox init reloads its inittab on SIGHUP instead of halting: a clean stop waits.
+    name = launched(config={"boot.stop.signal": "SIGHUP"})
+    pid = state(lxmd, name)["pid"]
+    slow = lxmd.cli_popen("stop", name)
+    try:
+        time.sleep(1)
+        assert slow.poll() is None, "the stop ended though init ignores its signal"
+        assert pid_alive(pid)
+        again = lxmd.cli("stop", name, check=False)
+        assert again.returncode != 0 and "another state change is under way" in again.stderr
+        t = time.monotonic()
+        lxmd.cli("stop", "--force", name)
+        assert time.monotonic() - t < 5
+        assert not pid_alive(pid)
+        # The waiting stop ends too, successfully: the instance is stopped.
+        assert slow.wait(timeout=10) == 0, slow.stderr.read()
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    assert state(lxmd, name)["status"] == "Stopped"
+    assert cgroup_dirs(name) == []
+
+
+def ppid_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_stop_request_never_blocks_lxmd(lxmd, launched):
+    """lxmd asks the monitor to stop without waiting on its loop: with the monitor stopped
+    (SIGSTOP: it accepts nothing), other requests are still answered at once, and the stop fails
+    after the request's timeout naming the monitor; once the monitor runs again, stop works."""
+    name = launched()
+    pid = state(lxmd, name)["pid"]
+    monitor = ppid_of(pid)
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        r = lxmd.api("PUT", "/1.0/instances/%s/state" % name, {"action": "stop", "timeout": 5})
+        assert r.status == 202, r
+        op = r.json["metadata"]["id"]
+        slowest = 0
+        for _ in range(10):
+            t = time.monotonic()
+            assert_sync(lxmd.api("GET", "/1.0", timeout=5))
+            slowest = max(slowest, time.monotonic() - t)
+            time.sleep(0.05)
+        assert slowest < 0.5, "GET /1.0 took %.2fs while a stop waited for the monitor" % slowest
+        done = lxmd.wait_op(op)
+        assert done["status"] == "Failure", done
+        assert "stop '%s': ask its monitor" % name in done["err"], done["err"]
+        assert "no reply in time" in done["err"], done["err"]
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    assert state(lxmd, name)["status"] == "Running"
+    lxmd.cli("stop", name)
+    assert not pid_alive(pid) and state(lxmd, name)["status"] == "Stopped"
 
 
 def test_freeze_and_unfreeze(lxmd, launched):
@@ -229,10 +268,12 @@ def test_v2_device_filter_denies_what_v1_would_allow(lxmd, launched):
     """The BPF device program on the v2 cgroup enforces the allow-list by itself: with the v1
     devices cgroup opened to everything, a privileged container still cannot open /dev/kmsg or a
     block device, while /dev/null and ptys work."""
-    v1 = "/sys/fs/cgroup/devices/lxm.payload"
     name = launched(config={"security.privileged": "true"})
-    if os.path.isdir(os.path.join(v1, name)):
-        with open(os.path.join(v1, name, "devices.allow"), "w") as f:
+    v1 = [d for d in cgroup_dirs(name) if "/devices/" in d]
+    if os.path.isdir("/sys/fs/cgroup/devices"):
+        assert len(v1) == 1, cgroup_dirs(name)
+    for d in v1:
+        with open(os.path.join(d, "devices.allow"), "w") as f:
             f.write("a")
     out = lxmd.cli("exec", name, "--", "sh", "-c",
                    "mknod /tmp/k c 1 11 && echo mknod-ok; "
@@ -240,3 +281,45 @@ def test_v2_device_filter_denies_what_v1_would_allow(lxmd, launched):
                    "mknod /tmp/l b 7 0; head -c1 /tmp/l >/dev/null 2>&1 && echo blk-opened "
                    "|| echo blk-denied; echo x >/dev/null && echo null-ok").stdout.split()
     assert out == ["mknod-ok", "kmsg-denied", "blk-denied", "null-ok"], out
+
+
+def root_tag(root):
+    return hashlib.sha256(root.rstrip("/").encode()).hexdigest()[:8]
+
+
+def test_two_roots_run_the_same_instance_name(lxmd_factory):
+    """cgroup names are per root: two lxmd with different roots each run an instance called the
+    same, each in cgroups tagged with its own root, and deleting one leaves the other alone,
+    even across a restart of the survivor's lxmd."""
+    a, b = lxmd_factory().start(), lxmd_factory().start()
+    name = unique("twin")
+    a.cli("launch", "busybox", name, timeout=120)
+    b.cli("launch", "busybox", name, timeout=120)
+    pa, pb = state(a, name)["pid"], state(b, name)["pid"]
+    assert pa != pb and pid_alive(pa) and pid_alive(pb)
+    ta, tb = root_tag(a.root), root_tag(b.root)
+    dirs = cgroup_dirs(name)
+    assert any(("lxm.payload.%s" % ta) in d for d in dirs), dirs
+    assert any(("lxm.payload.%s" % tb) in d for d in dirs), dirs
+    with open("/proc/%d/cgroup" % pa) as f, open("/proc/%d/cgroup" % pb) as g:
+        ca, cb = f.read(), g.read()
+    assert ca != cb and ta in ca and tb in cb and tb not in ca, (ca, cb)
+
+    a.cli("delete", "-f", name)
+    assert not pid_alive(pa) and pid_alive(pb)
+    assert not any(ta in d for d in cgroup_dirs(name)), cgroup_dirs(name)
+    assert state(b, name)["status"] == "Running"
+    assert b.cli("exec", name, "--", "true").returncode == 0
+
+    # A restarted lxmd on the same root finds the container and its cgroups again.
+    b.kill9()
+    b.start()
+    st = state(b, name)
+    assert st["status"] == "Running" and st["pid"] == pb, st
+    assert st["memory"]["usage"] > 0 and st["processes"] > 0, st
+    b.cli("delete", "-f", name)
+    assert not pid_alive(pb) and cgroup_dirs(name) == []
+    # A private root's parent dirs go with its last instance.
+    for root_dir in ("/sys/fs/cgroup/%s" % c for c in os.listdir("/sys/fs/cgroup")):
+        for t in (ta, tb):
+            assert not os.path.exists(os.path.join(root_dir, "lxm.payload." + t)), root_dir

@@ -145,28 +145,6 @@ def parse_probe(out):
     return res
 
 
-@pytest.fixture
-def launched(lxmd):
-    """Launches containers by name; force-deletes them at the end and checks for residue."""
-    names = []
-
-    def launch(name=None, config=None):
-        name = name or unique("sec")
-        args = ["launch", "busybox", name]
-        for k, v in (config or {}).items():
-            args += ["-c", "%s=%s" % (k, v)]
-        names.append(name)
-        lxmd.cli(*args, timeout=120)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
-        assert not os.path.exists(os.path.join(lxmd.root, "containers", name)), \
-            "%s's directory left behind" % name
-
-
 # ---------------------------------------------------------------- capabilities
 
 def test_default_bounding_set_drops_dangerous_capabilities(lxmd, launched):
@@ -452,3 +430,56 @@ def test_privileged_container_device_allow_list(lxmd, launched):
             opened.append((label, nums, r.returncode, r.stderr.strip()))
     assert not opened, "a privileged container opened host devices outside the allow-list: %r" \
         % opened
+
+
+def apparmor_profile_name(name, root):
+    """The generated profile's name (profiles/apparmor.c): lxm-<name>_<root spelled out>, or
+    lxm-<name>__<fnv1a-64 of the normalised root> for a root with other characters."""
+    norm = "/".join(p for p in root.split("/") if p)
+    if re.fullmatch(r"[A-Za-z0-9./]+", norm) and 0 < len(norm) <= 64:
+        return "lxm-%s_%s" % (name, norm.replace("/", "-"))
+    h = 0xcbf29ce484222325
+    for c in norm.encode():
+        h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
+    return "lxm-%s__%016x" % (name, h)
+
+
+def test_delete_removes_apparmor_profile_and_leaves_nothing(lxmd):
+    name = unique("aa")
+    lxmd.cli("launch", "busybox", name, timeout=120)
+    pid = assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % name))["pid"]
+    prof = apparmor_profile_name(name, lxmd.root)
+    d = os.path.join(lxmd.root, "security", "apparmor")
+    kernel_aa = os.path.exists("/sys/kernel/security/apparmor")
+    files = [os.path.join(d, prof), os.path.join(d, "cache", prof),
+             os.path.join(d, "cache", "26b63962.0", prof)]
+    # Another instance's profile whose name starts alike must stay.
+    other = os.path.join(d, apparmor_profile_name(name + "x", lxmd.root))
+    if kernel_aa:
+        assert os.path.exists(files[0]), os.listdir(d)
+        files = files[:1]
+    else:
+        # This kernel has no AppArmor, so this start generated no profile: put what a start on
+        # an AppArmor kernel leaves (the source and its cached compiled forms).
+        for f in files:
+            os.makedirs(os.path.dirname(f), exist_ok=True)
+            with open(f, "w") as out:
+                out.write("profile %s flags=(attach_disconnected) {}\n" % prof)
+    with open(other, "w") as out:
+        out.write("profile other {}\n")
+    lxmd.cli("delete", "-f", name)
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f) for f in files) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [f for f in files if os.path.exists(f)], os.listdir(d)
+    assert os.path.exists(other)
+    if not kernel_aa:
+        assert "apparmor: kernel has no AppArmor, not unloading profile %s" % prof \
+            in lxmd.log_text(), lxmd.log_text()[-3000:]
+    # Nothing else is left of the instance either.
+    assert not pid_alive(pid)
+    assert cgroup_dirs(name) == []
+    for p in (os.path.join(lxmd.root, "run", name), os.path.join(lxmd.root, "containers", name),
+              os.path.join(lxmd.root, "logs", name)):
+        assert not os.path.exists(p), p
+    assert lxmd.api("GET", "/1.0/instances/" + name).status == 404

@@ -404,6 +404,92 @@ static void test_unified(void)
 	lxm_cgroup_layout_free(l);
 }
 
+/* ---- names per root ---- */
+
+static void test_owner_tag(void)
+{
+	char tag[LXM_CGROUP_TAG_SIZE], tag2[LXM_CGROUP_TAG_SIZE];
+
+	is_int(lxm_cgroup_owner_tag("/var/lib/lxm", tag), 0, "owner: default root");
+	is_str(tag, "", "owner: the default root keeps the plain names");
+	lxm_cgroup_owner_tag("/var/lib/lxm//", tag);
+	is_str(tag, "", "owner: trailing slashes do not make another root");
+	is_int(lxm_cgroup_owner_tag("/tmp/r", tag), 0, "owner: other root");
+	/* sha256("/tmp/r") = 42cb1082... */
+	is_str(tag, "42cb1082", "owner: 8 hex digits of sha256(root)");
+	lxm_cgroup_owner_tag("/tmp/r/", tag2);
+	is_str(tag2, "42cb1082", "owner: trailing slash ignored");
+	lxm_cgroup_owner_tag("/srv/lxm-b", tag2);
+	is_str(tag2, "0b921a43", "owner: another root, another tag");
+	is_int(lxm_cgroup_owner_tag("", tag), -EINVAL, "owner: empty root refused");
+}
+
+/* Two instances of a private root on v1 hierarchies: tagged parent, removed with the last one. */
+static void test_owner_v1(void)
+{
+	_cleanup_error_ struct lxm_error *err = NULL;
+	struct lxm_cgroup_paths paths = { 0 };
+	struct lxm_cgroup_layout *l;
+	int r;
+
+	l = detect_text("mi-owner",
+			"35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+			"39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+			tpath("o"), &err);
+	ok(l != NULL, "owner v1: detect");
+	if (!l)
+		return;
+	lxm_mkdir_p(tpath("o/sys/fs/cgroup/memory"), 0755);
+	lxm_mkdir_p(tpath("o/sys/fs/cgroup/pids"), 0755);
+	is_int(lxm_cgroup_set_owner(l, "/tmp/r", &err), 0, "owner v1: set owner");
+	r = lxm_cgroup_create(l, "x", NULL, &paths, &err);
+	is_int(r, 0, "owner v1: create x");
+	is_str(paths.v1 ? paths.v1[0] : NULL,
+	       tpath("o/sys/fs/cgroup/memory/lxm.payload.42cb1082/x"),
+	       "owner v1: x is under lxm.payload.<tag>");
+	lxm_cgroup_paths_free(&paths);
+	ok(!exists(tpath("o/sys/fs/cgroup/memory/lxm.payload")),
+	   "owner v1: the default root's parent is not touched");
+	is_int(lxm_cgroup_create(l, "y", NULL, &paths, &err), 0, "owner v1: create y");
+	lxm_cgroup_paths_free(&paths);
+	is_int(lxm_cgroup_destroy(l, "x", NULL), 0, "owner v1: destroy x");
+	ok(!exists(tpath("o/sys/fs/cgroup/memory/lxm.payload.42cb1082/x")) &&
+		   exists(tpath("o/sys/fs/cgroup/memory/lxm.payload.42cb1082/y")),
+	   "owner v1: x gone, y and the parent kept");
+	is_int(lxm_cgroup_destroy(l, "y", NULL), 0, "owner v1: destroy y");
+	ok(!exists(tpath("o/sys/fs/cgroup/memory/lxm.payload.42cb1082")) &&
+		   !exists(tpath("o/sys/fs/cgroup/pids/lxm.payload.42cb1082")),
+	   "owner v1: the root's parents go with its last instance");
+	lxm_cgroup_layout_free(l);
+}
+
+/* On v2 the tag goes into the instance dir's name. */
+static void test_owner_v2(void)
+{
+	_cleanup_error_ struct lxm_error *err = NULL;
+	struct lxm_cgroup_paths paths = { 0 };
+	struct lxm_cgroup_layout *l;
+	int r;
+
+	put(tpath("o2/sys/fs/cgroup/cgroup.controllers"), "\n");
+	put(tpath("o2/sys/fs/cgroup/cgroup.subtree_control"), "\n");
+	l = detect_text("mi-owner2", unified_mountinfo, tpath("o2/"), &err);
+	ok(l != NULL, "owner v2: detect");
+	if (!l)
+		return;
+	is_int(lxm_cgroup_set_owner(l, "/srv/lxm-b", &err), 0, "owner v2: set owner");
+	r = lxm_cgroup_create(l, "c1", NULL, &paths, &err);
+	is_int(r, 0, "owner v2: create c1");
+	if (err)
+		printf("# %s\n", err->msg);
+	is_str(paths.v2, tpath("o2/sys/fs/cgroup/lxm.payload.0b921a43.c1"),
+	       "owner v2: lxm.payload.<tag>.c1");
+	lxm_cgroup_paths_free(&paths);
+	is_int(lxm_cgroup_destroy(l, "c1", NULL), 0, "owner v2: destroy");
+	ok(!exists(tpath("o2/sys/fs/cgroup/lxm.payload.0b921a43.c1")), "owner v2: gone");
+	lxm_cgroup_layout_free(l);
+}
+
 /* ---- a fake hybrid host, laid out as the build machines ---- */
 
 #define H_ROOT "h/sys/fs/cgroup"
@@ -1008,6 +1094,9 @@ int main(void)
 	test_unified();
 	test_hybrid();
 	test_legacy();
+	test_owner_tag();
+	test_owner_v1();
+	test_owner_v2();
 	test_real();
 	rm_rf(tmpdir);
 	return tap_done();

@@ -712,6 +712,9 @@ static void test_boot(void)
 	p = good_key("image.os", "Alpine");
 	is_int(p ? p->halt_signal : 0, SIGUSR2, "alpine (busybox init) on SIGUSR2");
 	lxm_policy_free(p);
+	p = good_key("image.os", "Debian");
+	is_int(p ? p->halt_signal : 0, 37, "Debian (systemd) on SIGRTMIN+3");
+	lxm_policy_free(p);
 	p = good_key("image.init", "s6");
 	is_int(p ? p->halt_signal : 0, SIGPWR, "an unknown init: SIGPWR, no error");
 	lxm_policy_free(p);
