@@ -13,11 +13,15 @@
 /* Output beyond this is dropped: helpers say what matters in their first lines. */
 #define CHILD_OUTPUT_MAX (64 * 1024)
 
+/* Longer stdout lines are cut to this for the line callback (the rest of the line is dropped). */
+#define CHILD_LINE_MAX 4096
+
 struct capture {
 	uv_pipe_t pipe; /* our end */
 	char *buf;	/* what was read, NUL-terminated */
 	size_t len;	/* bytes in buf */
 	bool open;	/* not yet at EOF (or closed) */
+	bool tail;	/* keep the last CHILD_OUTPUT_MAX bytes instead of the first */
 };
 
 struct lxmd_child {
@@ -29,13 +33,18 @@ struct lxmd_child {
 	bool closing;		 /* the handles are being closed */
 	int handles;		 /* handles not yet closed */
 	lxmd_child_done_fn done; /* the callback */
-	void *ud;		 /* for done */
+	lxmd_child_line_fn line; /* called per stdout line instead of capturing it, or NULL */
+	char *linebuf;		 /* the stdout line being read (line mode), CHILD_LINE_MAX + 1 */
+	size_t linelen;		 /* bytes in linebuf */
+	bool overlong;		 /* the current line was cut: drop the rest up to its newline */
+	void *ud;		 /* for done and line */
 };
 
 static void child_free(struct lxmd_child *c)
 {
 	free(c->out.buf);
 	free(c->err.buf);
+	free(c->linebuf);
 	free(c);
 }
 
@@ -76,6 +85,57 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(scratch, sizeof(scratch));
 }
 
+static void line_end(struct lxmd_child *c)
+{
+	c->linebuf[c->linelen] = '\0';
+	c->line(c->linebuf, c->ud);
+	c->linelen = 0;
+}
+
+/* Line mode: hands every complete stdout line (without its newline) to the callback. */
+static void feed_lines(struct lxmd_child *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n') {
+			if (!c->overlong)
+				line_end(c);
+			c->overlong = false;
+			c->linelen = 0;
+		} else if (c->overlong) {
+			continue;
+		} else if (c->linelen == CHILD_LINE_MAX) {
+			line_end(c);
+			c->overlong = true;
+		} else {
+			c->linebuf[c->linelen++] = p[i];
+		}
+	}
+}
+
+/* Tail mode: keeps the end of the output, where a failing helper says why. */
+static void keep_tail(struct capture *cap, const char *p, size_t n)
+{
+	char *nb;
+
+	if (n >= CHILD_OUTPUT_MAX) {
+		p += n - CHILD_OUTPUT_MAX;
+		n = CHILD_OUTPUT_MAX;
+	}
+	if (cap->len + n > CHILD_OUTPUT_MAX) {
+		size_t drop = cap->len + n - CHILD_OUTPUT_MAX;
+
+		memmove(cap->buf, cap->buf + drop, cap->len - drop);
+		cap->len -= drop;
+	}
+	nb = realloc(cap->buf, cap->len + n + 1);
+	if (!nb)
+		return;
+	cap->buf = nb;
+	memcpy(cap->buf + cap->len, p, n);
+	cap->len += n;
+	cap->buf[cap->len] = '\0';
+}
+
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct lxmd_child *c = s->data;
@@ -84,7 +144,17 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (n < 0) {
 		uv_read_stop(s);
 		cap->open = false;
+		if (cap == &c->out && c->line && c->linelen > 0 && !c->overlong)
+			line_end(c);
 		maybe_done(c);
+		return;
+	}
+	if (cap == &c->out && c->line) {
+		feed_lines(c, buf->base, (size_t)n);
+		return;
+	}
+	if (cap->tail) {
+		keep_tail(cap, buf->base, (size_t)n);
 		return;
 	}
 	if (n > 0 && cap->len < CHILD_OUTPUT_MAX) {
@@ -105,6 +175,12 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 int lxmd_child_run(uv_loop_t *loop, char *const argv[], lxmd_child_done_fn done, void *ud)
 {
+	return lxmd_child_run_lines(loop, argv, NULL, done, ud, NULL);
+}
+
+int lxmd_child_run_lines(uv_loop_t *loop, char *const argv[], lxmd_child_line_fn line,
+			 lxmd_child_done_fn done, void *ud, struct lxmd_child **ret)
+{
 	struct lxmd_child *c = calloc(1, sizeof(*c));
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t opts = { 0 };
@@ -113,7 +189,16 @@ int lxmd_child_run(uv_loop_t *loop, char *const argv[], lxmd_child_done_fn done,
 	if (!c)
 		return -ENOMEM;
 	c->done = done;
+	c->line = line;
 	c->ud = ud;
+	if (line) {
+		c->linebuf = malloc(CHILD_LINE_MAX + 1);
+		if (!c->linebuf) {
+			free(c);
+			return -ENOMEM;
+		}
+		c->err.tail = true;
+	}
 	uv_pipe_init(loop, &c->out.pipe, 0);
 	uv_pipe_init(loop, &c->err.pipe, 0);
 	c->out.pipe.data = c->err.pipe.data = c->proc.data = c;
@@ -141,7 +226,16 @@ int lxmd_child_run(uv_loop_t *loop, char *const argv[], lxmd_child_done_fn done,
 	c->out.open = c->err.open = true;
 	uv_read_start((uv_stream_t *)&c->out.pipe, alloc_cb, read_cb);
 	uv_read_start((uv_stream_t *)&c->err.pipe, alloc_cb, read_cb);
+	if (ret)
+		*ret = c;
 	return 0;
+}
+
+int lxmd_child_kill(struct lxmd_child *c, int signum)
+{
+	if (c->exited)
+		return 0;
+	return uv_process_kill(&c->proc, signum);
 }
 
 int lxmd_self_dir(char **ret)

@@ -8,13 +8,24 @@
 struct lxmd_child;
 
 /* status: exit code, or 128 + signal. out/err: what it wrote (NUL-terminated, at most the cap),
- * valid during the call only. line_cb variants are not needed: the monitor writes one line. */
+ * valid during the call only. */
 typedef void (*lxmd_child_done_fn)(int status, const char *out, const char *err, void *ud);
+/* One line of the child's stdout, without its newline (cut at 4 KiB), valid during the call. */
+typedef void (*lxmd_child_line_fn)(const char *line, void *ud);
 
 /* Starts argv[0] (a path) with stdin on /dev/null and stdout/stderr captured. The callback (may
  * be NULL) runs once both pipes reached EOF and the process exited. Returns -errno when it could
  * not start (and the callback will not run). */
 int lxmd_child_run(uv_loop_t *loop, char *const argv[], lxmd_child_done_fn done, void *ud);
+
+/* Like lxmd_child_run() for long-running helpers that report progress (image templates): line
+ * (when non-NULL) gets stdout line by line and done's out is then "", and err holds the last
+ * 64 KiB of stderr (where a failing helper says why) instead of the first. *ret (optional) is the
+ * child, for lxmd_child_kill(), valid until done has run. */
+int lxmd_child_run_lines(uv_loop_t *loop, char *const argv[], lxmd_child_line_fn line,
+			 lxmd_child_done_fn done, void *ud, struct lxmd_child **ret);
+/* Sends signum to a child that has not exited yet (0 when it has). */
+int lxmd_child_kill(struct lxmd_child *c, int signum);
 
 /* The directory of the running lxmd executable (for helpers installed beside it). */
 int lxmd_self_dir(char **ret);

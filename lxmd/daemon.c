@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "db/db.h"
 #include "events.h"
+#include "images/images.h"
 #include "instance.h"
 #include "json.h"
 #include "log.h"
@@ -246,6 +247,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_runtime_init(d, err);
 	if (k < 0)
 		goto fail;
+	k = lxmd_images_init(d, err);
+	if (k < 0)
+		goto fail;
 	if ((k = lxm_events_new(&d->events)) < 0 ||
 	    (k = lxm_operations_new(loop, OPERATION_RETENTION_MS, on_operation_change, d,
 				    &d->ops)) < 0) {
@@ -278,6 +282,8 @@ static void finish_shutdown(struct lxmd *d)
 	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	/* Image builds and unpacks still running are abandoned (their operations fail). */
+	lxmd_images_fini(d);
 	/* Running containers keep running: only lxmd's watch on their monitors ends. */
 	lxmd_runtime_fini(d);
 	lxm_operations_free(TAKE_PTR(d->ops));
@@ -314,6 +320,7 @@ void lxmd_fini(struct lxmd *d)
 	/* Only reached without a running loop on init failure: nothing async is pending then. */
 	if (d->server)
 		lxmd_server_close(TAKE_PTR(d->server));
+	lxmd_images_fini(d);
 	lxmd_runtime_fini(d);
 	if (d->ops)
 		lxm_operations_free(TAKE_PTR(d->ops));

@@ -1,6 +1,6 @@
-/* /1.0/instances (and /1.0/containers): list, create, show, delete. Instances created here have no
- * root filesystem content yet (source type "none", like `lxc init --empty`); images and the
- * runtime that starts them come with later parts of lxmd. */
+/* /1.0/instances (and /1.0/containers): list, create, show, delete. An instance is created empty
+ * (source type "none", like `lxc init --empty`) or from an image of the store (source type
+ * "image", by alias or fingerprint prefix; a template alias is built on first use). */
 #include "config.h"
 
 #include <errno.h>
@@ -313,8 +313,6 @@ struct instance_job {
 	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
 	char *alias;		  /* image to fill the rootfs from (create), or NULL: empty */
 	char *logdir;		  /* the instance's log directory (delete), or NULL */
-	char *meta_path;	  /* the image's metadata.yaml (create from an image), or NULL */
-	char *meta_text;	  /* its content, read by the thread pool */
 	int result;		  /* 0 or -errno, set by the worker */
 	const char *step;	  /* what failed */
 };
@@ -330,8 +328,6 @@ static void job_free(void *p)
 	free(j->backup_yaml);
 	free(j->alias);
 	free(j->logdir);
-	free(j->meta_path);
-	free(j->meta_text);
 	free(j);
 }
 
@@ -414,34 +410,28 @@ static int queue_create_work(struct instance_job *j, struct lxm_error **err)
 
 static void create_failed(struct instance_job *j, struct lxm_error *err);
 
-static void meta_work(uv_work_t *w)
-{
-	struct instance_job *j = w->data;
-
-	j->result = lxm_read_file(j->meta_path, &j->meta_text, NULL);
-}
-
 /* LXD records an image's properties on the instance as image.<key> (image.os, image.release...):
- * they tell users what it came from, and the runtime which init it has. */
-static int record_image_properties(struct instance_job *j, struct lxm_error **err)
+ * they tell users what it came from, and the runtime which init it has. volatile.base_image
+ * names the image itself. Sets *ret_ctx to what the image's templates see. */
+static int record_image_properties(struct instance_job *j, const char *fp, json_t **ret_ctx,
+				   struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_json_ json_t *meta = NULL;
-	_cleanup_free_ char *msg = NULL;
-	json_t *props, *v;
+	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	json_t *v;
 	const char *key;
 	int k;
 
-	if (lxm_yaml_to_json(j->meta_text, strlen(j->meta_text), &meta, &msg) < 0)
-		return lxm_error_set(err, -EINVAL, 500, "image '%s': metadata.yaml: %s", j->alias,
-				     msg ? msg : "invalid YAML");
+	k = lxm_db_image_get(j->d->db, fp, &img, err);
+	if (k < 0)
+		return k;
 	k = lxm_db_instance_get(j->d->db, j->name, &inst, err);
 	if (k < 0)
 		return k;
 	if (!inst->config)
 		inst->config = json_object();
-	props = json_object_get(meta, "properties");
-	json_object_foreach (props, key, v) {
+	json_object_foreach (img->properties, key, v) {
 		char *ck = NULL;
 
 		if (!json_is_string(v) || asprintf(&ck, "image.%s", key) < 0)
@@ -449,47 +439,60 @@ static int record_image_properties(struct instance_job *j, struct lxm_error **er
 		json_object_set(inst->config, ck, v);
 		free(ck);
 	}
+	json_object_set_new(inst->config, "volatile.base_image", json_string(fp));
 	k = lxm_db_instance_update(j->d->db, j->name, inst, err);
 	if (k < 0)
 		return k;
 	free(j->backup_yaml);
 	j->backup_yaml = NULL;
-	return backup_yaml(j->d, inst, &j->backup_yaml, err);
+	k = backup_yaml(j->d, inst, &j->backup_yaml, err);
+	if (k < 0)
+		return k;
+	k = lxmd_instance_expand(j->d, inst, &config, &devices, err);
+	if (k < 0)
+		return k;
+	*ret_ctx = json_pack(
+		"{s:{s:s, s:s, s:s, s:b, s:s}, s:O, s:O}", "instance", "name", inst->name, "type",
+		inst->type, "architecture", inst->architecture ? inst->architecture : "",
+		"ephemeral", inst->ephemeral, "description",
+		inst->description ? inst->description : "", "config", config, "devices", devices);
+	return *ret_ctx ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
 }
 
-static void meta_done(uv_work_t *w, int status)
-{
-	struct instance_job *j = w->data;
-	struct lxm_error *err = NULL;
-
-	if (j->result < 0)
-		lxm_error_setx(&err, j->result, 500, "create instance '%s': read %s", j->name,
-			       j->meta_path);
-	else if (record_image_properties(j, &err) >= 0 && queue_create_work(j, &err) >= 0)
-		return;
-	create_failed(j, err);
-}
-
-static void create_filled(struct lxmd *d, const char *name, int result, void *ud)
+static void create_filled(struct lxmd *d, const char *name, int result,
+			  const struct lxm_error *ferr, void *ud)
 {
 	struct instance_job *j = ud;
 	struct lxm_error *err = NULL;
-	int k;
 
 	if (result < 0) {
-		lxm_error_setx(&err, result, 500, "create instance '%s': unpack image '%s'",
-			       j->name, j->alias);
-	} else if (asprintf(&j->meta_path, "%s/images/%s/metadata.yaml", d->cfg.root, j->alias) <
-		   0) {
-		lxm_error_set(&err, -ENOMEM, 500, "create instance '%s': out of memory", j->name);
-	} else {
-		j->work.data = j;
-		k = uv_queue_work(d->loop, &j->work, meta_work, meta_done);
-		if (k == 0)
-			return;
-		lxm_error_set(&err, k, 500, "create instance '%s': %s", j->name, uv_strerror(k));
+		lxm_error_set(&err, result, ferr ? ferr->status : 500, "create instance '%s': %s",
+			      j->name, ferr ? ferr->msg : strerror(-result));
+		create_failed(j, err);
+		return;
 	}
-	create_failed(j, err);
+	if (queue_create_work(j, &err) < 0)
+		create_failed(j, err);
+}
+
+static void create_ensured(struct lxmd *d, int result, const char *fp, const struct lxm_error *ierr,
+			   void *ud)
+{
+	struct instance_job *j = ud;
+	_cleanup_json_ json_t *ctx = NULL;
+	struct lxm_error *err = NULL;
+
+	if (result < 0) {
+		lxm_error_set(&err, result, ierr ? ierr->status : 500, "create instance '%s': %s",
+			      j->name, ierr ? ierr->msg : strerror(-result));
+		create_failed(j, err);
+		return;
+	}
+	if (record_image_properties(j, fp, &ctx, &err) < 0 ||
+	    lxmd_image_fill_rootfs(d, fp, j->name, ctx, j->op, create_filled, j, &err) < 0) {
+		lxm_error_prefix(&err, "create instance '%s'", j->name);
+		create_failed(j, err);
+	}
 }
 
 /* Undoes a create from an image that failed after its row was written: nothing stays, not the
@@ -510,7 +513,7 @@ static int create_run(struct lxm_operation *op, void *data, struct lxm_error **e
 
 	j->op = op;
 	if (j->alias)
-		return lxmd_instance_fill_rootfs(j->d, j->name, j->alias, create_filled, j, err);
+		return lxmd_image_ensure(j->d, j->alias, op, create_ensured, j, err);
 	return queue_create_work(j, err);
 }
 
@@ -607,11 +610,10 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 		if (!alias || !*alias)
 			alias = fp;
 		if (!alias || !*alias)
-			return lxm_error_set(
-				err, -EINVAL, 400,
-				"create instance '%s': source.alias is required for an "
-				"image source",
-				name);
+			return lxm_error_set(err, -EINVAL, 400,
+					     "create instance '%s': an image source needs "
+					     "source.alias or source.fingerprint",
+					     name);
 		if (!lxmd_image_known(r->d, alias))
 			return lxm_error_set(err, -ENOENT, 404,
 					     "create instance '%s': image '%s' not found", name,
@@ -777,6 +779,7 @@ static void delete_done(uv_work_t *w, int status)
 		lxm_operation_finish(j->op, err);
 		return;
 	}
+	lxmd_instance_deleted(j->d, j->name);
 	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
 		lxm_events_lifecycle(j->d->events, "instance-deleted", url, NULL);
 	lxm_operation_finish(j->op, NULL);

@@ -14,7 +14,8 @@
 #include "server.h"
 #include "util.h"
 
-/* Every route of the API. Order does not matter: patterns never overlap. */
+/* Every route of the API. The first match wins; patterns overlap only where a fixed segment
+ * comes before a '*' in the same place (/1.0/images/aliases before /1.0/images/ *). */
 static const struct lxmd_route routes[] = {
 	{ "/", { [LXMD_GET] = lxmd_api_root_get } },
 	{ "/1.0", { [LXMD_GET] = lxmd_api_server_get } },
@@ -54,7 +55,24 @@ static const struct lxmd_route routes[] = {
 	    [LXMD_PATCH] = lxmd_api_profile_patch,
 	    [LXMD_POST] = lxmd_api_profile_post,
 	    [LXMD_DELETE] = lxmd_api_profile_delete } },
-	{ "/1.0/images", { [LXMD_GET] = lxmd_api_images_get } },
+	{ "/1.0/images",
+	  { [LXMD_GET] = lxmd_api_images_get, [LXMD_POST] = lxmd_api_images_post },
+	  LXMD_ROUTE_RAW_BODY | LXMD_ROUTE_STREAM_BODY },
+	/* Before /1.0/images/ *: "aliases" is not a fingerprint. */
+	{ "/1.0/images/aliases",
+	  { [LXMD_GET] = lxmd_api_image_aliases_get, [LXMD_POST] = lxmd_api_image_aliases_post } },
+	{ "/1.0/images/aliases/**",
+	  { [LXMD_GET] = lxmd_api_image_alias_get,
+	    [LXMD_PUT] = lxmd_api_image_alias_put,
+	    [LXMD_PATCH] = lxmd_api_image_alias_patch,
+	    [LXMD_POST] = lxmd_api_image_alias_post,
+	    [LXMD_DELETE] = lxmd_api_image_alias_delete } },
+	{ "/1.0/images/*",
+	  { [LXMD_GET] = lxmd_api_image_get,
+	    [LXMD_PUT] = lxmd_api_image_put,
+	    [LXMD_PATCH] = lxmd_api_image_patch,
+	    [LXMD_DELETE] = lxmd_api_image_delete } },
+	{ "/1.0/images/*/export", { [LXMD_GET] = lxmd_api_image_export_get } },
 	{ "/1.0/storage-pools", { [LXMD_GET] = lxmd_api_storage_pools_get } },
 	{ "/1.0/networks", { [LXMD_GET] = lxmd_api_networks_get } },
 };
@@ -82,7 +100,8 @@ enum lxmd_method lxmd_method_from_http(enum http_method m)
 	}
 }
 
-/* Compares path against pattern segment by segment; '*' takes one non-empty segment. */
+/* Compares path against pattern segment by segment; '*' takes one non-empty segment, and a
+ * final '**' the rest of the path (one or more segments, e.g. alias names like "debian/12"). */
 static bool route_matches(const char *pattern, const char *path, char *args[4])
 {
 	size_t n = 0;
@@ -91,6 +110,12 @@ static bool route_matches(const char *pattern, const char *path, char *args[4])
 		const char *pe = strchrnul(pattern, '/'), *se = strchrnul(path, '/');
 		size_t plen = (size_t)(pe - pattern), slen = (size_t)(se - path);
 
+		if (plen == 2 && !*pe && memcmp(pattern, "**", 2) == 0) {
+			if (slen == 0 || n >= 4)
+				goto fail;
+			args[n] = strdup(path);
+			return args[n] != NULL;
+		}
 		if (plen == 1 && pattern[0] == '*') {
 			if (slen == 0 || n >= 4)
 				goto fail;

@@ -1,6 +1,6 @@
 /* The REST API: one route table for every resource. Each route names a path pattern ('*' matches
- * one segment) and a handler per method; /1.0/containers/... is served by the /1.0/instances
- * routes. */
+ * one segment, a final '**' the rest of the path) and a handler per method; /1.0/containers/...
+ * is served by the /1.0/instances routes. */
 #pragma once
 
 #include <http_parser.h>
@@ -96,6 +96,19 @@ int lxmd_api_profile_patch(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_profile_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_profile_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_images_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_export_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_aliases_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_aliases_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_alias_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_alias_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_alias_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_alias_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_alias_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err);
 

@@ -40,7 +40,12 @@ typedef int (*lxm_progress_fn)(uint64_t done, uint64_t total, void *ud);
  * file, an absolute path or a ".." component, a hard link or a path through a symlink that would
  * leave destdir, an entry outside the kind's layout, a device node, fifo or socket outside
  * rootfs/dev, a setuid/setgid file outside rootfs/, a unified or metadata archive without
- * metadata.yaml, a metadata.yaml over 1 MiB. */
+ * metadata.yaml, a metadata.yaml over 1 MiB; also anything but files and directories in
+ * templates/, a hard link to another part of the image (rootfs/ -> templates/), and a unified
+ * image or rootfs without any rootfs/ entry. Entry names may start with "./". An existing destdir
+ * is a 409 and left alone. File flags (chattr) are not restored. A squashfs rootfs is unpacked by
+ * unsquashfs, then walked for the device rule. Runs with its own working directory: the calling
+ * thread is unshare(CLONE_FS)'d for good (its cwd and umask stop following the process's). */
 int lxm_archive_unpack(const char *path, enum lxm_archive_kind kind, const char *destdir,
 		       lxm_progress_fn progress, void *ud, struct lxm_error **err);
 

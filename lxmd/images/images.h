@@ -83,15 +83,13 @@ int lxmd_image_delete(struct lxmd *d, const char *fp, struct lxm_error **err);
 /* Fills an instance's new rootfs from image fp: unpacks the image once (shared by concurrent
  * fills), copies the tree into the instance's directory, keeps metadata.yaml and templates/
  * beside the rootfs (for publish), and applies the image's "create" templates with ctx (see
- * lxm_template_render). cb runs once with the result. */
-typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result, void *ud);
+ * lxm_template_render). cb runs once with the result, and on failure err (borrowed, valid during
+ * the call) says which step failed and why. The image cannot be deleted meanwhile. */
+typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result,
+				    const struct lxm_error *err, void *ud);
 int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance, const json_t *ctx,
 			   struct lxm_operation *op, lxmd_rootfs_done_fn cb, void *ud,
 			   struct lxm_error **err);
 
 /* LXD's Image object for GET /1.0/images/<fp> (aliases included). */
 int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_error **err);
-
-/* ---- until the store lands (kept so the tree builds; removed by the store's author) ---- */
-int lxmd_instance_fill_rootfs(struct lxmd *d, const char *name, const char *alias,
-			      lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err);

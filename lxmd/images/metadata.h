@@ -38,7 +38,10 @@ void lxm_image_metadata_free(struct lxm_image_metadata *m);
  *   {% if EXPR %} ... {% elif EXPR %} ... {% else %} ... {% endif %} where EXPR is a value,
  *   "not VALUE", or VALUE == / != VALUE (values: names, "strings", config_get(...))
  *   {# comments #}
- * Unknown names render as "" (as pongo2 does); a syntax error is a 400 naming the line. */
+ * and also: EXPR and EXPR, EXPR or EXPR, ( EXPR ), integer literals, true/false/none, and
+ * pongo2's whitespace control ({%- -%}, {{- -}}). Unknown names render as "" (as pongo2 does),
+ * booleans as True/False; a syntax error, an unknown tag, filter or function is a 400
+ * "template line N: ...". The output is capped at 1 MiB (a 400 beyond). */
 int lxm_template_render(const char *tpl, size_t len, const json_t *ctx, char **ret,
 			struct lxm_error **err);
 
@@ -46,7 +49,9 @@ int lxm_template_render(const char *tpl, size_t len, const json_t *ctx, char **r
  * is read from templates_dir, rendered with ctx (its "properties" and "trigger" filled in) and
  * written to its path inside rootfs, resolved in the rootfs (a symlink in the rootfs can never
  * lead the write outside it), mode 0644, owner root, parent directories created. create_only
- * templates leave an existing file alone. */
+ * templates leave an existing file alone. The file is written beside its target and renamed
+ * over it: a symlink at the path itself is replaced, never followed. Template files are read
+ * from templates_dir without following symlinks. */
 int lxm_image_apply_templates(const struct lxm_image_metadata *m, const char *templates_dir,
 			      const char *rootfs, const char *trigger, const json_t *ctx,
 			      struct lxm_error **err);

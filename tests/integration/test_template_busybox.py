@@ -123,8 +123,17 @@ def test_metadata(image):
         "variant": "default",
         "init": "busybox",
     }
-    assert meta["templates"] == {}
-    assert sorted(os.listdir(image)) == ["metadata.yaml", "rootfs"]
+    # LXD image templates name the instance in /etc/hostname and /etc/hosts when lxm creates one.
+    assert meta["templates"] == {
+        "/etc/hostname": {"when": ["create", "copy"], "template": "hostname.tpl"},
+        "/etc/hosts": {"when": ["create", "copy"], "template": "hosts.tpl"},
+    }
+    assert sorted(os.listdir(image)) == ["metadata.yaml", "rootfs", "templates"]
+    with open(os.path.join(image, "templates", "hostname.tpl")) as f:
+        assert f.read() == "{{ instance.name }}\n"
+    with open(os.path.join(image, "templates", "hosts.tpl")) as f:
+        hosts = f.read()
+    assert "127.0.0.1\tlocalhost\n" in hosts and "127.0.1.1\t{{ instance.name }}\n" in hosts
 
 
 def test_applet_links_stay_inside_rootfs(image):
@@ -403,7 +412,7 @@ def test_rebuild_needs_force(workdir):
         assert yaml.safe_load(f)["creation_date"] != 1000000000
     assert os.path.isfile(os.path.join(out, "rootfs", "etc", "hostname"))
     # No staging directory is left behind.
-    assert sorted(os.listdir(out)) == ["metadata.yaml", "rootfs"]
+    assert sorted(os.listdir(out)) == ["metadata.yaml", "rootfs", "templates"]
 
     other = os.path.join(workdir, "other")
     os.mkdir(other)

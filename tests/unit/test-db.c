@@ -888,6 +888,217 @@ static void test_future_version(void)
 	check_err(r, &err, -EINVAL, 500, "past the requested 1", "no downgrade by open_at_version");
 }
 
+/* ---- images ---- */
+
+#define FP_A "aaaa000000000000000000000000000000000000000000000000000000000001"
+#define FP_B "aaaa000000000000000000000000000000000000000000000000000000000002"
+#define FP_C "cccc000000000000000000000000000000000000000000000000000000000003"
+#define FP_D "dddd000000000000000000000000000000000000000000000000000000000004"
+
+static int image_add(struct lxm_db *db, const char *fp, const char *props, struct lxm_error **err)
+{
+	json_t *p = props ? json_loads(props, 0, NULL) : NULL;
+	struct lxm_db_image img = {
+		.fingerprint = (char *)fp,
+		.filename = (char *)"img.tar.gz",
+		.size = 1234,
+		.public = true,
+		.architecture = (char *)"x86_64",
+		.type = (char *)"container",
+		.created_at = 1700000000,
+		.properties = p,
+	};
+	int r = lxm_db_image_create(db, &img, err);
+
+	json_decref(p);
+	return r;
+}
+
+static void test_image_rows(struct lxm_db *db)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_db_image *img = NULL, **list = NULL;
+	size_t n = 0;
+	char *fp = NULL;
+	int r;
+
+	r = image_add(db, FP_A, "{\"os\": \"Debian\", \"release\": \"12\"}", &err);
+	is_int(r, 0, "create image A");
+	r = image_add(db, FP_B, NULL, &err);
+	is_int(r, 0, "create image B without properties");
+	r = image_add(db, FP_A, NULL, &err);
+	check_err(r, &err, -EEXIST, 409, "image '" FP_A "' already exists", "create A twice");
+	r = image_add(db, "not-a-fingerprint", NULL, &err);
+	check_err(r, &err, -EINVAL, 400, "64 lowercase hex digits", "invalid fingerprint");
+	r = image_add(db, FP_C, "{\"os\": 1}", &err);
+	check_err(r, &err, -EINVAL, 400, "os", "non-string property refused");
+	is_int(q_int(lxm_db_handle(db),
+		     "SELECT COUNT(*) FROM images WHERE fingerprint LIKE 'cccc%'"),
+	       0, "a refused create leaves no row");
+
+	r = lxm_db_image_get(db, FP_A, &img, &err);
+	is_int(r, 0, "get image A");
+	if (r == 0) {
+		is_str(img->fingerprint, FP_A, "fingerprint read back");
+		is_str(img->filename, "img.tar.gz", "filename read back");
+		ok(img->size == 1234 && img->public && !img->auto_update && !img->cached,
+		   "size and flags read back");
+		is_str(img->architecture, "x86_64", "architecture read back");
+		is_str(img->type, "container", "type read back");
+		ok(img->created_at == 1700000000, "created_at in seconds round-trips");
+		ok(img->uploaded_at > 1700000000 && img->uploaded_at < 4000000000,
+		   "uploaded_at defaults to now, in seconds");
+		ok(img->expires_at == 0 && img->last_used_at == 0, "expires/last used never");
+		ok(json_eq(img->properties, "{\"os\": \"Debian\", \"release\": \"12\"}"),
+		   "properties read back");
+		ok(json_eq(img->aliases, "[]"), "no aliases yet");
+	}
+	lxm_db_image_free(img);
+	img = NULL;
+	is_int(q_int(lxm_db_handle(db),
+		     "SELECT created_at FROM images WHERE fingerprint = '" FP_A "'"),
+	       1700000000LL * 1000000000LL, "the column keeps nanoseconds, as the schema says");
+	r = lxm_db_image_get(db, FP_C, &img, &err);
+	check_err(r, &err, -ENOENT, 404, "image '" FP_C "' not found", "get unknown image");
+
+	r = lxm_db_image_resolve_prefix(db, "aaaa", &fp, &err);
+	check_err(r, &err, -EINVAL, 400, "image prefix 'aaaa' is ambiguous: 2 images match",
+		  "ambiguous prefix");
+	r = image_add(db, FP_D, NULL, &err);
+	is_int(r, 0, "create image D");
+	r = lxm_db_image_resolve_prefix(db, "dd", &fp, &err);
+	ok(r == 0 && fp && strcmp(fp, FP_D) == 0, "a unique prefix resolves to D");
+	r = lxm_db_image_delete(db, FP_D, &err);
+	is_int(r, 0, "delete image D");
+	free(fp);
+	fp = NULL;
+	r = lxm_db_image_resolve_prefix(db, FP_A, &fp, &err);
+	ok(r == 0 && fp && strcmp(fp, FP_A) == 0, "a full fingerprint resolves to itself");
+	free(fp);
+	fp = NULL;
+	r = lxm_db_image_resolve_prefix(db, "aa%", &fp, &err);
+	check_err(r, &err, -ENOENT, 404, "image 'aa%' not found", "'%' is no wildcard");
+	r = lxm_db_image_resolve_prefix(db, "", &fp, &err);
+	check_err(r, &err, -EINVAL, 400, "empty", "empty prefix refused");
+
+	{
+		json_t *p = json_pack("{s:s}", "description", "edited");
+		struct lxm_db_image upd = { .fingerprint = (char *)FP_A,
+					    .public = false,
+					    .auto_update = true,
+					    .expires_at = 1800000000,
+					    .properties = p };
+
+		r = lxm_db_image_update(db, &upd, &err);
+		is_int(r, 0, "update image A");
+		upd.fingerprint = (char *)FP_C;
+		r = lxm_db_image_update(db, &upd, &err);
+		check_err(r, &err, -ENOENT, 404, "image '" FP_C "' not found", "update unknown");
+		json_decref(p);
+	}
+	r = lxm_db_image_touch(db, FP_A, 1750000000, &err);
+	is_int(r, 0, "touch image A");
+	r = lxm_db_image_touch(db, FP_C, 1750000000, &err);
+	check_err(r, &err, -ENOENT, 404, "not found", "touch unknown");
+	r = lxm_db_image_get(db, FP_A, &img, &err);
+	ok(r == 0 && !img->public && img->auto_update && img->expires_at == 1800000000 &&
+		   img->last_used_at == 1750000000 && img->size == 1234,
+	   "update changed public, auto_update, expires_at and touch last_used_at only");
+	ok(r == 0 && json_eq(img->properties, "{\"description\": \"edited\"}"),
+	   "update replaced the properties");
+	lxm_db_image_free(img);
+	img = NULL;
+
+	r = lxm_db_image_list(db, &list, &n, &err);
+	ok(r == 0 && n == 2 && strcmp(list[0]->fingerprint, FP_A) == 0 &&
+		   strcmp(list[1]->fingerprint, FP_B) == 0 && json_is_object(list[1]->properties),
+	   "list gives both images by fingerprint, with properties");
+	for (size_t i = 0; i < n; i++)
+		lxm_db_image_free(list[i]);
+	free(list);
+	lxm_error_free(err);
+}
+
+static void test_image_aliases(struct lxm_db *db)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_db_image_alias *a = NULL, **list = NULL;
+	struct lxm_db_image *img = NULL;
+	size_t n = 0;
+	int r;
+
+	r = lxm_db_image_alias_create(db, "debian/12", FP_A, "Debian 12", &err);
+	is_int(r, 0, "create alias debian/12");
+	r = lxm_db_image_alias_create(db, "b", FP_B, NULL, &err);
+	is_int(r, 0, "create alias b (NULL description)");
+	r = lxm_db_image_alias_create(db, "debian/12", FP_B, "", &err);
+	check_err(r, &err, -EEXIST, 409, "image alias 'debian/12' already exists",
+		  "create an existing alias");
+	r = lxm_db_image_alias_create(db, "x", FP_C, "", &err);
+	check_err(r, &err, -ENOENT, 404, "image '" FP_C "' not found", "alias to unknown image");
+
+	r = lxm_db_image_alias_get(db, "debian/12", &a, &err);
+	ok(r == 0 && strcmp(a->name, "debian/12") == 0 && strcmp(a->target, FP_A) == 0 &&
+		   strcmp(a->description, "Debian 12") == 0 && strcmp(a->type, "container") == 0,
+	   "get alias: name, target, description, type");
+	lxm_db_image_alias_free(a);
+	a = NULL;
+	r = lxm_db_image_alias_get(db, "nope", &a, &err);
+	check_err(r, &err, -ENOENT, 404, "image alias 'nope' not found", "get unknown alias");
+
+	r = lxm_db_image_get(db, FP_A, &img, &err);
+	ok(r == 0 && json_eq(img->aliases, "[{\"name\": \"debian/12\", \"description\": \"Debian "
+					   "12\"}]"),
+	   "the image lists its alias");
+	lxm_db_image_free(img);
+	img = NULL;
+
+	r = lxm_db_image_alias_update(db, "b", FP_A, "now A", &err);
+	is_int(r, 0, "point alias b at A");
+	r = lxm_db_image_alias_update(db, "b", FP_C, "", &err);
+	check_err(r, &err, -ENOENT, 404, "image '" FP_C "' not found", "update to unknown image");
+	r = lxm_db_image_alias_update(db, "zz", FP_A, "", &err);
+	check_err(r, &err, -ENOENT, 404, "image alias 'zz' not found", "update unknown alias");
+
+	r = lxm_db_image_alias_rename(db, "b", "debian/12", &err);
+	check_err(r, &err, -EEXIST, 409, "image alias 'debian/12' already exists",
+		  "rename onto an existing alias");
+	r = lxm_db_image_alias_rename(db, "zz", "yy", &err);
+	check_err(r, &err, -ENOENT, 404, "image alias 'zz' not found", "rename unknown alias");
+	r = lxm_db_image_alias_rename(db, "b", "debian/bookworm", &err);
+	is_int(r, 0, "rename b to debian/bookworm");
+
+	r = lxm_db_image_alias_list(db, &list, &n, &err);
+	ok(r == 0 && n == 2 && strcmp(list[0]->name, "debian/12") == 0 &&
+		   strcmp(list[1]->name, "debian/bookworm") == 0 &&
+		   strcmp(list[1]->target, FP_A) == 0 && strcmp(list[1]->description, "now A") == 0,
+	   "alias list sorted, with the rename and update applied");
+	for (size_t i = 0; i < n; i++)
+		lxm_db_image_alias_free(list[i]);
+	free(list);
+
+	r = lxm_db_image_alias_delete(db, "debian/bookworm", &err);
+	is_int(r, 0, "delete alias");
+	r = lxm_db_image_alias_delete(db, "debian/bookworm", &err);
+	check_err(r, &err, -ENOENT, 404, "image alias 'debian/bookworm' not found",
+		  "delete it again");
+
+	r = lxm_db_image_delete(db, FP_A, &err);
+	is_int(r, 0, "delete image A");
+	r = lxm_db_image_delete(db, FP_A, &err);
+	check_err(r, &err, -ENOENT, 404, "image '" FP_A "' not found", "delete it again");
+	r = lxm_db_image_alias_get(db, "debian/12", &a, &err);
+	check_err(r, &err, -ENOENT, 404, "not found", "the image's alias went with it");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM images_properties"), 0,
+	       "its properties went with it");
+	r = lxm_db_image_delete(db, FP_B, &err);
+	is_int(r, 0, "delete image B");
+	r = lxm_db_image_alias_list(db, &list, &n, &err);
+	ok(r == 0 && n == 0 && list && !list[0], "no aliases left: an empty list");
+	free(list);
+	lxm_error_free(err);
+}
+
 /* Removes the (flat) temporary directory; true when it is gone. */
 static bool remove_tmpdir(void)
 {
@@ -925,6 +1136,8 @@ int main(void)
 		test_config(db);
 		test_lists(db);
 		test_transactions(db);
+		test_image_rows(db);
+		test_image_aliases(db);
 		lxm_db_close(db);
 	}
 	lxm_error_free(err);
