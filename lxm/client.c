@@ -93,6 +93,25 @@ int lxm_client_new(struct lxm_client **ret, struct lxm_error **err)
 	return 0;
 }
 
+int lxm_client_new_at(const char *socket, struct lxm_client **ret, struct lxm_error **err)
+{
+	struct lxm_client *c;
+	char *path = strdup(socket);
+	int r;
+
+	if (!path)
+		return lxm_error_set(err, -ENOMEM, 500, "create API client: out of memory");
+	r = lxm_client_new(&c, err);
+	if (r < 0) {
+		free(path);
+		return r;
+	}
+	free(c->socket);
+	c->socket = path;
+	*ret = c;
+	return 0;
+}
+
 void lxm_client_free(struct lxm_client *c)
 {
 	if (!c)

@@ -30,6 +30,8 @@ int lxm_client_socket_path(char **ret);
 
 /* Creates a client for the socket above. Nothing is sent yet. */
 int lxm_client_new(struct lxm_client **ret, struct lxm_error **err);
+/* The same for another socket (a remote lxmd on this host), whatever the environment says. */
+int lxm_client_new_at(const char *socket, struct lxm_client **ret, struct lxm_error **err);
 void lxm_client_free(struct lxm_client *c);
 const char *lxm_client_socket(const struct lxm_client *c);
 

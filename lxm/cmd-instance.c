@@ -133,7 +133,8 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 			return r;
 		image = argv[optind];
 		name = nargs == 2 ? argv[optind + 1] : NULL;
-		source = json_pack("{s:s, s:s}", "type", "image", "alias", image);
+		/* Filled in once connected: REMOTE:ALIAS may need the image copied first. */
+		source = json_object();
 	}
 
 	/* "profiles": null asks for the server's default profile, [] for none at all. */
@@ -147,6 +148,14 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
+	if (image) {
+		json_decref(TAKE_PTR(source));
+		r = lxm_image_source(c, image, &source, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "%s", cmd);
+		if (json_object_set(body, "source", source) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	}
 	if (name)
 		printf("Creating %s\n", name);
 	else

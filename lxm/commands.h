@@ -32,6 +32,8 @@ extern const struct lxm_command lxm_operation_commands[];
 extern const struct lxm_command lxm_profile_commands[];
 extern const struct lxm_command lxm_config_commands[];
 extern const struct lxm_command lxm_file_commands[];
+extern const struct lxm_command lxm_image_commands[];
+extern const struct lxm_command lxm_remote_commands[];
 
 /* cmd-server.c */
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err);
@@ -52,6 +54,14 @@ int lxm_cmd_pause(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err);
 /* cmd-console.c */
 int lxm_cmd_console(int argc, char **argv, struct lxm_error **err);
+/* cmd-image.c */
+int lxm_cmd_publish(int argc, char **argv, struct lxm_error **err);
+extern const struct lxm_command lxm_image_alias_commands[];
+/* The "source" of POST /1.0/instances for IMAGE as typed ([REMOTE:]ALIAS): a local alias as it
+ * is (the server resolves it), a pull from a simplestreams remote, or, for another lxmd, its
+ * image copied to local (unless already there) and named by fingerprint. */
+int lxm_image_source(struct lxm_client *local, const char *image, json_t **ret,
+		     struct lxm_error **err);
 
 /* ---- shared helpers (cmd-common.c) ---- */
 

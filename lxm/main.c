@@ -162,6 +162,31 @@ static const struct lxm_command commands[] = {
 		.subcommands = lxm_file_commands,
 	},
 	{
+		.name = "image",
+		.summary = "Manage images",
+		.usage = "image <command>",
+		.subcommands = lxm_image_commands,
+	},
+	{
+		.name = "publish",
+		.run = lxm_cmd_publish,
+		.summary = "Publish instances as images",
+		.usage = "publish INSTANCE[/SNAPSHOT] [KEY=VALUE...] [flags]",
+		.help = "Makes an image of a stopped instance (or a snapshot); KEY=VALUE sets\n"
+			"image properties. Prints the new image's fingerprint.\n"
+			"\n"
+			"Flags:\n"
+			"      --alias A          Alias of the new image (repeatable)\n"
+			"      --public           Serve the image to other hosts\n"
+			"      --compression C    gzip (default), xz, zstd or none\n",
+	},
+	{
+		.name = "remote",
+		.summary = "Manage the list of remote servers",
+		.usage = "remote <command>",
+		.subcommands = lxm_remote_commands,
+	},
+	{
 		.name = "profile",
 		.summary = "Manage profiles",
 		.usage = "profile <command>",

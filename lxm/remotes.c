@@ -1,4 +1,705 @@
-/* Placeholder: being written. */
+/* The CLI's remotes (config file, names, connections) and streamed requests; see remotes.h. */
 #include "config.h"
 
-#include "remotes.h"
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "lib/yaml.h"
+#include "lxm/commands.h"
+#include "lxm/remotes.h"
+
+/* A JSON reply (an error, an operation) is small; a bigger one is not an API answer. */
+#define JSON_REPLY_MAX (16u << 20)
+
+static const char *const protocol_names[_LXM_REMOTE_PROTOCOL_MAX] = {
+	[LXM_REMOTE_LXD] = "lxd",
+	[LXM_REMOTE_SIMPLESTREAMS] = "simplestreams",
+};
+
+const char *lxm_remote_protocol_to_string(enum lxm_remote_protocol p)
+{
+	return p >= 0 && p < _LXM_REMOTE_PROTOCOL_MAX ? protocol_names[p] : NULL;
+}
+
+enum lxm_remote_protocol lxm_remote_protocol_from_string(const char *s)
+{
+	for (int i = 0; i < _LXM_REMOTE_PROTOCOL_MAX; i++)
+		if (streq(s, protocol_names[i]))
+			return (enum lxm_remote_protocol)i;
+	return _LXM_REMOTE_PROTOCOL_INVALID;
+}
+
+/* ---- the set of remotes ---- */
+
+static void remote_done(struct lxm_remote *r)
+{
+	free(r->name);
+	free(r->addr);
+	free(r->ca);
+	*r = (struct lxm_remote){};
+}
+
+void lxm_remotes_free(struct lxm_remotes *rs)
+{
+	if (!rs)
+		return;
+	for (size_t i = 0; i < rs->n; i++)
+		remote_done(&rs->v[i]);
+	free(rs->v);
+	free(rs->path);
+	free(rs);
+}
+
+const struct lxm_remote *lxm_remotes_find(const struct lxm_remotes *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (streq(rs->v[i].name, name))
+			return &rs->v[i];
+	return NULL;
+}
+
+const char *lxm_remote_name_invalid_reason(const char *name)
+{
+	if (!name || !*name)
+		return "a remote name must not be empty";
+	if (strlen(name) > 63)
+		return "a remote name is at most 63 characters long";
+	if (!isalnum((unsigned char)name[0]))
+		return "a remote name starts with a letter or a digit";
+	for (const char *s = name; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+			return "a remote name may only contain letters, digits, '.', '_' and '-'";
+	return NULL;
+}
+
+/* The address of a remote, checked for its protocol: lxd remotes are unix:///abs/path sockets
+ * for now, simplestreams remotes https:// servers. */
+static int check_addr(const char *name, const char *addr, enum lxm_remote_protocol protocol,
+		      const char *ca, struct lxm_error **err)
+{
+	const char *path;
+
+	if (protocol == LXM_REMOTE_SIMPLESTREAMS) {
+		if (!startswith(addr, "https://") || !addr[strlen("https://")] ||
+		    addr[strlen("https://")] == '/')
+			return lxm_error_set(err, -EINVAL, 400,
+					     "remote '%s': invalid address '%s': a simplestreams "
+					     "server is an https://HOST[:PORT][/PATH] URL",
+					     name, addr);
+		return 0;
+	}
+	if (startswith(addr, "https://") || startswith(addr, "http://"))
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "remote '%s': %s: LXD-protocol remotes over HTTPS are not "
+				     "supported yet; use another lxmd's socket "
+				     "(unix:///path/to/unix.socket) or --protocol simplestreams "
+				     "for an image server",
+				     name, addr);
+	if (!startswith(addr, "unix://"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': invalid address '%s': expected "
+				     "unix:///path/to/unix.socket",
+				     name, addr);
+	path = addr + strlen("unix://");
+	if (path[0] != '/')
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': invalid address '%s': the socket path must be "
+				     "absolute (unix:///path/to/unix.socket)",
+				     name, addr);
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return lxm_error_set(err, -ENAMETOOLONG, 400,
+				     "remote '%s': socket path %s is too long for a unix socket",
+				     name, path);
+	if (ca)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': a CA file is for https servers, not for %s",
+				     name, addr);
+	return 0;
+}
+
+/* Appends a copy; the caller has checked the fields. */
+static int append(struct lxm_remotes *rs, const char *name, const char *addr,
+		  enum lxm_remote_protocol protocol, bool public, const char *ca, bool builtin)
+{
+	struct lxm_remote *v = realloc(rs->v, (rs->n + 1) * sizeof(*v)), *r;
+
+	if (!v)
+		return -ENOMEM;
+	rs->v = v;
+	r = &v[rs->n];
+	*r = (struct lxm_remote){
+		.name = strdup(name),
+		.addr = strdup(addr),
+		.protocol = protocol,
+		.public = public,
+		.ca = ca ? strdup(ca) : NULL,
+		.builtin = builtin,
+	};
+	if (!r->name || !r->addr || (ca && !r->ca)) {
+		remote_done(r);
+		return -ENOMEM;
+	}
+	rs->n++;
+	return 0;
+}
+
+static int remote_cmp(const void *a, const void *b)
+{
+	const struct lxm_remote *x = a, *y = b;
+
+	if (x->builtin != y->builtin)
+		return x->builtin ? -1 : 1;
+	return lxm_natural_cmp(x->name, y->name);
+}
+
+static int config_path(char **ret)
+{
+	const char *conf = getenv("LXM_CONF"), *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (conf && *conf)
+		return asprintf(ret, "%s/config.yml", conf) < 0 ? -ENOMEM : 0;
+	if (!home || !*home) {
+		pw = getpwuid(getuid());
+		home = pw ? pw->pw_dir : NULL;
+	}
+	if (!home || !*home)
+		return -ENOENT;
+	return asprintf(ret, "%s/.config/lxm/config.yml", home) < 0 ? -ENOMEM : 0;
+}
+
+/* One entry of the file's "remotes" map. */
+static int load_remote(struct lxm_remotes *rs, const char *name, const json_t *v,
+		       struct lxm_error **err)
+{
+	const char *addr, *proto = "lxd", *ca = NULL, *key, *reason;
+	enum lxm_remote_protocol p;
+	bool public = false;
+	json_t *f;
+
+	reason = lxm_remote_name_invalid_reason(name);
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400, "remote '%s': %s", name, reason);
+	if (streq(name, "local"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote 'local' is built in and cannot be redefined");
+	if (!json_is_object(v))
+		return lxm_error_set(err, -EINVAL, 400, "remote '%s': expected a map of fields",
+				     name);
+	json_object_foreach ((json_t *)v, key, f) {
+		if (streq(key, "addr") && json_is_string(f))
+			continue;
+		if ((streq(key, "protocol") || streq(key, "ca")) && json_is_string(f))
+			continue;
+		if (streq(key, "public") && json_is_boolean(f))
+			continue;
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': unknown or mistyped field '%s' (a remote has "
+				     "addr, protocol, public and ca)",
+				     name, key);
+	}
+	addr = json_string_value(json_object_get(v, "addr"));
+	if (!addr)
+		return lxm_error_set(err, -EINVAL, 400, "remote '%s': no addr", name);
+	if (json_object_get(v, "protocol"))
+		proto = json_string_value(json_object_get(v, "protocol"));
+	ca = json_string_value(json_object_get(v, "ca"));
+	public = json_is_true(json_object_get(v, "public"));
+	p = lxm_remote_protocol_from_string(proto);
+	if (p == _LXM_REMOTE_PROTOCOL_INVALID)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': unknown protocol '%s' (lxd or simplestreams)",
+				     name, proto);
+	if (check_addr(name, addr, p, ca, err) < 0)
+		return -EINVAL;
+	if (append(rs, name, addr, p, public, ca, false) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return 0;
+}
+
+int lxm_remotes_load(struct lxm_remotes **ret, struct lxm_error **err)
+{
+	_cleanup_(lxm_remotes_freep) struct lxm_remotes *rs = calloc(1, sizeof(*rs));
+	_cleanup_free_ char *text = NULL, *msg = NULL;
+	_cleanup_json_ json_t *doc = NULL;
+	const char *key;
+	json_t *v, *map;
+	size_t len;
+	int r;
+
+	if (!rs || append(rs, "local", "unix://", LXM_REMOTE_LXD, false, NULL, true) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "load remotes: out of memory");
+	r = config_path(&rs->path);
+	if (r < 0)
+		return lxm_error_set(err, r, 500,
+				     r == -ENOENT ? "load remotes: no home directory to keep "
+						    "them in (set LXM_CONF)"
+						  : "load remotes: out of memory");
+	r = lxm_read_file(rs->path, &text, &len);
+	if (r == -ENOENT) {
+		*ret = TAKE_PTR(rs);
+		return 0;
+	}
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "load remotes: read %s", rs->path);
+	r = lxm_yaml_to_json(text, len, &doc, &msg);
+	if (r < 0)
+		return lxm_error_set(err, r, 400, "load remotes: %s: invalid YAML: %s", rs->path,
+				     msg ? msg : "out of memory");
+	if (!json_is_null(doc) && !json_is_object(doc))
+		return lxm_error_set(err, -EINVAL, 400, "load remotes: %s: expected a map",
+				     rs->path);
+	json_object_foreach (doc, key, v)
+		if (!streq(key, "remotes"))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "load remotes: %s: unknown key '%s'", rs->path, key);
+	map = json_object_get(doc, "remotes");
+	if (map && !json_is_null(map) && !json_is_object(map))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "load remotes: %s: 'remotes' must be a map of names",
+				     rs->path);
+	json_object_foreach (map, key, v) {
+		r = load_remote(rs, key, v, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "load remotes: %s", rs->path);
+	}
+	qsort(rs->v, rs->n, sizeof(*rs->v), remote_cmp);
+	*ret = TAKE_PTR(rs);
+	return 0;
+}
+
+/* The directory part of path (path has a '/'). */
+static char *parent_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return strndup(path, slash && slash != path ? (size_t)(slash - path) : 1);
+}
+
+int lxm_remotes_save(const struct lxm_remotes *rs, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *doc = json_object(), *remotes = json_object();
+	_cleanup_free_ char *text = NULL, *dir = NULL;
+	int r;
+
+	if (!doc || !remotes)
+		return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct lxm_remote *x = &rs->v[i];
+		json_t *o;
+
+		if (x->builtin)
+			continue;
+		o = json_pack("{s:s, s:s, s:b}", "addr", x->addr, "protocol",
+			      lxm_remote_protocol_to_string(x->protocol), "public", x->public);
+		if (!o || (x->ca && json_object_set_new(o, "ca", json_string(x->ca)) < 0) ||
+		    json_object_set_new(remotes, x->name, o) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
+	}
+	if (json_object_set(doc, "remotes", remotes) < 0 || lxm_yaml_from_json(doc, &text) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
+	dir = parent_dir(rs->path);
+	if (!dir)
+		return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
+	r = lxm_mkdir_p(dir, 0700);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "save remotes: create %s", dir);
+	r = lxm_write_file_atomic(rs->path, text, strlen(text), 0600);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "save remotes: write %s", rs->path);
+	return 0;
+}
+
+int lxm_remotes_add(struct lxm_remotes *rs, const char *name, const char *addr,
+		    enum lxm_remote_protocol protocol, bool public, const char *ca,
+		    struct lxm_error **err)
+{
+	_cleanup_free_ char *ca_abs = NULL;
+	const char *reason = lxm_remote_name_invalid_reason(name);
+	int r;
+
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400, "invalid remote name '%s': %s", name,
+				     reason);
+	if (lxm_remotes_find(rs, name))
+		return lxm_error_set(err, -EEXIST, 409, "remote '%s' already exists", name);
+	r = check_addr(name, addr, protocol, ca, err);
+	if (r < 0)
+		return r;
+	if (ca) {
+		ca_abs = realpath(ca, NULL);
+		if (!ca_abs || access(ca_abs, R_OK) < 0)
+			return lxm_error_setx(err, -errno, 400, "remote '%s': CA file %s", name,
+					      ca);
+	}
+	/* An image server serves everyone: nothing to authenticate with. */
+	if (protocol == LXM_REMOTE_SIMPLESTREAMS)
+	public = true;
+	if (append(rs, name, addr, protocol, public, ca_abs, false) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "add remote '%s': out of memory", name);
+	qsort(rs->v, rs->n, sizeof(*rs->v), remote_cmp);
+	return 0;
+}
+
+static struct lxm_remote *find_mutable(struct lxm_remotes *rs, const char *name, const char *what,
+				       struct lxm_error **err)
+{
+	struct lxm_remote *r = (struct lxm_remote *)lxm_remotes_find(rs, name);
+
+	if (!r) {
+		lxm_error_set(err, -ENOENT, 404, "%s remote '%s': no such remote", what, name);
+		return NULL;
+	}
+	if (r->builtin) {
+		lxm_error_set(err, -EPERM, 400, "%s remote '%s': it is built in", what, name);
+		return NULL;
+	}
+	return r;
+}
+
+int lxm_remotes_remove(struct lxm_remotes *rs, const char *name, struct lxm_error **err)
+{
+	struct lxm_remote *r = find_mutable(rs, name, "remove", err);
+	size_t i;
+
+	if (!r)
+		return -(*err)->errnum;
+	i = (size_t)(r - rs->v);
+	remote_done(r);
+	memmove(&rs->v[i], &rs->v[i + 1], (rs->n - i - 1) * sizeof(*rs->v));
+	rs->n--;
+	return 0;
+}
+
+int lxm_remotes_rename(struct lxm_remotes *rs, const char *from, const char *to,
+		       struct lxm_error **err)
+{
+	struct lxm_remote *r = find_mutable(rs, from, "rename", err);
+	const char *reason = lxm_remote_name_invalid_reason(to);
+	char *name;
+
+	if (!r)
+		return -(*err)->errnum;
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400, "invalid remote name '%s': %s", to, reason);
+	if (lxm_remotes_find(rs, to))
+		return lxm_error_set(err, -EEXIST, 409, "rename remote '%s': '%s' already exists",
+				     from, to);
+	name = strdup(to);
+	if (!name)
+		return lxm_error_set(err, -ENOMEM, 500, "rename remote '%s': out of memory", from);
+	free(r->name);
+	r->name = name;
+	qsort(rs->v, rs->n, sizeof(*rs->v), remote_cmp);
+	return 0;
+}
+
+int lxm_remotes_split(const struct lxm_remotes *rs, const char *arg,
+		      const struct lxm_remote **ret_remote, char **ret_name, struct lxm_error **err)
+{
+	const char *colon = strchr(arg, ':');
+	_cleanup_free_ char *rname = NULL;
+	const struct lxm_remote *r;
+	char *name;
+
+	if (!colon) {
+		r = lxm_remotes_find(rs, "local");
+		name = strdup(arg);
+	} else {
+		rname = strndup(arg, (size_t)(colon - arg));
+		if (!rname)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		r = lxm_remotes_find(rs, rname);
+		if (!r)
+			return lxm_error_set(err, -ENOENT, 404,
+					     "'%s': unknown remote '%s' (see 'lxm remote list')",
+					     arg, rname);
+		name = strdup(colon + 1);
+	}
+	if (!name)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	*ret_remote = r;
+	*ret_name = name;
+	return 0;
+}
+
+int lxm_remote_connect(const struct lxm_remote *r, struct lxm_client **ret, struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	int k;
+
+	if (r->protocol == LXM_REMOTE_SIMPLESTREAMS)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "remote '%s' is a simplestreams image server: it offers "
+				     "images to launch or copy, not LXD's API",
+				     r->name);
+	if (r->builtin)
+		return lxm_cli_connect(ret, err);
+	if (!startswith(r->addr, "unix://"))
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "remote '%s': %s: LXD-protocol remotes over HTTPS are not "
+				     "supported yet",
+				     r->name, r->addr);
+	k = lxm_client_new_at(r->addr + strlen("unix://"), &c, err);
+	if (k >= 0)
+		k = lxm_client_server(c, NULL, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "remote '%s'", r->name);
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+/* ---- streamed requests ---- */
+
+struct xfer {
+	struct lxm_stream *s;
+	CURL *curl;
+	char *json;	 /* a JSON (or unexpected) reply, kept */
+	size_t json_len; /* bytes in json */
+	bool headers_done;
+	int cb_err; /* a callback's failure, or 0 */
+};
+
+static char *header_value(const char *line, size_t n, const char *name)
+{
+	size_t nlen = strlen(name);
+	const char *v;
+
+	if (n <= nlen || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
+		return NULL;
+	v = line + nlen + 1;
+	n -= nlen + 1;
+	while (n && (*v == ' ' || *v == '\t'))
+		v++, n--;
+	while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
+		n--;
+	return strndup(v, n);
+}
+
+static bool is_json(const char *content_type)
+{
+	return content_type && strncasecmp(content_type, "application/json", 16) == 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	struct lxm_stream *s = x->s;
+	size_t n = size * nmemb;
+	char *v;
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		/* A new status line: what came before (a 100 Continue) was not the reply. */
+		free(s->content_type);
+		free(s->content_disposition);
+		s->content_type = s->content_disposition = NULL;
+		s->content_length = -1;
+		return n;
+	}
+	if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+		curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &s->status);
+		if (s->status < 200 || x->headers_done)
+			return n;
+		x->headers_done = true;
+		s->raw = s->status == 200 && !is_json(s->content_type) && s->sink;
+		if (s->on_headers) {
+			int k = s->on_headers(s, s->ud);
+
+			if (k < 0) {
+				x->cb_err = k;
+				return 0;
+			}
+		}
+		return n;
+	}
+	if ((v = header_value(data, n, "Content-Type"))) {
+		free(s->content_type);
+		s->content_type = v;
+	} else if ((v = header_value(data, n, "Content-Disposition"))) {
+		free(s->content_disposition);
+		s->content_disposition = v;
+	} else if ((v = header_value(data, n, "Content-Length"))) {
+		s->content_length = strtoll(v, NULL, 10);
+		free(v);
+	}
+	return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	char *grown;
+
+	if (x->s->raw) {
+		int k = x->s->sink(data, n, x->s->ud);
+
+		if (k < 0) {
+			x->cb_err = k;
+			return 0;
+		}
+		return n;
+	}
+	if (x->json_len + n > JSON_REPLY_MAX) {
+		x->cb_err = -EFBIG;
+		return 0;
+	}
+	grown = realloc(x->json, x->json_len + n + 1);
+	if (!grown) {
+		x->cb_err = -ENOMEM;
+		return 0;
+	}
+	memcpy(grown + x->json_len, data, n);
+	x->json = grown;
+	x->json_len += n;
+	x->json[x->json_len] = '\0';
+	return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	struct xfer *x = userdata;
+	ssize_t n = x->s->read(buf, size * nitems, x->s->ud);
+
+	if (n < 0) {
+		x->cb_err = (int)n;
+		return CURL_READFUNC_ABORT;
+	}
+	return (size_t)n;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all)
+DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup)
+
+static int setup(CURL *h, const char *method, const char *url, const char *socket,
+		 struct curl_slist *headers, struct xfer *x, char *errbuf)
+{
+	struct lxm_stream *s = x->s;
+	bool ok = true;
+
+	ok &= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_USERAGENT, "lxm/" PACKAGE_VERSION) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK;
+	ok &= curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK;
+	if (s->read) {
+		/* Read piece by piece: never the whole body in memory. */
+		ok &= curl_easy_setopt(h, CURLOPT_UPLOAD, 1L) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_READDATA, x) == CURLE_OK;
+		ok &= curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->upload_size) ==
+		      CURLE_OK;
+	}
+	if (!streq(method, "GET") || s->read)
+		ok &= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
+	return ok ? 0 : -ENOMEM;
+}
+
+static int add_header(struct curl_slist **list, const char *h)
+{
+	struct curl_slist *l = curl_slist_append(*list, h);
+
+	if (!l)
+		return -ENOMEM;
+	*list = l;
+	return 0;
+}
+
+int lxm_stream_request(struct lxm_client *c, const char *method, const char *path,
+		       struct lxm_stream *s, struct lxm_error **err)
+{
+	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+	_cleanup_(curl_easy_cleanupp) CURL *h = NULL;
+	_cleanup_json_ json_t *env = NULL;
+	_cleanup_free_ char *url = NULL;
+	const char *socket = lxm_client_socket(c), *type, *op;
+	struct xfer x = { .s = s };
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURLcode code;
+	int r;
+
+	s->status = 0;
+	s->content_type = s->content_disposition = s->operation = NULL;
+	s->content_length = -1;
+	s->raw = false;
+	s->metadata = NULL;
+	if (asprintf(&url, "http://lxm%s", path) < 0) {
+		url = NULL;
+		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method, path);
+	}
+	h = x.curl = curl_easy_init();
+	/* No "Expect: 100-continue" round trip: lxmd refuses early on its own. */
+	r = h ? add_header(&headers, "Expect:") : -ENOMEM;
+	for (size_t i = 0; r >= 0 && s->headers && s->headers[i]; i++)
+		r = add_header(&headers, s->headers[i]);
+	if (r >= 0 && s->read && s->upload_size < 0)
+		r = add_header(&headers, "Transfer-Encoding: chunked");
+	if (r >= 0)
+		r = setup(h, method, url, socket, headers, &x, errbuf);
+	if (r < 0)
+		return lxm_error_set(err, r, 500, "%s %s: cannot set up the request", method, path);
+
+	code = curl_easy_perform(h);
+	if (code != CURLE_OK) {
+		_cleanup_free_ char *j = x.json;
+
+		/* A server that refused the request before reading all of its body has said
+		 * why: that beats "send failure". */
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
+		if (s->status >= 400 && j &&
+		    lxm_client_parse_reply(socket, s->status, j, x.json_len, &env, err) < 0)
+			return -(*err)->errnum;
+		if (x.cb_err)
+			return lxm_error_setx(err, x.cb_err, 500, "%s %s", method, path);
+		return lxm_error_set(err, -EIO, 502, "%s %s on %s failed: %s", method, path, socket,
+				     errbuf[0] ? errbuf : curl_easy_strerror(code));
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
+	if (s->raw)
+		return 0;
+	r = lxm_client_parse_reply(socket, s->status, x.json ? x.json : "", x.json_len, &env, err);
+	free(x.json);
+	if (r < 0)
+		return r;
+	type = json_string_value(json_object_get(env, "type"));
+	op = json_string_value(json_object_get(env, "operation"));
+	if (streq(type, "async")) {
+		if (!op || !(s->operation = strdup(op)))
+			return lxm_error_set(err, -EPROTO, 502,
+					     "%s %s: an async reply without an operation", method,
+					     path);
+	}
+	s->metadata = json_incref(json_object_get(env, "metadata"));
+	if (!s->metadata)
+		s->metadata = json_null();
+	return 0;
+}
+
+void lxm_stream_done(struct lxm_stream *s)
+{
+	if (!s)
+		return;
+	free(s->content_type);
+	free(s->content_disposition);
+	free(s->operation);
+	json_decref(s->metadata);
+	s->content_type = s->content_disposition = s->operation = NULL;
+	s->metadata = NULL;
+}
