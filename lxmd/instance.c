@@ -517,12 +517,11 @@ static void apparmor_loaded(int status, const char *out, const char *errout, voi
 }
 
 /* The generated profile must be in the kernel before init execs under it (aa_change_onexec):
- * written under <root>/security/apparmor and loaded by apparmor_parser, run as a child so the
- * loop does not wait for the compiler. */
-static int load_apparmor(struct lxmd *d, struct rt_instance *i, const char *name, const char *text,
+ * start_files_work() wrote it under <root>/security/apparmor, and apparmor_parser loads it, run
+ * as a child so the loop does not wait for the compiler. */
+static int load_apparmor(struct lxmd *d, struct rt_instance *i, char *file, char *cache,
 			 const char *specpath, struct lxm_error **err)
 {
-	_cleanup_free_ char *dir = NULL, *cache = NULL, *file = NULL;
 	struct aa_ctx *ctx;
 	const char *parser = access("/sbin/apparmor_parser", X_OK) == 0
 				     ? "/sbin/apparmor_parser"
@@ -530,13 +529,6 @@ static int load_apparmor(struct lxmd *d, struct rt_instance *i, const char *name
 	char *argv[7];
 	int k;
 
-	if (asprintf(&dir, "%s/security/apparmor", d->cfg.root) < 0 ||
-	    asprintf(&cache, "%s/cache", dir) < 0 || asprintf(&file, "%s/%s", dir, name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
-	if ((k = lxm_mkdir_p(cache, 0700)) < 0 ||
-	    (k = lxm_write_file_atomic(file, text, strlen(text), 0600)) < 0)
-		return lxm_error_setx(err, k, 500, "start '%s': write AppArmor profile %s", i->name,
-				      file);
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx || !(ctx->name = strdup(i->name)) || !(ctx->spec = strdup(specpath))) {
 		if (ctx)
@@ -564,15 +556,92 @@ static int load_apparmor(struct lxmd *d, struct rt_instance *i, const char *name
 	return 0;
 }
 
+/* What a start writes to disk before its monitor runs: on the thread pool, since the loop
+ * thread never waits for the disk (spec.json is fsynced). */
+struct start_files {
+	uv_work_t work;			 /* libuv's */
+	struct lxmd *d;			 /* the daemon */
+	char *name;			 /* the instance */
+	struct lxm_container_spec *spec; /* what the monitor will read */
+	char *specpath;			 /* where */
+	char *rundir;			 /* the instance's runtime directory */
+	char *logdir;			 /* its log directory */
+	char *aa_text;			 /* its AppArmor profile, or NULL for none */
+	char *aa_file;			 /* where the profile goes (with aa_text) */
+	char *aa_cache;			 /* apparmor_parser's cache directory (with aa_text) */
+	struct lxm_error *err;		 /* the worker's result */
+};
+
+static void start_files_free(struct start_files *j)
+{
+	lxm_container_spec_free(j->spec);
+	free(j->name);
+	free(j->specpath);
+	free(j->rundir);
+	free(j->logdir);
+	free(j->aa_text);
+	free(j->aa_file);
+	free(j->aa_cache);
+	lxm_error_free(j->err);
+	free(j);
+}
+
+static void start_files_work(uv_work_t *w)
+{
+	struct start_files *j = w->data;
+	int k;
+
+	if ((k = lxm_mkdir_p(j->rundir, 0700)) < 0) {
+		lxm_error_setx(&j->err, k, 500, "start '%s': create %s", j->name, j->rundir);
+		return;
+	}
+	if ((k = lxm_mkdir_p(j->logdir, 0700)) < 0) {
+		lxm_error_setx(&j->err, k, 500, "start '%s': create %s", j->name, j->logdir);
+		return;
+	}
+	if (lxm_container_spec_save(j->spec, j->specpath, &j->err) < 0)
+		return;
+	if (j->aa_text &&
+	    ((k = lxm_mkdir_p(j->aa_cache, 0700)) < 0 ||
+	     (k = lxm_write_file_atomic(j->aa_file, j->aa_text, strlen(j->aa_text), 0600)) < 0))
+		lxm_error_setx(&j->err, k, 500, "start '%s': write AppArmor profile %s", j->name,
+			       j->aa_file);
+}
+
+static void start_files_done(uv_work_t *w, int status)
+{
+	struct start_files *j = w->data;
+	struct rt_instance *i = rt_find(j->d, j->name);
+	struct lxm_error *err = TAKE_PTR(j->err);
+	int k;
+
+	if (!i) {
+		/* lxmd is going away: nothing waits for this start any more. */
+		lxm_error_free(err);
+		start_files_free(j);
+		return;
+	}
+	if (!err && status < 0)
+		lxm_error_set(&err, status, 500, "start '%s': write its files: %s", j->name,
+			      uv_strerror(status));
+	if (!err) {
+		k = j->aa_text ? load_apparmor(j->d, i, j->aa_file, j->aa_cache, j->specpath, &err)
+			       : spawn_monitor(j->d, i, j->specpath, &err);
+		(void)k;
+	}
+	if (err)
+		start_failed(j->d, i, err);
+	start_files_free(j);
+}
+
 static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL;
-	_cleanup_free_ char *rundir = NULL, *specpath = NULL, *path = NULL, *init = NULL,
-			    *logdir = NULL, *aa_text = NULL, *aa_name = NULL;
+	_cleanup_free_ char *path = NULL, *init = NULL;
 	struct lxm_policy *pol = NULL;
-	struct lxm_container_spec *spec = NULL;
 	struct lxm_cgroup_paths cg = { 0 };
+	struct start_files *j;
 	struct stat st;
 	int k;
 
@@ -582,58 +651,65 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	k = lxmd_instance_expand(d, inst, &config, &devices, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "start '%s'", i->name);
-	if ((k = lxmd_instance_path(d, i->name, &path)) < 0 ||
-	    asprintf(&init, "%s/rootfs/sbin/init", path) < 0 ||
-	    asprintf(&logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
-	    (k = rundir_of(d, i->name, &rundir)) < 0 ||
-	    asprintf(&specpath, "%s/spec.json", rundir) < 0)
+	j = calloc(1, sizeof(*j));
+	if (!j || (k = lxmd_instance_path(d, i->name, &path)) < 0 ||
+	    asprintf(&init, "%s/rootfs/sbin/init", path) < 0 || !(j->name = strdup(i->name)) ||
+	    asprintf(&j->logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
+	    (k = rundir_of(d, i->name, &j->rundir)) < 0 ||
+	    asprintf(&j->specpath, "%s/spec.json", j->rundir) < 0) {
+		if (j)
+			start_files_free(j);
 		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	}
+	j->d = d;
+	j->work.data = j;
 	/* fstatat without following: a dangling or relative symlink is fine inside the rootfs. */
-	if (fstatat(AT_FDCWD, init, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(AT_FDCWD, init, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		start_files_free(j);
 		return lxm_error_set(err, -ENOENT, 400,
 				     "start '%s': its root file system has no /sbin/init (an empty "
 				     "instance cannot start: create it from an image)",
 				     i->name);
+	}
 	k = lxm_policy_compile(i->name, config, &d->rt->host, &pol, err);
-	if (k < 0)
+	if (k < 0) {
+		start_files_free(j);
 		return lxm_error_prefix(err, "start '%s'", i->name);
+	}
 	k = lxm_cgroup_create(d->rt->cgroups, i->name, &pol->limits, &cg, err);
 	if (k < 0) {
 		lxm_policy_free(pol);
+		start_files_free(j);
 		return lxm_error_prefix(err, "start '%s'", i->name);
 	}
 	if (!pol->privileged && cg.v2)
 		delegate_cgroup(d, cg.v2);
-	k = build_spec(d, i->name, pol, &cg, rundir, &spec, err);
+	k = build_spec(d, i->name, pol, &cg, j->rundir, &j->spec, err);
 	if (k >= 0 && pol->apparmor_text &&
-	    (!(aa_text = strdup(pol->apparmor_text)) || !(aa_name = strdup(pol->apparmor_profile))))
+	    (!(j->aa_text = strdup(pol->apparmor_text)) ||
+	     asprintf(&j->aa_cache, "%s/security/apparmor/cache", d->cfg.root) < 0 ||
+	     asprintf(&j->aa_file, "%s/security/apparmor/%s", d->cfg.root, pol->apparmor_profile) <
+		     0))
 		k = lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
 	lxm_policy_free(pol);
 	lxm_cgroup_paths_free(&cg);
-	if (k >= 0 && ((k = lxm_mkdir_p(rundir, 0700)) < 0 || (k = lxm_mkdir_p(logdir, 0700)) < 0))
-		lxm_error_setx(err, k, 500, "start '%s': create %s", i->name, rundir);
-	if (k >= 0)
-		k = lxm_container_spec_save(spec, specpath, err);
-	lxm_container_spec_free(spec);
-	if (k < 0)
-		goto fail;
-
-	if (aa_text) {
-		k = load_apparmor(d, i, aa_name, aa_text, specpath, err);
+	if (k >= 0) {
+		k = uv_queue_work(d->loop, &j->work, start_files_work, start_files_done);
 		if (k < 0)
-			goto fail;
-	} else {
-		k = spawn_monitor(d, i, specpath, err);
-		if (k < 0)
-			goto fail;
+			lxm_error_set(err, k, 500, "start '%s': queue its files: %s", i->name,
+				      uv_strerror(k));
 	}
+	if (k < 0) {
+		start_files_free(j);
+		lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL);
+		return k;
+	}
+	/* From here the start is under way: start_files_done() carries it on. */
+	i->starting = true;
 	inst->last_used_at = lxm_now_ns();
 	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
 		log_warn("instance '%s': could not record last_used_at", i->name);
 	return 0;
-fail:
-	lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL);
-	return k;
 }
 
 /* ---- state changes ---- */
