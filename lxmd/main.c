@@ -147,6 +147,11 @@ int main(int argc, char **argv)
 		 * terminal once, from the failure path below. */
 		lxm_log_set_stderr(false);
 	}
+	/* The thread pool runs long jobs (image unpacks and packs, hashing, downloads) beside the
+	 * short ones every request needs (start files, freezes, file transfers): four threads, the
+	 * default, would let a few image jobs hold up the rest. Read once, at its first use. */
+	if (!getenv("UV_THREADPOOL_SIZE"))
+		setenv("UV_THREADPOOL_SIZE", "16", 1);
 	uv_loop_init(&loop);
 	k = lxmd_init(&d, &loop, &cfg, &err);
 	lxmd_config_free(&cfg);
