@@ -29,6 +29,7 @@
 #include "db/db.h"
 #include "events.h"
 #include "instance.h"
+#include "images/metadata.h"
 #include "json.h"
 #include "log.h"
 #include "monitor/monitor.h"
@@ -569,6 +570,8 @@ struct start_files {
 	char *aa_text;			 /* its AppArmor profile, or NULL for none */
 	char *aa_file;			 /* where the profile goes (with aa_text) */
 	char *aa_cache;			 /* apparmor_parser's cache directory (with aa_text) */
+	char *instdir;			 /* the instance's directory: rootfs/, metadata.yaml */
+	json_t *tpl_ctx;		 /* what the image's "start" templates see */
 	struct lxm_error *err;		 /* the worker's result */
 };
 
@@ -582,8 +585,37 @@ static void start_files_free(struct start_files *j)
 	free(j->aa_text);
 	free(j->aa_file);
 	free(j->aa_cache);
+	free(j->instdir);
+	json_decref(j->tpl_ctx);
 	lxm_error_free(j->err);
 	free(j);
+}
+
+/* LXD renders an image's "start" templates at every start, so a file can follow the instance's
+ * config. The image's metadata.yaml and templates/ were kept beside the rootfs at create; an
+ * instance without them (created empty) has nothing to render. */
+static int apply_start_templates(struct start_files *j)
+{
+	_cleanup_free_ char *meta_path = NULL, *tpl_dir = NULL, *rootfs = NULL, *text = NULL;
+	struct lxm_image_metadata *meta = NULL;
+	size_t len = 0;
+	int k;
+
+	if (asprintf(&meta_path, "%s/metadata.yaml", j->instdir) < 0 ||
+	    asprintf(&tpl_dir, "%s/templates", j->instdir) < 0 ||
+	    asprintf(&rootfs, "%s/rootfs", j->instdir) < 0)
+		return lxm_error_set(&j->err, -ENOMEM, 500, "start '%s': out of memory", j->name);
+	k = lxm_read_file(meta_path, &text, &len);
+	if (k == -ENOENT)
+		return 0;
+	if (k < 0)
+		return lxm_error_setx(&j->err, k, 500, "start '%s': read %s", j->name, meta_path);
+	k = lxm_image_metadata_parse(text, len, &meta, &j->err);
+	if (k >= 0)
+		k = lxm_image_apply_templates(meta, tpl_dir, rootfs, "start", j->tpl_ctx, &j->err);
+	lxm_image_metadata_free(meta);
+	return k < 0 ? lxm_error_prefix(&j->err, "start '%s': the image's start templates", j->name)
+		     : 0;
 }
 
 static void start_files_work(uv_work_t *w)
@@ -599,7 +631,8 @@ static void start_files_work(uv_work_t *w)
 		lxm_error_setx(&j->err, k, 500, "start '%s': create %s", j->name, j->logdir);
 		return;
 	}
-	if (lxm_container_spec_save(j->spec, j->specpath, &j->err) < 0)
+	if (apply_start_templates(j) < 0 ||
+	    lxm_container_spec_save(j->spec, j->specpath, &j->err) < 0)
 		return;
 	if (j->aa_text &&
 	    ((k = lxm_mkdir_p(j->aa_cache, 0700)) < 0 ||
@@ -652,8 +685,7 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	if (k < 0)
 		return lxm_error_prefix(err, "start '%s'", i->name);
 	j = calloc(1, sizeof(*j));
-	if (!j || (k = lxmd_instance_path(d, i->name, &path)) < 0 ||
-	    asprintf(&init, "%s/rootfs/sbin/init", path) < 0 || !(j->name = strdup(i->name)) ||
+	if (!j || (k = lxmd_instance_path(d, i->name, &path)) < 0 || !(j->name = strdup(i->name)) ||
 	    asprintf(&j->logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
 	    (k = rundir_of(d, i->name, &j->rundir)) < 0 ||
 	    asprintf(&j->specpath, "%s/spec.json", j->rundir) < 0) {
@@ -663,6 +695,12 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	}
 	j->d = d;
 	j->work.data = j;
+	j->instdir = TAKE_PTR(path);
+	j->tpl_ctx = lxmd_instance_template_ctx(inst, config, devices);
+	if (!j->instdir || !j->tpl_ctx || asprintf(&init, "%s/rootfs/sbin/init", j->instdir) < 0) {
+		start_files_free(j);
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	}
 	/* fstatat without following: a dangling or relative symlink is fine inside the rootfs. */
 	if (fstatat(AT_FDCWD, init, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		start_files_free(j);
@@ -1374,6 +1412,16 @@ void lxmd_runtime_fini(struct lxmd *d)
 	lxm_cgroup_layout_free(rt->cgroups);
 	free(rt->monitor);
 	free(rt);
+}
+
+json_t *lxmd_instance_template_ctx(const struct lxm_db_instance *inst, const json_t *config,
+				   const json_t *devices)
+{
+	return json_pack("{s:{s:s, s:s, s:s, s:b, s:s}, s:O, s:O}", "instance", "name", inst->name,
+			 "type", inst->type, "architecture",
+			 inst->architecture ? inst->architecture : "", "ephemeral", inst->ephemeral,
+			 "description", inst->description ? inst->description : "", "config",
+			 config, "devices", devices);
 }
 
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,

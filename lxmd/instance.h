@@ -33,6 +33,11 @@ int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *act
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err);
 
+/* What an image's file templates see of an instance (lxm_template_render's context): its name,
+ * type, architecture and expanded config and devices. NULL when out of memory. */
+json_t *lxmd_instance_template_ctx(const struct lxm_db_instance *inst, const json_t *config,
+				   const json_t *devices);
+
 /* Checks that an instance's expanded config compiles into a policy (every value it reads is
  * valid) and, with apply, when the instance runs, applies what can change live: its limits.
  * Security settings take effect at the next start, as in LXD. */

@@ -323,3 +323,38 @@ def test_two_roots_run_the_same_instance_name(lxmd_factory):
     for root_dir in ("/sys/fs/cgroup/%s" % c for c in os.listdir("/sys/fs/cgroup")):
         for t in (ta, tb):
             assert not os.path.exists(os.path.join(root_dir, "lxm.payload." + t)), root_dir
+
+
+def test_start_templates_follow_the_config(lxmd, launched):
+    # An image may ask for files rendered at every start (LXD's "start" trigger). The busybox
+    # image has create templates only, so give this instance's copy of its metadata a start one.
+    name = launched()
+    lxmd.cli("stop", "--force", name)
+    instdir = os.path.join(lxmd.root, "containers", name)
+    with open(os.path.join(instdir, "metadata.yaml")) as f:
+        meta = f.read()
+    assert "templates:" in meta, meta
+    meta = meta.replace("templates:\n", "templates:\n  /etc/motd:\n    when:\n      - start\n"
+                        "    template: motd.tpl\n", 1)
+    with open(os.path.join(instdir, "metadata.yaml"), "w") as f:
+        f.write(meta)
+    with open(os.path.join(instdir, "templates", "motd.tpl"), "w") as f:
+        f.write('{{ instance.name }} says {{ config_get("user.greeting", "hello") }}\n')
+
+    def motd():
+        return lxmd.cli("exec", name, "--", "cat", "/etc/motd").stdout
+
+    lxmd.cli("start", name)
+    assert motd() == "%s says hello\n" % name
+    lxmd.cli("config", "set", name, "user.greeting=bonjour")
+    assert motd() == "%s says hello\n" % name, "rendered at start only"
+    lxmd.cli("restart", "--force", name)
+    assert motd() == "%s says bonjour\n" % name
+    # A template that cannot render stops the start with a message naming it.
+    with open(os.path.join(instdir, "templates", "motd.tpl"), "w") as f:
+        f.write("{% if %}\n")
+    lxmd.cli("stop", "--force", name)
+    r = lxmd.cli("start", name, check=False)
+    assert r.returncode != 0 and "start templates" in r.stderr and "line 1" in r.stderr, r.stderr
+    assert state(lxmd, name)["status"] == "Stopped"
+    assert cgroup_dirs(name) == []
