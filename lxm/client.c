@@ -28,8 +28,16 @@ struct lxm_client {
 	CURL *curl;	/* one easy handle, so its connection is reused between requests */
 	char *socket;	/* unix socket path */
 	json_t *server; /* GET /1.0, once fetched */
-	char errbuf[CURL_ERROR_SIZE]; /* curl's detail for the last failure */
+	char errbuf[CURL_ERROR_SIZE];	 /* curl's detail for the last failure */
+	lxm_client_progress_fn progress; /* told about running operations, or NULL */
+	void *progress_ud;		 /* for progress */
 };
+
+void lxm_client_set_progress(struct lxm_client *c, lxm_client_progress_fn fn, void *ud)
+{
+	c->progress = fn;
+	c->progress_ud = ud;
+}
 
 struct buf {
 	char *data;
@@ -524,9 +532,22 @@ int lxm_client_wait_operation(struct lxm_client *c, const char *op, json_t **ret
 	/* Accept "/1.0/operations/<id>" (the async reply's URL) as well as the bare id. */
 	slash = strrchr(op, '/');
 	id = lxm_url_escape(slash ? slash + 1 : op);
-	if (!id || asprintf(&path, "/1.0/operations/%s/wait?timeout=-1", id) < 0)
+	/* With a progress callback, waits of a quarter second show the operation as it goes. */
+	if (!id || asprintf(&path, "/1.0/operations/%s/wait?timeout=%s", id,
+			    c->progress ? "0.25" : "-1") < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "wait for operation %s: out of memory", op);
-	r = lxm_client_request(c, "GET", path, NULL, &md, NULL, err);
+	for (;;) {
+		r = lxm_client_request(c, "GET", path, NULL, &md, NULL, err);
+		if (r < 0 || !c->progress)
+			break;
+		code = json_integer_value(json_object_get(md, "status_code"));
+		if (code == 0 || code >= 200)
+			break;
+		c->progress(md, c->progress_ud);
+		json_decref(TAKE_PTR(md));
+	}
+	if (c->progress)
+		c->progress(NULL, c->progress_ud);
 	if (r < 0)
 		return lxm_error_prefix(err, "wait for operation %s", slash ? slash + 1 : op);
 

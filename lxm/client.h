@@ -82,6 +82,12 @@ void lxm_client_file_done(struct lxm_client_file *f);
 int lxm_client_wait_operation(struct lxm_client *c, const char *op, json_t **ret_op,
 			      struct lxm_error **err);
 
+/* Called while lxm_client_wait_operation() waits: with the Operation as it is, about four times a
+ * second while it runs, and once with NULL when the wait is over. */
+typedef void (*lxm_client_progress_fn)(const json_t *op, void *ud);
+/* Makes the operation waits of c poll and report to fn (NULL: wait in one request). */
+void lxm_client_set_progress(struct lxm_client *c, lxm_client_progress_fn fn, void *ud);
+
 /* lxm_client_request() and, when the reply is async, lxm_client_wait_operation(): what commands
  * that change things want. *ret gets the sync metadata or the finished Operation. */
 int lxm_client_do(struct lxm_client *c, const char *method, const char *path, const json_t *body,

@@ -31,6 +31,129 @@ int lxm_cli_connect(struct lxm_client **ret, struct lxm_error **err)
 	return 0;
 }
 
+const struct lxm_command *lxm_cli_find(const struct lxm_command *table, const char *name)
+{
+	for (const struct lxm_command *c = table; c->name; c++)
+		if (streq(c->name, name) || streq(c->alias, name))
+			return c;
+	return NULL;
+}
+
+int lxm_cli_dispatch(const struct lxm_command *table, const char *choices, int argc, char **argv,
+		     struct lxm_error **err)
+{
+	const struct lxm_command *c;
+	char path[64];
+
+	if (argc < 2)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: expected a command: %s (see 'lxm %s --help')", argv[0],
+				     choices, argv[0]);
+	c = lxm_cli_find(table, argv[1]);
+	if (!c)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "unknown command \"%s %s\" (see 'lxm %s --help')", argv[0],
+				     argv[1], argv[0]);
+	snprintf(path, sizeof(path), "%s %s", argv[0], c->name);
+	argv[1] = path;
+	return c->run(argc - 1, argv + 1, err);
+}
+
+int lxm_cli_open(int argc, char **argv, int min, int max, const char *expected,
+		 struct lxm_client **ret, struct lxm_error **err)
+{
+	int r = lxm_cli_nargs(argv[0], argc - 1, min, max, expected, err);
+
+	if (r < 0)
+		return r;
+	return lxm_cli_connect(ret, err);
+}
+
+char *lxm_cli_path(const char *prefix, const char *name)
+{
+	_cleanup_free_ char *e = lxm_url_escape(name);
+	char *p;
+
+	if (!e || asprintf(&p, "%s%s", prefix, e) < 0)
+		return NULL;
+	return p;
+}
+
+int lxm_cli_get_object(struct lxm_client *c, const char *path, const char *what, const char *kind,
+		       json_t **ret, char **ret_etag, struct lxm_error **err)
+{
+	struct lxm_client_response resp = {};
+	json_t *obj = NULL;
+	int r;
+
+	r = lxm_client_request(c, "GET", path, NULL, &obj, &resp, err);
+	if (r < 0) {
+		lxm_client_response_done(&resp);
+		return lxm_error_prefix(err, "%s", what);
+	}
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		lxm_client_response_done(&resp);
+		return lxm_error_set(err, -EPROTO, 502, "%s: the server sent no %s", what, kind);
+	}
+	*ret = obj;
+	if (ret_etag)
+		*ret_etag = TAKE_PTR(resp.etag);
+	lxm_client_response_done(&resp);
+	return 0;
+}
+
+int lxm_cli_put(struct lxm_client *c, const char *path, const json_t *body, const char *etag,
+		struct lxm_error **err)
+{
+	struct lxm_client_response resp = { .if_match = etag };
+	int r;
+
+	r = lxm_client_request(c, "PUT", path, body, NULL, &resp, err);
+	if (r >= 0 && resp.operation)
+		r = lxm_client_wait_operation(c, resp.operation, NULL, err);
+	lxm_client_response_done(&resp);
+	return r;
+}
+
+int lxm_cli_print_yaml(const char *cmd, const json_t *view, const char *what,
+		       struct lxm_error **err)
+{
+	_cleanup_free_ char *out = NULL;
+	int r;
+
+	if (!view)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_yaml_from_json(view, &out);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "%s: render %s", cmd, what);
+	return lxm_cli_print(cmd, out, err);
+}
+
+int lxm_cli_list_args(int argc, char **argv, int min, int max, const char *expected,
+		      enum lxm_format *fmt, struct lxm_error **err)
+{
+	static const struct option options[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{},
+	};
+	const char *cmd = argv[0];
+	int opt, r;
+
+	*fmt = LXM_FORMAT_TABLE;
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":f:", options, NULL)) != -1) {
+		if (opt != 'f')
+			return lxm_cli_flag_error(cmd, argv, opt, err);
+		r = lxm_cli_parse_format(cmd, optarg, fmt, err);
+		if (r < 0)
+			return r;
+	}
+	r = lxm_cli_nargs(cmd, argc - optind, min, max, expected, err);
+	return r < 0 ? r : optind;
+}
+
 int lxm_cli_flag_error(const char *cmd, char **argv, int c, struct lxm_error **err)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : "?";
@@ -324,5 +447,23 @@ int lxm_cli_edit_yaml(const char *header, const char *text, lxm_cli_edit_check_f
 	r = parse_and_check(buf, len, check, userdata, ret, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "standard input");
+	return 0;
+}
+
+int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, const char *header,
+		      lxm_cli_edit_check_fn check, void *userdata, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	if (!view)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_yaml_from_json(view, &text);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "%s: render %s", cmd, what);
+	r = lxm_cli_edit_yaml(header, text, check, userdata, &doc, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "edit %s", what);
 	return 0;
 }

@@ -34,10 +34,8 @@ static int get_instance(struct lxm_client *c, const char *name, json_t **ret, ch
 static int put_config(struct lxm_client *c, const char *name, const json_t *inst, json_t *config,
 		      const char *etag, struct lxm_error **err)
 {
-	struct lxm_client_response resp = { .if_match = etag };
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_free_ char *path = NULL;
-	int r;
 
 	body = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "architecture",
 			 json_object_get(inst, "architecture"), "config", config, "devices",
@@ -47,11 +45,7 @@ static int put_config(struct lxm_client *c, const char *name, const json_t *inst
 			 json_object_get(inst, "description"));
 	if (!body || asprintf(&path, "/1.0/instances/%s", name) < 0)
 		return -ENOMEM;
-	r = lxm_client_request(c, "PUT", path, body, NULL, &resp, err);
-	if (r >= 0 && resp.operation)
-		r = lxm_client_wait_operation(c, resp.operation, NULL, err);
-	lxm_client_response_done(&resp);
-	return r;
+	return lxm_cli_put(c, path, body, etag, err);
 }
 
 static int config_show(int argc, char **argv, struct lxm_error **err)
@@ -95,13 +89,10 @@ static int config_get(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *inst = NULL;
-	const char *cmd = argv[0], *v;
+	const char *v;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "an instance NAME and a KEY", err);
-	if (r < 0)
-		return r;
-	if ((r = lxm_cli_connect(&c, err)) < 0)
+	if ((r = lxm_cli_open(argc, argv, 2, 2, "an instance NAME and a KEY", &c, err)) < 0)
 		return r;
 	if ((r = get_instance(c, argv[1], &inst, NULL, err)) < 0)
 		return lxm_error_prefix(err, "config get '%s'", argv[1]);
@@ -167,29 +158,13 @@ static int config_unset(int argc, char **argv, struct lxm_error **err)
 }
 
 const struct lxm_command lxm_config_commands[] = {
-	{
-		.name = "get",
-		.run = config_get,
-		.summary = "Get the value of an instance config key",
-		.usage = "config get NAME KEY",
-	},
-	{
-		.name = "set",
-		.run = config_set,
-		.summary = "Set instance config keys (limits apply live to a running instance)",
-		.usage = "config set NAME KEY=VALUE... | config set NAME KEY VALUE",
-	},
-	{
-		.name = "show",
-		.run = config_show,
-		.summary = "Show an instance's configuration as YAML",
-		.usage = "config show NAME [--expanded]",
-	},
-	{
-		.name = "unset",
-		.run = config_unset,
-		.summary = "Remove an instance config key",
-		.usage = "config unset NAME KEY",
-	},
+	LXM_CMD("get", config_get, "Get the value of an instance config key",
+		"config get NAME KEY"),
+	LXM_CMD("set", config_set,
+		"Set instance config keys (limits apply live to a running instance)",
+		"config set NAME KEY=VALUE... | config set NAME KEY VALUE"),
+	LXM_CMD("show", config_show, "Show an instance's configuration as YAML",
+		"config show NAME [--expanded]"),
+	LXM_CMD("unset", config_unset, "Remove an instance config key", "config unset NAME KEY"),
 	{ 0 },
 };

@@ -668,13 +668,8 @@ static int file_delete(int argc, char **argv, struct lxm_error **err)
 }
 
 const struct lxm_command lxm_file_commands[] = {
-	{
-		.name = "delete",
-		.alias = "rm",
-		.run = file_delete,
-		.summary = "Delete files (or empty directories) in instances",
-		.usage = "file delete NAME/PATH...",
-	},
+	LXM_CMD_DELETE(file_delete, "Delete files (or empty directories) in instances",
+		       "file delete NAME/PATH..."),
 	{
 		.name = "pull",
 		.run = file_pull,

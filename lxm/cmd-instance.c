@@ -11,6 +11,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lxm/commands.h"
+#include "lxm/image-transfer.h"
 
 struct init_args {
 	bool empty;	  /* --empty: no image, an empty root file system */
@@ -109,6 +110,7 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	_cleanup_json_ json_t *body = NULL, *op = NULL, *source = NULL;
 	_cleanup_free_ char *state_path = NULL;
 	const char *cmd = argv[0], *name, *image = NULL;
+	struct lxm_op_progress progress;
 	int r, nargs;
 
 	r = parse_init(argc, argv, &a, err);
@@ -161,7 +163,10 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	else
 		printf("Creating the instance\n");
 	fflush(stdout);
+	/* The image may be downloaded or built first: its progress shows on a terminal. */
+	lxm_show_op_progress(c, &progress, "Retrieving image");
 	r = lxm_client_do(c, "POST", "/1.0/instances", body, &op, err);
+	lxm_client_set_progress(c, NULL, NULL);
 	if (r < 0)
 		return name ? lxm_error_prefix(err, "create instance '%s'", name)
 			    : lxm_error_prefix(err, "create instance");

@@ -24,11 +24,9 @@ static const char *const operation_keys[] = {
 static int operation_path(const char *arg, char **ret)
 {
 	const char *slash = strrchr(arg, '/');
-	_cleanup_free_ char *id = lxm_url_escape(slash ? slash + 1 : arg);
 
-	if (!id || asprintf(ret, "/1.0/operations/%s", id) < 0)
-		return -ENOMEM;
-	return 0;
+	*ret = lxm_cli_path("/1.0/operations/", slash ? slash + 1 : arg);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* GET /1.0/operations?recursion=1 answers {"running": [...], "success": [...], ...}; a server that
@@ -95,10 +93,6 @@ static int add_row(struct lxm_table *t, const json_t *op)
 
 static int op_list(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{},
-	};
 	static const char *const header[] = { "ID",	"TYPE",	      "DESCRIPTION",
 					      "STATUS", "CANCELABLE", "CREATED" };
 	_cleanup_json_ json_t *groups = NULL, *ops = json_array();
@@ -108,18 +102,9 @@ static int op_list(int argc, char **argv, struct lxm_error **err)
 	const char *cmd = argv[0];
 	const json_t *op;
 	size_t i;
-	int opt, r;
+	int r;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":f:", options, NULL)) != -1) {
-		if (opt != 'f')
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-		r = lxm_cli_parse_format(cmd, optarg, &fmt, err);
-		if (r < 0)
-			return r;
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 0, 0, "no arguments", err);
+	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
 	if (r < 0)
 		return r;
 	if (!ops)
@@ -151,47 +136,43 @@ static int op_list(int argc, char **argv, struct lxm_error **err)
 	return lxm_cli_print_list(cmd, ops, t, fmt, err);
 }
 
+/* The opening of show and delete: one ID, its path, a client. */
+static int open_operation(int argc, char **argv, struct lxm_client **c, char **path,
+			  struct lxm_error **err)
+{
+	int r = lxm_cli_nargs(argv[0], argc - 1, 1, 1, "an operation ID", err);
+
+	if (r < 0)
+		return r;
+	if (operation_path(argv[1], path) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return lxm_cli_connect(c, err);
+}
+
 static int op_show(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *op = NULL, *ordered = NULL;
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_free_ char *path = NULL, *out = NULL;
-	const char *cmd = argv[0];
+	_cleanup_free_ char *path = NULL;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "an operation ID", err);
-	if (r < 0)
-		return r;
-	if (operation_path(argv[1], &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_connect(&c, err);
+	r = open_operation(argc, argv, &c, &path, err);
 	if (r < 0)
 		return r;
 	r = lxm_client_request(c, "GET", path, NULL, &op, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "operation '%s'", argv[1]);
 	ordered = json_is_object(op) ? lxm_json_reorder(op, operation_keys) : json_incref(op);
-	if (!ordered)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_yaml_from_json(ordered, &out);
-	if (r < 0)
-		return lxm_error_setx(err, r, 500, "%s: render operation", cmd);
-	return lxm_cli_print(cmd, out, err);
+	return lxm_cli_print_yaml(argv[0], ordered, "operation", err);
 }
 
 static int op_delete(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_free_ char *path = NULL;
-	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "an operation ID", err);
-	if (r < 0)
-		return r;
-	if (operation_path(argv[1], &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_connect(&c, err);
+	r = open_operation(argc, argv, &c, &path, err);
 	if (r < 0)
 		return r;
 	r = lxm_client_request(c, "DELETE", path, NULL, NULL, NULL, err);
@@ -202,27 +183,8 @@ static int op_delete(int argc, char **argv, struct lxm_error **err)
 }
 
 const struct lxm_command lxm_operation_commands[] = {
-	{
-		.name = "delete",
-		.alias = "rm",
-		.run = op_delete,
-		.summary = "Cancel a background operation",
-		.usage = "operation delete ID",
-	},
-	{
-		.name = "list",
-		.alias = "ls",
-		.run = op_list,
-		.summary = "List background operations",
-		.usage = "operation list [flags]",
-		.help = "Flags:\n"
-			"  -f, --format FMT   table (default), csv, json or yaml\n",
-	},
-	{
-		.name = "show",
-		.run = op_show,
-		.summary = "Show details of a background operation",
-		.usage = "operation show ID",
-	},
+	LXM_CMD_DELETE(op_delete, "Cancel a background operation", "operation delete ID"),
+	LXM_CMD_LIST(op_list, "List background operations", "operation list [flags]"),
+	LXM_CMD("show", op_show, "Show details of a background operation", "operation show ID"),
 	{},
 };

@@ -20,38 +20,19 @@ static const char *const profile_keys[] = {
 
 static int profile_path(const char *name, char **ret)
 {
-	_cleanup_free_ char *e = lxm_url_escape(name);
-
-	if (!e || asprintf(ret, "/1.0/profiles/%s", e) < 0)
-		return -ENOMEM;
-	return 0;
+	*ret = lxm_cli_path("/1.0/profiles/", name);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* GET /1.0/profiles/NAME, with its ETag for a following PUT. */
 static int get_profile(struct lxm_client *c, const char *name, json_t **ret, char **ret_etag,
 		       struct lxm_error **err)
 {
-	struct lxm_client_response resp = {};
-	_cleanup_free_ char *path = NULL;
-	json_t *p = NULL;
-	int r;
+	_cleanup_free_ char *path = NULL, *what = NULL;
 
-	if (profile_path(name, &path) < 0)
+	if (profile_path(name, &path) < 0 || asprintf(&what, "profile '%s'", name) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "profile '%s': out of memory", name);
-	r = lxm_client_request(c, "GET", path, NULL, &p, &resp, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "profile '%s'", name);
-	if (!json_is_object(p)) {
-		json_decref(p);
-		lxm_client_response_done(&resp);
-		return lxm_error_set(err, -EPROTO, 502, "profile '%s': the server sent no profile",
-				     name);
-	}
-	*ret = p;
-	if (ret_etag)
-		*ret_etag = TAKE_PTR(resp.etag);
-	lxm_client_response_done(&resp);
-	return 0;
+	return lxm_cli_get_object(c, path, what, "profile", ret, ret_etag, err);
 }
 
 /* PUT /1.0/profiles/NAME {"config","description","devices"}, guarded by the ETag of the GET it
@@ -60,7 +41,6 @@ static int put_profile(struct lxm_client *c, const char *name, json_t *config,
 		       const char *description, json_t *devices, const char *etag,
 		       struct lxm_error **err)
 {
-	struct lxm_client_response resp = { .if_match = etag };
 	_cleanup_json_ json_t *body = NULL;
 	_cleanup_free_ char *path = NULL;
 	int r;
@@ -70,10 +50,7 @@ static int put_profile(struct lxm_client *c, const char *name, json_t *config,
 			 json_is_object(devices) ? json_incref(devices) : json_object());
 	if (!body || profile_path(name, &path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "profile '%s': out of memory", name);
-	r = lxm_client_request(c, "PUT", path, body, NULL, &resp, err);
-	if (r >= 0 && resp.operation)
-		r = lxm_client_wait_operation(c, resp.operation, NULL, err);
-	lxm_client_response_done(&resp);
+	r = lxm_cli_put(c, path, body, etag, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "update profile '%s'", name);
 	return 0;
@@ -153,10 +130,6 @@ static int fetch_profiles(struct lxm_client *c, json_t **ret, struct lxm_error *
 
 static int profile_list(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{},
-	};
 	static const char *const header[] = { "NAME", "DESCRIPTION", "USED BY" };
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_client_ struct lxm_client *c = NULL;
@@ -165,21 +138,11 @@ static int profile_list(int argc, char **argv, struct lxm_error **err)
 	const char *cmd = argv[0];
 	const json_t *p;
 	size_t i;
-	int opt, r;
+	int r;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":f:", options, NULL)) != -1) {
-		if (opt != 'f')
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-		r = lxm_cli_parse_format(cmd, optarg, &fmt, err);
-		if (r < 0)
-			return r;
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 0, 0, "no arguments", err);
-	if (r < 0)
-		return r;
-	r = lxm_cli_connect(&c, err);
+	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
 	r = fetch_profiles(c, &profiles, err);
@@ -207,26 +170,18 @@ static int profile_show(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *p = NULL, *view = NULL;
-	_cleanup_free_ char *out = NULL;
-	const char *cmd = argv[0];
+	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "a profile NAME", err);
-	if (r < 0)
-		return r;
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	r = get_profile(c, argv[1], &p, NULL, err);
+	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	if (r >= 0)
+		r = get_profile(c, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
 	view = profile_view(p);
-	if (!view)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_yaml_from_json(view, &out);
-	if (r < 0)
-		return lxm_error_setx(err, r, 500, "%s: render profile '%s'", cmd, argv[1]);
-	return lxm_cli_print(cmd, out, err);
+	if (asprintf(&what, "profile '%s'", argv[1]) < 0)
+		what = NULL;
+	return lxm_cli_print_yaml(argv[0], what ? view : NULL, what, err);
 }
 
 /* ---- create, delete, rename ---- */
@@ -238,16 +193,13 @@ static int profile_create(int argc, char **argv, struct lxm_error **err)
 	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "a profile NAME", err);
+	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s, s:{}, s:s, s:{}}", "name", argv[1], "config", "description", "",
 			 "devices");
 	if (!body)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
 	r = lxm_client_do(c, "POST", "/1.0/profiles", body, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "create profile '%s'", argv[1]);
@@ -262,14 +214,11 @@ static int profile_delete(int argc, char **argv, struct lxm_error **err)
 	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "a profile NAME", err);
+	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r < 0)
 		return r;
 	if (profile_path(argv[1], &path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
 	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "delete profile '%s'", argv[1]);
@@ -285,15 +234,12 @@ static int profile_rename(int argc, char **argv, struct lxm_error **err)
 	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "OLD and NEW profile names", err);
+	r = lxm_cli_open(argc, argv, 2, 2, "OLD and NEW profile names", &c, err);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s}", "name", argv[2]);
 	if (!body || profile_path(argv[1], &path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
 	r = lxm_client_do(c, "POST", path, body, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "rename profile '%s' to '%s'", argv[1], argv[2]);
@@ -382,16 +328,12 @@ static int profile_get(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *p = NULL;
-	const char *cmd = argv[0], *v;
+	const char *v;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "a profile NAME and a KEY", err);
-	if (r < 0)
-		return r;
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	r = get_profile(c, argv[1], &p, NULL, err);
+	r = lxm_cli_open(argc, argv, 2, 2, "a profile NAME and a KEY", &c, err);
+	if (r >= 0)
+		r = get_profile(c, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
 	/* An unset key prints an empty line, as in lxc, so scripts can test for "". */
@@ -508,46 +450,27 @@ static int profile_edit(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_(profile_edit_done) struct profile_edit e = {};
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *p = NULL, *view = NULL, *doc = NULL;
-	_cleanup_free_ char *etag = NULL, *text = NULL;
-	const char *cmd = argv[0];
+	_cleanup_json_ json_t *p = NULL, *view = NULL;
+	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "a profile NAME", err);
+	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	if (r >= 0)
+		r = get_profile(c, argv[1], &p, &etag, err);
 	if (r < 0)
 		return r;
-	r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	r = get_profile(c, argv[1], &p, &etag, err);
-	if (r < 0)
-		return r;
+	if (asprintf(&what, "profile '%s'", argv[1]) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
 	view = profile_view(p);
-	if (!view)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_yaml_from_json(view, &text);
+	r = lxm_cli_edit_view(argv[0], what, view, edit_header, check_profile_doc, &e, err);
 	if (r < 0)
-		return lxm_error_setx(err, r, 500, "%s: render profile '%s'", cmd, argv[1]);
-	r = lxm_cli_edit_yaml(edit_header, text, check_profile_doc, &e, &doc, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "edit profile '%s'", argv[1]);
+		return r;
 	return put_profile(c, argv[1], e.config, e.description, e.devices, etag, err);
 }
 
 const struct lxm_command lxm_profile_commands[] = {
-	{
-		.name = "create",
-		.run = profile_create,
-		.summary = "Create a profile",
-		.usage = "profile create NAME",
-	},
-	{
-		.name = "delete",
-		.alias = "rm",
-		.run = profile_delete,
-		.summary = "Delete a profile",
-		.usage = "profile delete NAME",
-	},
+	LXM_CMD("create", profile_create, "Create a profile", "profile create NAME"),
+	LXM_CMD_DELETE(profile_delete, "Delete a profile", "profile delete NAME"),
 	{
 		.name = "edit",
 		.run = profile_edit,
@@ -557,45 +480,13 @@ const struct lxm_command lxm_profile_commands[] = {
 			"from standard input when it is not a terminal:\n"
 			"  lxm profile edit web < web.yaml\n",
 	},
-	{
-		.name = "get",
-		.run = profile_get,
-		.summary = "Get the value of a profile config key",
-		.usage = "profile get NAME KEY",
-	},
-	{
-		.name = "list",
-		.alias = "ls",
-		.run = profile_list,
-		.summary = "List profiles",
-		.usage = "profile list [flags]",
-		.help = "Flags:\n"
-			"  -f, --format FMT   table (default), csv, json or yaml\n",
-	},
-	{
-		.name = "rename",
-		.alias = "mv",
-		.run = profile_rename,
-		.summary = "Rename a profile",
-		.usage = "profile rename OLD NEW",
-	},
-	{
-		.name = "set",
-		.run = profile_set,
-		.summary = "Set profile config keys",
-		.usage = "profile set NAME KEY=VALUE... | profile set NAME KEY VALUE",
-	},
-	{
-		.name = "show",
-		.run = profile_show,
-		.summary = "Show a profile as YAML",
-		.usage = "profile show NAME",
-	},
-	{
-		.name = "unset",
-		.run = profile_unset,
-		.summary = "Unset a profile config key",
-		.usage = "profile unset NAME KEY",
-	},
+	LXM_CMD("get", profile_get, "Get the value of a profile config key",
+		"profile get NAME KEY"),
+	LXM_CMD_LIST(profile_list, "List profiles", "profile list [flags]"),
+	LXM_CMD_RENAME(profile_rename, "Rename a profile", "profile rename OLD NEW"),
+	LXM_CMD("set", profile_set, "Set profile config keys",
+		"profile set NAME KEY=VALUE... | profile set NAME KEY VALUE"),
+	LXM_CMD("show", profile_show, "Show a profile as YAML", "profile show NAME"),
+	LXM_CMD("unset", profile_unset, "Unset a profile config key", "profile unset NAME KEY"),
 	{},
 };

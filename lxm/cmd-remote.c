@@ -75,31 +75,17 @@ static int remote_add(int argc, char **argv, struct lxm_error **err)
 
 static int remote_list(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{},
-	};
 	static const char *const header[] = { "NAME", "URL", "PROTOCOL", "PUBLIC", "STATIC" };
 	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_json_ json_t *all = json_object();
 	enum lxm_format fmt = LXM_FORMAT_TABLE;
 	const char *cmd = argv[0];
-	int opt, r;
+	int r;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":f:", options, NULL)) != -1) {
-		if (opt != 'f')
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-		r = lxm_cli_parse_format(cmd, optarg, &fmt, err);
-		if (r < 0)
-			return r;
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 0, 0, "no arguments", err);
-	if (r < 0)
-		return r;
-	r = lxm_remotes_load(&rs, err);
+	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	if (r >= 0)
+		r = lxm_remotes_load(&rs, err);
 	if (r < 0)
 		return r;
 	r = all ? lxm_table_new(&t, ARRAY_SIZE(header), header) : -ENOMEM;
@@ -122,40 +108,32 @@ static int remote_list(int argc, char **argv, struct lxm_error **err)
 	return lxm_cli_print_list(cmd, all, t, fmt, err);
 }
 
-static int remote_remove(int argc, char **argv, struct lxm_error **err)
+/* remove NAME and rename OLD NEW: a change of the remotes file. */
+static int change_remotes(int argc, char **argv, bool rename, struct lxm_error **err)
 {
 	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
-	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, 1, "a remote NAME", err);
-	if (r < 0)
-		return r;
-	r = lxm_remotes_load(&rs, err);
-	if (r < 0)
-		return r;
-	r = lxm_remotes_remove(rs, argv[1], err);
+	r = lxm_cli_nargs(argv[0], argc - 1, rename ? 2 : 1, rename ? 2 : 1,
+			  rename ? "OLD and NEW remote names" : "a remote NAME", err);
+	if (r >= 0)
+		r = lxm_remotes_load(&rs, err);
+	if (r >= 0)
+		r = rename ? lxm_remotes_rename(rs, argv[1], argv[2], err)
+			   : lxm_remotes_remove(rs, argv[1], err);
 	if (r < 0)
 		return r;
 	return lxm_remotes_save(rs, err);
 }
 
+static int remote_remove(int argc, char **argv, struct lxm_error **err)
+{
+	return change_remotes(argc, argv, false, err);
+}
+
 static int remote_rename(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "OLD and NEW remote names", err);
-	if (r < 0)
-		return r;
-	r = lxm_remotes_load(&rs, err);
-	if (r < 0)
-		return r;
-	r = lxm_remotes_rename(rs, argv[1], argv[2], err);
-	if (r < 0)
-		return r;
-	return lxm_remotes_save(rs, err);
+	return change_remotes(argc, argv, true, err);
 }
 
 const struct lxm_command lxm_remote_commands[] = {
@@ -175,15 +153,7 @@ const struct lxm_command lxm_remote_commands[] = {
 			"      --public       The remote needs no credentials\n"
 			"      --ca FILE      PEM certificate(s) to trust for an https server\n",
 	},
-	{
-		.name = "list",
-		.alias = "ls",
-		.run = remote_list,
-		.summary = "List the remotes",
-		.usage = "remote list [flags]",
-		.help = "Flags:\n"
-			"  -f, --format FMT   table (default), csv, json or yaml\n",
-	},
+	LXM_CMD_LIST(remote_list, "List the remotes", "remote list [flags]"),
 	{
 		.name = "remove",
 		.alias = "rm",
@@ -191,12 +161,6 @@ const struct lxm_command lxm_remote_commands[] = {
 		.summary = "Remove a remote",
 		.usage = "remote remove NAME",
 	},
-	{
-		.name = "rename",
-		.alias = "mv",
-		.run = remote_rename,
-		.summary = "Rename a remote",
-		.usage = "remote rename OLD NEW",
-	},
+	LXM_CMD_RENAME(remote_rename, "Rename a remote", "remote rename OLD NEW"),
 	{},
 };

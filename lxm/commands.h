@@ -27,6 +27,28 @@ struct lxm_command {
 	const struct lxm_command *subcommands; /* a group's table, ended by a NULL name */
 };
 
+/* Table entries of the verbs most groups have. */
+#define LXM_FORMAT_FLAG_HELP                                                                       \
+	"Flags:\n"                                                                                 \
+	"  -f, --format FMT   table (default), csv, json or yaml\n"
+#define LXM_CMD(name_, fn, summary_, usage_)                                                       \
+	{                                                                                          \
+		.name = name_, .run = fn, .summary = summary_, .usage = usage_                     \
+	}
+#define LXM_CMD_LIST(fn, summary_, usage_)                                                         \
+	{                                                                                          \
+		.name = "list", .alias = "ls", .run = fn, .summary = summary_, .usage = usage_,    \
+		.help = LXM_FORMAT_FLAG_HELP                                                       \
+	}
+#define LXM_CMD_DELETE(fn, summary_, usage_)                                                       \
+	{                                                                                          \
+		.name = "delete", .alias = "rm", .run = fn, .summary = summary_, .usage = usage_   \
+	}
+#define LXM_CMD_RENAME(fn, summary_, usage_)                                                       \
+	{                                                                                          \
+		.name = "rename", .alias = "mv", .run = fn, .summary = summary_, .usage = usage_   \
+	}
+
 /* Verb groups. */
 extern const struct lxm_command lxm_operation_commands[];
 extern const struct lxm_command lxm_profile_commands[];
@@ -65,6 +87,9 @@ int lxm_image_source(struct lxm_client *local, const char *image, json_t **ret,
 
 /* ---- shared helpers (cmd-common.c) ---- */
 
+/* Checks an edited document (see lxm_cli_edit_yaml). */
+typedef int (*lxm_cli_edit_check_fn)(const json_t *doc, void *userdata, struct lxm_error **err);
+
 /* A client that has already fetched GET /1.0, so a dead or foreign socket fails here, with the
  * connection message, before a command adds its own context to errors. */
 int lxm_cli_connect(struct lxm_client **ret, struct lxm_error **err);
@@ -74,6 +99,49 @@ static inline void lxm_client_freep(struct lxm_client **c)
 	lxm_client_free(*c);
 }
 #define _cleanup_client_ __attribute__((cleanup(lxm_client_freep)))
+
+/* The entry of table whose name or alias is name, or NULL. */
+const struct lxm_command *lxm_cli_find(const struct lxm_command *table, const char *name);
+
+/* Runs a verb group nested in a group ("image alias list"): argv[0] is the group's path, argv[1]
+ * the verb. choices lists the verbs for the error when none is given ("create, delete or
+ * list"). */
+int lxm_cli_dispatch(const struct lxm_command *table, const char *choices, int argc, char **argv,
+		     struct lxm_error **err);
+
+/* Checks the count of arguments after argv[0] (see lxm_cli_nargs) and connects: how most
+ * verbs begin. */
+int lxm_cli_open(int argc, char **argv, int min, int max, const char *expected,
+		 struct lxm_client **ret, struct lxm_error **err);
+
+/* prefix + name, percent-encoded: "/1.0/images/aliases/" + "debian/12". NULL when out of
+ * memory. */
+char *lxm_cli_path(const char *prefix, const char *name);
+
+/* GET path, which must answer an object (else -EPROTO "the server sent no KIND"), with its ETag
+ * when ret_etag is non-NULL. Errors are prefixed with what ("profile 'web'"). */
+int lxm_cli_get_object(struct lxm_client *c, const char *path, const char *what, const char *kind,
+		       json_t **ret, char **ret_etag, struct lxm_error **err);
+
+/* PUT body on path, guarded by the ETag of the GET it follows (a concurrent change fails instead
+ * of being lost), and waits for the operation of an async reply. */
+int lxm_cli_put(struct lxm_client *c, const char *path, const json_t *body, const char *etag,
+		struct lxm_error **err);
+
+/* Renders view (NULL: out of memory) as YAML and prints it; what names it in errors. */
+int lxm_cli_print_yaml(const char *cmd, const json_t *view, const char *what,
+		       struct lxm_error **err);
+
+/* Parses the flags of a list verb (only -f/--format) and checks that between min and max
+ * (max < 0: no bound) arguments follow. Returns the index of the first argument, or a negative
+ * errno. */
+int lxm_cli_list_args(int argc, char **argv, int min, int max, const char *expected,
+		      enum lxm_format *fmt, struct lxm_error **err);
+
+/* The show and edit flows of an object shown as YAML: view is rendered, edited with
+ * lxm_cli_edit_yaml() under header and checked by check(); what names it in errors. */
+int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, const char *header,
+		      lxm_cli_edit_check_fn check, void *userdata, struct lxm_error **err);
 
 /* Turns getopt_long()'s '?' or ':' into "list: unknown flag '--x' (see 'lxm list --help')". */
 int lxm_cli_flag_error(const char *cmd, char **argv, int c, struct lxm_error **err);
@@ -109,6 +177,5 @@ int lxm_cli_string_map(const json_t *in, const char *what, json_t **ret, struct 
  * edit < file` does); otherwise opens $VISUAL / $EDITOR / vi on a temp file that starts with
  * header and text, and calls check() on the result, re-opening the editor while check() fails and
  * the user presses Enter. *ret gets the parsed JSON that check() accepted. */
-typedef int (*lxm_cli_edit_check_fn)(const json_t *doc, void *userdata, struct lxm_error **err);
 int lxm_cli_edit_yaml(const char *header, const char *text, lxm_cli_edit_check_fn check,
 		      void *userdata, json_t **ret, struct lxm_error **err);

@@ -298,10 +298,7 @@ static const char *closest(const struct lxm_command *table, const char *typed)
 
 static const struct lxm_command *find(const struct lxm_command *table, const char *name)
 {
-	for (const struct lxm_command *c = table; c->name; c++)
-		if (streq(c->name, name) || streq(c->alias, name))
-			return c;
-	return NULL;
+	return lxm_cli_find(table, name);
 }
 
 static int unknown_command(const struct lxm_command *table, const char *prefix, const char *typed)

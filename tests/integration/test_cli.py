@@ -206,3 +206,24 @@ def test_info_of_running_instance_shows_resources(lxmd, launched):
     lxmd.cli("stop", "--force", name)
     stopped = lxmd.cli("info", name).stdout
     assert "Status: STOPPED\n" in stopped and "Resources:" not in stopped
+
+
+def test_launch_shows_image_progress_on_a_terminal(lxmd):
+    """On a fresh store, launch builds busybox first: on a terminal the operation's progress is
+    one line redrawn in place ("Retrieving image: STAGE ...") and erased at the end; through a
+    pipe none of it shows."""
+    from test_console import run_cli_under_pty
+    name, other = unique("prog"), unique("prog")
+    try:
+        status, out = run_cli_under_pty(lxmd, ["launch", "busybox", name], [], timeout=180)
+        assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, out
+        assert re.search(r"\rRetrieving image: [a-z]+[^\r\n]*\x1b\[K", out), repr(out)
+        # The line is erased before the next message, which starts a clean line.
+        assert "\r\x1b[KStarting %s\r\n" % name in out, repr(out)
+        assert out.startswith("Creating %s\r\n" % name), repr(out)
+        # Not on a terminal: only the messages.
+        p = lxmd.cli("launch", "busybox", other)
+        assert p.stdout == "Creating %s\nStarting %s\n" % (other, other), repr(p.stdout)
+    finally:
+        for n in (name, other):
+            lxmd.cli("delete", "--force", n, check=False)

@@ -354,3 +354,77 @@ def test_publish_busybox(lxmd):
     lxmd.cli("delete", name)
     failed(lxmd.cli("publish", unique("none"), check=False), "publish")
     failed(lxmd.cli("publish", name, "--compression", "lzma", check=False), "compression")
+
+
+@pytest.fixture
+def sstreams(tmp_path):
+    """A local HTTPS simplestreams server with a split image for amd64 and arm64 (aliases
+    tiny/1, tiny/one) and a unified one (uni), and its CA."""
+    import sstreams_server as S
+    root, certs = str(tmp_path / "www"), str(tmp_path / "certs")
+    os.makedirs(root)
+    os.makedirs(certs)
+    products, fps = {}, {}
+    products["tiny:1:amd64:default"], fps["tiny-amd64"] = S.split_product(
+        root, "images/tiny/1/amd64/default/20260101_00:00", "amd64", "tiny/1,tiny/one", "a")
+    products["tiny:1:arm64:default"], fps["tiny-arm64"] = S.split_product(
+        root, "images/tiny/1/arm64/default/20260101_00:00", "arm64", "tiny/1,tiny/one", "b")
+    products["uni:1:amd64:default"], fps["uni"] = S.unified_product(
+        root, "images/uni/20260201_00:00", "amd64", "uni", "c")
+    S.write_catalogue(root, products)
+    srv = S.Server(root, certs)
+    srv.fps = fps
+    yield srv
+    srv.close()
+
+
+def test_simplestreams_image_list_and_info(lxmd, sstreams, conf):
+    lxmd.cli("remote", "add", "ss", sstreams.url, "--protocol", "simplestreams", "--ca",
+             sstreams.ca, env=conf)
+    out = lxmd.cli("image", "list", "ss:", env=conf).stdout
+    header = out.splitlines()[1]
+    for col in ("ALIAS", "FINGERPRINT", "PUBLIC", "DESCRIPTION", "ARCHITECTURE", "TYPE", "SIZE",
+                "UPLOAD DATE"):
+        assert col in header, header
+    for key in ("tiny-amd64", "tiny-arm64", "uni"):
+        assert sstreams.fps[key][:12] in out, (key, out)
+    row = [l for l in out.splitlines() if sstreams.fps["tiny-amd64"][:12] in l][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "tiny/1 (1 more)" and cells[2] == "yes", cells
+    assert cells[4] == "x86_64" and cells[5] == "CONTAINER", cells
+    assert cells[6].endswith("MiB") and cells[7] == "Jan 1, 2026 at 12:00am (UTC)", cells
+    row = [l for l in out.splitlines() if sstreams.fps["tiny-arm64"][:12] in l][0]
+    assert "aarch64" in row, row
+
+    # JSON is the Image objects; filters work as for an lxmd.
+    imgs = json.loads(lxmd.cli("image", "list", "ss:", "--format", "json", env=conf).stdout)
+    assert sorted(i["fingerprint"] for i in imgs) == sorted(sstreams.fps.values())
+    uni = [i for i in imgs if i["fingerprint"] == sstreams.fps["uni"]][0]
+    assert [a["name"] for a in uni["aliases"]] == ["uni"] and uni["public"] is True
+    assert uni["size"] == os.path.getsize(os.path.join(
+        sstreams.root, "images/uni/20260201_00:00",
+        os.listdir(os.path.join(sstreams.root, "images/uni/20260201_00:00"))[0]))
+    csv = lxmd.cli("image", "list", "ss:", "uni", "--format", "csv", env=conf).stdout
+    assert csv.count("\n") == 1 and sstreams.fps["uni"][:12] in csv, csv
+    csv = lxmd.cli("image", "list", "ss:", "architecture=aarch64", "--format", "csv",
+                   env=conf).stdout
+    assert csv.count("\n") == 0, csv  # properties hold the Debian name, arm64
+    csv = lxmd.cli("image", "list", "ss:", "architecture=arm64", "--format", "csv",
+                   env=conf).stdout
+    assert csv.count("\n") == 1 and sstreams.fps["tiny-arm64"][:12] in csv, csv
+
+    # info by alias picks this host's architecture; by fingerprint prefix any.
+    info = lxmd.cli("image", "info", "ss:tiny/one", env=conf).stdout
+    arch = os.uname().machine
+    want = sstreams.fps["tiny-amd64"] if arch == "x86_64" else sstreams.fps["tiny-arm64"]
+    assert "Fingerprint: %s\n" % want in info, info
+    assert "Public: yes" in info and "Properties:\n" in info and "    - tiny/1\n" in info, info
+    info = lxmd.cli("image", "info", "ss:" + sstreams.fps["uni"][:10], env=conf).stdout
+    assert "Fingerprint: %s\n" % sstreams.fps["uni"] in info, info
+    assert "Created: 2026/02/01 00:00 UTC" in info, info
+
+    failed(lxmd.cli("image", "info", "ss:nothere", env=conf, check=False), "nothere", "ss")
+    # Without the CA the server is not trusted.
+    lxmd.cli("remote", "add", "untrusted", sstreams.url, "--protocol", "simplestreams",
+             env=conf)
+    failed(lxmd.cli("image", "list", "untrusted:", env=conf, check=False), "untrusted")
