@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <linux/openat2.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
@@ -39,6 +40,10 @@ int lxm_uuid4(char out[static 37]);
 int lxm_mkdir_p(const char *path, mode_t mode);
 /* Reads a whole small file into a NUL-terminated buffer. */
 int lxm_read_file(const char *path, char **ret, size_t *ret_len);
+/* openat2() with O_CLOEXEC added, retried while the kernel asks for it (a rename in the tree
+ * during the walk). mode is used with O_CREAT only. Returns the fd or -errno. */
+int lxm_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+
 /* Writes all of data to fd (a blocking fd), retrying on EINTR and short writes. 0 or -errno. */
 int lxm_write_all(int fd, const void *data, size_t len);
 /* Writes data to path atomically (tmp file + fsync + rename). */

@@ -195,22 +195,7 @@ static int job_queue(struct file_job *j, uv_work_cb work, uv_after_work_cb after
  * at it, and /proc magic links are refused. */
 static int open_in_root(int root_fd, const char *path, int flags, mode_t mode)
 {
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.mode = mode,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-	};
-
-	for (int i = 0; i < 32; i++) {
-		long fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
-
-		if (fd >= 0)
-			return (int)fd;
-		/* A rename in the tree during the walk makes the kernel ask for a retry. */
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-	}
-	return -EAGAIN;
+	return lxm_openat2(root_fd, path, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
 static int open_rootfs(struct file_job *j)

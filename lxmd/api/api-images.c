@@ -1,7 +1,8 @@
 /* /1.0/images: the image store's REST side, as LXD serves it. Listing, reading and editing images
  * and their aliases; export (the file, or multipart/form-data for a split image); delete; and
  * POST /1.0/images, which takes a unified image as a raw body, a split one as
- * multipart/form-data, or a JSON request (publish an instance).
+ * multipart/form-data, or a JSON request (publish an instance, pull from an image server, build
+ * from a template); POST /1.0/images/<fp>/refresh.
  *
  * Uploads are streamed, never held in memory: each piece of the body goes to a spool file under
  * ROOT/images/ (".tmp-<random>", plus ".meta"/".rootfs" for the two parts of a split image) on
@@ -90,21 +91,6 @@ static int parse_timestamp(const char *s, int64_t *ret)
 	t = timegm(&tm);
 	*ret = (int64_t)t - off;
 	return 0;
-}
-
-/* LXD's Image object. */
-static json_t *image_json(const struct lxm_db_image *img)
-{
-	return json_pack("{s:O, s:s, s:b, s:b, s:s, s:s, s:O, s:b, s:I, s:s, s:o, s:o, s:o, s:o,"
-			 " s:[s], s:s}",
-			 "aliases", img->aliases, "architecture", img->architecture, "auto_update",
-			 img->auto_update, "cached", img->cached, "fingerprint", img->fingerprint,
-			 "filename", img->filename, "properties", img->properties, "public",
-			 img->public, "size", (json_int_t)img->size, "type", img->type,
-			 "created_at", timestamp(img->created_at), "expires_at",
-			 timestamp(img->expires_at), "last_used_at", timestamp(img->last_used_at),
-			 "uploaded_at", timestamp(img->uploaded_at), "profiles", "default",
-			 "project", "default");
 }
 
 /* The writable part of an image (what PUT replaces), hashed for ETag/If-Match. */
@@ -217,7 +203,7 @@ int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err)
 	if (k < 0)
 		return k;
 	for (size_t i = 0; i < n; i++)
-		if (json_array_append_new(list, image_json(imgs[i])) < 0) {
+		if (json_array_append_new(list, lxmd_image_json(imgs[i])) < 0) {
 			images_free(imgs, n);
 			return -ENOMEM;
 		}
@@ -257,7 +243,7 @@ int lxmd_api_image_get(struct lxmd_request *r, struct lxm_error **err)
 		return k;
 	if ((k = image_etag(img, etag)) < 0)
 		return k;
-	j = image_json(img);
+	j = lxmd_image_json(img);
 	if (!j)
 		return -ENOMEM;
 	return lxmd_respond_sync(r, j, etag);
@@ -1325,6 +1311,18 @@ static int start_publish(struct lxmd *d, const void *what, struct lxm_operation 
 	return lxmd_image_publish(d, what, op, done, ud, err);
 }
 
+static int start_pull(struct lxmd *d, const void *what, struct lxm_operation *op,
+		      lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+{
+	return lxmd_image_pull(d, what, op, done, ud, err);
+}
+
+static int start_build(struct lxmd *d, const void *what, struct lxm_operation *op,
+		       lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+{
+	return lxmd_image_build(d, what, op, done, ud, err);
+}
+
 static int upload_start(struct lxmd_request *r, const char *description, upload_start_fn start,
 			const void *what, struct lxm_error **err)
 {
@@ -1439,7 +1437,52 @@ static void upload_body(struct lxmd_request *r, char *data, size_t len)
 	}
 }
 
-/* A JSON request: publish an instance (LXD's other sources come later). */
+/* Source type "image": a pull from an image server (mode "pull", the default). */
+static int pull_start(struct lxmd_request *r, const json_t *body, const json_t *source,
+		      const json_t *aliases, struct lxm_error **err)
+{
+	struct lxmd_image_pull p = { .aliases = aliases };
+	const char *mode = NULL, *fp = NULL;
+	int k;
+
+	if ((k = lxm_json_opt_string(source, "mode", &mode, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "server", &p.server, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "protocol", &p.protocol, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "alias", &p.alias, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "fingerprint", &fp, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "certificate", &p.certificate, err)) < 0)
+		return lxm_error_prefix(err, "create image: source");
+	if ((k = lxm_json_opt_bool(body, "public", &p.public, err)) < 0 ||
+	    (k = lxm_json_opt_bool(body, "auto_update", &p.auto_update, err)) < 0)
+		return lxm_error_prefix(err, "create image");
+	if (mode && *mode && !streq(mode, "pull"))
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "create image: source mode '%s' is not implemented (pull)",
+				     mode);
+	if (!p.alias || !*p.alias)
+		p.alias = fp;
+	return upload_start(r, "Downloading image", start_pull, &p, err);
+}
+
+/* Source type "template": an explicit build (lxm image build). */
+static int build_start(struct lxmd_request *r, const json_t *body, const json_t *source,
+		       const json_t *aliases, struct lxm_error **err)
+{
+	struct lxmd_image_build b = { .aliases = aliases };
+	int k;
+
+	if ((k = lxm_json_opt_string(source, "name", &b.tpl, err)) < 0 ||
+	    (k = lxm_json_opt_string(source, "release", &b.release, err)) < 0)
+		return lxm_error_prefix(err, "create image: source");
+	if ((k = lxm_json_opt_bool(body, "public", &b.public, err)) < 0)
+		return lxm_error_prefix(err, "create image");
+	if (!b.tpl || !*b.tpl)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create image: source.name (the template) is required");
+	return upload_start(r, "Building image", start_build, &b, err);
+}
+
+/* A JSON request: publish an instance, pull from an image server, build from a template. */
 static int publish_start(struct lxmd_request *r, struct upload *u, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *body = NULL;
@@ -1466,19 +1509,6 @@ static int publish_start(struct lxmd_request *r, struct upload *u, struct lxm_er
 	if ((k = lxm_json_opt_string(source, "type", &type, err)) < 0 ||
 	    (k = lxm_json_opt_string(source, "name", &name, err)) < 0)
 		return lxm_error_prefix(err, "create image: source");
-	if (!type || (!streq(type, "instance") && !streq(type, "container"))) {
-		if (type && (streq(type, "url") || streq(type, "image") || streq(type, "snapshot")))
-			return lxm_error_set(err, -EOPNOTSUPP, 501,
-					     "create image: source type '%s' is not implemented "
-					     "yet (instance, or upload the image file)",
-					     type);
-		return lxm_error_set(err, -EINVAL, 400,
-				     "create image: unknown source type '%s' (instance, or upload "
-				     "the image file)",
-				     type ? type : "");
-	}
-	if (!name || !*name)
-		return lxm_error_set(err, -EINVAL, 400, "create image: source.name is required");
 	json_array_foreach (aliases, i, a) {
 		const char *an = json_string_value(json_object_get(a, "name"));
 
@@ -1488,6 +1518,24 @@ static int publish_start(struct lxmd_request *r, struct upload *u, struct lxm_er
 		if ((k = check_alias_name(an, "create image", err)) < 0)
 			return k;
 	}
+	if (streq(type, "image"))
+		return pull_start(r, body, source, aliases, err);
+	if (streq(type, "template"))
+		return build_start(r, body, source, aliases, err);
+	if (!type || (!streq(type, "instance") && !streq(type, "container"))) {
+		if (type && (streq(type, "url") || streq(type, "snapshot")))
+			return lxm_error_set(err, -EOPNOTSUPP, 501,
+					     "create image: source type '%s' is not implemented "
+					     "yet (image, template, instance, or upload the image "
+					     "file)",
+					     type);
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create image: unknown source type '%s' (image, template, "
+				     "instance, or upload the image file)",
+				     type ? type : "");
+	}
+	if (!name || !*name)
+		return lxm_error_set(err, -EINVAL, 400, "create image: source.name is required");
 	pub.instance = name;
 	pub.compression = compression && *compression ? compression : NULL;
 	pub.properties = props;
@@ -1662,4 +1710,75 @@ int lxmd_api_images_post(struct lxmd_request *r, struct lxm_error **err)
 	r->on_body_end = upload_body_end;
 	r->defer_data = TAKE_PTR(u);
 	return 0;
+}
+
+/* ---- refresh ---- */
+
+struct refresh {
+	struct lxm_operation *op; /* reports the result */
+	char fp[65];		  /* the image refreshed */
+};
+
+static void refresh_done(struct lxmd *d, int result, const char *fp, const struct lxm_error *err,
+			 void *ud)
+{
+	struct refresh *rf = ud;
+	struct lxm_error *copy = NULL;
+	bool refreshed;
+
+	if (result < 0) {
+		lxm_error_set(&copy, err && err->errnum ? -err->errnum : result,
+			      err ? err->status : 500, "%s",
+			      err ? err->msg : "refresh image: failed");
+		lxm_operation_finish(rf->op, copy);
+		free(rf);
+		return;
+	}
+	refreshed = !streq(fp, rf->fp);
+	if (refreshed) {
+		_cleanup_free_ char *url = NULL;
+
+		if (asprintf(&url, "/1.0/images/%s", fp) >= 0)
+			lxm_events_lifecycle(d->events, "image-refreshed", url, NULL);
+	}
+	lxm_operation_set_metadata(
+		rf->op, json_pack("{s:b, s:s}", "refreshed", refreshed, "fingerprint", fp));
+	lxm_operation_finish(rf->op, NULL);
+	free(rf);
+}
+
+int lxmd_api_image_refresh_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_free_ char *fp = NULL;
+	struct lxm_operation *op = NULL;
+	struct refresh *rf;
+	int k;
+
+	if ((k = image_from_url(r, &fp, err)) < 0)
+		return k;
+	rf = calloc(1, sizeof(*rf));
+	if (!rf)
+		return -ENOMEM;
+	snprintf(rf->fp, sizeof(rf->fp), "%s", fp);
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Refreshing image", image_resources(fp), NULL,
+			      NULL, NULL, NULL, &op);
+	if (k < 0) {
+		free(rf);
+		return lxm_error_setx(err, k, 500, "refresh image '%s': new operation", fp);
+	}
+	rf->op = op;
+	lxm_operation_start(op);
+	k = lxmd_image_refresh(r->d, fp, op, refresh_done, rf, err);
+	if (k < 0) {
+		struct lxm_error *copy = NULL;
+
+		if (*err)
+			lxm_error_set(&copy, -(*err)->errnum, (*err)->status, "%s", (*err)->msg);
+		else
+			lxm_error_setx(&copy, k, 500, "refresh image '%s'", fp);
+		lxm_operation_finish(op, copy);
+		free(rf);
+		return k;
+	}
+	return lxmd_respond_async(r, op);
 }

@@ -1,6 +1,8 @@
 /* /1.0/instances (and /1.0/containers): list, create, show, delete. An instance is created empty
  * (source type "none", like `lxc init --empty`) or from an image of the store (source type
- * "image", by alias or fingerprint prefix; a template alias is built on first use). */
+ * "image", by alias or fingerprint prefix; a template alias is built on first use), or from an
+ * image server (source.server with mode "pull": pulled into the store as a cached image, never
+ * answered from a local image of the same name). */
 #include "config.h"
 
 #include <errno.h>
@@ -312,6 +314,9 @@ struct instance_job {
 	char *path;		  /* its directory */
 	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
 	char *alias;		  /* image to fill the rootfs from (create), or NULL: empty */
+	char *server;		  /* the image server to pull alias from, or NULL: the store */
+	char *protocol;		  /* its protocol */
+	char *certificate;	  /* PEM trusted for it, or NULL */
 	char *logdir;		  /* the instance's log directory (delete), or NULL */
 	int result;		  /* 0 or -errno, set by the worker */
 	const char *step;	  /* what failed */
@@ -327,6 +332,9 @@ static void job_free(void *p)
 	free(j->path);
 	free(j->backup_yaml);
 	free(j->alias);
+	free(j->server);
+	free(j->protocol);
+	free(j->certificate);
 	free(j->logdir);
 	free(j);
 }
@@ -512,6 +520,15 @@ static int create_run(struct lxm_operation *op, void *data, struct lxm_error **e
 	struct instance_job *j = data;
 
 	j->op = op;
+	/* An image from a server is that server's, never a local one of the same name. */
+	if (j->server)
+		return lxmd_image_pull(j->d,
+				       &(struct lxmd_image_pull){ .server = j->server,
+								  .protocol = j->protocol,
+								  .alias = j->alias,
+								  .certificate = j->certificate,
+								  .cached = true },
+				       op, create_ensured, j, err);
 	if (j->alias)
 		return lxmd_image_ensure(j->d, j->alias, op, create_ensured, j, err);
 	return queue_create_work(j, err);
@@ -554,7 +571,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	_cleanup_json_ json_t *profiles = NULL;
 	_cleanup_free_ char *path = NULL, *yaml = NULL;
 	const char *name = NULL, *type = "container", *desc = "", *arch = NULL, *stype = NULL;
-	const char *alias = NULL;
+	const char *alias = NULL, *server = NULL, *protocol = NULL, *certificate = NULL;
 	json_t *source = NULL, *config = NULL, *devices = NULL;
 	struct lxm_db_instance inst = { 0 };
 	struct lxm_operation *op = NULL;
@@ -602,11 +619,22 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 				     "('none' for an empty instance)",
 				     name);
 	if (streq(stype, "image")) {
-		const char *fp = NULL;
+		const char *fp = NULL, *mode = NULL;
 
 		if ((k = lxm_json_opt_string(source, "alias", &alias, err)) < 0 ||
-		    (k = lxm_json_opt_string(source, "fingerprint", &fp, err)) < 0)
+		    (k = lxm_json_opt_string(source, "fingerprint", &fp, err)) < 0 ||
+		    (k = lxm_json_opt_string(source, "mode", &mode, err)) < 0 ||
+		    (k = lxm_json_opt_string(source, "server", &server, err)) < 0 ||
+		    (k = lxm_json_opt_string(source, "protocol", &protocol, err)) < 0 ||
+		    (k = lxm_json_opt_string(source, "certificate", &certificate, err)) < 0)
 			return lxm_error_prefix(err, "create instance '%s': source", name);
+		if (mode && *mode && !streq(mode, "pull"))
+			return lxm_error_set(err, -EOPNOTSUPP, 501,
+					     "create instance '%s': source mode '%s' is not "
+					     "implemented (pull)",
+					     name, mode);
+		if (server && !*server)
+			server = NULL;
 		if (!alias || !*alias)
 			alias = fp;
 		if (!alias || !*alias)
@@ -614,7 +642,21 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 					     "create instance '%s': an image source needs "
 					     "source.alias or source.fingerprint",
 					     name);
-		if (!lxmd_image_known(r->d, alias))
+		if (server) {
+			struct lxm_error *perr = NULL;
+
+			/* What can be refused before any traffic is refused now. */
+			k = lxmd_image_pull_check(&(struct lxmd_image_pull){ .server = server,
+									     .protocol = protocol,
+									     .alias = alias },
+						  &perr);
+			if (k < 0) {
+				lxm_error_set(err, k, perr->status, "create instance '%s': %s",
+					      name, perr->msg);
+				lxm_error_free(perr);
+				return k;
+			}
+		} else if (!lxmd_image_known(r->d, alias))
 			return lxm_error_set(err, -ENOENT, 404,
 					     "create instance '%s': image '%s' not found", name,
 					     alias);
@@ -667,7 +709,10 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	job->name = strdup(name);
 	job->path = TAKE_PTR(path);
 	job->backup_yaml = TAKE_PTR(yaml);
-	if (alias && !(job->alias = strdup(alias))) {
+	if ((alias && !(job->alias = strdup(alias))) ||
+	    (server && !(job->server = strdup(server))) ||
+	    (protocol && !(job->protocol = strdup(protocol))) ||
+	    (certificate && *certificate && !(job->certificate = strdup(certificate)))) {
 		job_free(job);
 		lxm_db_instance_delete(r->d->db, name, NULL);
 		return -ENOMEM;

@@ -33,6 +33,8 @@ static const char *const api_extensions[] = {
 	"container_exec_user_group_cwd",
 	/* POST .../console with websockets "0" and "control"; GET/DELETE of the console log */
 	"console",
+	/* "aliases" in POST /1.0/images */
+	"image_create_aliases",
 };
 
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err)

@@ -73,6 +73,7 @@ static const struct lxmd_route routes[] = {
 	    [LXMD_PATCH] = lxmd_api_image_patch,
 	    [LXMD_DELETE] = lxmd_api_image_delete } },
 	{ "/1.0/images/*/export", { [LXMD_GET] = lxmd_api_image_export_get } },
+	{ "/1.0/images/*/refresh", { [LXMD_POST] = lxmd_api_image_refresh_post } },
 	{ "/1.0/storage-pools", { [LXMD_GET] = lxmd_api_storage_pools_get } },
 	{ "/1.0/networks", { [LXMD_GET] = lxmd_api_networks_get } },
 };

@@ -97,6 +97,7 @@ int lxmd_api_profile_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_profile_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_images_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_image_refresh_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_image_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_image_put(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_image_patch(struct lxmd_request *r, struct lxm_error **err);

@@ -22,10 +22,22 @@
 	"id, fingerprint, filename, size, public, auto_update, cached, architecture, type,\n"      \
 	"	created_at, uploaded_at, expires_at, last_used_at"
 
+void lxm_db_image_source_free(struct lxm_db_image_source *src)
+{
+	if (!src)
+		return;
+	free(src->server);
+	free(src->protocol);
+	free(src->alias);
+	free(src->certificate);
+	free(src);
+}
+
 void lxm_db_image_free(struct lxm_db_image *img)
 {
 	if (!img)
 		return;
+	lxm_db_image_source_free(img->source);
 	free(img->fingerprint);
 	free(img->filename);
 	free(img->architecture);
@@ -128,6 +140,38 @@ static int image_read_aliases(struct lxm_db *db, int64_t id, json_t **ret, struc
 	return 0;
 }
 
+/* The source of image id into *ret, NULL when it has none. */
+static int image_read_source(struct lxm_db *db, int64_t id, struct lxm_db_image_source **ret,
+			     struct lxm_error **err)
+{
+	_cleanup_(lxm_db_image_source_freep) struct lxm_db_image_source *src = NULL;
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	int r, rc;
+
+	*ret = NULL;
+	r = db_prepare(db,
+		       "SELECT server, protocol, alias, certificate FROM images_source\n"
+		       "	WHERE image_id = ?",
+		       &stmt, err);
+	if (r >= 0)
+		r = db_bind(db, stmt, err, "i", id);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return db_sqlite_error(db, rc, err);
+	src = calloc(1, sizeof(*src));
+	if (!src || !(src->server = db_column_strdup(stmt, 0)) ||
+	    !(src->protocol = db_column_strdup(stmt, 1)) ||
+	    !(src->alias = db_column_strdup(stmt, 2)) ||
+	    !(src->certificate = db_column_strdup(stmt, 3)))
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	*ret = TAKE_PTR(src);
+	return 0;
+}
+
 /* Reads one image with its properties and aliases; -ENOENT (404) when it does not exist. */
 static int image_read(struct lxm_db *db, const char *fp, struct lxm_db_image **ret,
 		      struct lxm_error **err)
@@ -163,6 +207,9 @@ static int image_read(struct lxm_db *db, const char *fp, struct lxm_db_image **r
 	r = image_read_aliases(db, id, &img->aliases, err);
 	if (r < 0)
 		return db_error_prefix(err, r, "get image '%s': read aliases", fp);
+	r = image_read_source(db, id, &img->source, err);
+	if (r < 0)
+		return db_error_prefix(err, r, "get image '%s': read source", fp);
 	*ret = TAKE_PTR(img);
 	return 0;
 }
@@ -374,6 +421,53 @@ int lxm_db_image_update(struct lxm_db *db, const struct lxm_db_image *img, struc
 	if (r < 0 && r != -ENOENT)
 		db_error_prefix(err, r, "update image '%s'", img->fingerprint);
 	return db_tx_end(db, owned, r, err, "update image '%s'", img->fingerprint);
+}
+
+static int image_source_set_tx(struct lxm_db *db, const char *fp,
+			       const struct lxm_db_image_source *src, struct lxm_error **err)
+{
+	int64_t id;
+	int r;
+
+	r = image_id(db, fp, &id, err);
+	if (r < 0)
+		return r;
+	r = db_exec(db, err,
+		    "INSERT INTO images_source (image_id, server, protocol, alias, certificate)\n"
+		    "	VALUES (?, ?, ?, ?, ?)\n"
+		    "	ON CONFLICT (image_id) DO UPDATE SET server = excluded.server,\n"
+		    "	protocol = excluded.protocol, alias = excluded.alias,\n"
+		    "	certificate = excluded.certificate",
+		    "itttt", id, src->server ? src->server : "", src->protocol ? src->protocol : "",
+		    src->alias ? src->alias : "", src->certificate ? src->certificate : "");
+	return r < 0 ? r : 0;
+}
+
+int lxm_db_image_source_set(struct lxm_db *db, const char *fp,
+			    const struct lxm_db_image_source *src, struct lxm_error **err)
+{
+	bool owned;
+	int r;
+
+	r = db_tx_begin(db, true, &owned, err, "record the source of image '%s'", fp);
+	if (r < 0)
+		return r;
+	r = image_source_set_tx(db, fp, src, err);
+	if (r < 0 && r != -ENOENT)
+		db_error_prefix(err, r, "record the source of image '%s'", fp);
+	return db_tx_end(db, owned, r, err, "record the source of image '%s'", fp);
+}
+
+int lxm_db_image_set_cached(struct lxm_db *db, const char *fp, bool cached, struct lxm_error **err)
+{
+	int r = db_exec(db, err, "UPDATE images SET cached = ? WHERE fingerprint = ?", "bt",
+			(int)cached, fp);
+
+	if (r < 0)
+		return db_error_prefix(err, r, "mark image '%s' cached", fp);
+	if (r == 0)
+		return lxm_error_set(err, -ENOENT, 404, "image '%s' not found", fp);
+	return 0;
 }
 
 int lxm_db_image_touch(struct lxm_db *db, const char *fp, int64_t when, struct lxm_error **err)

@@ -205,11 +205,24 @@ static const char schema_v3[] =
 static const char schema_v4[] = "INSERT OR IGNORE INTO profiles (name, description) VALUES "
 				"('default', 'Default lxm profile');\n";
 
+/* v5: where an image was pulled from (LXD's update_source), one row per image that has one:
+ * the image server, its protocol, the alias asked for and the certificate trusted for it. */
+static const char schema_v5[] =
+	"CREATE TABLE images_source (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	image_id INTEGER NOT NULL UNIQUE REFERENCES images (id) ON DELETE CASCADE,\n"
+	"	server TEXT NOT NULL,\n"
+	"	protocol TEXT NOT NULL,\n"
+	"	alias TEXT NOT NULL DEFAULT '',\n"
+	"	certificate TEXT NOT NULL DEFAULT ''\n"
+	");\n";
+
 const struct db_migration db_migrations[] = {
 	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
 	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
 	{ .version = 3, .what = "snapshots, storage and networks", .sql = schema_v3 },
 	{ .version = 4, .what = "default profile", .sql = schema_v4 },
+	{ .version = 5, .what = "image sources", .sql = schema_v5 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

@@ -183,6 +183,17 @@ int lxm_db_network_names(struct lxm_db *db, char ***ret, struct lxm_error **err)
 
 /* ---- images ---- */
 
+/* Where an image was pulled from, to refresh it (LXD's update_source). */
+struct lxm_db_image_source {
+	char *server;	   /* "https://images.example.org" */
+	char *protocol;	   /* "simplestreams" */
+	char *alias;	   /* the alias (or fingerprint) asked for on the server */
+	char *certificate; /* PEM trusted for the server, "" for the system's */
+};
+
+void lxm_db_image_source_free(struct lxm_db_image_source *src);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_image_source *, lxm_db_image_source_free)
+
 struct lxm_db_image {
 	char *fingerprint;    /* sha256 of the image file(s), 64 hex digits */
 	char *filename;	      /* the file name it was imported as, shown and exported under */
@@ -198,6 +209,7 @@ struct lxm_db_image {
 	int64_t last_used_at; /* unix seconds an instance was last created from it, 0: never */
 	json_t *properties;   /* object of strings (os, release, description, ...); never NULL */
 	json_t *aliases;      /* array of {"name", "description"}, sorted by name; never NULL */
+	struct lxm_db_image_source *source; /* where it was pulled from, or NULL */
 };
 
 void lxm_db_image_free(struct lxm_db_image *img);
@@ -218,6 +230,11 @@ int lxm_db_image_list(struct lxm_db *db, struct lxm_db_image ***ret, size_t *ret
 int lxm_db_image_create(struct lxm_db *db, const struct lxm_db_image *img, struct lxm_error **err);
 /* Replaces what a user may edit: public, auto_update, expires_at, properties. 404 if unknown. */
 int lxm_db_image_update(struct lxm_db *db, const struct lxm_db_image *img, struct lxm_error **err);
+/* Records (or replaces) where image fp was pulled from. 404 if unknown. */
+int lxm_db_image_source_set(struct lxm_db *db, const char *fp,
+			    const struct lxm_db_image_source *src, struct lxm_error **err);
+/* Sets the cached flag (an image fetched for an instance rather than by a user). 404 if unknown. */
+int lxm_db_image_set_cached(struct lxm_db *db, const char *fp, bool cached, struct lxm_error **err);
 /* Sets last_used_at. */
 int lxm_db_image_touch(struct lxm_db *db, const char *fp, int64_t when, struct lxm_error **err);
 /* Removes an image and its aliases. 404 if unknown. */

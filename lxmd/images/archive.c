@@ -118,24 +118,6 @@ static void remove_tree(const char *path)
 	nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
-static int openat2_beneath(int dirfd, const char *path, int flags, uint64_t resolve)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = resolve,
-	};
-
-	for (int i = 0; i < 32; i++) {
-		long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-
-		if (fd >= 0)
-			return (int)fd;
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-	}
-	return -EAGAIN;
-}
-
 /* HTTP status for a failure while writing the unpacked tree: the machine's fault (500) or the
  * image's (400, e.g. a name libarchive refused). */
 static int disk_status(int errnum)
@@ -251,8 +233,8 @@ static int parents_check(int destfd, const char *name)
 	if (!slash)
 		return 0;
 	*slash = '\0';
-	fd = openat2_beneath(destfd, parent, O_PATH | O_DIRECTORY,
-			     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+	fd = lxm_openat2(destfd, parent, O_PATH | O_DIRECTORY, 0,
+			 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 	if (fd >= 0) {
 		close(fd);
 		return 0;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -31,6 +32,7 @@
 #include "json.h"
 #include "log.h"
 #include "operations.h"
+#include "simplestreams.h"
 #include "util.h"
 #include "yaml.h"
 
@@ -97,6 +99,7 @@ enum job_kind {
 	JOB_FILL,    /* lxmd_image_fill_rootfs */
 	JOB_PUBLISH, /* lxmd_image_publish */
 	JOB_DEFER,   /* an ensure that resolved at once, answered on the next loop turn */
+	JOB_PULL,    /* an image looked up on an image server, then downloaded and imported */
 };
 
 /* Someone waiting for a job's result. */
@@ -145,7 +148,12 @@ struct import_job {
 
 struct build_job {
 	struct job j;
-	const struct template_image *ti; /* what is built */
+	const struct template_image *ti; /* what is built: an entry of template_images, or own */
+	struct template_image own;	 /* a release template_images does not list */
+	char *own_key;			 /* own's key */
+	char *own_release;		 /* own's release */
+	bool staged;			 /* the template announced its first stage */
+	bool existing;			 /* the build's fingerprint is in the store already */
 	char *builddir;			 /* the template's OUTDIR, then <fp>.unpacked */
 	char *packfile;			 /* the packed image in progress */
 	char fp[65];			 /* its sha256 */
@@ -187,6 +195,17 @@ struct publish_job {
 	struct lxm_image_metadata *meta;  /* what went into it */
 };
 
+struct pull_job {
+	struct job j;
+	char *server;			/* the image server */
+	char *alias;			/* what is asked for there */
+	char *certificate;		/* PEM to trust, or NULL */
+	char *ca_file;			/* certificate written out for libcurl, or NULL */
+	struct lxm_sstreams *ss;	/* the client */
+	struct lxm_sstreams_image *img; /* what the server offers under alias */
+	char *dir;			/* the download's directory, ROOT/images/.tmp-* */
+};
+
 struct defer_job {
 	struct job j;
 	char fp[65]; /* the answer */
@@ -209,6 +228,8 @@ static void job_init(struct job *j, enum job_kind kind)
 	TAILQ_INIT(&j->waiters);
 	LIST_INSERT_HEAD(&store.jobs, j, link);
 }
+
+static void rm_tree(const char *path);
 
 static void job_free(struct job *j)
 {
@@ -239,6 +260,8 @@ static void job_free(struct job *j)
 
 		free(bj->builddir);
 		free(bj->packfile);
+		free(bj->own_key);
+		free(bj->own_release);
 		lxm_image_metadata_free(bj->meta);
 		break;
 	}
@@ -270,6 +293,22 @@ static void job_free(struct job *j)
 		lxm_image_metadata_free(pj->meta);
 		break;
 	}
+	case JOB_PULL: {
+		struct pull_job *pj = (struct pull_job *)j;
+
+		free(pj->server);
+		free(pj->alias);
+		free(pj->certificate);
+		if (pj->ca_file)
+			unlink(pj->ca_file);
+		free(pj->ca_file);
+		lxm_sstreams_free(pj->ss);
+		lxm_sstreams_image_free(pj->img);
+		if (pj->dir)
+			rm_tree(pj->dir);
+		free(pj->dir);
+		break;
+	}
 	case JOB_DEFER:
 		break;
 	}
@@ -291,11 +330,15 @@ static int job_wait(struct job *j, struct lxm_operation *op, lxmd_image_done_fn 
 	return 0;
 }
 
-/* Tells every waiter the result; they may start or end other jobs. */
+static void job_flush(struct job *j);
+
+/* Tells every waiter the result; they may start or end other jobs. The last stage the worker
+ * reported goes out first: uv_async_send() coalesces, so its wake-up may not have run yet. */
 static void job_notify(struct job *j, int result, const char *fp, const struct lxm_error *err)
 {
 	struct waiter *w;
 
+	job_flush(j);
 	while ((w = TAILQ_FIRST(&j->waiters))) {
 		TAILQ_REMOVE(&j->waiters, w, link);
 		if (w->done)
@@ -382,26 +425,30 @@ static void work_stage(struct job *j, const char *stage)
 	pthread_mutex_unlock(&store.lock);
 }
 
+/* Publishes what the worker reported since the last publication. */
+static void job_flush(struct job *j)
+{
+	char stage[sizeof(j->stage)];
+	uint64_t done, total;
+	bool dirty;
+
+	pthread_mutex_lock(&store.lock);
+	dirty = j->dirty;
+	j->dirty = false;
+	memcpy(stage, j->stage, sizeof(stage));
+	done = j->done;
+	total = j->total;
+	pthread_mutex_unlock(&store.lock);
+	if (dirty && !j->cancelled)
+		job_publish(j, stage, done, total);
+}
+
 static void on_wake(uv_async_t *a)
 {
 	struct job *j;
 
 	LIST_FOREACH(j, &store.jobs, link)
-	{
-		char stage[sizeof(j->stage)];
-		uint64_t done, total;
-		bool dirty;
-
-		pthread_mutex_lock(&store.lock);
-		dirty = j->dirty;
-		j->dirty = false;
-		memcpy(stage, j->stage, sizeof(stage));
-		done = j->done;
-		total = j->total;
-		pthread_mutex_unlock(&store.lock);
-		if (dirty && !j->cancelled)
-			job_publish(j, stage, done, total);
-	}
+	job_flush(j);
 }
 
 /* ---- files ---- */
@@ -548,6 +595,23 @@ static int check_aliases_free(struct lxmd *d, const json_t *aliases, struct lxm_
 			lxm_db_image_alias_free(found);
 			return lxm_error_set(err, -EEXIST, 409, "alias '%s' already exists", name);
 		}
+	}
+	return 0;
+}
+
+/* aliases is NULL or an array of objects with a non-empty "name". */
+static int check_aliases_valid(const json_t *aliases, struct lxm_error **err)
+{
+	json_t *a;
+	size_t i;
+
+	if (aliases && !json_is_array(aliases))
+		return lxm_error_set(err, -EINVAL, 400, "aliases must be an array");
+	json_array_foreach (aliases, i, a) {
+		const char *name = json_string_value(json_object_get(a, "name"));
+
+		if (!name || !*name)
+			return lxm_error_set(err, -EINVAL, 400, "alias %zu has no name", i);
 	}
 	return 0;
 }
@@ -827,6 +891,12 @@ static void build_record(uv_work_t *w, int status)
 		build_failed(bj, TAKE_PTR(bj->j.err));
 		return;
 	}
+	if (bj->existing && image_exists(d, bj->fp)) {
+		log_info("image '%s' built: %s, already in the store", bj->ti->key, bj->fp);
+		job_notify(&bj->j, 0, bj->fp, NULL);
+		job_free(&bj->j);
+		return;
+	}
 	aliases = json_array();
 	for (size_t i = 0; i < ARRAY_SIZE(bj->ti->aliases) && bj->ti->aliases[i]; i++)
 		json_array_append_new(aliases, json_pack("{s:s, s:s}", "name", bj->ti->aliases[i],
@@ -856,6 +926,15 @@ static void build_record(uv_work_t *w, int status)
 		build_failed(bj, TAKE_PTR(err));
 		return;
 	}
+	/* Refreshing it means building it again. */
+	k = lxm_db_image_source_set(d->db, bj->fp,
+				    &(struct lxm_db_image_source){ .server = (char *)"",
+								   .protocol = (char *)"template",
+								   .alias = (char *)bj->ti->key,
+								   .certificate = (char *)"" },
+				    &err);
+	if (k < 0)
+		log_warn("image '%s': %s", bj->ti->key, err ? err->msg : "record its source");
 	log_info("image '%s' built: %s", bj->ti->key, bj->fp);
 	job_notify(&bj->j, 0, bj->fp, NULL);
 	job_free(&bj->j);
@@ -905,6 +984,14 @@ static void build_pack(uv_work_t *w)
 	if (asprintf(&dest, "%s/%s", store.dir, bj->fp) < 0 ||
 	    asprintf(&unpacked, "%s.unpacked", dest) < 0) {
 		bj->j.result = lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		return;
+	}
+	/* The same image again (a rebuild that changed nothing): the store has it. */
+	if (access(dest, F_OK) == 0) {
+		bj->existing = true;
+		rm_tree(bj->builddir);
+		unlink(bj->packfile);
+		bj->j.result = 0;
 		return;
 	}
 	/* The build directory is the unpacked tree already: instances are filled from it. */
@@ -964,9 +1051,15 @@ static void build_exited(int status, const char *out, const char *errout, void *
 	}
 	if (status != 0) {
 		log_error("image '%s': template output:\n%s", bj->ti->key, errout);
-		lxm_error_set(&err, -EIO, 500,
-			      "image '%s': template build failed (exit status %d): %s", bj->ti->key,
-			      status, last_line(errout, why, sizeof(why)));
+		/* A release lxmd does not know, refused by the template before it began: the
+		 * request was wrong, and the template's message says why. */
+		if (bj->ti == &bj->own && !bj->staged)
+			lxm_error_set(&err, -EINVAL, 400, "image '%s': %s", bj->ti->key,
+				      last_line(errout, why, sizeof(why)));
+		else
+			lxm_error_set(&err, -EIO, 500,
+				      "image '%s': template build failed (exit status %d): %s",
+				      bj->ti->key, status, last_line(errout, why, sizeof(why)));
 		build_failed(bj, err);
 		return;
 	}
@@ -990,6 +1083,7 @@ static void build_line(const char *line, void *ud)
 	if (bj->j.cancelled)
 		return;
 	if (startswith(line, "stage: ")) {
+		bj->staged = true;
 		snprintf(bj->j.stage, sizeof(bj->j.stage), "%s", line + 7);
 		bj->j.done = bj->j.total = 0;
 		bj->j.sent_percent = -1;
@@ -1007,8 +1101,11 @@ static void build_line(const char *line, void *ud)
 	}
 }
 
-static int build_start(struct lxmd *d, const struct template_image *ti, struct lxm_operation *op,
-		       lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+/* Starts building ti, or with ti NULL, release (not one template_images lists) of template
+ * tpl. */
+static int build_start(struct lxmd *d, const struct template_image *ti, const char *tpl_name,
+		       const char *release, struct lxm_operation *op, lxmd_image_done_fn done,
+		       void *ud, struct lxm_error **err)
 {
 	_cleanup_free_ char *tpl = NULL;
 	struct build_job *bj;
@@ -1016,15 +1113,28 @@ static int build_start(struct lxmd *d, const struct template_image *ti, struct l
 	char rnd[17];
 	int k;
 
-	if (template_for(ti->tpl, &tpl) < 0)
+	if (template_for(ti ? ti->tpl : tpl_name, &tpl) < 0)
 		return lxm_error_set(err, -ENOENT, 404,
 				     "image '%s' not found (its template '%s' is not installed)",
-				     ti->key, ti->tpl);
+				     ti ? ti->key : tpl_name, ti ? ti->tpl : tpl_name);
 	bj = calloc(1, sizeof(*bj));
 	if (!bj)
 		return -ENOMEM;
 	job_init(&bj->j, JOB_BUILD);
 	bj->ti = ti;
+	if (!ti) {
+		bj->ti = &bj->own;
+		if (asprintf(&bj->own_key, "%s/%s", tpl_name, release) < 0 ||
+		    !(bj->own_release = strdup(release))) {
+			bj->own_key = NULL;
+			job_free(&bj->j);
+			return lxm_error_set(err, -ENOMEM, 500, "image: out of memory");
+		}
+		bj->own = (struct template_image){ .key = bj->own_key,
+						   .tpl = tpl_name,
+						   .release = bj->own_release };
+		ti = bj->ti;
+	}
 	if (!(bj->j.key = strdup(ti->key)) || lxm_random_hex(rnd, 8) < 0 ||
 	    asprintf(&bj->builddir, "%s/.build-%s", store.dir, rnd) < 0 ||
 	    tmp_path(".tar.zst", &bj->packfile) < 0 || job_wait(&bj->j, op, done, ud) < 0) {
@@ -1078,7 +1188,7 @@ int lxmd_image_ensure(struct lxmd *d, const char *name, struct lxm_operation *op
 		op_progress(op, j->stage, 0, 0);
 		return 0;
 	}
-	return build_start(d, ti, op, done, ud, err);
+	return build_start(d, ti, NULL, NULL, op, done, ud, err);
 }
 
 /* ---- import ---- */
@@ -1299,6 +1409,7 @@ static void fill_end(struct fill_job *fj, int result, struct lxm_error *err)
 	} else {
 		lxm_db_image_touch(d->db, fj->j.key, lxm_now_ns() / 1000000000LL, NULL);
 	}
+	job_flush(&fj->j);
 	fj->ended = true;
 	fj->cb(d, fj->instance, result, err, fj->ud);
 	lxm_error_free(err);
@@ -1307,6 +1418,32 @@ static void fill_end(struct fill_job *fj, int result, struct lxm_error *err)
 
 /* Thread pool: metadata.yaml and templates/ beside the rootfs (publish packs them again), then
  * the image's "create" templates applied to the new rootfs. */
+
+/* A new instance must not share the machine id of the instance its image was published from
+ * (systemd derives its DHCP client id and more from it): an empty /etc/machine-id makes systemd
+ * make a new one at first boot. Anything but a regular file there is left alone. */
+static int reset_machine_id(const char *rootfs, struct lxm_error **err)
+{
+	_cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (rootfd < 0)
+		return lxm_error_setx(err, -errno, 500, "reset /etc/machine-id: open %s", rootfs);
+	/* Non-blocking: a fifo planted there must not hang the worker. */
+	fd = lxm_openat2(rootfd, "etc/machine-id", O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0,
+			 RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+	if (fd == -ENOENT || fd == -ELOOP || fd == -ENOTDIR || fd == -ENXIO || fd == -EISDIR)
+		return 0;
+	if (fd < 0)
+		return lxm_error_setx(err, fd, 500, "reset /etc/machine-id");
+	if (fstat(fd, &st) < 0)
+		return lxm_error_setx(err, -errno, 500, "reset /etc/machine-id");
+	if (S_ISREG(st.st_mode) && st.st_size > 0 && ftruncate(fd, 0) < 0)
+		return lxm_error_setx(err, -errno, 500, "reset /etc/machine-id");
+	return 0;
+}
+
 static void fill_templates(uv_work_t *w)
 {
 	struct fill_job *fj = w->data;
@@ -1368,6 +1505,8 @@ static void fill_templates(uv_work_t *w)
 	k = lxm_image_metadata_parse(text, len, &meta, err);
 	if (k >= 0)
 		k = lxm_image_apply_templates(meta, tdst, rootfs, "create", fj->ctx, err);
+	if (k >= 0)
+		k = reset_machine_id(rootfs, err);
 	fj->j.result = k < 0 ? lxm_error_prefix(err, "apply templates") : 0;
 }
 
@@ -1815,15 +1954,10 @@ static json_t *time_json(int64_t seconds)
 	return json_string(lxm_rfc3339(&ts, buf));
 }
 
-int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_error **err)
+json_t *lxmd_image_json(const struct lxm_db_image *img)
 {
-	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL;
 	json_t *j;
-	int k;
 
-	k = lxm_db_image_get(d->db, fp, &img, err);
-	if (k < 0)
-		return k;
 	j = json_pack("{s:O, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:s, s:s, s:O, s:b, s:I, s:s,"
 		      " s:[s], s:s}",
 		      "aliases", img->aliases, "architecture",
@@ -1835,8 +1969,596 @@ int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_
 		      "properties", img->properties, "public", img->public, "size",
 		      (json_int_t)img->size, "type", img->type ? img->type : "container",
 		      "profiles", "default", "project", "default");
+	/* Images pulled from an image server say where from; template builds keep their source
+	 * for refresh only (it is no server a client could use). */
+	if (j && img->source && !streq(img->source->protocol, "template"))
+		json_object_set_new(j, "update_source",
+				    json_pack("{s:s, s:s, s:s, s:s, s:s}", "alias",
+					      img->source->alias, "certificate",
+					      img->source->certificate, "protocol",
+					      img->source->protocol, "server", img->source->server,
+					      "image_type", img->type ? img->type : "container"));
+	return j;
+}
+
+int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL;
+	json_t *j;
+	int k;
+
+	k = lxm_db_image_get(d->db, fp, &img, err);
+	if (k < 0)
+		return k;
+	j = lxmd_image_json(img);
 	if (!j)
 		return lxm_error_set(err, -ENOMEM, 500, "image %s: out of memory", fp);
 	*ret = j;
+	return 0;
+}
+
+/* ---- requests: what a caller wants made of an image once it is there ---- */
+
+struct image_req {
+	char *what;			/* the request in errors: "image 'x' on https://..." */
+	struct lxm_db_image_source src; /* recorded on the image (server NULL: none) */
+	bool cached;			/* the caller is an instance create (LXD's cached) */
+	bool public;			/* make it public */
+	bool auto_update;		/* make it auto-update */
+	json_t *aliases;	 /* {"name", "description"} created or moved to it, or NULL */
+	char *replaces;		 /* refresh: the image it replaces, or NULL */
+	bool pull_404;		 /* errors of the lookup are the server's "not found" */
+	lxmd_image_done_fn done; /* told the result */
+	void *ud;		 /* for done */
+};
+
+static void req_free(struct image_req *q)
+{
+	if (!q)
+		return;
+	free(q->what);
+	free(q->src.server);
+	free(q->src.protocol);
+	free(q->src.alias);
+	free(q->src.certificate);
+	json_decref(q->aliases);
+	free(q->replaces);
+	free(q);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct image_req *, req_free)
+
+/* Creates alias name for fp, or points it at fp when it exists. */
+static int alias_set(struct lxmd *d, const char *name, const char *desc, const char *fp,
+		     struct lxm_error **err)
+{
+	_cleanup_(lxm_db_image_alias_freep) struct lxm_db_image_alias *a = NULL;
+
+	if (lxm_db_image_alias_get(d->db, name, &a, NULL) == 0) {
+		if (streq(a->target, fp) && (!desc || streq(a->description, desc)))
+			return 0;
+		return lxm_db_image_alias_update(d->db, name, fp, desc ? desc : a->description,
+						 err);
+	}
+	return lxm_db_image_alias_create(d->db, name, fp, desc ? desc : "", err);
+}
+
+/* Applies q to image fp: its source, cached flag, public and auto_update, aliases, and for a
+ * refresh the old image's aliases (and the old image itself when it was a cached one, as LXD
+ * drops a cached image its refresh replaced). */
+static int req_apply(struct lxmd *d, struct image_req *q, const char *fp, struct lxm_error **err)
+{
+	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL, *old = NULL;
+	json_t *a;
+	size_t i;
+	int k;
+
+	k = lxm_db_image_get(d->db, fp, &img, err);
+	if (k < 0)
+		return k;
+	if (q->src.server && !img->source) {
+		k = lxm_db_image_source_set(d->db, fp, &q->src, err);
+		if (k < 0)
+			return k;
+	}
+	if (img->cached && !q->cached) {
+		k = lxm_db_image_set_cached(d->db, fp, false, err);
+		if (k < 0)
+			return k;
+	}
+	if ((q->public && !img->public) || (q->auto_update && !img->auto_update)) {
+		img->public |= q->public;
+		img->auto_update |= q->auto_update;
+		k = lxm_db_image_update(d->db, img, err);
+		if (k < 0)
+			return k;
+	}
+	if (q->replaces && !streq(q->replaces, fp) &&
+	    lxm_db_image_get(d->db, q->replaces, &old, NULL) == 0) {
+		json_array_foreach (old->aliases, i, a) {
+			k = alias_set(d, json_string_value(json_object_get(a, "name")),
+				      json_string_value(json_object_get(a, "description")), fp,
+				      err);
+			if (k < 0)
+				return k;
+		}
+		if (old->cached) {
+			_cleanup_error_ struct lxm_error *derr = NULL;
+
+			if (lxmd_image_delete(d, q->replaces, &derr) < 0)
+				log_warn("image %s: keeping it after its refresh: %s", q->replaces,
+					 derr ? derr->msg : "delete failed");
+			else
+				log_info("image %s: replaced by %s", q->replaces, fp);
+		}
+	}
+	json_array_foreach (q->aliases, i, a) {
+		k = alias_set(d, json_string_value(json_object_get(a, "name")),
+			      json_string_value(json_object_get(a, "description")), fp, err);
+		if (k < 0)
+			return k;
+	}
+	return 0;
+}
+
+/* A job's waiter for a request: applies it, then tells the caller. */
+static void req_done(struct lxmd *d, int result, const char *fp, const struct lxm_error *jerr,
+		     void *ud)
+{
+	struct image_req *q = ud;
+	_cleanup_error_ struct lxm_error *err = NULL;
+
+	if (result >= 0)
+		result = req_apply(d, q, fp, &err);
+	else if (jerr)
+		lxm_error_set(&err, result, jerr->status, "%s", jerr->msg);
+	if (result < 0) {
+		if (!err)
+			lxm_error_set(&err, result, 500, "%s", strerror(-result));
+		/* The job's own messages name the image already; a lookup's names the server. */
+		if (q->what && !strstr(err->msg, q->what))
+			lxm_error_prefix(&err, "%s", q->what);
+		q->done(d, result, NULL, err, q->ud);
+	} else {
+		q->done(d, 0, fp, NULL, q->ud);
+	}
+	req_free(q);
+}
+
+static json_t *aliases_copy(const json_t *aliases)
+{
+	return aliases ? json_deep_copy(aliases) : NULL;
+}
+
+/* ---- pull from an image server ---- */
+
+/* Thread pool: the server's catalogue, and the image alias names there. */
+static void pull_find(uv_work_t *w)
+{
+	struct pull_job *pj = w->data;
+	struct lxm_error **err = &pj->j.err;
+	struct utsname u;
+	int k;
+
+	if (pj->certificate) {
+		if (tmp_path(".ca.pem", &pj->ca_file) < 0) {
+			pj->j.result = lxm_error_set(err, -ENOMEM, 500, "out of memory");
+			return;
+		}
+		k = lxm_write_file_atomic(pj->ca_file, pj->certificate, strlen(pj->certificate),
+					  0600);
+		if (k < 0) {
+			pj->j.result = lxm_error_setx(
+				err, k, 500, "write the server's certificate to %s", pj->ca_file);
+			return;
+		}
+	}
+	work_stage(&pj->j, "metadata");
+	uname(&u);
+	k = lxm_sstreams_new(pj->server, pj->ca_file, &pj->ss, err);
+	if (k >= 0)
+		k = lxm_sstreams_find(pj->ss, pj->alias, u.machine, NULL, &pj->img, err);
+	if (k < 0 && *err && (*err)->status == 404) {
+		/* "image 'x' on SERVER: not found (container, x86_64)". */
+		const char *why = strstr((*err)->msg, "not found");
+		_cleanup_free_ char *msg = strdup(why ? why : (*err)->msg);
+
+		lxm_error_free(TAKE_PTR(*err));
+		lxm_error_set(err, -ENOENT, 404, "%s", msg ? msg : "not found");
+	}
+	pj->j.result = k;
+}
+
+/* Thread pool: the image's files, verified, into pj->dir. */
+static void pull_download(uv_work_t *w)
+{
+	struct pull_job *pj = w->data;
+
+	work_stage(&pj->j, "download");
+	pj->j.result =
+		lxm_sstreams_download(pj->ss, pj->img, pj->dir, work_progress, &pj->j, &pj->j.err);
+}
+
+static void pull_end(struct pull_job *pj, int result, const struct lxm_error *err)
+{
+	job_notify(&pj->j, result, pj->j.key, err);
+	job_free(&pj->j);
+}
+
+static void pull_imported(struct lxmd *d, int result, const char *fp, const struct lxm_error *err,
+			  void *ud)
+{
+	struct pull_job *pj = ud;
+
+	pj->j.pending = false;
+	if (pj->j.cancelled) {
+		job_free(&pj->j);
+		return;
+	}
+	/* Imported meanwhile by someone else: the same files, so the same image. */
+	if (result == -EEXIST && image_exists(d, pj->j.key))
+		result = 0;
+	if (result >= 0) {
+		/* Cached until a user's request says otherwise (req_apply). */
+		lxm_db_image_set_cached(d->db, pj->j.key, true, NULL);
+		log_info("image %s pulled from %s (%s)", pj->j.key, pj->server, pj->alias);
+	}
+	pull_end(pj, result, err);
+}
+
+static void pull_downloaded(uv_work_t *w, int status)
+{
+	struct pull_job *pj = w->data;
+	_cleanup_free_ char *meta = NULL, *rootfs = NULL;
+	_cleanup_error_ struct lxm_error *err = NULL;
+	struct waiter *first;
+	const char *base;
+	int k;
+
+	pj->j.pending = false;
+	if (pj->j.cancelled) {
+		job_free(&pj->j);
+		return;
+	}
+	if (pj->j.result < 0) {
+		pull_end(pj, pj->j.result, pj->j.err);
+		return;
+	}
+	if (asprintf(&meta, "%s/meta", pj->dir) < 0 ||
+	    (pj->img->rootfs_path && asprintf(&rootfs, "%s/rootfs", pj->dir) < 0)) {
+		lxm_error_set(&err, -ENOMEM, 500, "out of memory");
+		pull_end(pj, -ENOMEM, err);
+		return;
+	}
+	base = strrchr(pj->img->meta_path, '/');
+	first = TAILQ_FIRST(&pj->j.waiters);
+	k = lxmd_image_import(store.d,
+			      &(struct lxmd_image_import){
+				      .meta_path = meta,
+				      .rootfs_path = rootfs,
+				      .filename = base ? base + 1 : pj->img->meta_path,
+				      .expected_fp = pj->img->fingerprint,
+			      },
+			      first ? first->op : NULL, pull_imported, pj, &err);
+	if (k < 0) {
+		pull_end(pj, k, err);
+		return;
+	}
+	pj->j.pending = true;
+}
+
+static void pull_found(uv_work_t *w, int status)
+{
+	struct pull_job *pj = w->data;
+	_cleanup_error_ struct lxm_error *err = NULL;
+	struct job *other;
+	const char *fp;
+	int k;
+
+	pj->j.pending = false;
+	if (pj->j.cancelled) {
+		job_free(&pj->j);
+		return;
+	}
+	if (pj->j.result < 0) {
+		pull_end(pj, pj->j.result, pj->j.err);
+		return;
+	}
+	fp = pj->img->fingerprint;
+	if (image_exists(store.d, fp)) {
+		log_info("image %s (%s on %s) is in the store already", fp, pj->alias, pj->server);
+		job_notify(&pj->j, 0, fp, NULL);
+		job_free(&pj->j);
+		return;
+	}
+	other = job_find(JOB_PULL, fp);
+	if (other) {
+		/* One download per image: the waiters join the one in progress. */
+		log_info("image %s: waiting for the download in progress", fp);
+		TAILQ_CONCAT(&other->waiters, &pj->j.waiters, link);
+		job_free(&pj->j);
+		return;
+	}
+	if (!(pj->j.key = strdup(fp)) || tmp_path("", &pj->dir) < 0) {
+		lxm_error_set(&err, -ENOMEM, 500, "out of memory");
+		pull_end(pj, -ENOMEM, err);
+		return;
+	}
+	if (mkdir(pj->dir, 0700) < 0) {
+		lxm_error_setx(&err, -errno, 500, "create %s", pj->dir);
+		free(TAKE_PTR(pj->dir));
+		pull_end(pj, -EIO, err);
+		return;
+	}
+	k = uv_queue_work(store.d->loop, &pj->j.work, pull_download, pull_downloaded);
+	if (k < 0) {
+		lxm_error_set(&err, k, 500, "queue work: %s", uv_strerror(k));
+		pull_end(pj, k, err);
+		return;
+	}
+	pj->j.pending = true;
+}
+
+int lxmd_image_pull_check(const struct lxmd_image_pull *p, struct lxm_error **err)
+{
+	const char *proto = p->protocol && *p->protocol ? p->protocol : "lxd";
+
+	if (!p->server || !*p->server)
+		return lxm_error_set(err, -EINVAL, 400, "pull image: source.server is required");
+	if (!p->alias || !*p->alias)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "pull image from %s: source.alias or source.fingerprint is "
+				     "required",
+				     p->server);
+	if (streq(proto, "lxd"))
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "image '%s' on %s: pulling from an LXD server (protocol "
+				     "'lxd') is not implemented yet; use an image server with "
+				     "protocol 'simplestreams'",
+				     p->alias, p->server);
+	if (!streq(proto, "simplestreams"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "image '%s' on %s: unknown protocol '%s' (simplestreams or "
+				     "lxd)",
+				     p->alias, p->server, proto);
+	if (strncasecmp(p->server, "https://", 8) != 0)
+		return lxm_error_set(err, -EPROTONOSUPPORT, 400,
+				     "image '%s' on %s: only https:// image servers are supported",
+				     p->alias, p->server);
+	return 0;
+}
+
+static int pull_start(struct lxmd *d, const struct lxmd_image_pull *p, struct image_req *q,
+		      struct lxm_operation *op, struct lxm_error **err)
+{
+	struct pull_job *pj = calloc(1, sizeof(*pj));
+	int k;
+
+	if (!pj)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", q->what);
+	job_init(&pj->j, JOB_PULL);
+	if (!(pj->server = strdup(p->server)) || !(pj->alias = strdup(p->alias)) ||
+	    (p->certificate && *p->certificate && !(pj->certificate = strdup(p->certificate))) ||
+	    job_wait(&pj->j, op, req_done, q) < 0) {
+		job_free(&pj->j);
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", q->what);
+	}
+	k = uv_queue_work(d->loop, &pj->j.work, pull_find, pull_found);
+	if (k < 0) {
+		/* The request stays the caller's to free: take the waiter out. */
+		struct waiter *w = TAILQ_FIRST(&pj->j.waiters);
+
+		TAILQ_REMOVE(&pj->j.waiters, w, link);
+		free(w);
+		job_free(&pj->j);
+		return lxm_error_set(err, k, 500, "%s: queue work: %s", q->what, uv_strerror(k));
+	}
+	pj->j.pending = true;
+	op_progress(op, "metadata", 0, 0);
+	return 0;
+}
+
+int lxmd_image_pull(struct lxmd *d, const struct lxmd_image_pull *p, struct lxm_operation *op,
+		    lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+{
+	_cleanup_(req_freep) struct image_req *q = NULL;
+	int k;
+
+	k = lxmd_image_pull_check(p, err);
+	if (k < 0)
+		return k;
+	k = check_aliases_valid(p->aliases, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "image '%s' on %s", p->alias, p->server);
+	q = calloc(1, sizeof(*q));
+	if (!q || asprintf(&q->what, "image '%s' on %s", p->alias, p->server) < 0 ||
+	    !(q->src.server = strdup(p->server)) || !(q->src.protocol = strdup("simplestreams")) ||
+	    !(q->src.alias = strdup(p->alias)) ||
+	    !(q->src.certificate = strdup(p->certificate ? p->certificate : "")))
+		return lxm_error_set(err, -ENOMEM, 500, "pull image: out of memory");
+	q->cached = p->cached;
+	q->public = p->public;
+	q->auto_update = p->auto_update;
+	q->aliases = aliases_copy(p->aliases);
+	q->done = done;
+	q->ud = ud;
+	k = pull_start(d, p, q, op, err);
+	if (k < 0)
+		return k;
+	TAKE_PTR(q);
+	return 0;
+}
+
+/* ---- explicit template builds ---- */
+
+/* The templates installed, for messages: "busybox, debian". */
+static void templates_known(char *buf, size_t size)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(template_images); i++) {
+		_cleanup_free_ char *path = NULL;
+		bool seen = false;
+
+		for (size_t k = 0; k < i; k++)
+			seen |= streq(template_images[k].tpl, template_images[i].tpl);
+		if (seen || template_for(template_images[i].tpl, &path) < 0)
+			continue;
+		n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? ", " : "",
+				      template_images[i].tpl);
+	}
+}
+
+/* Starts (or joins) the build of release of template tpl for q. */
+static int build_for(struct lxmd *d, const char *tpl, const char *release, struct image_req *q,
+		     struct lxm_operation *op, struct lxm_error **err)
+{
+	const struct template_image *ti = NULL, *known = NULL;
+	_cleanup_free_ char *path = NULL, *name = NULL;
+	struct job *j;
+	char list[128];
+	int k;
+
+	for (size_t i = 0; i < ARRAY_SIZE(template_images); i++)
+		if (streq(template_images[i].tpl, tpl)) {
+			known = &template_images[i];
+			break;
+		}
+	if (!known || template_for(known->tpl, &path) < 0) {
+		templates_known(list, sizeof(list));
+		return lxm_error_set(err, -ENOENT, 404, "template '%s' not found (known: %s)", tpl,
+				     *list ? list : "none installed");
+	}
+	if (!release || !*release) {
+		ti = known;
+	} else if (asprintf(&name, "%s/%s", tpl, release) >= 0) {
+		ti = template_image_for(name);
+		if (ti && !streq(ti->tpl, tpl))
+			ti = NULL;
+	}
+	/* Its aliases move to the new image: a rebuild replaces what they name. */
+	for (size_t i = 0; ti && i < ARRAY_SIZE(ti->aliases) && ti->aliases[i]; i++) {
+		if (!q->aliases)
+			q->aliases = json_array();
+		json_array_append_new(q->aliases, json_pack("{s:s, s:s}", "name", ti->aliases[i],
+							    "description", ""));
+	}
+	j = job_find(JOB_BUILD, ti ? ti->key : name);
+	if (j) {
+		if (job_wait(j, op, req_done, q) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", q->what);
+		op_progress(op, j->stage, 0, 0);
+		return 0;
+	}
+	k = build_start(d, ti, known->tpl, release, op, req_done, q, err);
+	return k < 0 ? lxm_error_prefix(err, "%s", q->what) : 0;
+}
+
+int lxmd_image_build(struct lxmd *d, const struct lxmd_image_build *b, struct lxm_operation *op,
+		     lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+{
+	_cleanup_(req_freep) struct image_req *q = NULL;
+	int k;
+
+	k = check_aliases_valid(b->aliases, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "build image from template '%s'", b->tpl);
+	q = calloc(1, sizeof(*q));
+	if (!q || asprintf(&q->what, "build image from template '%s'%s%s", b->tpl,
+			   b->release && *b->release ? " release " : "",
+			   b->release && *b->release ? b->release : "") < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "build image: out of memory");
+	q->public = b->public;
+	q->aliases = aliases_copy(b->aliases);
+	q->done = done;
+	q->ud = ud;
+	k = build_for(d, b->tpl, b->release, q, op, err);
+	if (k < 0)
+		return k;
+	TAKE_PTR(q);
+	return 0;
+}
+
+/* ---- refresh ---- */
+
+int lxmd_image_refresh(struct lxmd *d, const char *fp, struct lxm_operation *op,
+		       lxmd_image_done_fn done, void *ud, struct lxm_error **err)
+{
+	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL;
+	_cleanup_(req_freep) struct image_req *q = NULL;
+	_cleanup_free_ char *tpl = NULL;
+	const struct template_image *ti = NULL;
+	const char *release = NULL;
+	json_t *a;
+	size_t i;
+	int k;
+
+	k = lxm_db_image_get(d->db, fp, &img, err);
+	if (k < 0)
+		return k;
+	q = calloc(1, sizeof(*q));
+	if (!q || !(q->replaces = strdup(fp)))
+		return lxm_error_set(err, -ENOMEM, 500, "refresh image %s: out of memory", fp);
+	q->cached = img->cached;
+	q->public = img->public;
+	q->auto_update = img->auto_update;
+	q->done = done;
+	q->ud = ud;
+	if (img->source && streq(img->source->protocol, "simplestreams")) {
+		struct lxmd_image_pull p = { .server = img->source->server,
+					     .protocol = img->source->protocol,
+					     .alias = img->source->alias,
+					     .certificate = img->source->certificate };
+
+		if (asprintf(&q->what, "image '%s' on %s", p.alias, p.server) < 0 ||
+		    !(q->src.server = strdup(p.server)) ||
+		    !(q->src.protocol = strdup(p.protocol)) || !(q->src.alias = strdup(p.alias)) ||
+		    !(q->src.certificate = strdup(p.certificate)))
+			return lxm_error_set(err, -ENOMEM, 500, "refresh image %s: out of memory",
+					     fp);
+		k = lxmd_image_pull_check(&p, err);
+		if (k >= 0)
+			k = pull_start(d, &p, q, op, err);
+		if (k < 0)
+			return lxm_error_prefix(err, "refresh image %s", fp);
+		TAKE_PTR(q);
+		return 0;
+	}
+	/* A template's image: its recorded build, else a template alias it carries (an image
+	 * built before sources were recorded). */
+	if (img->source && streq(img->source->protocol, "template")) {
+		char *slash;
+
+		tpl = strdup(img->source->alias);
+		if (!tpl)
+			return -ENOMEM;
+		slash = strchr(tpl, '/');
+		if (slash) {
+			*slash = '\0';
+			release = slash + 1;
+		}
+	} else {
+		json_array_foreach (img->aliases, i, a) {
+			ti = template_image_for(json_string_value(json_object_get(a, "name")));
+			if (ti)
+				break;
+		}
+		if (ti && !(tpl = strdup(ti->tpl)))
+			return -ENOMEM;
+		release = ti ? ti->release : NULL;
+	}
+	if (!tpl)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "refresh image %s: it has no source to refresh from (it was "
+				     "imported or published here, not pulled from an image server "
+				     "or built from a template)",
+				     fp);
+	if (asprintf(&q->what, "refresh image %s (template '%s')", fp, tpl) < 0)
+		return -ENOMEM;
+	k = build_for(d, tpl, release, q, op, err);
+	if (k < 0)
+		return k;
+	TAKE_PTR(q);
 	return 0;
 }

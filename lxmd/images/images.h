@@ -91,5 +91,53 @@ int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance,
 			   struct lxm_operation *op, lxmd_rootfs_done_fn cb, void *ud,
 			   struct lxm_error **err);
 
-/* LXD's Image object for GET /1.0/images/<fp> (aliases included). */
+/* A pull from an image server (LXD's image source with mode "pull"). */
+struct lxmd_image_pull {
+	const char *server;	 /* "https://host[:port][/path]" */
+	const char *protocol;	 /* "simplestreams"; NULL or "" is LXD's default, "lxd" (501) */
+	const char *alias;	 /* an alias, or a fingerprint (prefix), on the server */
+	const char *certificate; /* PEM trusted for the server, or NULL: the system's CAs */
+	bool cached;		 /* for an instance: recorded cached (LXD's), not a user's image */
+	bool public;		 /* make it public */
+	bool auto_update;	 /* make it auto_update */
+	const json_t *aliases;	 /* array of {"name", "description"} created or moved to it */
+};
+/* Looks alias up on the server for this host's architecture (thread pool); uses the store's
+ * image when it has that fingerprint, else downloads it (progress: stage "download", bytes) and
+ * imports it, once for concurrent pulls of the same image. The image records its source
+ * (update_source). Errors name alias and server: "image 'x' on https://...: not found". */
+int lxmd_image_pull(struct lxmd *d, const struct lxmd_image_pull *p, struct lxm_operation *op,
+		    lxmd_image_done_fn done, void *ud, struct lxm_error **err);
+
+/* What lxmd_image_pull refuses before any traffic (no server or alias, protocol "lxd": 501,
+ * an unknown protocol, a server that is not https://). */
+int lxmd_image_pull_check(const struct lxmd_image_pull *p, struct lxm_error **err);
+
+/* An explicit build from a template, also when its image exists (a rebuild). */
+struct lxmd_image_build {
+	const char *tpl;       /* "busybox", "debian" */
+	const char *release;   /* "trixie", "13", ...; NULL or "": the template's default */
+	bool public;	       /* make it public */
+	const json_t *aliases; /* array of {"name", "description"} created or moved to it */
+};
+/* Builds (or joins the build in progress of) the template's image; the template's own aliases
+ * for that release and the requested ones move to the new image, older images stay. 404
+ * "template 'x' not found (known: ...)"; a release the template refuses is 400 with its
+ * message. */
+int lxmd_image_build(struct lxmd *d, const struct lxmd_image_build *b, struct lxm_operation *op,
+		     lxmd_image_done_fn done, void *ud, struct lxm_error **err);
+
+/* Refreshes image fp from where it came from: an image server (the newest image of its alias,
+ * pulled when the fingerprint differs) or a template (rebuilt). done's fp is the image the
+ * aliases name afterwards: fp itself when nothing was newer. The old image's aliases move to
+ * the new one; the old image is deleted when it was a cached one (as LXD does), else kept. 400
+ * for an image with no source (imported, published). */
+int lxmd_image_refresh(struct lxmd *d, const char *fp, struct lxm_operation *op,
+		       lxmd_image_done_fn done, void *ud, struct lxm_error **err);
+
+struct lxm_db_image;
+/* LXD's Image object for a row already read (aliases and update_source included): the one
+ * builder of it. NULL when out of memory. */
+json_t *lxmd_image_json(const struct lxm_db_image *img);
+/* LXD's Image object for GET /1.0/images/<fp>. */
 int lxmd_image_to_json(struct lxmd *d, const char *fp, json_t **ret, struct lxm_error **err);

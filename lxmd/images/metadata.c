@@ -994,30 +994,10 @@ int lxm_template_render(const char *tpl, size_t len, const json_t *ctx, char **r
 
 /* ---- applying templates to a rootfs ---- */
 
-static int openat2_fd(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = resolve,
-	};
-
-	for (int i = 0; i < 32; i++) {
-		long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-
-		if (fd >= 0)
-			return (int)fd;
-		/* A rename in the tree during the walk makes the kernel ask for a retry. */
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-	}
-	return -EAGAIN;
-}
-
 /* Resolved as if rootfd were "/": symlinks resolve against it and ".." stops at it. */
 static int open_in_root(int rootfd, const char *path, int flags)
 {
-	return openat2_fd(rootfd, path, flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+	return lxm_openat2(rootfd, path, flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
 /* Reads templates_dir/name, which must be a regular file there (no symlink on the way). */
@@ -1028,8 +1008,8 @@ static int read_template(int tdirfd, const char *name, char **ret, size_t *ret_l
 	struct stat st;
 	size_t got = 0;
 
-	fd = openat2_fd(tdirfd, name, O_RDONLY | O_NOFOLLOW, 0,
-			RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+	fd = lxm_openat2(tdirfd, name, O_RDONLY | O_NOFOLLOW, 0,
+			 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, &st) < 0)

@@ -5,7 +5,6 @@ templates rendered into new instances, image deletion, publish, and start-up cle
 import hashlib
 import os
 import subprocess
-import threading
 import time
 
 import pytest
@@ -230,6 +229,9 @@ def publish(lxmd, name, alias):
 def test_publish_stopped_container_and_launch_from_it(lxmd, names):
     c1 = launch(lxmd, names)
     lxmd.cli("exec", c1, "--", "sh", "-c", "echo published-content > /root/marker")
+    # The instance's own identity must not travel into its image's copies.
+    lxmd.cli("exec", c1, "--", "sh", "-c",
+             "echo 0123456789abcdef0123456789abcdef > /etc/machine-id")
     lxmd.cli("stop", "--force", c1)
     alias = unique("img")
     r, done = publish(lxmd, c1, alias)
@@ -242,10 +244,28 @@ def test_publish_stopped_container_and_launch_from_it(lxmd, names):
 
     c2 = launch(lxmd, names, image_name=alias)
     assert exec_out(lxmd, c2, "cat", "/root/marker") == "published-content\n"
+    assert exec_out(lxmd, c2, "cat", "/etc/machine-id") == "", "machine id not reset"
+    # The source instance keeps its own.
+    c1_id = os.path.join(lxmd.root, "containers", c1, "rootfs", "etc", "machine-id")
+    with open(c1_id) as f:
+        assert f.read() == "0123456789abcdef0123456789abcdef\n"
     # The source's templates came along: the new instance is named in /etc/hostname.
     assert exec_out(lxmd, c2, "cat", "/etc/hostname") == c2 + "\n"
     config = assert_sync(lxmd.api("GET", "/1.0/instances/" + c2))["config"]
     assert config["volatile.base_image"] == target
+
+
+def test_machine_id_reset_never_follows_a_symlink(lxmd, names):
+    c1 = launch(lxmd, names)
+    lxmd.cli("exec", c1, "--", "sh", "-c",
+             "echo keep-me > /root/keep && ln -sf /root/keep /etc/machine-id")
+    lxmd.cli("stop", "--force", c1)
+    alias = unique("img")
+    r, done = publish(lxmd, c1, alias)
+    assert done is not None and done["status"] == "Success", (r, done)
+    c2 = launch(lxmd, names, image_name=alias)
+    assert exec_out(lxmd, c2, "readlink", "/etc/machine-id") == "/root/keep\n"
+    assert exec_out(lxmd, c2, "cat", "/root/keep") == "keep-me\n"
 
 
 def test_publish_running_container_refused(lxmd, names):

@@ -766,6 +766,15 @@ static void check_filled(struct lxm_db *db, int v)
 		r = lxm_db_image_fingerprints(db, &list, &err);
 		ok(r == 1 && strcmp(list[0], "cafe") == 0, "v%d: image kept", v);
 		lxm_strv_free(list);
+		{
+			struct lxm_db_image *img = NULL;
+
+			r = lxm_db_image_get(db, "cafe", &img, &err);
+			ok(r == 0 && img->source == NULL && img->aliases &&
+				   json_array_size(img->aliases) == 1,
+			   "v%d: image reads back, with no source, after migration", v);
+			lxm_db_image_free(img);
+		}
 	}
 	if (v >= 3) {
 		r = lxm_db_instance_snapshot_names(db, "old1", &list, &err);
@@ -832,7 +841,10 @@ static void test_migrations(void)
 		}
 		is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM profiles WHERE name = "
 						"'default'"),
-		       v >= 1 ? 0 : -1, "no default profile before v4");
+		       v >= 4	? 1
+		       : v >= 1 ? 0
+				: -1,
+		       "a default profile from v4 on");
 		ok(fill_at_version(lxm_db_handle(db), v), "v%d: fill with data of version %d", v,
 		   v);
 		lxm_db_close(db);
@@ -1083,6 +1095,41 @@ static void test_image_aliases(struct lxm_db *db)
 	check_err(r, &err, -ENOENT, 404, "image alias 'debian/bookworm' not found",
 		  "delete it again");
 
+	{
+		struct lxm_db_image_source src = { .server = (char *)"https://127.0.0.1:8443",
+						   .protocol = (char *)"simplestreams",
+						   .alias = (char *)"tiny/1",
+						   .certificate = (char *)"PEM" };
+
+		r = lxm_db_image_get(db, FP_A, &img, &err);
+		ok(r == 0 && img->source == NULL && !img->cached,
+		   "an imported image has no source and is not cached");
+		lxm_db_image_free(img);
+		img = NULL;
+		r = lxm_db_image_source_set(db, FP_A, &src, &err);
+		is_int(r, 0, "record the source of image A");
+		src.alias = (char *)"tiny/2";
+		r = lxm_db_image_source_set(db, FP_A, &src, &err);
+		is_int(r, 0, "record it again (replaces)");
+		r = lxm_db_image_set_cached(db, FP_A, true, &err);
+		is_int(r, 0, "mark image A cached");
+		r = lxm_db_image_get(db, FP_A, &img, &err);
+		ok(r == 0 && img->source && img->cached &&
+			   strcmp(img->source->server, "https://127.0.0.1:8443") == 0 &&
+			   strcmp(img->source->protocol, "simplestreams") == 0 &&
+			   strcmp(img->source->alias, "tiny/2") == 0 &&
+			   strcmp(img->source->certificate, "PEM") == 0,
+		   "image A reads back cached with its (replaced) source");
+		lxm_db_image_free(img);
+		img = NULL;
+		is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM images_source"), 1,
+		       "one source row per image");
+		r = lxm_db_image_source_set(db, FP_D, &src, &err);
+		check_err(r, &err, -ENOENT, 404, "not found", "the source of an unknown image");
+		r = lxm_db_image_set_cached(db, FP_D, true, &err);
+		check_err(r, &err, -ENOENT, 404, "not found", "cache an unknown image");
+	}
+
 	r = lxm_db_image_delete(db, FP_A, &err);
 	is_int(r, 0, "delete image A");
 	r = lxm_db_image_delete(db, FP_A, &err);
@@ -1091,6 +1138,8 @@ static void test_image_aliases(struct lxm_db *db)
 	check_err(r, &err, -ENOENT, 404, "not found", "the image's alias went with it");
 	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM images_properties"), 0,
 	       "its properties went with it");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM images_source"), 0,
+	       "its source went with it");
 	r = lxm_db_image_delete(db, FP_B, &err);
 	is_int(r, 0, "delete image B");
 	r = lxm_db_image_alias_list(db, &list, &n, &err);
