@@ -762,6 +762,43 @@ static int image_delete(int argc, char **argv, struct lxm_error **err)
 	return 0;
 }
 
+/* Asks the server to look for a newer version of each image (its simplestreams source, or
+ * its template) and reports what it found, as lxc image refresh does. */
+static int image_refresh(int argc, char **argv, struct lxm_error **err)
+{
+	const char *cmd = argv[0];
+	int r;
+
+	r = lxm_cli_nargs(cmd, argc - 1, 1, -1, "at least one IMAGE", err);
+	if (r < 0)
+		return r;
+	for (int i = 1; i < argc; i++) {
+		_cleanup_(target_done) struct target t = {};
+		_cleanup_free_ char *fp = NULL, *path = NULL;
+		_cleanup_json_ json_t *op = NULL;
+		const json_t *meta;
+
+		r = open_image(argv[i], &t, &fp, NULL, NULL, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "refresh image '%s'", argv[i]);
+		if (asprintf(&path, "/1.0/images/%s/refresh", fp) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+		r = lxm_client_do(t.c, "POST", path, NULL, &op, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "refresh image '%s'", argv[i]);
+		meta = json_object_get(op, "metadata");
+		if (json_is_true(json_object_get(meta, "refreshed"))) {
+			const char *nfp = json_string_value(json_object_get(meta, "fingerprint"));
+
+			printf("Image '%s' refreshed%s%.12s\n", argv[i], nfp ? ": now " : "",
+			       nfp ? nfp : "");
+		} else {
+			printf("Image '%s' is already up to date\n", argv[i]);
+		}
+	}
+	return 0;
+}
+
 /* ---- aliases ---- */
 
 static int alias_create(int argc, char **argv, struct lxm_error **err)
@@ -1494,6 +1531,17 @@ const struct lxm_command lxm_image_commands[] = {
 			"\n"
 			"Flags:\n"
 			"  -f, --format FMT   table (default), csv, json or yaml\n",
+	},
+	{
+		.name = "refresh",
+		.run = image_refresh,
+		.summary = "Refresh images",
+		.usage = "image refresh [REMOTE:]IMAGE...",
+		.help = "An image pulled from a simplestreams server is replaced by the newest "
+			"version\n"
+			"of its alias there; an image built by a template is built again. Its "
+			"aliases\n"
+			"move to the new image.\n",
 	},
 	LXM_CMD("show", image_show, "Show an image's editable fields as YAML",
 		"image show [REMOTE:]IMAGE"),

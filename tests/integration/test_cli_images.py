@@ -9,7 +9,6 @@ import io
 import json
 import os
 import tarfile
-import time
 
 import pytest
 import yaml
@@ -428,3 +427,26 @@ def test_simplestreams_image_list_and_info(lxmd, sstreams, conf):
     lxmd.cli("remote", "add", "untrusted", sstreams.url, "--protocol", "simplestreams",
              env=conf)
     failed(lxmd.cli("image", "list", "untrusted:", env=conf, check=False), "untrusted")
+
+
+def test_build_and_refresh(lxmd, tiny):
+    out = lxmd.cli("image", "build", "busybox", "--alias", "bb-own", timeout=180).stdout
+    fp = out.strip().rsplit(" ", 1)[-1]
+    assert len(fp) == 64, out
+    listed = json.loads(lxmd.cli("image", "list", "--format", "json").stdout)
+    mine = [i for i in listed if i["fingerprint"] == fp]
+    assert mine and {"busybox", "bb-own"} <= {a["name"] for a in mine[0]["aliases"]}
+
+    # A template image is built again: a new fingerprint, and its aliases move to it.
+    out = lxmd.cli("image", "refresh", "bb-own", timeout=180).stdout
+    assert out.startswith("Image 'bb-own' refreshed: now "), out
+    listed = json.loads(lxmd.cli("image", "list", "--format", "json").stdout)
+    by_alias = {a["name"]: i["fingerprint"] for i in listed for a in i["aliases"]}
+    assert by_alias["busybox"] != fp and by_alias["busybox"].startswith(out.split()[-1])
+
+    # An imported image has nowhere to come from again.
+    lxmd.cli("image", "import", tiny[0])
+    r = lxmd.cli("image", "refresh", tiny[1][:12], check=False)
+    assert r.returncode != 0 and "refresh image '%s'" % tiny[1][:12] in r.stderr, r.stderr
+    r = lxmd.cli("image", "refresh", "no-such-image", check=False)
+    assert r.returncode != 0 and "no-such-image" in r.stderr
