@@ -32,6 +32,17 @@ RFC3339 = re.compile(
 STATUS_CODES = {100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 200, 400, 401}
 
 
+def wait_for(pred, timeout=15, what="condition"):
+    """Polls pred until it returns something true (returned), or fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def build_dir():
     d = os.environ.get("LXM_BUILD_DIR") or os.path.join(REPO, "build")
     if not os.path.isabs(d):

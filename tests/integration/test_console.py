@@ -21,23 +21,13 @@ import time
 
 import pytest
 
-from lxmtest import assert_async, assert_error_envelope, assert_sync
+from lxmtest import wait_for, assert_async, assert_error_envelope, assert_sync
 from test_monitor import make_container  # noqa: F401 (a fixture)
 
 # The shell on the console computes the marker, so that the echo of the typed line (which has
 # "$((6*7))" in it) never counts as the answer.
 HELLO = "echo hello-console-$((6*7))\n"
 HELLO_OUT = "hello-console-42"
-
-
-def wait_for(pred, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 # ---------------------------------------------------------------- the monitor's ops

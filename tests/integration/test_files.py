@@ -17,7 +17,7 @@ import urllib.parse
 
 import pytest
 
-from lxmtest import (assert_error_envelope, assert_sync, chunked, http_request,
+from lxmtest import (wait_for, assert_error_envelope, assert_sync, chunked, http_request,
                      unique)
 
 MiB = 1024 * 1024
@@ -84,16 +84,6 @@ def lxm(lxmd, *args, input=b"", timeout=120):
 
 def temp_entries(directory):
     return [e for e in os.listdir(directory) if e.startswith(".lxm-push.")]
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def uneven_chunked(data):

@@ -5,11 +5,10 @@ templates rendered into new instances, image deletion, publish, and start-up cle
 import hashlib
 import os
 import subprocess
-import time
 
 import pytest
 
-from lxmtest import assert_async, assert_error_envelope, assert_sync, assert_timestamps, unique
+from lxmtest import wait_for, assert_async, assert_error_envelope, assert_sync, assert_timestamps, unique
 
 BUILD_LINE = "image 'busybox': building it with"
 
@@ -36,16 +35,6 @@ def image(lxmd, fp):
 
 def builds(lxmd):
     return lxmd.log_text().count(BUILD_LINE)
-
-
-def wait_for(pred, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def exec_out(lxmd, name, *cmd):

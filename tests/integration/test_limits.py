@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lxmtest import assert_sync, cgroup_dirs, pid_alive, static_program, unique
+from lxmtest import wait_for, assert_sync, cgroup_dirs, pid_alive, static_program, unique
 
 MiB = 1 << 20
 PROBE = "/lxm-it-limits"
@@ -125,16 +125,6 @@ def cgfile(name, controller, filename):
 def read(path):
     with open(path) as f:
         return f.read().strip()
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,6 @@ def state(lxmd, name):
     return assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % name))
 
 
-def wait_for(pred, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def ns_of(pid, ns):
     return os.readlink("/proc/%d/ns/%s" % (pid, ns))
 

@@ -4,11 +4,10 @@ from inside the container's namespace and never from the host's."""
 
 import os
 import socket
-import time
 
 import pytest
 
-from lxmtest import assert_sync, cgroup_dirs, unique
+from lxmtest import wait_for, assert_sync, cgroup_dirs, unique
 
 COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent", "errors_received",
             "errors_sent", "packets_dropped_outbound", "packets_dropped_inbound")
@@ -16,16 +15,6 @@ COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent", 
 
 def state(lxmd, name):
     return assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % name))
-
-
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def addresses(iface, family=None):
