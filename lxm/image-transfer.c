@@ -968,7 +968,7 @@ int lxm_image_copy_stream(struct lxm_client *src, const char *src_name, const ch
 			  struct lxm_error **err)
 {
 	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *sha = sha256_new();
-	_cleanup_free_ char *path = NULL, *got = NULL, *name = NULL;
+	_cleanup_free_ char *path = NULL, *got = NULL, *name = NULL, *copied = NULL;
 	struct pump p = { .src = src };
 	struct drain d = {};
 	struct upload u = {};
@@ -1019,14 +1019,14 @@ int lxm_image_copy_stream(struct lxm_client *src, const char *src_name, const ch
 		u.read = drain_read;
 		u.ud = &d;
 		u.size = p.s.content_length;
-		r = post_image(dst, &u, &name, err);
+		r = post_image(dst, &u, &copied, err);
 		lxm_progress_end(&d.prog);
-		if (r >= 0 && !streq(name, fp)) {
-			lxm_image_drop(dst, name);
+		if (r >= 0 && !streq(copied, fp)) {
+			lxm_image_drop(dst, copied);
 			r = lxm_error_set(err, -EIO, 502,
 					  "the copy's fingerprint %s is not the image's %s; the "
 					  "copy was deleted",
-					  name, fp);
+					  copied, fp);
 		}
 		if (r >= 0 && unified) {
 			_cleanup_free_ char *local = NULL;
