@@ -2,6 +2,7 @@
  * go out of scope. Ownership moves with TAKE_PTR / TAKE_FD. Every destructor accepts NULL / -1. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +46,17 @@ static inline void lxm_strv_freep(char ***v)
 	lxm_strv_free(*v);
 }
 
-#define _cleanup_free_	 _cleanup_(lxm_freep)
-#define _cleanup_close_	 _cleanup_(lxm_closep)
-#define _cleanup_fclose_ _cleanup_(lxm_fclosep)
-#define _cleanup_strv_	 _cleanup_(lxm_strv_freep)
+static inline void lxm_closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+#define _cleanup_free_	   _cleanup_(lxm_freep)
+#define _cleanup_closedir_ _cleanup_(lxm_closedirp)
+#define _cleanup_close_	   _cleanup_(lxm_closep)
+#define _cleanup_fclose_   _cleanup_(lxm_fclosep)
+#define _cleanup_strv_	   _cleanup_(lxm_strv_freep)
 
 /* Declares a cleanup helper name##p for a library type with its own destructor. */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \

@@ -66,6 +66,9 @@ int lxm_cmd_list(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_init(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_launch(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err);
+/* cmd-snapshot.c */
+int lxm_cmd_snapshot(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_restore(int argc, char **argv, struct lxm_error **err);
 /* cmd-lifecycle.c */
 int lxm_cmd_start(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_stop(int argc, char **argv, struct lxm_error **err);

@@ -124,6 +124,28 @@ static const struct lxm_command commands[] = {
 	},
 
 	{
+		.name = "snapshot",
+		.run = lxm_cmd_snapshot,
+		.summary = "Take snapshots of instances",
+		.usage = "snapshot INSTANCE [SNAPSHOT] [flags]",
+		.help = "Copies the instance's files, config, devices and profiles as they\n"
+			"are now (a running instance is frozen for the copy). Without\n"
+			"SNAPSHOT the name is snap0, snap1, ... Remove one with\n"
+			"'lxm delete INSTANCE/SNAPSHOT'.\n"
+			"\n"
+			"Flags:\n"
+			"      --reuse          Replace SNAPSHOT if it exists\n"
+			"      --no-expiry      Never expire (the default: no expiry)\n",
+	},
+	{
+		.name = "restore",
+		.run = lxm_cmd_restore,
+		.summary = "Restore instances from snapshots",
+		.usage = "restore INSTANCE SNAPSHOT",
+		.help = "Brings back the snapshot's files, config, devices and profiles. The\n"
+			"instance must be stopped.\n",
+	},
+	{
 		.name = "list",
 		.alias = "ls",
 		.run = lxm_cmd_list,

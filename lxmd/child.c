@@ -1,6 +1,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/wait.h>
+#include <spawn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -253,4 +256,56 @@ int lxmd_self_dir(char **ret)
 	*slash = '\0';
 	*ret = strdup(path);
 	return *ret ? 0 : -ENOMEM;
+}
+
+int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize)
+{
+	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+	posix_spawn_file_actions_t fa;
+	_cleanup_close_ int rd = -1;
+	int pipefd[2], status, k;
+	size_t used = 0;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	rd = pipefd[0];
+	k = posix_spawn_file_actions_init(&fa);
+	if (k == 0)
+		k = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (k == 0)
+		k = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (k == 0)
+		k = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	if (k == 0)
+		k = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (k != 0)
+		return -k;
+
+	for (;;) {
+		ssize_t n;
+
+		/* Keep the end, where a failing program says why: when full, drop the older half.
+		 */
+		if (used == errsize - 1) {
+			memmove(errbuf, errbuf + used / 2, used - used / 2);
+			used -= used / 2;
+		}
+		n = read(rd, errbuf + used, errsize - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	errbuf[used] = '\0';
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
 }

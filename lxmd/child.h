@@ -29,3 +29,9 @@ int lxmd_child_kill(struct lxmd_child *c, int signum);
 
 /* The directory of the running lxmd executable (for helpers installed beside it). */
 int lxmd_self_dir(char **ret);
+
+/* Blocking, for worker threads only: runs argv (looked up in a fixed PATH) with stdin and stdout
+ * on /dev/null and the end of its stderr in errbuf (NUL-terminated). Returns the exit status (128
+ * + signal when killed) or -errno when it could not run. posix_spawn and waitpid on its own pid,
+ * so it never reaps a child that lxmd's loop waits for. */
+int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize);

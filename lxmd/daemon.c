@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
+#include "snapshots.h"
 #include "events.h"
 #include "images/images.h"
 #include "instance.h"
@@ -250,6 +251,7 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_images_init(d, err);
 	if (k < 0)
 		goto fail;
+	lxmd_snapshots_sweep(d);
 	if ((k = lxm_events_new(&d->events)) < 0 ||
 	    (k = lxm_operations_new(loop, OPERATION_RETENTION_MS, on_operation_change, d,
 				    &d->ops)) < 0) {

@@ -939,6 +939,13 @@ int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *act
 			     action);
 }
 
+int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool freeze,
+				  struct lxm_error **err)
+{
+	/* The layout does not change after lxmd_runtime_init(): safe from the thread pool. */
+	return lxm_cgroup_freeze(d->rt->cgroups, name, freeze, err);
+}
+
 const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code)
 {
 	struct rt_instance *i = rt_find(d, name);

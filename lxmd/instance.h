@@ -29,6 +29,12 @@ int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct l
 int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *action, int timeout,
 			       bool force, struct lxm_operation *op, struct lxm_error **err);
 
+/* Freezes (or thaws) a running instance's cgroup without changing the state users see, for a
+ * consistent copy of its files (a snapshot); the caller thaws what it froze. Waits for the kernel
+ * to stop every task: call it off the loop thread. */
+int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool freeze,
+				  struct lxm_error **err);
+
 /* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err);

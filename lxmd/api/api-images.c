@@ -1488,6 +1488,7 @@ static int publish_start(struct lxmd_request *r, struct upload *u, struct lxm_er
 	_cleanup_json_ json_t *body = NULL;
 	json_t *source = NULL, *props = NULL, *aliases = NULL, *a;
 	const char *type = NULL, *name = NULL, *compression = NULL;
+	_cleanup_free_ char *snap_instance = NULL;
 	struct lxmd_image_publish pub = { 0 };
 	size_t i;
 	int k;
@@ -1522,20 +1523,36 @@ static int publish_start(struct lxmd_request *r, struct upload *u, struct lxm_er
 		return pull_start(r, body, source, aliases, err);
 	if (streq(type, "template"))
 		return build_start(r, body, source, aliases, err);
-	if (!type || (!streq(type, "instance") && !streq(type, "container"))) {
-		if (type && (streq(type, "url") || streq(type, "snapshot")))
+	if (!type ||
+	    (!streq(type, "instance") && !streq(type, "container") && !streq(type, "snapshot"))) {
+		if (type && streq(type, "url"))
 			return lxm_error_set(err, -EOPNOTSUPP, 501,
 					     "create image: source type '%s' is not implemented "
-					     "yet (image, template, instance, or upload the image "
-					     "file)",
+					     "yet (image, template, instance, snapshot, or upload "
+					     "the image file)",
 					     type);
 		return lxm_error_set(err, -EINVAL, 400,
 				     "create image: unknown source type '%s' (image, template, "
-				     "instance, or upload the image file)",
+				     "instance, snapshot, or upload the image file)",
 				     type ? type : "");
 	}
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400, "create image: source.name is required");
+	/* A snapshot is named "instance/snapshot". */
+	if (streq(type, "snapshot")) {
+		const char *slash = strchr(name, '/');
+
+		if (!slash || slash == name || !slash[1])
+			return lxm_error_set(err, -EINVAL, 400,
+					     "create image: source.name '%s' must be "
+					     "INSTANCE/SNAPSHOT",
+					     name);
+		snap_instance = strndup(name, (size_t)(slash - name));
+		if (!snap_instance)
+			return lxm_error_set(err, -ENOMEM, 500, "create image: out of memory");
+		name = snap_instance;
+		pub.snapshot = slash + 1;
+	}
 	pub.instance = name;
 	pub.compression = compression && *compression ? compression : NULL;
 	pub.properties = props;

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "operations.h"
 #include "server.h"
+#include "snapshots.h"
 #include "util.h"
 #include "yaml.h"
 
@@ -81,16 +82,11 @@ static int instance_json(struct lxmd *d, const struct lxm_db_instance *inst, boo
 	if (!j)
 		return -ENOMEM;
 	if (full) {
-		_cleanup_strv_ char **snaps = NULL;
-		json_t *list = json_array();
+		json_t *list = NULL;
 
-		k = lxm_db_instance_snapshot_names(d->db, inst->name, &snaps, err);
-		if (k < 0) {
-			json_decref(list);
+		k = lxmd_snapshots_json(d, inst, &list, err);
+		if (k < 0)
 			return k;
-		}
-		for (char **s = snaps; s && *s; s++)
-			json_array_append_new(list, json_pack("{s:s}", "name", *s));
 		json_t *state = NULL;
 
 		k = lxmd_instance_state(d, inst->name, &state, err);
@@ -249,6 +245,11 @@ int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "%s '%s': stateful stop/start (CRIU) is not supported", action,
 				     inst->name);
+	/* A restore swaps the rootfs: init must not start on half of it. */
+	if ((streq(action, "start") || streq(action, "restart")) && lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "%s '%s': a snapshot or restore of its files is under way",
+				     action, inst->name);
 	timeout_j = json_object_get(r->body, "timeout");
 	if (timeout_j && !json_is_null(timeout_j)) {
 		if (!json_is_integer(timeout_j))
@@ -278,31 +279,6 @@ int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
 	return lxmd_respond_async(r, op);
 }
 
-int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err)
-{
-	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_strv_ char **names = NULL;
-	_cleanup_json_ json_t *list = json_array();
-	int k = get_instance(r, &inst, err);
-
-	if (k < 0)
-		return k;
-	k = lxm_db_instance_snapshot_names(r->d->db, inst->name, &names, err);
-	if (k < 0)
-		return k;
-	for (char **n = names; n && *n; n++) {
-		_cleanup_free_ char *base = NULL;
-		char *url = NULL;
-
-		if (lxmd_instance_url(r, inst->name, &base) < 0 ||
-		    asprintf(&url, "%s/snapshots/%s", base, *n) < 0)
-			return -ENOMEM;
-		json_array_append_new(list, json_string(url));
-		free(url);
-	}
-	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
-}
-
 /* ---- create ---- */
 
 /* Work for the thread pool: files are never touched on the loop thread. */
@@ -318,6 +294,7 @@ struct instance_job {
 	char *protocol;		  /* its protocol */
 	char *certificate;	  /* PEM trusted for it, or NULL */
 	char *logdir;		  /* the instance's log directory (delete), or NULL */
+	char *snapdir;		  /* the instance's snapshots directory (delete), or NULL */
 	int result;		  /* 0 or -errno, set by the worker */
 	const char *step;	  /* what failed */
 };
@@ -336,6 +313,7 @@ static void job_free(void *p)
 	free(j->protocol);
 	free(j->certificate);
 	free(j->logdir);
+	free(j->snapdir);
 	free(j);
 }
 
@@ -751,6 +729,12 @@ static void delete_work(uv_work_t *w)
 			return;
 		}
 	}
+	j->step = "remove the snapshots of";
+	k = j->snapdir ? lxmd_snapshots_delete_all_files(j->snapdir, NULL) : 0;
+	if (k < 0) {
+		j->result = k;
+		return;
+	}
 	j->step = "remove instance directory";
 	/* FTW_PHYS: never follow a symlink out of the instance's tree. A callback's -errno comes
 	 * back as it is; nftw's own failure sets errno. A directory already gone (an interrupted
@@ -864,6 +848,11 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 				     "delete instance '%s': it is running: stop it first (or "
 				     "delete --force)",
 				     inst->name);
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "delete instance '%s': a snapshot or restore of it is under "
+				     "way; retry when it ends",
+				     inst->name);
 	k = lxmd_instance_expand(r->d, inst, &config, &devices, err);
 	if (k < 0)
 		return k;
@@ -881,6 +870,8 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	k = lxmd_instance_path(r->d, inst->name, &job->path);
 	if (k >= 0 && asprintf(&job->logdir, "%s/logs/%s", r->d->cfg.root, inst->name) < 0)
 		k = -ENOMEM;
+	if (k >= 0)
+		k = lxmd_snapshots_dir(r->d, inst->name, &job->snapdir);
 	if (k < 0 || !job->name) {
 		job_free(job);
 		return -ENOMEM;
@@ -954,9 +945,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	    (k = lxm_json_opt_bool(r->body, "ephemeral", &inst->ephemeral, err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if (restore && *restore)
-		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "restore '%s' of '%s': snapshots are not supported yet",
-				     restore, inst->name);
+		return lxmd_snapshot_restore(r, inst, restore, err);
 	if (arch && *arch && inst->architecture && !streq(arch, inst->architecture))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update instance '%s': the architecture cannot change (%s)",

@@ -79,6 +79,12 @@ int lxmd_api_instance_put(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_patch(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshot_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshot_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshot_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_instance_snapshot_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_instance_files_get(struct lxmd_request *r, struct lxm_error **err);
@@ -112,6 +118,19 @@ int lxmd_api_image_alias_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_image_alias_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err);
+
+/* Snapshots (api-snapshots.c) as the instance code uses them. */
+struct lxmd;
+struct lxm_db_instance;
+/* Every snapshot of inst as LXD's InstanceSnapshot objects, in creation order. */
+int lxmd_snapshots_json(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret,
+			struct lxm_error **err);
+/* PUT /1.0/instances/<name> {"restore": "snap0" or "<name>/snap0"}: answers with the operation
+ * that brings back the snapshot's files, config, devices and profiles. 400 while it runs. */
+int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *inst,
+			  const char *restore, struct lxm_error **err);
+/* Whether a snapshot or restore of instance is copying its files (a delete must wait). */
+bool lxmd_snapshot_busy(const char *instance);
 
 /* Checks a config map: string values, and keys in a namespace lxm knows (limits., security.,
  * boot., environment., user., ...). The full key table arrives with the config model; until then

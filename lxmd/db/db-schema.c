@@ -217,12 +217,28 @@ static const char schema_v5[] =
 	"	certificate TEXT NOT NULL DEFAULT ''\n"
 	");\n";
 
+/* v6: a snapshot keeps the profiles its instance applied when it was taken (a restore brings them
+ * back; a profile deleted since drops out of the list), and the bytes its files took when taken
+ * (-1: unknown). */
+static const char schema_v6[] =
+	"CREATE TABLE instances_snapshots_profiles (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	instance_snapshot_id INTEGER NOT NULL\n"
+	"		REFERENCES instances_snapshots (id) ON DELETE CASCADE,\n"
+	"	profile_id INTEGER NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,\n"
+	"	apply_order INTEGER NOT NULL,\n"
+	"	UNIQUE (instance_snapshot_id, profile_id),\n"
+	"	UNIQUE (instance_snapshot_id, apply_order)\n"
+	");\n"
+	"ALTER TABLE instances_snapshots ADD COLUMN size INTEGER NOT NULL DEFAULT -1;\n";
+
 const struct db_migration db_migrations[] = {
 	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
 	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
 	{ .version = 3, .what = "snapshots, storage and networks", .sql = schema_v3 },
 	{ .version = 4, .what = "default profile", .sql = schema_v4 },
 	{ .version = 5, .what = "image sources", .sql = schema_v5 },
+	{ .version = 6, .what = "snapshot profiles and size", .sql = schema_v6 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

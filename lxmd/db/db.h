@@ -164,6 +164,62 @@ int lxm_db_instance_delete(struct lxm_db *db, const char *name, struct lxm_error
 int lxm_db_instance_snapshot_names(struct lxm_db *db, const char *instance, char ***ret,
 				   struct lxm_error **err);
 
+/* ---- instance snapshots (db-snapshots.c) ---- */
+
+struct lxm_db_snapshot {
+	int64_t id;	    /* row id; filled by reads, ignored on write */
+	char *instance;	    /* the instance's name */
+	char *name;	    /* short name, unique per instance ("snap0") */
+	bool stateful;	    /* the running state was saved too (never, without CRIU) */
+	char *description;  /* free text; NULL reads as "" */
+	int64_t created_at; /* unix nanoseconds; 0 on create means "now" */
+	int64_t expires_at; /* unix nanoseconds; 0: never */
+	int64_t size;	    /* bytes its files took when taken; -1: unknown */
+	json_t *config;	    /* object: the instance's local config when taken; NULL means none */
+	json_t *devices;    /* object: its local devices when taken; NULL means none */
+	json_t *profiles;   /* array: its profiles in apply order when taken; NULL means none */
+};
+
+/* Frees the snapshot and everything it owns. Accepts NULL. */
+void lxm_db_snapshot_free(struct lxm_db_snapshot *s);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_snapshot *, lxm_db_snapshot_free)
+#define _cleanup_db_snapshot_ _cleanup_(lxm_db_snapshot_freep)
+
+/* Frees an array of n snapshots (from lxm_db_snapshot_list()). Accepts NULL. */
+void lxm_db_snapshot_list_free(struct lxm_db_snapshot **list, size_t n);
+
+/* Reads one snapshot of an instance; config, devices and profiles are always set in the result.
+ * -ENOENT (404) "instance 'c1' not found" or "snapshot 'c1/s0' not found". */
+int lxm_db_snapshot_get(struct lxm_db *db, const char *instance, const char *name,
+			struct lxm_db_snapshot **ret, struct lxm_error **err);
+
+/* Every snapshot of an instance in creation order (created_at, then row id): an array of n owned
+ * pointers. -ENOENT (404) when the instance does not exist. */
+int lxm_db_snapshot_list(struct lxm_db *db, const char *instance, struct lxm_db_snapshot ***ret,
+			 size_t *ret_n, struct lxm_error **err);
+
+/* Records snapshot s of instance s->instance with its config, devices and profiles, all or
+ * nothing. -ENOENT (404) for a missing instance or profile, -EEXIST (409) "snapshot 'c1/s0'
+ * already exists", -EINVAL (400) when a value is not a string or a profile is listed twice. */
+int lxm_db_snapshot_create(struct lxm_db *db, const struct lxm_db_snapshot *s,
+			   struct lxm_error **err);
+
+/* Replaces what a user may edit: description and expires_at (of s, whose config is ignored).
+ * -ENOENT (404) when the snapshot does not exist. */
+int lxm_db_snapshot_update(struct lxm_db *db, const char *instance, const char *name,
+			   const struct lxm_db_snapshot *s, struct lxm_error **err);
+
+/* Renames a snapshot within its instance. -ENOENT (404) when it does not exist, -EEXIST (409)
+ * when new_name is taken. */
+int lxm_db_snapshot_rename(struct lxm_db *db, const char *instance, const char *old_name,
+			   const char *new_name, struct lxm_error **err);
+
+/* Deletes a snapshot with its config, devices and profile links. -ENOENT (404) when it does not
+ * exist. */
+int lxm_db_snapshot_delete(struct lxm_db *db, const char *instance, const char *name,
+			   struct lxm_error **err);
+
 /* ---- server config and other collections ---- */
 
 /* The server config as an object of key → string value. */

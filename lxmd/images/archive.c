@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cleanup.h"
 #include "images/archive.h"
 #include "util.h"
@@ -546,62 +547,6 @@ static int is_squashfs(const char *path, bool *ret)
 	return 0;
 }
 
-/* Runs argv with stdout on /dev/null and stderr into errbuf (the end of it kept, NUL-ended).
- * Returns the exit status (128 + signal when killed) or -errno when it could not run. Uses
- * posix_spawn and waitpid: this runs on a worker thread, and lxmd's child reaping waits only for
- * the pids it started itself. */
-static int run_program(char *const argv[], char *errbuf, size_t errsize)
-{
-	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-	posix_spawn_file_actions_t fa;
-	_cleanup_close_ int rd = -1;
-	int pipefd[2], status, k;
-	size_t used = 0;
-	pid_t pid;
-
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return -errno;
-	rd = pipefd[0];
-	k = posix_spawn_file_actions_init(&fa);
-	if (k == 0)
-		k = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (k == 0)
-		k = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	if (k == 0)
-		k = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	if (k == 0)
-		k = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (k != 0)
-		return -k;
-
-	for (;;) {
-		ssize_t n;
-
-		/* Keep the end, where a failing program says why: when full, drop the older half.
-		 */
-		if (used == errsize - 1) {
-			memmove(errbuf, errbuf + used / 2, used - used / 2);
-			used -= used / 2;
-		}
-		n = read(rd, errbuf + used, errsize - 1 - used);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-	}
-	errbuf[used] = '\0';
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
-}
-
 /* The first entry of an unpacked squashfs that the device rule refuses. nftw() has no user
  * data, hence a thread-local. */
 static __thread struct {
@@ -639,7 +584,7 @@ static int unpack_squashfs(struct unpack *u, const char *destdir, struct lxm_err
 		return lxm_error_set(err, k, 400, "image: unpack cancelled");
 	char *const argv[] = { "unsquashfs", "-no-progress", "-quiet",	      "-strict-errors",
 			       "-dest",	     rootfs,	     (char *)u->path, NULL };
-	k = run_program(argv, errbuf, sizeof(errbuf));
+	k = lxmd_run_sync(argv, errbuf, sizeof(errbuf));
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "image: run unsquashfs");
 	if (k != 0) {

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "operations.h"
 #include "simplestreams.h"
+#include "snapshots.h"
 #include "util.h"
 #include "yaml.h"
 
@@ -1813,6 +1814,9 @@ static void publish_after(uv_work_t *w, int status)
 	} else if (rename(pj->packfile, dest) < 0) {
 		k = lxm_error_setx(&err, -errno, 500, "move %s to %s", pj->packfile, dest);
 	} else {
+		/* "web1/snap0" is published as web1-snap0.tar.gz. */
+		for (char *c = filename; (c = strchr(c, '/'));)
+			*c = '-';
 		k = record_image(store.d,
 				 &(struct record){ .fp = pj->fp,
 						   .meta = pj->meta,
@@ -1850,7 +1854,15 @@ int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
 	k = lxm_db_instance_get(d->db, pub->instance, &inst, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "publish");
-	if (!streq(lxmd_instance_status(d, pub->instance, &code), "Stopped"))
+	/* A snapshot's files do not change: it is published whatever its instance does. */
+	if (pub->snapshot) {
+		struct lxm_db_snapshot *snap = NULL;
+
+		k = lxm_db_snapshot_get(d->db, pub->instance, pub->snapshot, &snap, err);
+		lxm_db_snapshot_free(snap);
+		if (k < 0)
+			return lxm_error_prefix(err, "publish");
+	} else if (!streq(lxmd_instance_status(d, pub->instance, &code), "Stopped"))
 		return lxm_error_set(err, -EBUSY, 400,
 				     "publish instance '%s': it is %s; stop it first (an image is "
 				     "taken from a stopped instance only)",
@@ -1877,9 +1889,12 @@ int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
 	pj->public = pub->public;
 	pj->properties = pub->properties ? json_deep_copy(pub->properties) : json_object();
 	pj->aliases = pub->aliases ? json_deep_copy(pub->aliases) : NULL;
-	if (!(pj->instance = strdup(pub->instance)) || !pj->properties ||
+	if ((pub->snapshot ? asprintf(&pj->instance, "%s/%s", pub->instance, pub->snapshot) < 0
+			   : !(pj->instance = strdup(pub->instance))) ||
+	    !pj->properties ||
 	    !(pj->architecture = strdup(inst->architecture ? inst->architecture : "")) ||
-	    lxmd_instance_path(d, pub->instance, &pj->path) < 0 ||
+	    (pub->snapshot ? lxmd_snapshot_path(d, pub->instance, pub->snapshot, &pj->path)
+			   : lxmd_instance_path(d, pub->instance, &pj->path)) < 0 ||
 	    tmp_path(".tar", &pj->packfile) < 0 || job_wait(&pj->j, op, done, ud) < 0) {
 		job_free(&pj->j);
 		return lxm_error_set(err, -ENOMEM, 500, "publish: out of memory");

@@ -59,9 +59,11 @@ struct lxmd_image_import {
 int lxmd_image_import(struct lxmd *d, const struct lxmd_image_import *imp, struct lxm_operation *op,
 		      lxmd_image_done_fn done, void *ud, struct lxm_error **err);
 
-/* A new image from a stopped instance's filesystem (LXD's publish). */
+/* A new image from a stopped instance's filesystem, or from one of its snapshots (LXD's
+ * publish). */
 struct lxmd_image_publish {
 	const char *instance;	  /* its name */
+	const char *snapshot;	  /* the snapshot's short name, or NULL: the instance itself */
 	const char *compression;  /* "gzip", "xz", "zstd", "none", or NULL for the default (gzip) */
 	bool public;		  /* served to other hosts */
 	const json_t *properties; /* laid over those of the instance's image, or NULL */

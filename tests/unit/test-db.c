@@ -1149,6 +1149,175 @@ static void test_image_aliases(struct lxm_db *db)
 }
 
 /* Removes the (flat) temporary directory; true when it is gone. */
+/* ---- snapshots ---- */
+
+static struct lxm_db_snapshot *snapshot_new(const char *instance, const char *name,
+					    int64_t created_at, const char *profiles,
+					    const char *config, const char *devices)
+{
+	struct lxm_db_snapshot *s = calloc(1, sizeof(*s));
+
+	s->instance = strdup(instance);
+	s->name = strdup(name);
+	s->created_at = created_at;
+	s->size = 4096;
+	s->profiles = profiles ? json_loads(profiles, 0, NULL) : NULL;
+	s->config = config ? json_loads(config, 0, NULL) : NULL;
+	s->devices = devices ? json_loads(devices, 0, NULL) : NULL;
+	return s;
+}
+
+static void test_snapshots(struct lxm_db *db)
+{
+	sqlite3 *h = lxm_db_handle(db);
+	struct lxm_error *err = NULL;
+	struct lxm_db_profile *p = profile_new("snapprof", NULL, "{\"limits.cpu\":\"1\"}", NULL);
+	struct lxm_db_instance *inst =
+		instance_new("si1", "[\"default\",\"snapprof\"]", "{\"user.a\":\"1\"}",
+			     "{\"eth0\":{\"type\":\"nic\",\"name\":\"eth0\"}}");
+	struct lxm_db_snapshot *s, *got = NULL, **list = NULL;
+	size_t n = 0;
+	char **names = NULL;
+	int r;
+
+	ok(lxm_db_profile_create(db, p, &err) == 0 &&
+		   lxm_db_instance_create(db, inst, NULL, &err) == 0,
+	   "snapshots: profile and instance to snapshot");
+	lxm_db_profile_free(p);
+
+	/* Create, read back with everything it holds. */
+	s = snapshot_new("si1", "snap0", 100, "[\"snapprof\",\"default\"]", "{\"user.a\":\"1\"}",
+			 "{\"eth0\":{\"type\":\"nic\",\"name\":\"eth0\"},\"empty\":{}}");
+	s->expires_at = 5000;
+	is_int(lxm_db_snapshot_create(db, s, &err), 0, "create snapshot si1/snap0");
+	r = lxm_db_snapshot_get(db, "si1", "snap0", &got, &err);
+	ok(r == 0 && got && strcmp(got->name, "snap0") == 0 && strcmp(got->instance, "si1") == 0 &&
+		   got->created_at == 100 && got->expires_at == 5000 && got->size == 4096 &&
+		   !got->stateful && strcmp(got->description, "") == 0,
+	   "snapshot row reads back");
+	ok(got && json_eq(got->config, "{\"user.a\":\"1\"}") &&
+		   json_eq(got->devices,
+			   "{\"eth0\":{\"type\":\"nic\",\"name\":\"eth0\"},\"empty\":{}}") &&
+		   json_eq(got->profiles, "[\"snapprof\",\"default\"]"),
+	   "config, devices and profiles (in order) read back");
+	lxm_db_snapshot_free(got);
+	got = NULL;
+
+	/* Its config is its own: the instance changing does not change it. */
+	json_object_set_new(inst->config, "user.b", json_string("2"));
+	is_int(lxm_db_instance_update(db, "si1", inst, &err), 0, "change the instance");
+	r = lxm_db_snapshot_get(db, "si1", "snap0", &got, &err);
+	ok(r == 0 && json_eq(got->config, "{\"user.a\":\"1\"}"), "snapshot config unchanged");
+	lxm_db_snapshot_free(got);
+	got = NULL;
+
+	/* Conflicts and refusals write nothing. */
+	check_err(lxm_db_snapshot_create(db, s, &err), &err, -EEXIST, 409,
+		  "snapshot 'si1/snap0' already exists", "duplicate snapshot name");
+	free(s->instance);
+	s->instance = strdup("nope");
+	check_err(lxm_db_snapshot_create(db, s, &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "snapshot of a missing instance");
+	free(s->instance);
+	s->instance = strdup("si1");
+	free(s->name);
+	s->name = strdup("snap1");
+	json_decref(s->profiles);
+	s->profiles = json_pack("[s]", "ghost");
+	check_err(lxm_db_snapshot_create(db, s, &err), &err, -ENOENT, 404,
+		  "profile 'ghost' not found", "snapshot with a missing profile");
+	json_decref(s->profiles);
+	s->profiles = json_pack("[s,s]", "default", "default");
+	check_err(lxm_db_snapshot_create(db, s, &err), &err, -EINVAL, 400, "listed twice",
+		  "snapshot with a profile twice");
+	json_decref(s->profiles);
+	s->profiles = NULL;
+	json_object_set_new(s->config, "bad", json_integer(1));
+	check_err(lxm_db_snapshot_create(db, s, &err), &err, -EINVAL, 400, "bad",
+		  "snapshot with a non-string value");
+	json_object_del(s->config, "bad");
+	is_int(q_int(h, "SELECT COUNT(*) FROM instances_snapshots"), 1, "refusals wrote no row");
+
+	/* A second one, created earlier in time: the list is in creation order. */
+	s->created_at = 50;
+	is_int(lxm_db_snapshot_create(db, s, &err), 0, "create snapshot si1/snap1");
+	r = lxm_db_snapshot_list(db, "si1", &list, &n, &err);
+	ok(r == 0 && n == 2 && strcmp(list[0]->name, "snap1") == 0 &&
+		   strcmp(list[1]->name, "snap0") == 0 && json_eq(list[0]->profiles, "[]") &&
+		   json_eq(list[1]->profiles, "[\"snapprof\",\"default\"]"),
+	   "list in creation order, each with its own profiles");
+	lxm_db_snapshot_list_free(list, n);
+	r = lxm_db_instance_snapshot_names(db, "si1", &names, &err);
+	ok(r == 2 && strcmp(joined(names), "snap1,snap0") == 0, "names agree with the list");
+	lxm_strv_free(names);
+	check_err(lxm_db_snapshot_list(db, "nope", &list, &n, &err), &err, -ENOENT, 404,
+		  "instance 'nope' not found", "list of a missing instance");
+	check_err(lxm_db_snapshot_get(db, "si1", "nope", &got, &err), &err, -ENOENT, 404,
+		  "snapshot 'si1/nope' not found", "get a missing snapshot");
+
+	/* Update: description and expiry only. */
+	free(s->description);
+	s->description = strdup("kept");
+	s->expires_at = 0;
+	is_int(lxm_db_snapshot_update(db, "si1", "snap0", s, &err), 0, "update snap0");
+	r = lxm_db_snapshot_get(db, "si1", "snap0", &got, &err);
+	ok(r == 0 && strcmp(got->description, "kept") == 0 && got->expires_at == 0 &&
+		   got->created_at == 100 && json_eq(got->config, "{\"user.a\":\"1\"}"),
+	   "update changes description and expiry only");
+	lxm_db_snapshot_free(got);
+	got = NULL;
+	check_err(lxm_db_snapshot_update(db, "si1", "nope", s, &err), &err, -ENOENT, 404,
+		  "snapshot 'si1/nope' not found", "update a missing snapshot");
+
+	/* Rename within the instance. */
+	check_err(lxm_db_snapshot_rename(db, "si1", "snap0", "snap1", &err), &err, -EEXIST, 409,
+		  "snapshot 'si1/snap1' already exists", "rename onto an existing snapshot");
+	check_err(lxm_db_snapshot_rename(db, "si1", "nope", "x", &err), &err, -ENOENT, 404,
+		  "snapshot 'si1/nope' not found", "rename a missing snapshot");
+	is_int(lxm_db_snapshot_rename(db, "si1", "snap0", "first", &err), 0, "rename snap0");
+	r = lxm_db_snapshot_get(db, "si1", "first", &got, &err);
+	ok(r == 0 && json_eq(got->profiles, "[\"snapprof\",\"default\"]"),
+	   "renamed snapshot keeps its profiles");
+	lxm_db_snapshot_free(got);
+	got = NULL;
+
+	/* The same name under another instance is another snapshot. */
+	struct lxm_db_instance *other = instance_new("si2", NULL, NULL, NULL);
+
+	is_int(lxm_db_instance_create(db, other, NULL, &err), 0, "create si2");
+	lxm_db_instance_free(other);
+	free(s->instance);
+	s->instance = strdup("si2");
+	is_int(lxm_db_snapshot_create(db, s, &err), 0, "si2/snap1 beside si1/snap1");
+
+	/* A profile deleted since drops out of the snapshot's list. */
+	json_decref(inst->profiles);
+	inst->profiles = json_pack("[s]", "default");
+	is_int(lxm_db_instance_update(db, "si1", inst, &err), 0, "si1 stops using snapprof");
+	is_int(lxm_db_profile_delete(db, "snapprof", &err), 0,
+	       "a profile only snapshots use can be deleted");
+	r = lxm_db_snapshot_get(db, "si1", "first", &got, &err);
+	ok(r == 0 && json_eq(got->profiles, "[\"default\"]"), "deleted profile left the list");
+	lxm_db_snapshot_free(got);
+	got = NULL;
+
+	/* Delete one, then the instance with the rest. */
+	is_int(lxm_db_snapshot_delete(db, "si1", "first", &err), 0, "delete si1/first");
+	check_err(lxm_db_snapshot_delete(db, "si1", "first", &err), &err, -ENOENT, 404,
+		  "snapshot 'si1/first' not found", "delete it again");
+	is_int(lxm_db_instance_delete(db, "si1", &err), 0, "delete si1");
+	is_int(q_int(h, "SELECT (SELECT COUNT(*) FROM instances_snapshots) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_config) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_devices) +\n"
+			"	(SELECT COUNT(*) FROM instances_snapshots_profiles)"),
+	       4, "only si2's snapshot is left: its row, config and two devices");
+	is_int(lxm_db_instance_delete(db, "si2", &err), 0, "delete si2");
+	is_int(q_int(h, "SELECT COUNT(*) FROM instances_snapshots"), 0, "no snapshot rows left");
+	lxm_db_snapshot_free(s);
+	lxm_db_instance_free(inst);
+	lxm_error_free(err);
+}
+
 static bool remove_tmpdir(void)
 {
 	DIR *d = opendir(tmpdir);
@@ -1187,6 +1356,7 @@ int main(void)
 		test_transactions(db);
 		test_image_rows(db);
 		test_image_aliases(db);
+		test_snapshots(db);
 		lxm_db_close(db);
 	}
 	lxm_error_free(err);

@@ -1,0 +1,856 @@
+/* /1.0/instances/<name>/snapshots (and /1.0/containers/...): list, take, show, edit, rename and
+ * delete snapshots, and the restore of PUT /1.0/instances/<name> {"restore": "snap0"}. The
+ * files are lxmd/snapshots.c's (copied on the thread pool); the rows lxmd/db/db-snapshots.c's.
+ * A snapshot is recorded only once its files are complete, and a failure at any step leaves no
+ * directory and no row behind. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "api.h"
+#include "cleanup.h"
+#include "daemon.h"
+#include "db/db.h"
+#include "events.h"
+#include "instance.h"
+#include "json.h"
+#include "log.h"
+#include "operations.h"
+#include "server.h"
+#include "snapshots.h"
+#include "util.h"
+
+#define ZERO_TIME "0001-01-01T00:00:00Z"
+
+/* ---- instances with snapshot work under way ---- */
+
+/* An instance whose files a snapshot or a restore is copying: a second such job, or a delete of
+ * the instance, waits for it to end (409). */
+struct busy {
+	LIST_ENTRY(busy) link; /* in busy_list */
+	char *instance;	       /* its name */
+};
+
+static LIST_HEAD(, busy) busy_list = LIST_HEAD_INITIALIZER(busy_list);
+
+bool lxmd_snapshot_busy(const char *instance)
+{
+	struct busy *b;
+
+	LIST_FOREACH(b, &busy_list, link)
+	if (streq(b->instance, instance))
+		return true;
+	return false;
+}
+
+static int busy_take(const char *instance)
+{
+	struct busy *b = calloc(1, sizeof(*b));
+
+	if (!b || !(b->instance = strdup(instance))) {
+		free(b);
+		return -ENOMEM;
+	}
+	LIST_INSERT_HEAD(&busy_list, b, link);
+	return 0;
+}
+
+static void busy_release(const char *instance)
+{
+	struct busy *b;
+
+	LIST_FOREACH(b, &busy_list, link)
+	if (streq(b->instance, instance)) {
+		LIST_REMOVE(b, link);
+		free(b->instance);
+		free(b);
+		return;
+	}
+}
+
+/* ---- JSON ---- */
+
+static json_t *timestamp(int64_t ns)
+{
+	char buf[LXM_RFC3339_MAX];
+	struct timespec ts = { ns / 1000000000LL, ns % 1000000000LL };
+
+	/* Go's zero time means "never" to lxc. */
+	return json_string(ns == 0 ? ZERO_TIME : lxm_rfc3339(&ts, buf));
+}
+
+/* RFC 3339 ("2024-05-01T10:00:00Z", "...+02:00", fractions allowed) to unix nanoseconds; Go's
+ * zero time and "" are 0 (never). */
+static int parse_time(const char *s, int64_t *ret)
+{
+	struct tm tm = { 0 };
+	int n = 0, off = 0, oh, om;
+	int64_t frac = 0, scale = 100000000;
+	const char *p;
+
+	if (!*s || startswith(s, "0001-01-01T00:00:00")) {
+		*ret = 0;
+		return 0;
+	}
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
+		return -EINVAL;
+	p = s + n;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			frac += (*p - '0') * scale;
+	if ((*p == 'Z' || *p == 'z') && !p[1])
+		off = 0;
+	else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+		 n == 5 && !p[6])
+		off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
+	else
+		return -EINVAL;
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -EINVAL;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*ret = ((int64_t)timegm(&tm) - off) * 1000000000LL + frac;
+	return 0;
+}
+
+/* Field expires_at of a body: absent keeps *ret, null or "" mean never. */
+static int opt_expires_at(const json_t *body, const char *what, int64_t *ret,
+			  struct lxm_error **err)
+{
+	json_t *v = json_object_get(body, "expires_at");
+
+	if (!v)
+		return 0;
+	if (json_is_null(v)) {
+		*ret = 0;
+		return 0;
+	}
+	if (!json_is_string(v) || parse_time(json_string_value(v), ret) < 0)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: field 'expires_at' must be an RFC 3339 time "
+				     "(2006-01-02T15:04:05Z)",
+				     what);
+	return 0;
+}
+
+static json_t *or_empty(json_t *v, int type)
+{
+	if (v)
+		return json_incref(v);
+	return type == JSON_ARRAY ? json_array() : json_object();
+}
+
+/* LXD's InstanceSnapshot. A snapshot has the architecture and ephemeral flag of its instance;
+ * its expanded config is its own config over its own profiles. */
+static int snapshot_json(struct lxmd *d, const struct lxm_db_instance *inst,
+			 const struct lxm_db_snapshot *s, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	struct lxm_db_instance view = *inst;
+	json_t *j;
+	int k;
+
+	view.config = s->config;
+	view.devices = s->devices;
+	view.profiles = s->profiles;
+	k = lxmd_instance_expand(d, &view, &config, &devices, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "snapshot '%s/%s'", inst->name, s->name);
+	j = json_pack("{s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:s, s:b, s:I}",
+		      "name", s->name, "description", s->description ? s->description : "",
+		      "created_at", timestamp(s->created_at), "expires_at",
+		      timestamp(s->expires_at), "last_used_at", timestamp(0), "stateful",
+		      s->stateful, "config", or_empty(s->config, JSON_OBJECT), "devices",
+		      or_empty(s->devices, JSON_OBJECT), "profiles",
+		      or_empty(s->profiles, JSON_ARRAY), "expanded_config", TAKE_PTR(config),
+		      "expanded_devices", TAKE_PTR(devices), "architecture",
+		      inst->architecture ? inst->architecture : "", "ephemeral", inst->ephemeral,
+		      "size", (json_int_t)s->size);
+	if (!j)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	*ret = j;
+	return 0;
+}
+
+int lxmd_snapshots_json(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret,
+			struct lxm_error **err)
+{
+	struct lxm_db_snapshot **list = NULL;
+	_cleanup_json_ json_t *out = json_array();
+	size_t n = 0;
+	int k;
+
+	if (!out)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	k = lxm_db_snapshot_list(d->db, inst->name, &list, &n, err);
+	for (size_t i = 0; k >= 0 && i < n; i++) {
+		json_t *j = NULL;
+
+		k = snapshot_json(d, inst, list[i], &j, err);
+		if (k >= 0)
+			json_array_append_new(out, j);
+	}
+	lxm_db_snapshot_list_free(list, n);
+	if (k < 0)
+		return k;
+	*ret = TAKE_PTR(out);
+	return 0;
+}
+
+/* "/1.0/instances/c1/snapshots/s0" (or /1.0/containers/...) as the request came in. */
+static int snapshot_url(struct lxmd_request *r, const char *instance, const char *snap, char **ret)
+{
+	_cleanup_free_ char *base = NULL;
+
+	if (lxmd_instance_url(r, instance, &base) < 0 ||
+	    asprintf(ret, "%s/snapshots/%s", base, snap) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static json_t *resources_for(const char *instance, const char *snap)
+{
+	json_t *j = json_pack("{s:[s+], s:[s+]}", "instances", "/1.0/instances/", instance,
+			      "containers", "/1.0/containers/", instance);
+
+	if (j && snap)
+		json_object_set_new(
+			j, "instances_snapshots",
+			json_pack("[s+++]", "/1.0/instances/", instance, "/snapshots/", snap));
+	return j;
+}
+
+static void lifecycle(struct lxmd *d, const char *action, const char *instance, const char *snap)
+{
+	_cleanup_free_ char *url = NULL;
+
+	if (asprintf(&url, "/1.0/instances/%s/snapshots/%s", instance, snap) >= 0)
+		lxm_events_lifecycle(d->events, action, url, NULL);
+}
+
+/* ---- list, show ---- */
+
+static int get_instance(struct lxmd_request *r, struct lxm_db_instance **ret,
+			struct lxm_error **err)
+{
+	int k = lxmd_query_project(r, err);
+
+	if (k < 0)
+		return k;
+	return lxm_db_instance_get(r->d->db, r->args[0], ret, err);
+}
+
+int lxmd_api_instance_snapshots_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *list = NULL;
+	int recursion, k;
+
+	if ((k = lxmd_query_recursion(r, &recursion, err)) < 0 ||
+	    (k = get_instance(r, &inst, err)) < 0)
+		return k;
+	k = lxmd_snapshots_json(r->d, inst, &list, err);
+	if (k < 0)
+		return k;
+	if (recursion == 0) {
+		size_t i;
+		json_t *j;
+
+		json_array_foreach (list, i, j) {
+			_cleanup_free_ char *url = NULL;
+
+			if (snapshot_url(r, inst->name,
+					 json_string_value(json_object_get(j, "name")), &url) < 0)
+				return -ENOMEM;
+			json_array_set_new(list, i, json_string(url));
+		}
+	}
+	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
+}
+
+/* The writable part of a snapshot (what PUT replaces), hashed for ETag/If-Match. */
+static int snapshot_etag(const struct lxm_db_snapshot *s, char etag[65])
+{
+	_cleanup_json_ json_t *j =
+		json_pack("{s:s, s:o}", "description", s->description ? s->description : "",
+			  "expires_at", timestamp(s->expires_at));
+
+	return j ? lxmd_etag(j, etag) : -ENOMEM;
+}
+
+static int get_snapshot(struct lxmd_request *r, struct lxm_db_instance **ret_inst,
+			struct lxm_db_snapshot **ret, struct lxm_error **err)
+{
+	int k = get_instance(r, ret_inst, err);
+
+	if (k < 0)
+		return k;
+	return lxm_db_snapshot_get(r->d->db, r->args[0], r->args[1], ret, err);
+}
+
+int lxmd_api_instance_snapshot_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
+	json_t *j = NULL;
+	char etag[65];
+	int k;
+
+	if ((k = get_snapshot(r, &inst, &s, err)) < 0 ||
+	    (k = snapshot_json(r->d, inst, s, &j, err)) < 0)
+		return k;
+	if ((k = snapshot_etag(s, etag)) < 0) {
+		json_decref(j);
+		return k;
+	}
+	return lxmd_respond_sync(r, j, etag);
+}
+
+/* ---- take ---- */
+
+/* A snapshot or restore in progress. */
+struct snap_job {
+	uv_work_t work;			/* libuv's */
+	struct lxmd *d;			/* the daemon */
+	struct lxm_operation *op;	/* reports the result */
+	struct lxm_db_snapshot *s;	/* the snapshot (create: recorded once its files are in) */
+	struct lxm_db_instance *inst;	/* restore: the instance as the snapshot makes it */
+	char *instance_path;		/* the instance's directory */
+	char *snap_path;		/* the snapshot's directory */
+	bool freeze;			/* create: freeze the running instance around the copy */
+	bool busy;			/* holds the instance's busy mark */
+	struct lxmd_snapshot_swap swap; /* restore: what was swapped */
+	int result;			/* 0 or -errno, set by the worker */
+	struct lxm_error *err;		/* the worker's error */
+	char *trash;			/* create: files to remove after a late failure */
+};
+
+static void snap_job_free(void *p)
+{
+	struct snap_job *j = p;
+
+	if (!j)
+		return;
+	if (j->busy)
+		busy_release(j->s->instance);
+	lxm_db_snapshot_free(j->s);
+	lxm_db_instance_free(j->inst);
+	free(j->instance_path);
+	free(j->snap_path);
+	lxmd_snapshot_swap_done(&j->swap);
+	lxm_error_free(j->err);
+	free(j->trash);
+	free(j);
+}
+
+/* Ends the job's operation; the instance is free for other snapshot work from now on (the
+ * operation itself is kept a while for its clients). Consumes err. */
+static void job_finish(struct snap_job *j, struct lxm_error *err)
+{
+	if (j->busy) {
+		busy_release(j->s->instance);
+		j->busy = false;
+	}
+	lxm_operation_finish(j->op, err);
+}
+
+static void create_work(uv_work_t *w)
+{
+	struct snap_job *j = w->data;
+	struct lxm_error *terr = NULL;
+	bool frozen = false;
+	int k = 0;
+
+	if (j->freeze) {
+		k = lxmd_instance_freeze_for_copy(j->d, j->s->instance, true, &j->err);
+		/* An instance that stopped meanwhile has no cgroup, and nothing to freeze. */
+		if (k == -ENOENT) {
+			lxm_error_free(TAKE_PTR(j->err));
+			k = 0;
+		} else if (k < 0) {
+			lxm_error_prefix(&j->err, "freeze");
+		} else {
+			frozen = true;
+		}
+	}
+	if (k >= 0)
+		k = lxmd_snapshot_create_files(j->instance_path, j->snap_path, &j->s->size,
+					       &j->err);
+	/* Thawed whatever happened: a failed snapshot must not leave the instance frozen. */
+	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->s->instance, false, &terr) < 0) {
+		if (k >= 0) {
+			lxm_error_free(j->err);
+			j->err = TAKE_PTR(terr);
+			k = lxm_error_prefix(&j->err, "thaw");
+			/* Complete, but the operation failed: it does not stay. */
+			if (lxmd_snapshot_delete_files(j->snap_path, &j->trash, NULL) < 0)
+				j->trash = NULL;
+		}
+		lxm_error_free(terr);
+	}
+	j->result = k;
+}
+
+static void create_done(uv_work_t *w, int status)
+{
+	struct snap_job *j = w->data;
+	struct lxm_error *err = NULL;
+	const struct lxm_db_snapshot *s = j->s;
+
+	(void)status;
+	if (j->result < 0) {
+		lxm_error_set(&err, j->result, j->err ? j->err->status : 500,
+			      "snapshot '%s/%s': %s", s->instance, s->name,
+			      j->err ? j->err->msg : strerror(-j->result));
+		if (j->trash)
+			lxmd_snapshot_discard(j->d, j->trash);
+		job_finish(j, err);
+		return;
+	}
+	/* The files are complete: now the snapshot exists. A failure to record it takes them
+	 * away again. */
+	if (lxm_db_snapshot_create(j->d->db, s, &err) < 0) {
+		char *trash = NULL;
+
+		if (lxmd_snapshot_delete_files(j->snap_path, &trash, NULL) == 0)
+			lxmd_snapshot_discard(j->d, trash);
+		else
+			log_error("snapshot '%s/%s': could not remove %s", s->instance, s->name,
+				  j->snap_path);
+		free(trash);
+		job_finish(j, err);
+		return;
+	}
+	lifecycle(j->d, "instance-snapshot-created", s->instance, s->name);
+	job_finish(j, NULL);
+}
+
+static int queue(struct snap_job *j, struct lxm_operation *op, uv_work_cb work,
+		 uv_after_work_cb done, struct lxm_error **err)
+{
+	int k;
+
+	j->op = op;
+	j->work.data = j;
+	k = uv_queue_work(j->d->loop, &j->work, work, done);
+	if (k < 0) {
+		busy_release(j->s->instance);
+		j->busy = false;
+		return lxm_error_set(err, k, 500, "queue work: %s", uv_strerror(k));
+	}
+	return 0;
+}
+
+static int create_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return queue(data, op, create_work, create_done, err);
+}
+
+/* LXD's default snapshots.pattern "snap%d": one more than the highest such name. */
+static int next_name(struct lxmd *d, const char *instance, char **ret, struct lxm_error **err)
+{
+	_cleanup_strv_ char **names = NULL;
+	long next = 0;
+	int k;
+
+	k = lxm_db_instance_snapshot_names(d->db, instance, &names, err);
+	if (k < 0)
+		return k;
+	for (char **n = names; n && *n; n++) {
+		char *end;
+		long v;
+
+		if (!startswith(*n, "snap") || !(*n)[4] || (*n)[4] == '-' || (*n)[4] == '+')
+			continue;
+		v = strtol(*n + 4, &end, 10);
+		if (!*end && v >= next)
+			next = v + 1;
+	}
+	return asprintf(ret, "snap%ld", next) < 0 ? -ENOMEM : 0;
+}
+
+/* A snapshot name: like an instance's, which also keeps '/' and dot files out. */
+static int check_name(const char *instance, const char *name, struct lxm_error **err)
+{
+	const char *reason = lxm_name_invalid_reason(name);
+
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400, "snapshot '%s/%s': invalid name: %s",
+				     instance, name, reason);
+	return 0;
+}
+
+/* The job's own copy of what the instance is now: its snapshot's config, devices, profiles. */
+static int snapshot_of(const struct lxm_db_instance *inst, const char *name,
+		       struct lxm_db_snapshot **ret)
+{
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = calloc(1, sizeof(*s));
+
+	if (!s || !(s->instance = strdup(inst->name)) || !(s->name = strdup(name)) ||
+	    !(s->description = strdup("")) ||
+	    !(s->config = inst->config ? json_deep_copy(inst->config) : json_object()) ||
+	    !(s->devices = inst->devices ? json_deep_copy(inst->devices) : json_object()) ||
+	    !(s->profiles = inst->profiles ? json_deep_copy(inst->profiles) : json_array()))
+		return -ENOMEM;
+	s->created_at = lxm_now_ns();
+	s->size = -1;
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL, *old = NULL;
+	_cleanup_free_ char *autoname = NULL;
+	const char *name = NULL;
+	struct lxm_operation *op = NULL;
+	struct snap_job *j;
+	bool stateful = false;
+	int64_t expires_at = 0;
+	int code, k;
+
+	if ((k = get_instance(r, &inst, err)) < 0)
+		return k;
+	if (r->body && ((k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
+			(k = lxm_json_opt_bool(r->body, "stateful", &stateful, err)) < 0 ||
+			(k = opt_expires_at(r->body, "snapshot", &expires_at, err)) < 0))
+		return lxm_error_prefix(err, "snapshot '%s'", inst->name);
+	if (stateful)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "snapshot '%s': stateful snapshots (CRIU) are not supported",
+				     inst->name);
+	if (!name || !*name) {
+		if ((k = next_name(r->d, inst->name, &autoname, err)) < 0)
+			return k;
+		name = autoname;
+	}
+	if ((k = check_name(inst->name, name, err)) < 0)
+		return k;
+	k = lxm_db_snapshot_get(r->d->db, inst->name, name, &old, NULL);
+	if (k >= 0)
+		return lxm_error_set(err, -EEXIST, 409, "snapshot '%s/%s' already exists",
+				     inst->name, name);
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "snapshot '%s/%s': another snapshot or restore of '%s' is "
+				     "under way; retry when it ends",
+				     inst->name, name, inst->name);
+	if (snapshot_of(inst, name, &s) < 0)
+		return -ENOMEM;
+	s->expires_at = expires_at;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->d = r->d;
+	/* Frozen by its user, it stays frozen; running, it is frozen for the copy only. */
+	lxmd_instance_status(r->d, inst->name, &code);
+	j->freeze = code == LXM_STATUS_RUNNING;
+	if (lxmd_instance_path(r->d, inst->name, &j->instance_path) < 0 ||
+	    lxmd_snapshot_path(r->d, inst->name, name, &j->snap_path) < 0 ||
+	    busy_take(inst->name) < 0) {
+		snap_job_free(j);
+		return -ENOMEM;
+	}
+	j->busy = true;
+	j->s = TAKE_PTR(s);
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Snapshotting instance",
+			      resources_for(inst->name, name), create_run, NULL, j, snap_job_free,
+			      &op);
+	if (k < 0) {
+		snap_job_free(j);
+		return lxm_error_setx(err, k, 500, "snapshot '%s/%s': new operation", inst->name,
+				      name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
+}
+
+/* ---- edit, rename, delete ---- */
+
+/* An operation that is complete when the reply goes out (LXD answers these with one). */
+static int respond_done(struct lxmd_request *r, const char *description, const char *snap)
+{
+	struct lxm_operation *op = NULL;
+	int k;
+
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, description, resources_for(r->args[0], snap),
+			      NULL, NULL, NULL, NULL, &op);
+	if (k < 0)
+		return k;
+	lxm_operation_start(op);
+	lxm_operation_finish(op, NULL);
+	return lxmd_respond_async(r, op);
+}
+
+/* PUT replaces description and expires_at; PATCH changes those it names. */
+static int snapshot_update(struct lxmd_request *r, bool patch, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
+	const char *desc = NULL;
+	char etag[65];
+	int k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update snapshot '%s/%s': request body is empty", r->args[0],
+				     r->args[1]);
+	if ((k = get_snapshot(r, &inst, &s, err)) < 0 || (k = snapshot_etag(s, etag)) < 0)
+		return k;
+	if ((k = lxmd_check_if_match(r, etag, err)) < 0)
+		return lxm_error_prefix(err, "update snapshot '%s/%s'", inst->name, s->name);
+	if (!patch)
+		s->expires_at = 0;
+	if ((k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
+	    (k = opt_expires_at(r->body, "update snapshot", &s->expires_at, err)) < 0)
+		return lxm_error_prefix(err, "update snapshot '%s/%s'", inst->name, s->name);
+	if (desc || !patch) {
+		free(s->description);
+		s->description = strdup(desc ? desc : "");
+		if (!s->description)
+			return -ENOMEM;
+	}
+	if ((k = lxm_db_snapshot_update(r->d->db, inst->name, s->name, s, err)) < 0)
+		return k;
+	lifecycle(r->d, "instance-snapshot-updated", inst->name, s->name);
+	return respond_done(r, "Updating snapshot", s->name);
+}
+
+int lxmd_api_instance_snapshot_put(struct lxmd_request *r, struct lxm_error **err)
+{
+	return snapshot_update(r, false, err);
+}
+
+int lxmd_api_instance_snapshot_patch(struct lxmd_request *r, struct lxm_error **err)
+{
+	return snapshot_update(r, true, err);
+}
+
+/* POST {"name": "new"}: a rename. Migration ("migration": true) is not supported. */
+int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL, *other = NULL;
+	_cleanup_free_ char *old_path = NULL, *new_path = NULL;
+	struct lxm_error *uerr = NULL;
+	const char *name = NULL;
+	bool migration = false;
+	int k;
+
+	if ((k = get_snapshot(r, &inst, &s, err)) < 0)
+		return k;
+	if (r->body && ((k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
+			(k = lxm_json_opt_bool(r->body, "migration", &migration, err)) < 0))
+		return lxm_error_prefix(err, "rename snapshot '%s/%s'", inst->name, s->name);
+	if (migration)
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "snapshot '%s/%s': migration is not implemented", inst->name,
+				     s->name);
+	if (!name || !*name)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "rename snapshot '%s/%s': field 'name' (the new name) is "
+				     "required",
+				     inst->name, s->name);
+	if ((k = check_name(inst->name, name, err)) < 0)
+		return k;
+	if (lxm_db_snapshot_get(r->d->db, inst->name, name, &other, NULL) >= 0)
+		return lxm_error_set(err, -EEXIST, 409, "snapshot '%s/%s' already exists",
+				     inst->name, name);
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "rename snapshot '%s/%s': a snapshot or restore of '%s' is "
+				     "under way; retry when it ends",
+				     inst->name, s->name, inst->name);
+	if (lxmd_snapshot_path(r->d, inst->name, s->name, &old_path) < 0 ||
+	    lxmd_snapshot_path(r->d, inst->name, name, &new_path) < 0)
+		return -ENOMEM;
+	/* Files first, then the row; a failed row update puts the files back. */
+	k = lxmd_snapshot_rename_files(old_path, new_path, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "rename snapshot '%s/%s'", inst->name, s->name);
+	k = lxm_db_snapshot_rename(r->d->db, inst->name, s->name, name, err);
+	if (k < 0) {
+		if (lxmd_snapshot_rename_files(new_path, old_path, &uerr) < 0)
+			log_error("rename snapshot '%s/%s' back: %s", inst->name, s->name,
+				  uerr->msg);
+		lxm_error_free(uerr);
+		return k;
+	}
+	lifecycle(r->d, "instance-snapshot-renamed", inst->name, name);
+	return respond_done(r, "Renaming snapshot", name);
+}
+
+int lxmd_api_instance_snapshot_delete(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
+	_cleanup_free_ char *path = NULL, *trash = NULL;
+	struct lxm_error *uerr = NULL;
+	int k;
+
+	if ((k = get_snapshot(r, &inst, &s, err)) < 0)
+		return k;
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "delete snapshot '%s/%s': a snapshot or restore of '%s' is "
+				     "under way; retry when it ends",
+				     inst->name, s->name, inst->name);
+	if (lxmd_snapshot_path(r->d, inst->name, s->name, &path) < 0)
+		return -ENOMEM;
+	/* Moved aside at once (a rename), the row goes, then the files in the background. A
+	 * snapshot whose files are missing already can still be deleted. */
+	k = lxmd_snapshot_delete_files(path, &trash, err);
+	if (k == -ENOENT) {
+		lxm_error_free(TAKE_PTR(*err));
+	} else if (k < 0) {
+		return lxm_error_prefix(err, "delete snapshot '%s/%s'", inst->name, s->name);
+	}
+	k = lxm_db_snapshot_delete(r->d->db, inst->name, s->name, err);
+	if (k < 0) {
+		if (trash && lxmd_snapshot_rename_files(trash, path, &uerr) < 0)
+			log_error("delete snapshot '%s/%s': put back: %s", inst->name, s->name,
+				  uerr->msg);
+		lxm_error_free(uerr);
+		return k;
+	}
+	if (trash)
+		lxmd_snapshot_discard(r->d, trash);
+	lifecycle(r->d, "instance-snapshot-deleted", inst->name, s->name);
+	return respond_done(r, "Deleting snapshot", s->name);
+}
+
+/* ---- restore ---- */
+
+static void restore_work(uv_work_t *w)
+{
+	struct snap_job *j = w->data;
+
+	j->result = lxmd_snapshot_restore_files(j->snap_path, j->instance_path, &j->swap, &j->err);
+}
+
+static void restore_done(uv_work_t *w, int status)
+{
+	struct snap_job *j = w->data;
+	const struct lxm_db_snapshot *s = j->s;
+	struct lxm_error *err = NULL, *uerr = NULL;
+	_cleanup_free_ char *url = NULL;
+
+	(void)status;
+	if (j->result < 0) {
+		lxm_error_set(&err, j->result, j->err ? j->err->status : 500,
+			      "restore '%s' from snapshot '%s': %s", s->instance, s->name,
+			      j->err ? j->err->msg : strerror(-j->result));
+		job_finish(j, err);
+		return;
+	}
+	/* The files are the snapshot's: now its config. If that cannot be saved, the old files
+	 * go back, so that files and config always match. */
+	if (lxm_db_instance_update(j->d->db, s->instance, j->inst, &err) < 0) {
+		if (lxmd_snapshot_restore_undo(j->instance_path, &j->swap, &uerr) < 0)
+			log_error("restore '%s': put the old files back: %s", s->instance,
+				  uerr->msg);
+		lxm_error_free(uerr);
+		lxm_error_prefix(&err, "restore '%s' from snapshot '%s'", s->instance, s->name);
+		lxmd_snapshot_discard(j->d, j->swap.trash);
+		job_finish(j, err);
+		return;
+	}
+	lxmd_snapshot_discard(j->d, j->swap.trash);
+	if (asprintf(&url, "/1.0/instances/%s", s->instance) >= 0)
+		lxm_events_lifecycle(j->d->events, "instance-restored", url,
+				     json_pack("{s:s}", "snapshot", s->name));
+	job_finish(j, NULL);
+}
+
+static int restore_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return queue(data, op, restore_work, restore_done, err);
+}
+
+/* The instance as restoring s makes it: its config, devices and profiles are the snapshot's. */
+static int restored_instance(const struct lxm_db_instance *inst, const struct lxm_db_snapshot *s,
+			     struct lxm_db_instance **ret)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *n = calloc(1, sizeof(*n));
+
+	if (!n || !(n->name = strdup(inst->name)) || !(n->type = strdup(inst->type)) ||
+	    !(n->architecture = strdup(inst->architecture ? inst->architecture : "")) ||
+	    !(n->description = strdup(inst->description ? inst->description : "")))
+		return -ENOMEM;
+	n->ephemeral = inst->ephemeral;
+	n->created_at = inst->created_at;
+	n->last_used_at = inst->last_used_at;
+	n->config = or_empty(s->config, JSON_OBJECT);
+	n->devices = or_empty(s->devices, JSON_OBJECT);
+	n->profiles = or_empty(s->profiles, JSON_ARRAY);
+	*ret = TAKE_PTR(n);
+	return 0;
+}
+
+int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *inst,
+			  const char *restore, struct lxm_error **err)
+{
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
+	_cleanup_json_ json_t *xconfig = NULL, *xdevices = NULL;
+	const char *slash = strchr(restore, '/'), *name = slash ? slash + 1 : restore;
+	struct lxm_operation *op = NULL;
+	struct snap_job *j;
+	int code, k;
+
+	/* lxc sends "c1/snap0", pylxd "snap0". */
+	if (slash && ((size_t)(slash - restore) != strlen(inst->name) ||
+		      strncmp(restore, inst->name, strlen(inst->name)) != 0))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "restore '%s': snapshot '%s' is not one of its snapshots",
+				     inst->name, restore);
+	k = lxm_db_snapshot_get(r->d->db, inst->name, name, &s, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "restore '%s'", inst->name);
+	if (!streq(lxmd_instance_status(r->d, inst->name, &code), "Stopped"))
+		return lxm_error_set(err, -EBUSY, 400,
+				     "restore '%s' from snapshot '%s': the instance is %s; stop "
+				     "it first",
+				     inst->name, name,
+				     lxmd_instance_status(r->d, inst->name, &code));
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "restore '%s' from snapshot '%s': a snapshot or restore of "
+				     "it is under way; retry when it ends",
+				     inst->name, name);
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->d = r->d;
+	j->s = TAKE_PTR(s);
+	if (restored_instance(inst, j->s, &j->inst) < 0 ||
+	    lxmd_instance_path(r->d, inst->name, &j->instance_path) < 0 ||
+	    lxmd_snapshot_path(r->d, inst->name, name, &j->snap_path) < 0 ||
+	    busy_take(inst->name) < 0) {
+		snap_job_free(j);
+		return -ENOMEM;
+	}
+	j->busy = true;
+	/* Checked before any file moves: a config the policy refuses restores nothing. */
+	if ((k = lxmd_instance_expand(r->d, j->inst, &xconfig, &xdevices, err)) < 0 ||
+	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0) {
+		snap_job_free(j);
+		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
+	}
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Restoring snapshot",
+			      resources_for(inst->name, name), restore_run, NULL, j, snap_job_free,
+			      &op);
+	if (k < 0) {
+		snap_job_free(j);
+		return lxm_error_setx(err, k, 500, "restore '%s': new operation", inst->name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
+}
