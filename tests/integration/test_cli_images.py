@@ -450,3 +450,24 @@ def test_build_and_refresh(lxmd, tiny):
     assert r.returncode != 0 and "refresh image '%s'" % tiny[1][:12] in r.stderr, r.stderr
     r = lxmd.cli("image", "refresh", "no-such-image", check=False)
     assert r.returncode != 0 and "no-such-image" in r.stderr
+
+
+def test_init_from_simplestreams_remote(lxmd, sstreams, conf):
+    # The CLI names the server; lxmd downloads, verifies and caches the image (with its source),
+    # and a second instance from it downloads nothing.
+    lxmd.cli("remote", "add", "ss", sstreams.url, "--protocol", "simplestreams", "--ca",
+             sstreams.ca, env=conf)
+    want = sstreams.fps["tiny-amd64"] if os.uname().machine == "x86_64" \
+        else sstreams.fps["tiny-arm64"]
+    lxmd.cli("init", "ss:tiny/1", "r1", env=conf, timeout=120)
+    inst = json.loads(lxmd.cli("list", "r1", "--format", "json").stdout)[0]
+    assert inst["config"]["volatile.base_image"] == want, inst["config"]
+    img = json.loads(lxmd.cli("image", "list", "--format", "json").stdout)
+    mine = [i for i in img if i["fingerprint"] == want]
+    assert mine and mine[0]["cached"] is True, img
+    assert mine[0]["update_source"]["server"] == sstreams.url, mine[0]
+    lxmd.cli("init", "ss:tiny/one", "r2", env=conf, timeout=120)
+    assert len(json.loads(lxmd.cli("image", "list", "--format", "json").stdout)) == len(img)
+    r = lxmd.cli("init", "ss:no-such/alias", "r3", env=conf, check=False)
+    assert r.returncode != 0 and "no-such/alias" in r.stderr, r.stderr
+    lxmd.cli("delete", "r1", "r2")
