@@ -32,6 +32,30 @@ RFC3339 = re.compile(
 STATUS_CODES = {100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 200, 400, 401}
 
 
+def ws_connect(lxmd, op_id, secret, timeout=10):
+    """A websocket of an operation (exec, console), on lxmd's unix socket."""
+    import websocket  # python3-websocket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(lxmd.socket)
+    ws = websocket.WebSocket()
+    try:
+        ws.connect("ws://localhost/1.0/operations/%s/websocket?secret=%s" % (op_id, secret),
+                   socket=s, timeout=timeout)
+    except BaseException:
+        s.close()
+        raise
+    return ws
+
+
+def ws_close(ws):
+    try:
+        ws.shutdown()
+    except Exception:
+        pass
+
+
 def wait_for(pred, timeout=15, what="condition"):
     """Polls pred until it returns something true (returned), or fails after timeout seconds."""
     deadline = time.monotonic() + timeout

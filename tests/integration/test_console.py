@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from lxmtest import wait_for, assert_async, assert_error_envelope, assert_sync
+from lxmtest import assert_async, assert_error_envelope, assert_sync, wait_for, ws_close, ws_connect
 from test_monitor import make_container  # noqa: F401 (a fixture)
 
 # The shell on the console computes the marker, so that the echo of the typed line (which has
@@ -170,29 +170,6 @@ def test_monitor_console_log_clear(make_container):
 
 
 # ---------------------------------------------------------------- the API
-
-def ws_connect(lxmd, op_id, secret, timeout=10):
-    import websocket  # python3-websocket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(lxmd.socket)
-    ws = websocket.WebSocket()
-    try:
-        ws.connect("ws://localhost/1.0/operations/%s/websocket?secret=%s" % (op_id, secret),
-                   socket=s, timeout=timeout)
-    except BaseException:
-        s.close()
-        raise
-    return ws
-
-
-def ws_close(ws):
-    try:
-        ws.shutdown()
-    except Exception:
-        pass
-
 
 def ws_read_until(ws, text, buf=b"", timeout=20):
     """BINARY console output until text appears."""

@@ -10,7 +10,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import struct
 import subprocess
 import termios
@@ -19,7 +18,8 @@ import fcntl
 
 import pytest
 
-from lxmtest import assert_async, assert_error_envelope, assert_sync, cgroup_dirs, unique
+from lxmtest import (assert_async, assert_error_envelope, assert_sync, cgroup_dirs, unique,
+                     ws_close, ws_connect)
 
 
 @pytest.fixture
@@ -40,18 +40,6 @@ def lxm(lxmd, *args, input=b"", timeout=60):
 
 # ---------------------------------------------------------------- raw protocol helpers
 
-def ws_connect(lxmd, op_id, secret, timeout=10):
-    import websocket  # python3-websocket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(lxmd.socket)
-    ws = websocket.WebSocket()
-    ws.connect("ws://localhost/1.0/operations/%s/websocket?secret=%s" % (op_id, secret),
-               socket=s, timeout=timeout)
-    return ws
-
-
 def ws_read_stream(ws, timeout=15):
     """BINARY payloads until the barrier (an empty TEXT message); returns (data, ended_by)."""
     import websocket
@@ -67,13 +55,6 @@ def ws_read_stream(ws, timeout=15):
             return out, "barrier"
         elif opcode == websocket.ABNF.OPCODE_CLOSE:
             return out, "close"
-
-
-def ws_close(ws):
-    try:
-        ws.shutdown()
-    except Exception:
-        pass
 
 
 def post_exec(lxmd, name, command, **kw):

@@ -17,8 +17,7 @@ import urllib.parse
 
 import pytest
 
-from lxmtest import (wait_for, assert_error_envelope, assert_sync, chunked, http_request,
-                     unique)
+from lxmtest import assert_error_envelope, assert_sync, chunked, http_request, unique, wait_for
 
 MiB = 1024 * 1024
 

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from lxmtest import wait_for, assert_async, assert_error_envelope, assert_sync, assert_timestamps, unique
+from lxmtest import (assert_async, assert_error_envelope, assert_sync, assert_timestamps, unique,
+                     wait_for)
 
 BUILD_LINE = "image 'busybox': building it with"
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lxmtest import wait_for, assert_sync, cgroup_dirs, pid_alive, static_program, unique
+from lxmtest import assert_sync, cgroup_dirs, pid_alive, static_program, unique, wait_for
 
 MiB = 1 << 20
 PROBE = "/lxm-it-limits"

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from lxmtest import wait_for, assert_sync, cgroup_dirs, unique
+from lxmtest import assert_sync, cgroup_dirs, unique, wait_for
 
 COUNTERS = ("bytes_received", "bytes_sent", "packets_received", "packets_sent", "errors_received",
             "errors_sent", "packets_dropped_outbound", "packets_dropped_inbound")
