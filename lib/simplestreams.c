@@ -889,12 +889,6 @@ int lxm_sstreams_find(struct lxm_sstreams *s, const char *alias_or_fp, const cha
 
 /* ---------------------------------------------------------------- downloads */
 
-static void hex(const unsigned char *md, unsigned len, char out[static 65])
-{
-	for (unsigned i = 0; i < len && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* Downloads one file of img to dest (created, must not exist), checking its size and sha256. */
 static int download_file(struct lxm_sstreams *s, const char *what, const char *path,
 			 const char *sha256, uint64_t size, const char *dest, struct sink *k,
@@ -933,7 +927,7 @@ static int download_file(struct lxm_sstreams *s, const char *what, const char *p
 				     k->received, size);
 	if (EVP_DigestFinal_ex(md, digest, &dlen) != 1)
 		return lxm_error_set(err, -EIO, 500, "%s: sha256 failed", what);
-	hex(digest, dlen, got);
+	lxm_hex(digest, dlen, got);
 	if (strcasecmp(got, sha256) != 0)
 		return lxm_error_set(err, -EBADMSG, 500,
 				     "%s: sha256 mismatch: got %s, the catalogue says %s", what,
@@ -992,7 +986,7 @@ int lxm_sstreams_download(struct lxm_sstreams *s, const struct lxm_sstreams_imag
 		r = lxm_error_set(err, -EIO, 500, "%s: sha256 failed", what);
 		goto fail;
 	}
-	hex(digest, dlen, got);
+	lxm_hex(digest, dlen, got);
 	if (strcasecmp(got, img->fingerprint) != 0) {
 		r = lxm_error_set(err, -EBADMSG, 500,
 				  "%s: fingerprint mismatch: the files hash to %s", what, got);

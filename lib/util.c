@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,9 +69,20 @@ int lxm_random_bytes(void *buf, size_t n)
 	return 0;
 }
 
-int lxm_random_hex(char *out, size_t nbytes)
+void lxm_hex(const void *data, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+	const uint8_t *b = data;
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+int lxm_random_hex(char *out, size_t nbytes)
+{
 	uint8_t raw[256];
 	int r;
 
@@ -79,11 +91,7 @@ int lxm_random_hex(char *out, size_t nbytes)
 	r = lxm_random_bytes(raw, nbytes);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < nbytes; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[2 * nbytes] = '\0';
+	lxm_hex(raw, nbytes, out);
 	return 0;
 }
 
@@ -120,6 +128,30 @@ int lxm_mkdir_p(const char *path, mode_t mode)
 	if (mkdir(p, mode) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	if (remove(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int lxm_rm_tree(const char *path)
+{
+	int k;
+
+	if (!path)
+		return 0;
+	/* A callback's -errno comes back as it is; nftw's own failure sets errno. */
+	errno = 0;
+	k = nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	if (k == -1)
+		return errno == ENOENT ? 0 : -errno;
+	return k;
 }
 
 int lxm_read_file(const char *path, char **ret, size_t *ret_len)

@@ -33,11 +33,16 @@ uint64_t lxm_monotonic_ms(void);
 int lxm_random_bytes(void *buf, size_t n);
 /* Writes 2*nbytes lowercase hex characters of randomness plus NUL into out. */
 int lxm_random_hex(char *out, size_t nbytes);
+/* Writes the n bytes of data as 2*n lowercase hex characters plus NUL into out. */
+void lxm_hex(const void *data, size_t n, char *out);
 /* A random (version 4) UUID in canonical form; out holds 37 bytes. */
 int lxm_uuid4(char out[static 37]);
 
 /* mkdir -p with mode for each component created. Returns 0 or -errno. */
 int lxm_mkdir_p(const char *path, mode_t mode);
+/* Removes a file or tree, never following symlinks nor crossing into other file systems; a
+ * missing one (or NULL) is fine. Returns 0 or -errno. */
+int lxm_rm_tree(const char *path);
 /* Reads a whole small file into a NUL-terminated buffer. */
 int lxm_read_file(const char *path, char **ret, size_t *ret_len);
 /* openat2() with O_CLOEXEC added, retried while the kernel asks for it (a rename in the tree

@@ -39,28 +39,6 @@ int lxmd_snapshot_path(const struct lxmd *d, const char *instance, const char *s
 		       : 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	if (remove(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
-/* Removes a tree without following symlinks or crossing mounts; a missing one is fine. */
-static int rm_tree(const char *path)
-{
-	int k;
-
-	errno = 0;
-	k = nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	if (k == -1)
-		return errno == ENOENT ? 0 : -errno;
-	return k;
-}
-
 /* nftw() has no user data: the running total of tree_size(), per thread. */
 static __thread int64_t size_total;
 
@@ -173,7 +151,7 @@ int lxmd_snapshot_create_files(const char *instance_path, const char *snap_path,
 	*ret_size = size;
 	return 0;
 fail:
-	rm_tree(tmp);
+	lxm_rm_tree(tmp);
 	return k;
 }
 
@@ -247,7 +225,7 @@ int lxmd_snapshot_restore_files(const char *snap_path, const char *instance_path
 		while (i-- > 1)
 			if (swap_entry(instance_path, stage, i - 1, true, &created, NULL) < 0)
 				break;
-		rm_tree(stage);
+		lxm_rm_tree(stage);
 		return k;
 	}
 	swap->trash = TAKE_PTR(stage);
@@ -328,7 +306,7 @@ void lxmd_snapshot_discard(struct lxmd *d, const char *trash)
 
 int lxmd_snapshots_delete_all_files(const char *snapshots_dir, struct lxm_error **err)
 {
-	int k = rm_tree(snapshots_dir);
+	int k = lxm_rm_tree(snapshots_dir);
 
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "remove %s", snapshots_dir);

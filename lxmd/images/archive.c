@@ -103,22 +103,6 @@ static int progress_report(struct progress *p, uint64_t done, bool force)
 
 /* ---- small file helpers ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	if (remove(path) < 0 && errno != ENOENT)
-		return -1;
-	return 0;
-}
-
-/* Removes a tree, not crossing into other file systems and never following symlinks. */
-static void remove_tree(const char *path)
-{
-	nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
 /* HTTP status for a failure while writing the unpacked tree: the machine's fault (500) or the
  * image's (400, e.g. a name libarchive refused). */
 static int disk_status(int errnum)
@@ -667,7 +651,7 @@ fail:
 	if (u.destfd >= 0)
 		close(u.destfd);
 	free(u.last);
-	remove_tree(destdir);
+	lxm_rm_tree(destdir);
 	return k;
 }
 
@@ -981,17 +965,6 @@ static int pack_all(struct pack *p, const struct lxm_pack_source *src, struct lx
 	return k;
 }
 
-static void hex(const unsigned char *d, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[d[i] >> 4];
-		out[2 * i + 1] = digits[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 int lxm_archive_pack(const struct lxm_pack_source *src, const char *path, enum lxm_compression c,
 		     char sha256_hex[static 65], lxm_progress_fn progress, void *ud,
 		     struct lxm_error **err)
@@ -1048,7 +1021,7 @@ int lxm_archive_pack(const struct lxm_pack_source *src, const char *path, enum l
 	}
 	if (EVP_DigestFinal_ex(md, digest, NULL) != 1)
 		return lxm_error_set(err, -EIO, 500, "pack image: sha256 failed");
-	hex(digest, sizeof(digest), sha256_hex);
+	lxm_hex(digest, sizeof(digest), sha256_hex);
 	return 0;
 
 fail:
@@ -1091,6 +1064,6 @@ int lxm_sha256_files(const char *const paths[], size_t n, char out[static 65],
 	}
 	if (EVP_DigestFinal_ex(md, digest, NULL) != 1)
 		return lxm_error_set(err, -EIO, 500, "sha256: failed");
-	hex(digest, sizeof(digest), out);
+	lxm_hex(digest, sizeof(digest), out);
 	return 0;
 }

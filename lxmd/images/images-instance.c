@@ -143,11 +143,8 @@ static void fill_templated(uv_work_t *w, int status)
 {
 	struct fill_job *fj = w->data;
 
-	fj->j.pending = false;
-	if (fj->j.cancelled) {
-		images_job_free(&fj->j);
+	if (images_job_returned(&fj->j))
 		return;
-	}
 	fill_end(fj, fj->j.result, TAKE_PTR(fj->j.err));
 }
 
@@ -159,11 +156,8 @@ static void fill_copied(int status, const char *out, const char *errout, void *u
 	int k;
 
 	fj->j.child = NULL;
-	fj->j.pending = false;
-	if (fj->j.cancelled) {
-		images_job_free(&fj->j);
+	if (images_job_returned(&fj->j))
 		return;
-	}
 	if (status != 0) {
 		lxm_error_set(&err, -EIO, 500, "copy rootfs (cp exit status %d): %s", status,
 			      images_last_line(errout, why, sizeof(why)));
@@ -249,7 +243,7 @@ static void unpack_work(uv_work_t *w)
 		lxm_error_prefix(&uj->j.err, "unpack");
 	if (k >= 0 && rename(tmp, uj->dest) < 0) {
 		k = lxm_error_setx(&uj->j.err, -errno, 500, "move %s to %s", tmp, uj->dest);
-		images_rm_tree(tmp);
+		lxm_rm_tree(tmp);
 	}
 	uj->j.result = k;
 }
@@ -408,7 +402,7 @@ static void publish_work(uv_work_t *w)
 		pj->packfile, pj->compression, pj->fp, images_work_progress, &pj->j, err);
 	if (k < 0) {
 		pj->j.result = lxm_error_prefix(err, "pack");
-		images_rm_tree(pj->packfile);
+		lxm_rm_tree(pj->packfile);
 		return;
 	}
 	pj->size = images_file_size(pj->packfile);

@@ -218,6 +218,9 @@ int images_template_for(const char *tpl, char **ret);
 void images_job_init(struct job *j, enum job_kind kind);
 /* Takes j out of the list and frees it with its waiters; NULL is fine. */
 void images_job_free(struct job *j);
+/* For a callback of j's work item, child or timer: nothing is pending any more. A cancelled j
+ * is freed, and true says the callback has nothing else to do. */
+bool images_job_returned(struct job *j);
 /* Adds a waiter to j: op gets its progress, done its result. */
 int images_job_wait(struct job *j, struct lxm_operation *op, lxmd_image_done_fn done, void *ud);
 /* Tells every waiter of j the result (fp on success, else err). */
@@ -242,8 +245,6 @@ void images_job_flush(struct job *j);
 int images_store_path(const char *fp, const char *suffix, char **ret);
 /* A fresh name for work in progress: ROOT/images/.tmp-<random><suffix>. */
 int images_tmp_path(const char *suffix, char **ret);
-/* For workers: removes a file or tree; a missing one is fine. */
-void images_rm_tree(const char *path);
 /* On the loop: renames a file or tree out of the way, then removes it in a child process. */
 void images_discard(const char *path);
 /* The size of the file at path, 0 when there is none (or path is NULL). */

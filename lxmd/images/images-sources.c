@@ -120,16 +120,26 @@ static void pull_end(struct pull_job *pj, int result, const struct lxm_error *er
 	images_job_free(&pj->j);
 }
 
+/* For pull_found and pull_downloaded: true when the job is over, cancelled or failed (then its
+ * waiters have been told). */
+static bool pull_returned(struct pull_job *pj)
+{
+	if (images_job_returned(&pj->j))
+		return true;
+	if (pj->j.result < 0) {
+		pull_end(pj, pj->j.result, pj->j.err);
+		return true;
+	}
+	return false;
+}
+
 static void pull_imported(struct lxmd *d, int result, const char *fp, const struct lxm_error *err,
 			  void *ud)
 {
 	struct pull_job *pj = ud;
 
-	pj->j.pending = false;
-	if (pj->j.cancelled) {
-		images_job_free(&pj->j);
+	if (images_job_returned(&pj->j))
 		return;
-	}
 	/* Imported meanwhile by someone else: the same files, so the same image. */
 	if (result == -EEXIST && images_image_exists(d, pj->j.key))
 		result = 0;
@@ -150,15 +160,8 @@ static void pull_downloaded(uv_work_t *w, int status)
 	const char *base;
 	int k;
 
-	pj->j.pending = false;
-	if (pj->j.cancelled) {
-		images_job_free(&pj->j);
+	if (pull_returned(pj))
 		return;
-	}
-	if (pj->j.result < 0) {
-		pull_end(pj, pj->j.result, pj->j.err);
-		return;
-	}
 	if (asprintf(&meta, "%s/meta", pj->dir) < 0 ||
 	    (pj->img->rootfs_path && asprintf(&rootfs, "%s/rootfs", pj->dir) < 0)) {
 		lxm_error_set(&err, -ENOMEM, 500, "out of memory");
@@ -190,15 +193,8 @@ static void pull_found(uv_work_t *w, int status)
 	const char *fp;
 	int k;
 
-	pj->j.pending = false;
-	if (pj->j.cancelled) {
-		images_job_free(&pj->j);
+	if (pull_returned(pj))
 		return;
-	}
-	if (pj->j.result < 0) {
-		pull_end(pj, pj->j.result, pj->j.err);
-		return;
-	}
 	fp = pj->img->fingerprint;
 	if (images_image_exists(images_store.d, fp)) {
 		log_info("image %s (%s on %s) is in the store already", fp, pj->alias, pj->server);

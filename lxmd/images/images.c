@@ -13,7 +13,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,8 +121,7 @@ void images_job_free(struct job *j)
 		free(pj->ca_file);
 		lxm_sstreams_free(pj->ss);
 		lxm_sstreams_image_free(pj->img);
-		if (pj->dir)
-			images_rm_tree(pj->dir);
+		lxm_rm_tree(pj->dir);
 		free(pj->dir);
 		break;
 	}
@@ -133,6 +131,15 @@ void images_job_free(struct job *j)
 	lxm_error_free(j->err);
 	free(j->key);
 	free(j);
+}
+
+bool images_job_returned(struct job *j)
+{
+	j->pending = false;
+	if (!j->cancelled)
+		return false;
+	images_job_free(j);
+	return true;
 }
 
 int images_job_wait(struct job *j, struct lxm_operation *op, lxmd_image_done_fn done, void *ud)
@@ -285,20 +292,6 @@ int images_tmp_path(const char *suffix, char **ret)
 	return asprintf(ret, "%s/.tmp-%s%s", images_store.dir, rnd, suffix) < 0 ? -ENOMEM : 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	if (remove(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
-/* Removes a file or tree from a worker thread; a missing one is fine. */
-void images_rm_tree(const char *path)
-{
-	if (path)
-		nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
 /* Removes a file or tree from the loop thread: renamed out of the way at once (so the name is
  * free again), then removed by a child process. */
 void images_discard(const char *path)
@@ -370,15 +363,15 @@ int images_unpack_files(const char *meta, const char *rootfs, const char *dest, 
 	/* The rootfs half lands in <half>/rootfs, which then moves beside metadata.yaml. */
 	if (asprintf(&half, "%s-rootfs", dest) < 0 || asprintf(&from, "%s/rootfs", half) < 0 ||
 	    asprintf(&to, "%s/rootfs", dest) < 0) {
-		images_rm_tree(dest);
+		lxm_rm_tree(dest);
 		return lxm_error_set(err, -ENOMEM, 500, "unpack: out of memory");
 	}
 	k = lxm_archive_unpack(rootfs, LXM_ARCHIVE_ROOTFS, half, images_work_progress, j, err);
 	if (k >= 0 && rename(from, to) < 0)
 		k = lxm_error_setx(err, -errno, 500, "unpack: move %s to %s", from, to);
-	images_rm_tree(half);
+	lxm_rm_tree(half);
 	if (k < 0)
-		images_rm_tree(dest);
+		lxm_rm_tree(dest);
 	return k;
 }
 
@@ -687,11 +680,8 @@ static void build_record(uv_work_t *w, int status)
 	json_t *aliases;
 	int k;
 
-	bj->j.pending = false;
-	if (bj->j.cancelled) {
-		images_job_free(&bj->j);
+	if (images_job_returned(&bj->j))
 		return;
-	}
 	if (bj->j.result < 0) {
 		build_failed(bj, TAKE_PTR(bj->j.err));
 		return;
@@ -794,13 +784,13 @@ static void build_pack(uv_work_t *w)
 	/* The same image again (a rebuild that changed nothing): the store has it. */
 	if (access(dest, F_OK) == 0) {
 		bj->existing = true;
-		images_rm_tree(bj->builddir);
+		lxm_rm_tree(bj->builddir);
 		unlink(bj->packfile);
 		bj->j.result = 0;
 		return;
 	}
 	/* The build directory is the unpacked tree already: instances are filled from it. */
-	images_rm_tree(unpacked);
+	lxm_rm_tree(unpacked);
 	if (rename(bj->builddir, unpacked) < 0) {
 		bj->j.result =
 			lxm_error_setx(err, -errno, 500, "move %s to %s", bj->builddir, unpacked);
@@ -849,11 +839,8 @@ static void build_exited(int status, const char *out, const char *errout, void *
 	int k;
 
 	bj->j.child = NULL;
-	bj->j.pending = false;
-	if (bj->j.cancelled) {
-		images_job_free(&bj->j);
+	if (images_job_returned(&bj->j))
 		return;
-	}
 	if (status != 0) {
 		log_error("image '%s': template output:\n%s", bj->ti->key, errout);
 		/* A release lxmd does not know, refused by the template before it began: the
@@ -1059,10 +1046,10 @@ static void import_unpack(uv_work_t *w)
 	}
 	/* The fingerprint is claimed (not in the database, no other import of it): anything under
 	 * its names is a leftover. */
-	images_rm_tree(unpacked);
+	lxm_rm_tree(unpacked);
 	if (rename(tmp, unpacked) < 0) {
 		k = lxm_error_setx(err, -errno, 500, "move %s to %s", tmp, unpacked);
-		images_rm_tree(tmp);
+		lxm_rm_tree(tmp);
 	} else if (rename(ij->meta_path, dest) < 0) {
 		k = lxm_error_setx(err, -errno, 500, "move %s to %s", ij->meta_path, dest);
 	} else if (ij->rootfs_path && rename(ij->rootfs_path, rootfs) < 0) {
@@ -1070,7 +1057,7 @@ static void import_unpack(uv_work_t *w)
 		rename(dest, ij->meta_path);
 	}
 	if (k < 0)
-		images_rm_tree(unpacked);
+		lxm_rm_tree(unpacked);
 	ij->j.result = k;
 }
 
