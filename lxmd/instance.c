@@ -129,8 +129,9 @@ static int rundir_of(struct lxmd *d, const char *name, char **ret)
 static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
 {
 	_cleanup_free_ char *text = NULL;
-	char *line, *save = NULL;
-	int k;
+	_cleanup_close_ int fd = -1;
+	char *line, *save = NULL, entry[64];
+	int k, n;
 
 	k = lxm_read_file(path, &text, NULL);
 	if (k < 0 && k != -ENOENT)
@@ -146,16 +147,11 @@ static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
 			return 0;
 		}
 	}
-	{
-		_cleanup_close_ int fd =
-			open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		char entry[64];
-		int n = snprintf(entry, sizeof(entry), "root:%d:%d\n", SUBID_DEFAULT_BASE,
-				 SUBID_DEFAULT_COUNT);
-
-		if (fd < 0 || write(fd, entry, (size_t)n) != n)
-			return lxm_error_setx(err, -errno, 500, "add root's range to %s", path);
-	}
+	n = snprintf(entry, sizeof(entry), "root:%d:%d\n", SUBID_DEFAULT_BASE, SUBID_DEFAULT_COUNT);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	k = fd < 0 ? -errno : lxm_write_all(fd, entry, (size_t)n);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "add root's range to %s", path);
 	log_info("added root:%d:%d to %s (subordinate ids for unprivileged containers)",
 		 SUBID_DEFAULT_BASE, SUBID_DEFAULT_COUNT, path);
 	*ret = SUBID_DEFAULT_BASE;
@@ -517,6 +513,13 @@ static void apparmor_loaded(int status, const char *out, const char *errout, voi
 	free(ctx);
 }
 
+/* Where apparmor_parser is installed: /sbin, else /usr/sbin. */
+static const char *apparmor_parser(void)
+{
+	return access("/sbin/apparmor_parser", X_OK) == 0 ? "/sbin/apparmor_parser"
+							  : "/usr/sbin/apparmor_parser";
+}
+
 /* The generated profile must be in the kernel before init execs under it (aa_change_onexec):
  * start_files_work() wrote it under <root>/security/apparmor, and apparmor_parser loads it, run
  * as a child so the loop does not wait for the compiler. */
@@ -524,9 +527,7 @@ static int load_apparmor(struct lxmd *d, struct rt_instance *i, char *file, char
 			 const char *specpath, struct lxm_error **err)
 {
 	struct aa_ctx *ctx;
-	const char *parser = access("/sbin/apparmor_parser", X_OK) == 0
-				     ? "/sbin/apparmor_parser"
-				     : "/usr/sbin/apparmor_parser";
+	const char *parser = apparmor_parser();
 	char *argv[7];
 	int k;
 
@@ -1293,8 +1294,7 @@ void lxmd_instance_deleted(struct lxmd *d, const char *name)
 		aa_forget_files(d, f);
 		return;
 	}
-	parser = access("/sbin/apparmor_parser", X_OK) == 0 ? "/sbin/apparmor_parser"
-							    : "/usr/sbin/apparmor_parser";
+	parser = apparmor_parser();
 	u = calloc(1, sizeof(*u));
 	if (!u) {
 		aa_forget_free(f);
@@ -1403,6 +1403,11 @@ int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err)
 			 "SELinux label");
 	reattach(d);
 	return 0;
+}
+
+const char *lxmd_monitor_path(struct lxmd *d)
+{
+	return d->rt->monitor;
 }
 
 void lxmd_runtime_fini(struct lxmd *d)

@@ -17,6 +17,9 @@ struct lxm_db_instance;
 int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err);
 /* Stops watching monitors (they keep running) and frees the runtime. */
 void lxmd_runtime_fini(struct lxmd *d);
+/* The lxm-monitor binary found at start-up ($LXM_MONITOR, next to lxmd, or the libexec dir); it
+ * also runs exec sessions. */
+const char *lxmd_monitor_path(struct lxmd *d);
 
 /* "Running", "Stopped", "Frozen" and LXD's matching status code for an instance. */
 const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code);

@@ -115,24 +115,6 @@ struct monitor {
 	struct monitor_console console; /* the attached console client, if any */
 };
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes j as one line to fd and releases it. */
 static int write_json_line(int fd, json_t *j)
 {
@@ -153,7 +135,7 @@ static int write_json_line(int fd, json_t *j)
 	s = line;
 	s[len++] = '\n';
 	s[len] = '\0';
-	return write_all(fd, s, len);
+	return lxm_write_all(fd, s, len);
 }
 
 /* The failure line lxmd reads instead of the ready line. */
