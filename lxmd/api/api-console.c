@@ -557,15 +557,10 @@ static int console_ws_connect(void *data, struct lxmd_request *r, const char *se
 	for (int i = 0; i < _SOCK_MAX; i++)
 		if (lxmd_ws_secret_equal(s->socks[i].secret, secret))
 			sock = &s->socks[i];
-	if (!sock)
-		return lxm_error_set(err, -EACCES, 403, "operation '%s': wrong websocket secret",
-				     r->args[0]);
-	if (sock->used)
-		return lxm_error_set(err, -EBUSY, 400,
-				     "operation '%s': websocket '%s' is already connected",
-				     r->args[0], sock_names[sock->index]);
-	if (s->ended || s->finished)
-		return lxm_error_set(err, -EINVAL, 400, "operation '%s' has ended", r->args[0]);
+	k = lxmd_ws_connect_check(r, sock ? sock_names[sock->index] : NULL, sock && sock->used,
+				  s->ended || s->finished, err);
+	if (k < 0)
+		return k;
 
 	sock->used = true;
 	/* One reference for the connection (dropped in ws_close), one for this call: messages and

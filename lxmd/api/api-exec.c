@@ -835,23 +835,6 @@ static void helper_exited(uv_process_t *p, int64_t exit_status, int term_signal)
 	session_check_done(s);
 }
 
-static int helper_path(char **ret)
-{
-	const char *env = getenv("LXM_MONITOR");
-	_cleanup_free_ char *dir = NULL;
-
-	if (env && *env) {
-		*ret = strdup(env);
-		return *ret ? 0 : -ENOMEM;
-	}
-	if (lxmd_self_dir(&dir) == 0 && asprintf(ret, "%s/%s", dir, LXM_MONITOR_NAME) >= 0) {
-		if (access(*ret, X_OK) == 0)
-			return 0;
-		free(*ret);
-	}
-	return asprintf(ret, "%s/%s", LXM_LIBEXECDIR, LXM_MONITOR_NAME) < 0 ? -ENOMEM : 0;
-}
-
 static int strv_push(char ***v, size_t *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -922,7 +905,7 @@ static void close_pair(int fds[2])
 /* Starts the helper with pipes (or nothing, without websockets) and the report socket on fd 3. */
 static int session_spawn(struct exec_session *s, struct lxm_error **err)
 {
-	_cleanup_free_ char *path = NULL;
+	const char *path = lxmd_monitor_path(s->d);
 	_cleanup_strv_ char **argv = NULL;
 	int pipes[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } }, report[2] = { -1, -1 };
 	uv_stdio_container_t stdio[4];
@@ -930,7 +913,7 @@ static int session_spawn(struct exec_session *s, struct lxm_error **err)
 	bool use_pipes = s->wait_ws && !s->interactive;
 	int k;
 
-	if (helper_path(&path) < 0 || helper_argv(s, path, &argv) < 0)
+	if (helper_argv(s, path, &argv) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "exec in '%s': out of memory", s->name);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, report) < 0 ||
 	    fcntl(report[0], F_SETFL, O_NONBLOCK) < 0) {
@@ -1177,15 +1160,10 @@ static int exec_ws_connect(void *data, struct lxmd_request *r, const char *secre
 	for (int i = 0; i < _SOCK_MAX; i++)
 		if (s->socks[i].exists && lxmd_ws_secret_equal(s->socks[i].secret, secret))
 			sock = &s->socks[i];
-	if (!sock)
-		return lxm_error_set(err, -EACCES, 403, "operation '%s': wrong websocket secret",
-				     r->args[0]);
-	if (sock->used)
-		return lxm_error_set(err, -EBUSY, 400,
-				     "operation '%s': websocket '%s' is already connected",
-				     r->args[0], sock_names[sock->index]);
-	if (s->ended || s->finished)
-		return lxm_error_set(err, -EINVAL, 400, "operation '%s' has ended", r->args[0]);
+	k = lxmd_ws_connect_check(r, sock ? sock_names[sock->index] : NULL, sock && sock->used,
+				  s->ended || s->finished, err);
+	if (k < 0)
+		return k;
 
 	sock->used = true;
 	/* One reference for the connection (dropped in ws_close), one for this call: messages and

@@ -495,7 +495,9 @@ static void push_write_done(uv_work_t *w, int status)
 	lxmd_request_body_resume(j->r);
 }
 
-static void push_finish_done(uv_work_t *w, int status)
+/* The last step of a push or a delete: answers with an empty sync response or the job's error,
+ * and frees the job. */
+static void job_done_sync(uv_work_t *w, int status)
 {
 	struct file_job *j = w->data;
 	struct lxmd_request *r = TAKE_PTR(j->r);
@@ -562,7 +564,7 @@ static void push_body_end(struct lxmd_request *r)
 			return;
 		}
 	}
-	k = job_queue(j, push_finish_work, push_finish_done);
+	k = job_queue(j, push_finish_work, job_done_sync);
 	if (k < 0) {
 		lxm_error_set(&err, k, 500, "%s '%s': %s: queue work: %s", verb_text[j->verb],
 			      j->name, j->path, uv_strerror(k));
@@ -990,6 +992,22 @@ static void pull_open_done(uv_work_t *w, int status)
 	pull_next(j);
 }
 
+/* Queues the job's first step and defers r's answer to it; the request then owns *j. */
+static int job_start(struct lxmd_request *r, struct file_job **j, uv_work_cb work,
+		     uv_after_work_cb after, struct lxm_error **err)
+{
+	int k;
+
+	k = job_queue(*j, work, after);
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "%s '%s': %s: queue work: %s",
+				     verb_text[(*j)->verb], (*j)->name, (*j)->path, uv_strerror(k));
+	r->deferred = true;
+	r->on_abort = job_abort;
+	r->defer_data = TAKE_PTR(*j);
+	return 0;
+}
+
 int lxmd_api_instance_files_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_(job_freep) struct file_job *j = NULL;
@@ -997,14 +1015,7 @@ int lxmd_api_instance_files_get(struct lxmd_request *r, struct lxm_error **err)
 
 	if ((k = job_new(r, VERB_PULL, &j, err)) < 0)
 		return k;
-	k = job_queue(j, pull_open_work, pull_open_done);
-	if (k < 0)
-		return lxm_error_set(err, k, 500, "%s '%s': %s: queue work: %s", verb_text[j->verb],
-				     j->name, j->path, uv_strerror(k));
-	r->deferred = true;
-	r->on_abort = job_abort;
-	r->defer_data = TAKE_PTR(j);
-	return 0;
+	return job_start(r, &j, pull_open_work, pull_open_done, err);
 }
 
 /* ---- delete ---- */
@@ -1037,19 +1048,6 @@ static void delete_work(uv_work_t *w)
 		job_fail(j, -ENOTEMPTY, "directory not empty");
 }
 
-static void delete_done(uv_work_t *w, int status)
-{
-	struct file_job *j = w->data;
-	struct lxmd_request *r = TAKE_PTR(j->r);
-
-	j->busy = false;
-	if (r && j->result < 0)
-		lxmd_respond_error(r, job_error(j));
-	else if (r)
-		lxmd_respond_sync(r, json_object(), NULL);
-	job_free(j);
-}
-
 int lxmd_api_instance_files_delete(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_(job_freep) struct file_job *j = NULL;
@@ -1057,12 +1055,5 @@ int lxmd_api_instance_files_delete(struct lxmd_request *r, struct lxm_error **er
 
 	if ((k = job_new(r, VERB_DELETE, &j, err)) < 0 || (k = split_path(j, err)) < 0)
 		return k;
-	k = job_queue(j, delete_work, delete_done);
-	if (k < 0)
-		return lxm_error_set(err, k, 500, "%s '%s': %s: queue work: %s", verb_text[j->verb],
-				     j->name, j->path, uv_strerror(k));
-	r->deferred = true;
-	r->on_abort = job_abort;
-	r->defer_data = TAKE_PTR(j);
-	return 0;
+	return job_start(r, &j, delete_work, job_done_sync, err);
 }

@@ -54,45 +54,6 @@ static json_t *timestamp(int64_t sec)
 	return json_string(sec ? lxm_rfc3339(&ts, buf) : ZERO_TIME);
 }
 
-/* RFC 3339 ("2030-01-02T03:04:05Z", fractions and "+01:00" zones allowed) to unix seconds; Go's
- * zero time and "" mean 0 (never). -EINVAL when it is not such a time. */
-static int parse_timestamp(const char *s, int64_t *ret)
-{
-	struct tm tm = { 0 };
-	int n = 0, off = 0, oh, om;
-	const char *p;
-	time_t t;
-
-	if (!*s || startswith(s, "0001-01-01T00:00:00")) {
-		*ret = 0;
-		return 0;
-	}
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-	    n != 19)
-		return -EINVAL;
-	p = s + n;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++)
-			;
-	if ((*p == 'Z' || *p == 'z') && !p[1]) {
-		off = 0;
-	} else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
-		   n == 5 && !p[6]) {
-		off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
-	} else {
-		return -EINVAL;
-	}
-	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-		return -EINVAL;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	t = timegm(&tm);
-	*ret = (int64_t)t - off;
-	return 0;
-}
-
 /* The writable part of an image (what PUT replaces), hashed for ETag/If-Match. */
 static int image_etag(const struct lxm_db_image *img, char etag[65])
 {
@@ -305,7 +266,7 @@ static int image_update(struct lxmd_request *r, bool patch, struct lxm_error **e
 		return lxm_error_prefix(err, "update image '%s'", fp);
 	if ((k = check_image_profiles(r->body, fp, err)) < 0)
 		return k;
-	if (expires && parse_timestamp(expires, &img->expires_at) < 0)
+	if (expires && lxmd_parse_rfc3339(expires, &img->expires_at, NULL) < 0)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update image '%s': expires_at '%s' is not an RFC 3339 time",
 				     fp, expires);

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,11 +436,7 @@ static int record_image_properties(struct instance_job *j, const char *fp, json_
 	k = lxmd_instance_expand(j->d, inst, &config, &devices, err);
 	if (k < 0)
 		return k;
-	*ret_ctx = json_pack(
-		"{s:{s:s, s:s, s:s, s:b, s:s}, s:O, s:O}", "instance", "name", inst->name, "type",
-		inst->type, "architecture", inst->architecture ? inst->architecture : "",
-		"ephemeral", inst->ephemeral, "description",
-		inst->description ? inst->description : "", "config", config, "devices", devices);
+	*ret_ctx = lxmd_instance_template_ctx(inst, config, devices);
 	return *ret_ctx ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
 }
 
@@ -708,26 +703,18 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 
 /* ---- delete ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	if (remove(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 static void delete_work(uv_work_t *w)
 {
 	struct instance_job *j = w->data;
 	int k;
 
+	/* lxm_rm_tree never follows a symlink out of the tree, and a directory already gone (an
+	 * interrupted create or delete) is what deleting wants. */
 	j->step = "remove log directory";
-	if (j->logdir) {
-		errno = 0;
-		k = nftw(j->logdir, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-		if (k == -1 && errno != ENOENT) {
-			j->result = -errno;
-			return;
-		}
+	k = lxm_rm_tree(j->logdir);
+	if (k < 0) {
+		j->result = k;
+		return;
 	}
 	j->step = "remove the snapshots of";
 	k = j->snapdir ? lxmd_snapshots_delete_all_files(j->snapdir, NULL) : 0;
@@ -736,16 +723,7 @@ static void delete_work(uv_work_t *w)
 		return;
 	}
 	j->step = "remove instance directory";
-	/* FTW_PHYS: never follow a symlink out of the instance's tree. A callback's -errno comes
-	 * back as it is; nftw's own failure sets errno. A directory already gone (an interrupted
-	 * create or delete) is what deleting wants. */
-	errno = 0;
-	k = nftw(j->path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	if (k == -1 && errno == ENOENT)
-		k = 0;
-	else if (k == -1)
-		k = -errno;
-	j->result = k;
+	j->result = lxm_rm_tree(j->path);
 }
 
 int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err)

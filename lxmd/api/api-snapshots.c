@@ -83,48 +83,12 @@ static json_t *timestamp(int64_t ns)
 	return json_string(ns == 0 ? ZERO_TIME : lxm_rfc3339(&ts, buf));
 }
 
-/* RFC 3339 ("2024-05-01T10:00:00Z", "...+02:00", fractions allowed) to unix nanoseconds; Go's
- * zero time and "" are 0 (never). */
-static int parse_time(const char *s, int64_t *ret)
-{
-	struct tm tm = { 0 };
-	int n = 0, off = 0, oh, om;
-	int64_t frac = 0, scale = 100000000;
-	const char *p;
-
-	if (!*s || startswith(s, "0001-01-01T00:00:00")) {
-		*ret = 0;
-		return 0;
-	}
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-	    n != 19)
-		return -EINVAL;
-	p = s + n;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
-			frac += (*p - '0') * scale;
-	if ((*p == 'Z' || *p == 'z') && !p[1])
-		off = 0;
-	else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
-		 n == 5 && !p[6])
-		off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
-	else
-		return -EINVAL;
-	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-		return -EINVAL;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	*ret = ((int64_t)timegm(&tm) - off) * 1000000000LL + frac;
-	return 0;
-}
-
 /* Field expires_at of a body: absent keeps *ret, null or "" mean never. */
 static int opt_expires_at(const json_t *body, const char *what, int64_t *ret,
 			  struct lxm_error **err)
 {
 	json_t *v = json_object_get(body, "expires_at");
+	int64_t sec, nsec;
 
 	if (!v)
 		return 0;
@@ -132,11 +96,12 @@ static int opt_expires_at(const json_t *body, const char *what, int64_t *ret,
 		*ret = 0;
 		return 0;
 	}
-	if (!json_is_string(v) || parse_time(json_string_value(v), ret) < 0)
+	if (!json_is_string(v) || lxmd_parse_rfc3339(json_string_value(v), &sec, &nsec) < 0)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "%s: field 'expires_at' must be an RFC 3339 time "
 				     "(2006-01-02T15:04:05Z)",
 				     what);
+	*ret = sec * 1000000000LL + nsec;
 	return 0;
 }
 

@@ -49,6 +49,21 @@ bool lxmd_ws_secret_equal(const char *a, const char *b)
 	return diff == 0;
 }
 
+int lxmd_ws_connect_check(struct lxmd_request *r, const char *name, bool used, bool ended,
+			  struct lxm_error **err)
+{
+	if (!name)
+		return lxm_error_set(err, -EACCES, 403, "operation '%s': wrong websocket secret",
+				     r->args[0]);
+	if (used)
+		return lxm_error_set(err, -EBUSY, 400,
+				     "operation '%s': websocket '%s' is already connected",
+				     r->args[0], name);
+	if (ended)
+		return lxm_error_set(err, -EINVAL, 400, "operation '%s' has ended", r->args[0]);
+	return 0;
+}
+
 static struct lxmd_ws_session *session_find(const struct lxm_operation *op)
 {
 	struct lxmd_ws_session *ws;

@@ -40,3 +40,9 @@ void lxmd_ws_session_unregister(struct lxmd_ws_session *ws);
 int lxmd_ws_secret_new(char out[static LXMD_WS_SECRET_LEN + 1]);
 /* Compares secrets in constant time (for equal lengths). */
 bool lxmd_ws_secret_equal(const char *a, const char *b);
+
+/* For a session's connect(): checks that the websocket the request's secret picked may be
+ * connected. name is the one it picked (NULL when the secret opens none: 403), used tells
+ * whether a client has already connected it, ended whether the session is over. */
+int lxmd_ws_connect_check(struct lxmd_request *r, const char *name, bool used, bool ended,
+			  struct lxm_error **err);

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api.h"
 #include "cleanup.h"
@@ -484,5 +486,44 @@ int lxmd_check_devices(const json_t *devices, struct lxm_error **err)
 			return lxm_error_set(err, -EINVAL, 400, "device '%s': missing key 'type'",
 					     name);
 	}
+	return 0;
+}
+
+int lxmd_parse_rfc3339(const char *s, int64_t *ret_sec, int64_t *ret_nsec)
+{
+	struct tm tm = { 0 };
+	int n = 0, off = 0, oh, om;
+	int64_t frac = 0, scale = 100000000;
+	const char *p;
+
+	if (!*s || startswith(s, "0001-01-01T00:00:00")) {
+		*ret_sec = 0;
+		if (ret_nsec)
+			*ret_nsec = 0;
+		return 0;
+	}
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
+		return -EINVAL;
+	p = s + n;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			frac += (*p - '0') * scale;
+	if ((*p == 'Z' || *p == 'z') && !p[1])
+		off = 0;
+	else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+		 n == 5 && !p[6])
+		off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
+	else
+		return -EINVAL;
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -EINVAL;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*ret_sec = (int64_t)timegm(&tm) - off;
+	if (ret_nsec)
+		*ret_nsec = frac;
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <http_parser.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -138,3 +139,8 @@ bool lxmd_snapshot_busy(const char *instance);
 int lxmd_check_config(const json_t *config, struct lxm_error **err);
 /* Checks devices: an object of objects of strings, each with a "type". */
 int lxmd_check_devices(const json_t *devices, struct lxm_error **err);
+
+/* RFC 3339 ("2024-05-01T10:00:00Z", "...+02:00", fractions allowed) to unix seconds and the
+ * nanoseconds of its fraction (ret_nsec may be NULL); Go's zero time and "" are 0 (never).
+ * -EINVAL when s is not such a time. */
+int lxmd_parse_rfc3339(const char *s, int64_t *ret_sec, int64_t *ret_nsec);
