@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,65 +106,40 @@ static void handle_input(struct console_cli *x, const uint8_t *buf, size_t len)
 		(void)lxm_ws_send(c->ws, LXM_WS_BINARY, out, n);
 }
 
+static void on_signal(void *userdata, int sig)
+{
+	struct console_cli *x = userdata;
+
+	if (sig == SIGWINCH)
+		send_resize(x);
+	else
+		x->signal = sig;
+}
+
+static void on_stdin(void *userdata, const uint8_t *data, size_t len)
+{
+	struct console_cli *x = userdata;
+
+	if (len > 0)
+		handle_input(x, data, len);
+	else
+		/* Nothing more to type: as lxc does, that detaches. */
+		x->detach = true;
+}
+
 /* Moves bytes until the user detaches or the server ends the session. */
 static int pump(struct console_cli *x, struct lxm_error **err)
 {
+	static const struct lxm_ws_session_ops ops = { on_signal, on_stdin };
 	struct lxm_ws_conn *data = &x->c[WS_DATA];
-	bool stdin_open = true;
+	uint8_t buf[IO_CHUNK];
 
 	while (!x->detach && !x->signal && !data->done) {
-		struct pollfd p[2 + _WS_MAX];
-		int idx[2 + _WS_MAX];
-		size_t n = 0;
-		int k;
+		int k = lxm_ws_session_poll(x->c, _WS_MAX, data->out_len < OUT_HIGH, buf,
+					    sizeof(buf), &ops, x);
 
-		p[n] = (struct pollfd){ .fd = lxm_signals_fd(), .events = POLLIN };
-		idx[n++] = -2;
-		if (stdin_open && data->out_len < OUT_HIGH) {
-			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
-			idx[n++] = -1;
-		}
-		lxm_ws_conns_poll_add(x->c, _WS_MAX, p, idx, &n);
-		k = poll(p, (nfds_t)n, -1);
-		if (k < 0 && errno == EINTR)
-			continue;
 		if (k < 0)
-			return lxm_error_setx(err, -errno, 500, "poll");
-		for (size_t i = 0; i < n; i++) {
-			if (!p[i].revents)
-				continue;
-			if (idx[i] == -2) {
-				unsigned char sigs[64];
-				ssize_t m = read(lxm_signals_fd(), sigs, sizeof(sigs));
-
-				for (ssize_t j = 0; j < m; j++) {
-					if (sigs[j] == SIGWINCH)
-						send_resize(x);
-					else
-						x->signal = sigs[j];
-				}
-			} else if (idx[i] == -1) {
-				uint8_t buf[IO_CHUNK];
-				ssize_t m = read(STDIN_FILENO, buf, sizeof(buf));
-
-				if (m < 0 && (errno == EINTR || errno == EAGAIN))
-					continue;
-				if (m > 0) {
-					handle_input(x, buf, (size_t)m);
-				} else {
-					/* Nothing more to type: as lxc does, that detaches. */
-					stdin_open = false;
-					x->detach = true;
-				}
-			} else {
-				struct lxm_ws_conn *c = &x->c[idx[i]];
-
-				if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
-					lxm_ws_conn_read(c);
-				if (c->out_len && !(c->closed && c->fd < 0))
-					lxm_ws_conn_flush(c);
-			}
-		}
+			return lxm_error_setx(err, k, 500, "poll");
 		if (x->fail)
 			return lxm_error_setx(err, x->fail, 500, "write output");
 	}

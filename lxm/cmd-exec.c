@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +44,7 @@ struct exec_cli {
 	const char *name;	       /* the instance */
 	bool interactive;	       /* a pty on the server side, raw local tty */
 	bool stdout_broken;	       /* our stdout is gone: output is dropped */
+	bool stdin_open;	       /* local stdin is read and forwarded */
 	struct lxm_ws_conn c[_WS_MAX]; /* the websockets */
 	int fail;		       /* -errno of a broken local write, 0 */
 };
@@ -88,8 +88,10 @@ static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uin
 
 /* ---- the session ---- */
 
-static void handle_signal(struct exec_cli *x, int sig)
+static void on_signal(void *userdata, int sig)
 {
+	struct exec_cli *x = userdata;
+
 	if (sig == SIGWINCH) {
 		unsigned w = 0, h = 0;
 		char ws[16], hs[16];
@@ -118,61 +120,36 @@ static bool session_done(const struct exec_cli *x)
 	return x->c[WS_STDOUT].done && x->c[WS_STDERR].done;
 }
 
-/* Moves bytes until the output streams have ended. */
-static int pump(struct exec_cli *x, bool stdin_open, struct lxm_error **err)
+static void on_stdin(void *userdata, const uint8_t *data, size_t len)
 {
+	struct exec_cli *x = userdata;
 	struct lxm_ws_conn *in = &x->c[WS_STDIN];
 
+	if (len > 0) {
+		if (!in->closed)
+			(void)lxm_ws_send(in->ws, LXM_WS_BINARY, data, len);
+		return;
+	}
+	x->stdin_open = false;
+	/* The barrier ends stdin; a pty has no end of input. */
+	if (!x->interactive && !in->closed)
+		(void)lxm_ws_send(in->ws, LXM_WS_TEXT, "", 0);
+}
+
+/* Moves bytes until the output streams have ended. */
+static int pump(struct exec_cli *x, struct lxm_error **err)
+{
+	static const struct lxm_ws_session_ops ops = { on_signal, on_stdin };
+	struct lxm_ws_conn *in = &x->c[WS_STDIN];
+	uint8_t buf[IO_CHUNK];
+
 	while (!session_done(x)) {
-		struct pollfd p[2 + _WS_MAX];
-		int idx[2 + _WS_MAX];
-		size_t n = 0;
-		int k;
+		int k = lxm_ws_session_poll(x->c, _WS_MAX,
+					    x->stdin_open && (in->closed || in->out_len < OUT_HIGH),
+					    buf, sizeof(buf), &ops, x);
 
-		p[n] = (struct pollfd){ .fd = lxm_signals_fd(), .events = POLLIN };
-		idx[n++] = -2;
-		if (stdin_open && (in->closed || in->out_len < OUT_HIGH)) {
-			p[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
-			idx[n++] = -1;
-		}
-		lxm_ws_conns_poll_add(x->c, _WS_MAX, p, idx, &n);
-		k = poll(p, (nfds_t)n, -1);
-		if (k < 0 && errno == EINTR)
-			continue;
 		if (k < 0)
-			return lxm_error_setx(err, -errno, 500, "poll");
-		for (size_t i = 0; i < n; i++) {
-			if (!p[i].revents)
-				continue;
-			if (idx[i] == -2) {
-				unsigned char sigs[64];
-				ssize_t m = read(lxm_signals_fd(), sigs, sizeof(sigs));
-
-				for (ssize_t j = 0; j < m; j++)
-					handle_signal(x, sigs[j]);
-			} else if (idx[i] == -1) {
-				uint8_t buf[IO_CHUNK];
-				ssize_t m = read(STDIN_FILENO, buf, sizeof(buf));
-
-				if (m < 0 && (errno == EINTR || errno == EAGAIN))
-					continue;
-				if (m > 0 && !in->closed) {
-					(void)lxm_ws_send(in->ws, LXM_WS_BINARY, buf, (size_t)m);
-				} else if (m <= 0) {
-					stdin_open = false;
-					/* The barrier ends stdin; a pty has no end of input. */
-					if (!x->interactive && !in->closed)
-						(void)lxm_ws_send(in->ws, LXM_WS_TEXT, "", 0);
-				}
-			} else {
-				struct lxm_ws_conn *c = &x->c[idx[i]];
-
-				if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
-					lxm_ws_conn_read(c);
-				if (c->out_len && !(c->closed && c->fd < 0))
-					lxm_ws_conn_flush(c);
-			}
-		}
+			return lxm_error_setx(err, k, 500, "poll");
 		if (x->fail)
 			return lxm_error_setx(err, x->fail, 500, "write output");
 	}
@@ -428,7 +405,8 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 	}
 	if (a.no_stdin && !x.interactive)
 		(void)lxm_ws_send(x.c[WS_STDIN].ws, LXM_WS_TEXT, "", 0);
-	r = pump(&x, !a.no_stdin, err);
+	x.stdin_open = !a.no_stdin;
+	r = pump(&x, err);
 	lxm_tty_restore(&tty);
 	close_all(&x);
 	if (r < 0) {

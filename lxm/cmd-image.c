@@ -737,66 +737,75 @@ static int image_edit(int argc, char **argv, struct lxm_error **err)
 	return 0;
 }
 
-static int image_delete(int argc, char **argv, struct lxm_error **err)
+/* An action on one opened image: arg as the user typed it, fp its fingerprint. */
+typedef int (*image_action_fn)(struct target *t, const char *arg, const char *fp,
+			       struct lxm_error **err);
+
+/* Opens each IMAGE argument on its remote and runs action on it, stopping at the first failure;
+ * errors name the verb and the image ("delete image 'x': ..."). */
+static int each_image(int argc, char **argv, const char *verb, image_action_fn action,
+		      struct lxm_error **err)
 {
-	const char *cmd = argv[0];
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, -1, "at least one IMAGE", err);
+	r = lxm_cli_nargs(argv[0], argc - 1, 1, -1, "at least one IMAGE", err);
 	if (r < 0)
 		return r;
 	for (int i = 1; i < argc; i++) {
 		_cleanup_(target_done) struct target t = {};
-		_cleanup_free_ char *fp = NULL, *path = NULL;
+		_cleanup_free_ char *fp = NULL;
 
 		r = open_image(argv[i], &t, &fp, NULL, NULL, err);
+		if (r >= 0)
+			r = action(&t, argv[i], fp, err);
 		if (r < 0)
-			return lxm_error_prefix(err, "delete image '%s'", argv[i]);
-		path = lxm_cli_path("/1.0/images/", fp);
-		if (!path)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		r = lxm_client_do(t.c, "DELETE", path, NULL, NULL, err);
-		if (r < 0)
-			return lxm_error_prefix(err, "delete image '%s'", argv[i]);
+			return lxm_error_prefix(err, "%s image '%s'", verb, argv[i]);
 	}
 	return 0;
 }
 
-/* Asks the server to look for a newer version of each image (its simplestreams source, or
- * its template) and reports what it found, as lxc image refresh does. */
-static int image_refresh(int argc, char **argv, struct lxm_error **err)
+static int delete_one(struct target *t, const char *arg, const char *fp, struct lxm_error **err)
 {
-	const char *cmd = argv[0];
+	_cleanup_free_ char *path = lxm_cli_path("/1.0/images/", fp);
+
+	if (!path)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return lxm_client_do(t->c, "DELETE", path, NULL, NULL, err);
+}
+
+static int image_delete(int argc, char **argv, struct lxm_error **err)
+{
+	return each_image(argc, argv, "delete", delete_one, err);
+}
+
+/* Asks the server to look for a newer version of the image (its simplestreams source, or its
+ * template) and reports what it found, as lxc image refresh does. */
+static int refresh_one(struct target *t, const char *arg, const char *fp, struct lxm_error **err)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_json_ json_t *op = NULL;
+	const json_t *meta;
 	int r;
 
-	r = lxm_cli_nargs(cmd, argc - 1, 1, -1, "at least one IMAGE", err);
+	if (asprintf(&path, "/1.0/images/%s/refresh", fp) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	r = lxm_client_do(t->c, "POST", path, NULL, &op, err);
 	if (r < 0)
 		return r;
-	for (int i = 1; i < argc; i++) {
-		_cleanup_(target_done) struct target t = {};
-		_cleanup_free_ char *fp = NULL, *path = NULL;
-		_cleanup_json_ json_t *op = NULL;
-		const json_t *meta;
+	meta = json_object_get(op, "metadata");
+	if (json_is_true(json_object_get(meta, "refreshed"))) {
+		const char *nfp = json_string_value(json_object_get(meta, "fingerprint"));
 
-		r = open_image(argv[i], &t, &fp, NULL, NULL, err);
-		if (r < 0)
-			return lxm_error_prefix(err, "refresh image '%s'", argv[i]);
-		if (asprintf(&path, "/1.0/images/%s/refresh", fp) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		r = lxm_client_do(t.c, "POST", path, NULL, &op, err);
-		if (r < 0)
-			return lxm_error_prefix(err, "refresh image '%s'", argv[i]);
-		meta = json_object_get(op, "metadata");
-		if (json_is_true(json_object_get(meta, "refreshed"))) {
-			const char *nfp = json_string_value(json_object_get(meta, "fingerprint"));
-
-			printf("Image '%s' refreshed%s%.12s\n", argv[i], nfp ? ": now " : "",
-			       nfp ? nfp : "");
-		} else {
-			printf("Image '%s' is already up to date\n", argv[i]);
-		}
+		printf("Image '%s' refreshed%s%.12s\n", arg, nfp ? ": now " : "", nfp ? nfp : "");
+	} else {
+		printf("Image '%s' is already up to date\n", arg);
 	}
 	return 0;
+}
+
+static int image_refresh(int argc, char **argv, struct lxm_error **err)
+{
+	return each_image(argc, argv, "refresh", refresh_one, err);
 }
 
 /* ---- aliases ---- */

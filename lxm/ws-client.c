@@ -361,11 +361,6 @@ int lxm_signals_catch(const int *sigs, size_t n)
 	return 0;
 }
 
-int lxm_signals_fd(void)
-{
-	return signal_pipe[0];
-}
-
 void lxm_signals_release(void)
 {
 	for (size_t i = 0; i < n_caught; i++)
@@ -379,14 +374,55 @@ void lxm_signals_release(void)
 		}
 }
 
-void lxm_ws_conns_poll_add(struct lxm_ws_conn *c, int n, struct pollfd *p, int *idx, size_t *np)
+int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, uint8_t *buf,
+			size_t buf_size, const struct lxm_ws_session_ops *ops, void *userdata)
 {
+	struct pollfd p[2 + LXM_WS_SESSION_MAX];
+	int idx[2 + LXM_WS_SESSION_MAX];
+	size_t np = 0;
+
+	if (n > LXM_WS_SESSION_MAX)
+		return -E2BIG;
+	p[np] = (struct pollfd){ .fd = signal_pipe[0], .events = POLLIN };
+	idx[np++] = -2;
+	if (want_stdin) {
+		p[np] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+		idx[np++] = -1;
+	}
 	for (int i = 0; i < n; i++) {
 		if (c[i].fd < 0 || (c[i].closed && c[i].out_len == 0))
 			continue;
-		p[*np] = (struct pollfd){ .fd = c[i].fd,
-					  .events = (short)((c[i].closed ? 0 : POLLIN) |
-							    (c[i].out_len ? POLLOUT : 0)) };
-		idx[(*np)++] = i;
+		p[np] = (struct pollfd){ .fd = c[i].fd,
+					 .events = (short)((c[i].closed ? 0 : POLLIN) |
+							   (c[i].out_len ? POLLOUT : 0)) };
+		idx[np++] = i;
 	}
+	if (poll(p, (nfds_t)np, -1) < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (size_t i = 0; i < np; i++) {
+		if (!p[i].revents)
+			continue;
+		if (idx[i] == -2) {
+			unsigned char sigs[64];
+			ssize_t m = read(signal_pipe[0], sigs, sizeof(sigs));
+
+			for (ssize_t j = 0; j < m; j++)
+				ops->on_signal(userdata, sigs[j]);
+		} else if (idx[i] == -1) {
+			ssize_t m = read(STDIN_FILENO, buf, buf_size);
+
+			if (m < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			/* A read error ends stdin as its end does. */
+			ops->on_stdin(userdata, buf, m > 0 ? (size_t)m : 0);
+		} else {
+			struct lxm_ws_conn *conn = &c[idx[i]];
+
+			if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
+				lxm_ws_conn_read(conn);
+			if (conn->out_len && !(conn->closed && conn->fd < 0))
+				lxm_ws_conn_flush(conn);
+		}
+	}
+	return 0;
 }

@@ -53,10 +53,24 @@ void lxm_ws_conn_close(struct lxm_ws_conn *c);
 /* Frees the connection without writing anything. */
 void lxm_ws_conn_free(struct lxm_ws_conn *c);
 
-/* Adds the connections among c[0..n) that still have something to do (reading, or output to
- * flush) to a poll set at p + *np, recording each one's index in idx; *np grows by their
- * number. */
-void lxm_ws_conns_poll_add(struct lxm_ws_conn *c, int n, struct pollfd *p, int *idx, size_t *np);
+/* The most websockets one session polls. */
+#define LXM_WS_SESSION_MAX 8
+
+/* What one round of a session's loop found, for its owner. */
+struct lxm_ws_session_ops {
+	/* A caught signal (see lxm_signals_catch()). */
+	void (*on_signal)(void *userdata, int sig);
+	/* len bytes read from stdin; len 0 when stdin ended (or failed). */
+	void (*on_stdin)(void *userdata, const uint8_t *data, size_t len);
+};
+
+/* One round of an exec or console session: polls the signal pipe, stdin when want_stdin (read
+ * into buf, of buf_size bytes) and the connections among c[0..n) that still have something to do
+ * (reading, or output to flush), then hands signals and stdin to ops and reads and flushes the
+ * connections. An interrupted poll() is a round with nothing done. Returns 0 or the -errno of
+ * poll(). */
+int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, uint8_t *buf,
+			size_t buf_size, const struct lxm_ws_session_ops *ops, void *userdata);
 
 /* The local terminal, in raw mode for an interactive session. */
 struct lxm_tty_state {
@@ -70,9 +84,8 @@ void lxm_tty_restore(struct lxm_tty_state *t);
 /* The size of the terminal on stdout; leaves w and h alone when there is none. */
 void lxm_terminal_size(unsigned *ret_w, unsigned *ret_h);
 
-/* Catches the given signals: each one arrives as a byte (its number) on lxm_signals_fd(), which
- * the loop polls. SIGPIPE is ignored meanwhile. */
+/* Catches the given signals: each one arrives as a byte (its number) on a pipe that
+ * lxm_ws_session_poll() polls. SIGPIPE is ignored meanwhile. */
 int lxm_signals_catch(const int *sigs, size_t n);
-int lxm_signals_fd(void);
 /* Restores the default actions of the caught signals and SIGPIPE. */
 void lxm_signals_release(void);
