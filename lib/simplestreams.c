@@ -179,6 +179,62 @@ static struct lxm_sstreams_image *image_dup(const struct lxm_sstreams_image *src
 	return TAKE_PTR(img);
 }
 
+/* ---------------------------------------------------------------- JSON form */
+
+json_t *lxm_sstreams_image_to_json(const struct lxm_sstreams_image *img)
+{
+	/* The rootfs fields of a unified image are null. */
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?, s:I, s:O, "
+			 "s:O, s:I}",
+			 "fingerprint", img->fingerprint, "product", img->product, "version",
+			 img->version, "architecture", img->architecture, "type", img->type,
+			 "meta_path", img->meta_path, "meta_sha256", img->meta_sha256, "meta_size",
+			 (json_int_t)img->meta_size, "rootfs_path", img->rootfs_path,
+			 "rootfs_ftype", img->rootfs_ftype, "rootfs_sha256", img->rootfs_sha256,
+			 "rootfs_size", (json_int_t)img->rootfs_size, "aliases", img->aliases,
+			 "properties", img->properties, "created_at", (json_int_t)img->created_at);
+}
+
+/* A string field that may be null (or absent): false when it is something else. */
+static bool string_or_null(const json_t *v, char **ret)
+{
+	*ret = (char *)json_string_value(v);
+	return !v || json_is_null(v) || json_is_string(v);
+}
+
+int lxm_sstreams_image_from_json(const json_t *o, struct lxm_sstreams_image **ret,
+				 struct lxm_error **err)
+{
+	struct lxm_sstreams_image src = { 0 };
+	json_int_t meta_size = 0, rootfs_size = 0, created_at = 0;
+	json_t *rootfs_path = NULL, *rootfs_ftype = NULL, *rootfs_sha256 = NULL;
+	json_error_t jerr;
+
+	if (json_unpack_ex((json_t *)o, &jerr, 0,
+			   "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s?o, s?o, s?o, s?I, s:o, "
+			   "s:o, s?I}",
+			   "fingerprint", &src.fingerprint, "product", &src.product, "version",
+			   &src.version, "architecture", &src.architecture, "type", &src.type,
+			   "meta_path", &src.meta_path, "meta_sha256", &src.meta_sha256,
+			   "meta_size", &meta_size, "rootfs_path", &rootfs_path, "rootfs_ftype",
+			   &rootfs_ftype, "rootfs_sha256", &rootfs_sha256, "rootfs_size",
+			   &rootfs_size, "aliases", &src.aliases, "properties", &src.properties,
+			   "created_at", &created_at) < 0)
+		return lxm_error_set(err, -EINVAL, 400, "image description: %s", jerr.text);
+	if (!string_or_null(rootfs_path, &src.rootfs_path) ||
+	    !string_or_null(rootfs_ftype, &src.rootfs_ftype) ||
+	    !string_or_null(rootfs_sha256, &src.rootfs_sha256) || meta_size < 0 ||
+	    rootfs_size < 0 || !json_is_array(src.aliases) || !json_is_object(src.properties) ||
+	    !is_sha256_hex(src.fingerprint) || (src.rootfs_path && !src.rootfs_sha256) ||
+	    !path_ok(src.meta_path) || (src.rootfs_path && !path_ok(src.rootfs_path)))
+		return lxm_error_set(err, -EINVAL, 400, "image description: invalid fields");
+	src.meta_size = (uint64_t)meta_size;
+	src.rootfs_size = (uint64_t)rootfs_size;
+	src.created_at = created_at;
+	*ret = image_dup(&src);
+	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+}
+
 /* ---------------------------------------------------------------- index.json */
 
 int lxm_sstreams_parse_index(const json_t *index, char ***ret_paths, struct lxm_error **err)

@@ -1,7 +1,8 @@
 /* A client of the simplestreams protocol (LXD's image server format): streams/v1/index.json,
  * the products catalogue it points at (images.json), choosing an image for an alias and an
  * architecture, and downloading its files over HTTPS with libcurl, with progress and sha256
- * verification. Blocking calls: lxmd runs them on the thread pool. */
+ * verification. Blocking calls, linked into lxm-imagetool only (lxmd and lxm run that tool, so
+ * neither maps libcurl and its TLS stack). */
 #pragma once
 
 #include <jansson.h>
@@ -46,6 +47,13 @@ struct lxm_sstreams_image {
 void lxm_sstreams_image_free(struct lxm_sstreams_image *img);
 /* Frees n images and the array. */
 void lxm_sstreams_images_free(struct lxm_sstreams_image **imgs, size_t n);
+
+/* img as a JSON object of the same fields (how lxm-imagetool hands images to lxmd and lxm). */
+json_t *lxm_sstreams_image_to_json(const struct lxm_sstreams_image *img);
+/* The reverse, checked: 400 when a field is missing, of the wrong type or unsafe (a path with
+ * "..", a fingerprint that is no sha256). *ret is owned. */
+int lxm_sstreams_image_from_json(const json_t *o, struct lxm_sstreams_image **ret,
+				 struct lxm_error **err);
 
 /* The paths of the products catalogues ("datatype": "image-downloads") an index.json lists, as
  * a NULL-terminated array. Errors (400) say what is malformed. */

@@ -1,17 +1,18 @@
 #include "config.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/cleanup.h"
+#include "lib/httpc.h"
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lxm/client.h"
@@ -22,13 +23,13 @@
 
 /* How long to wait for the daemon to accept: a live lxmd accepts at once, so a long wait means a
  * wedged peer, and the user is better served by an error than by a hang. */
-#define CONNECT_TIMEOUT_S 10L
+#define CONNECT_TIMEOUT_S 10
 
 struct lxm_client {
-	CURL *curl;	/* one easy handle, so its connection is reused between requests */
-	char *socket;	/* unix socket path */
-	json_t *server; /* GET /1.0, once fetched */
-	char errbuf[CURL_ERROR_SIZE];	 /* curl's detail for the last failure */
+	char *socket;			 /* unix socket path */
+	struct lxm_httpc *http;		 /* the connection, kept between requests; NULL until the
+					    first request */
+	json_t *server;			 /* GET /1.0, once fetched */
 	lxm_client_progress_fn progress; /* told about running operations, or NULL */
 	void *progress_ud;		 /* for progress */
 };
@@ -39,18 +40,17 @@ void lxm_client_set_progress(struct lxm_client *c, lxm_client_progress_fn fn, vo
 	c->progress_ud = ud;
 }
 
-struct buf {
-	char *data;
-	size_t len;
-	bool overflow; /* the peer sent more than REPLY_MAX */
+/* A reply kept in memory, with the header the client looks at. */
+struct reply {
+	struct lxm_httpc_buf body; /* the body, up to REPLY_MAX */
+	char *etag;		   /* the ETag header, or NULL */
 };
 
-static void buf_done(struct buf *b)
+static void reply_done(struct reply *r)
 {
-	free(b->data);
+	lxm_httpc_buf_done(&r->body);
+	free(r->etag);
 }
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all)
 
 void lxm_client_response_done(struct lxm_client_response *r)
 {
@@ -81,9 +81,6 @@ int lxm_client_new(struct lxm_client **ret, struct lxm_error **err)
 	struct lxm_client *c;
 	int r;
 
-	/* Once per process; the CLI is single-threaded, as curl_global_init() requires. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return lxm_error_set(err, -ENOMEM, 500, "initialise libcurl: out of memory");
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return lxm_error_set(err, -ENOMEM, 500, "create API client: out of memory");
@@ -91,11 +88,6 @@ int lxm_client_new(struct lxm_client **ret, struct lxm_error **err)
 	if (r < 0) {
 		free(c);
 		return lxm_error_set(err, r, 500, "create API client: out of memory");
-	}
-	c->curl = curl_easy_init();
-	if (!c->curl) {
-		lxm_client_free(c);
-		return lxm_error_set(err, -ENOMEM, 500, "create API client: curl_easy_init failed");
 	}
 	*ret = c;
 	return 0;
@@ -124,8 +116,7 @@ void lxm_client_free(struct lxm_client *c)
 {
 	if (!c)
 		return;
-	if (c->curl)
-		curl_easy_cleanup(c->curl);
+	lxm_httpc_free(c->http);
 	json_decref(c->server);
 	free(c->socket);
 	free(c);
@@ -206,15 +197,13 @@ static int err_not_endpoint(const char *socket, struct lxm_error **err, const ch
 			     what ? what : "?");
 }
 
-/* Connecting failed: say why in the user's terms. curl's OS errno is the connect() error; stat()
- * separates a missing socket from a path that is no socket at all, and catches a parent
- * directory the user may not search. */
-static int err_connect(struct lxm_client *c, struct lxm_error **err)
+/* Connecting failed with connect()'s os_errno: say why in the user's terms. stat() separates a
+ * missing socket from a path that is no socket at all, and catches a parent directory the user
+ * may not search. */
+static int err_connect(struct lxm_client *c, int os_errno, struct lxm_error **err)
 {
-	long os_errno = 0;
 	struct stat st;
 
-	curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
 	if (stat(c->socket, &st) < 0) {
 		if (errno == EACCES)
 			return err_permission(c->socket, err);
@@ -235,37 +224,40 @@ static int err_connect(struct lxm_client *c, struct lxm_error **err)
 	case ECONNREFUSED:
 	case ENOENT:
 		return err_not_running(c->socket, err);
-	case 0:
-		return lxm_error_set(err, -ECONNREFUSED, 503, "cannot connect to %s: %s", c->socket,
-				     c->errbuf[0] ? c->errbuf : "connection failed");
 	default:
-		return lxm_error_setx(err, -(int)os_errno, 503, "cannot connect to %s", c->socket);
+		return lxm_error_setx(err, -os_errno, 503, "cannot connect to %s", c->socket);
 	}
 }
 
-static int err_transfer(struct lxm_client *c, CURLcode code, struct lxm_error **err)
+/* A request failed on its way (r is its -errno): the user's version of what went wrong. */
+static int err_transfer(struct lxm_client *c, int r, const struct lxm_httpc_result *res,
+			struct lxm_error **err)
 {
-	const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(code);
-
-	switch (code) {
-	case CURLE_COULDNT_CONNECT:
-		return err_connect(c, err);
-	case CURLE_OPERATION_TIMEDOUT:
+	switch (res->fail) {
+	case LXM_HTTPC_FAIL_CONNECT:
+		return err_connect(c, -r, err);
+	case LXM_HTTPC_FAIL_CONNECT_TIMEOUT:
 		return lxm_error_set(err, -ETIMEDOUT, 504,
-				     "%s did not accept the connection in %lds (is lxmd stuck?)",
+				     "%s did not accept the connection in %ds (is lxmd stuck?)",
 				     c->socket, CONNECT_TIMEOUT_S);
-	case CURLE_UNSUPPORTED_PROTOCOL:
-		/* curl calls a reply without a status line HTTP/0.9: the peer speaks no HTTP. */
-		return err_not_endpoint(c->socket, err, "not HTTP");
-	case CURLE_WEIRD_SERVER_REPLY:
-		return err_not_endpoint(c->socket, err, "%s", detail);
-	case CURLE_GOT_NOTHING:
+	case LXM_HTTPC_FAIL_NOT_HTTP:
+		return err_not_endpoint(c->socket, err, "%s", res->detail ? res->detail : "?");
+	case LXM_HTTPC_FAIL_NO_REPLY:
 		return err_not_endpoint(c->socket, err, "connection closed without a reply");
-	case CURLE_WRITE_ERROR:
-		return err_not_endpoint(c->socket, err, "more than %u MiB of data",
-					REPLY_MAX >> 20);
+	case LXM_HTTPC_FAIL_TRUNCATED:
+		return lxm_error_set(err, -EIO, 502, "request to %s failed: %s", c->socket,
+				     res->detail ? res->detail : "the reply was cut short");
+	case LXM_HTTPC_FAIL_CALLBACK:
+		if (r == -EFBIG)
+			return err_not_endpoint(c->socket, err, "more than %u MiB of data",
+						REPLY_MAX >> 20);
+		return lxm_error_setx(err, r, 500, "request to %s failed", c->socket);
+	case LXM_HTTPC_FAIL_SEND:
+		return lxm_error_setx(err, r, 502, "request to %s failed: send", c->socket);
+	case LXM_HTTPC_FAIL_RECV:
+		return lxm_error_setx(err, r, 502, "request to %s failed: receive", c->socket);
 	default:
-		return lxm_error_set(err, -EIO, 502, "request to %s failed: %s", c->socket, detail);
+		return lxm_error_setx(err, r, 502, "request to %s failed", c->socket);
 	}
 }
 
@@ -326,95 +318,51 @@ int lxm_client_parse_reply(const char *socket, long http_status, const char *bod
 
 /* ---- transport ---- */
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+static int reply_on_header(const char *name, const char *value, void *ud)
 {
-	struct buf *b = userdata;
-	size_t n = size * nmemb;
-	char *grown;
+	struct reply *r = ud;
 
-	if (b->len + n > REPLY_MAX) {
-		b->overflow = true;
-		return 0; /* makes curl fail with CURLE_WRITE_ERROR */
-	}
-	grown = realloc(b->data, b->len + n + 1);
-	if (!grown)
+	if (strcasecmp(name, "ETag") != 0)
 		return 0;
-	memcpy(grown + b->len, data, n);
-	b->data = grown;
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
+	free(r->etag);
+	r->etag = strdup(value);
+	return r->etag ? 0 : -ENOMEM;
 }
 
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+static int reply_on_body(const char *data, size_t len, void *ud)
 {
-	char **etag = userdata;
-	size_t n = size * nmemb, vlen;
-	const char *v;
-
-	if (n < 5 || strncasecmp(data, "ETag:", 5) != 0)
-		return n;
-	v = data + 5;
-	vlen = n - 5;
-	while (vlen && (*v == ' ' || *v == '\t'))
-		v++, vlen--;
-	while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-		vlen--;
-	free(*etag);
-	*etag = strndup(v, vlen);
-	return n;
+	return lxm_httpc_buf_append(data, len, &((struct reply *)ud)->body);
 }
 
-static int add_header(struct curl_slist **list, const char *header)
+/* Sends req on c's connection (made at the first request). On failure res->fail says which
+ * step failed; err_transfer() words it. */
+static int perform(struct lxm_client *c, const struct lxm_httpc_request *req,
+		   struct lxm_httpc_result *res)
 {
-	struct curl_slist *l = curl_slist_append(*list, header);
+	int r;
 
-	if (!l)
-		return -ENOMEM;
-	*list = l;
-	return 0;
-}
-
-static int setup_request(struct lxm_client *c, const char *method, const char *url,
-			 const char *payload, struct curl_slist *headers, struct buf *reply,
-			 char **etag)
-{
-	CURL *h = c->curl;
-	bool ok = true;
-
-	curl_easy_reset(h);
-	c->errbuf[0] = '\0';
-	ok &= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_USERAGENT, "lxm/" PACKAGE_VERSION) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEDATA, reply) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERDATA, etag) == CURLE_OK;
-	if (payload) {
-		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload)) == CURLE_OK;
+	*res = (struct lxm_httpc_result){};
+	if (!c->http) {
+		r = lxm_httpc_new(c->socket, &c->http);
+		if (r < 0) {
+			res->fail = LXM_HTTPC_FAIL_CONNECT;
+			return r;
+		}
+		lxm_httpc_set_connect_timeout(c->http, CONNECT_TIMEOUT_S * 1000);
 	}
-	if (!streq(method, payload ? "POST" : "GET"))
-		ok &= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
-	return ok ? 0 : -ENOMEM;
+	return lxm_httpc_request(c->http, req, res);
 }
 
 int lxm_client_request(struct lxm_client *c, const char *method, const char *path,
 		       const json_t *body, json_t **ret_metadata, struct lxm_client_response *opt,
 		       struct lxm_error **err)
 {
-	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
-	_cleanup_free_ char *url = NULL, *payload = NULL, *if_match = NULL, *etag = NULL;
-	_cleanup_(buf_done) struct buf reply = {};
+	_cleanup_free_ char *payload = NULL, *if_match = NULL;
+	_cleanup_(reply_done) struct reply reply = { .body.max = REPLY_MAX };
 	_cleanup_json_ json_t *env = NULL;
-	const char *type, *op;
-	long http_status = 0;
-	CURLcode code;
+	struct lxm_httpc_result res;
+	const char *headers[3], *type, *op;
+	size_t n = 0;
 	int r;
 
 	if (strlen(c->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
@@ -422,42 +370,40 @@ int lxm_client_request(struct lxm_client *c, const char *method, const char *pat
 				     "socket path %s is too long for a unix socket (at most %zu "
 				     "bytes; set LXM_SOCKET to a shorter path)",
 				     c->socket, sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
-	if (asprintf(&url, "http://lxm%s", path) < 0) {
-		url = NULL;
-		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method, path);
-	}
 	if (body) {
 		payload = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!payload)
 			return lxm_error_set(err, -ENOMEM, 500, "%s %s: cannot encode the body",
 					     method, path);
+		headers[n++] = "Content-Type: application/json";
 	}
-
-	/* No "Expect: 100-continue" round trip: bodies are small and lxmd answers at once. */
-	r = add_header(&headers, "Expect:");
-	if (r >= 0 && payload)
-		r = add_header(&headers, "Content-Type: application/json");
-	if (r >= 0 && opt && opt->if_match) {
+	if (opt && opt->if_match) {
 		if (asprintf(&if_match, "If-Match: %s", opt->if_match) < 0) {
 			if_match = NULL;
-			r = -ENOMEM;
-		} else {
-			r = add_header(&headers, if_match);
+			return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method,
+					     path);
 		}
+		headers[n++] = if_match;
 	}
-	if (r < 0)
-		return lxm_error_set(err, r, 500, "%s %s: out of memory", method, path);
+	headers[n] = NULL;
 
-	r = setup_request(c, method, url, payload, headers, &reply, &etag);
+	r = perform(c,
+		    &(struct lxm_httpc_request){
+			    .method = method,
+			    .target = path,
+			    .headers = headers,
+			    .body = payload,
+			    .body_len = payload ? strlen(payload) : 0,
+			    .on_header = reply_on_header,
+			    .on_body = reply_on_body,
+			    .ud = &reply,
+		    },
+		    &res);
 	if (r < 0)
-		return lxm_error_set(err, r, 500, "%s %s: cannot set up the request", method, path);
-	code = curl_easy_perform(c->curl);
-	if (code != CURLE_OK)
-		return err_transfer(c, reply.overflow ? CURLE_WRITE_ERROR : code, err);
-	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http_status);
+		return err_transfer(c, r, &res, err);
 
-	r = lxm_client_parse_reply(c->socket, http_status, reply.data ? reply.data : "", reply.len,
-				   &env, err);
+	r = lxm_client_parse_reply(c->socket, res.status, reply.body.data ? reply.body.data : "",
+				   reply.body.len, &env, err);
 	if (r < 0)
 		return r;
 
@@ -466,8 +412,8 @@ int lxm_client_request(struct lxm_client *c, const char *method, const char *pat
 	if (streq(type, "async") && (!op || !*op))
 		return err_not_endpoint(c->socket, err, "an async reply without an operation");
 	if (opt) {
-		opt->http_status = http_status;
-		opt->etag = TAKE_PTR(etag);
+		opt->http_status = res.status;
+		opt->etag = TAKE_PTR(reply.etag);
 		opt->operation = streq(type, "async") ? strdup(op) : NULL;
 	}
 	if (ret_metadata) {
@@ -481,42 +427,37 @@ int lxm_client_request(struct lxm_client *c, const char *method, const char *pat
 int lxm_client_get_raw(struct lxm_client *c, const char *path, char **ret, size_t *ret_len,
 		       struct lxm_error **err)
 {
-	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
-	_cleanup_free_ char *url = NULL, *etag = NULL;
-	_cleanup_(buf_done) struct buf reply = {};
+	_cleanup_(reply_done) struct reply reply = { .body.max = REPLY_MAX };
 	_cleanup_json_ json_t *env = NULL;
-	long http_status = 0;
-	CURLcode code;
+	struct lxm_httpc_result res;
 	int r;
 
 	if (strlen(c->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
 		return lxm_error_set(err, -ENAMETOOLONG, 500,
 				     "socket path %s is too long for a unix socket", c->socket);
-	if (asprintf(&url, "http://lxm%s", path) < 0) {
-		url = NULL;
-		return lxm_error_set(err, -ENOMEM, 500, "GET %s: out of memory", path);
-	}
-	r = add_header(&headers, "Expect:");
-	if (r >= 0)
-		r = setup_request(c, "GET", url, NULL, headers, &reply, &etag);
+	r = perform(c,
+		    &(struct lxm_httpc_request){
+			    .method = "GET",
+			    .target = path,
+			    .on_body = reply_on_body,
+			    .ud = &reply,
+		    },
+		    &res);
 	if (r < 0)
-		return lxm_error_set(err, r, 500, "GET %s: cannot set up the request", path);
-	code = curl_easy_perform(c->curl);
-	if (code != CURLE_OK)
-		return err_transfer(c, reply.overflow ? CURLE_WRITE_ERROR : code, err);
-	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http_status);
-	if (http_status != 200) {
-		r = lxm_client_parse_reply(c->socket, http_status, reply.data ? reply.data : "",
-					   reply.len, &env, err);
+		return err_transfer(c, r, &res, err);
+	if (res.status != 200) {
+		r = lxm_client_parse_reply(c->socket, res.status,
+					   reply.body.data ? reply.body.data : "", reply.body.len,
+					   &env, err);
 		if (r < 0)
 			return r;
-		return err_not_endpoint(c->socket, err, "HTTP %ld without an error", http_status);
+		return err_not_endpoint(c->socket, err, "HTTP %d without an error", res.status);
 	}
-	*ret = reply.data ? TAKE_PTR(reply.data) : strdup("");
+	*ret = reply.body.data ? TAKE_PTR(reply.body.data) : strdup("");
 	if (!*ret)
 		return lxm_error_set(err, -ENOMEM, 500, "GET %s: out of memory", path);
 	if (ret_len)
-		*ret_len = reply.len;
+		*ret_len = reply.body.len;
 	return 0;
 }
 
@@ -624,8 +565,8 @@ bool lxm_client_has_extension(struct lxm_client *c, const char *name)
 
 struct file_xfer {
 	struct lxm_client_file *f; /* the caller's request */
-	CURL *curl;		   /* for the status inside callbacks */
-	struct buf kept;	   /* a reply body that does not go to the sink */
+	int status;		   /* the reply's HTTP status, once its headers are in */
+	struct lxm_httpc_buf kept; /* a reply body that does not go to the sink */
 	int sink_err;		   /* the sink's failure, or 0 */
 	int read_err;		   /* the upload's read failure, or 0 */
 };
@@ -641,87 +582,74 @@ void lxm_client_file_done(struct lxm_client_file *f)
 	f->metadata = NULL;
 }
 
-static size_t file_on_header(char *data, size_t size, size_t nmemb, void *userdata)
+static int file_on_header(const char *name, const char *value, void *ud)
 {
-	struct lxm_client_file *f = ((struct file_xfer *)userdata)->f;
-	size_t n = size * nmemb, nlen;
-	_cleanup_free_ char *line = strndup(data, n);
-	char *colon, *v;
+	struct lxm_client_file *f = ((struct file_xfer *)ud)->f;
 
-	if (!line)
-		return 0;
-	line[strcspn(line, "\r\n")] = '\0';
-	/* A new status line (after "100 Continue"): what came before was not the reply. */
-	if (startswith(line, "HTTP/")) {
+	if (strcasecmp(name, "X-LXD-type") == 0) {
 		free(f->type);
-		f->type = NULL;
-		f->mode = f->uid = f->gid = -1;
-		return n;
+		f->type = strdup(value);
+		if (!f->type)
+			return -ENOMEM;
+	} else if (strcasecmp(name, "X-LXD-mode") == 0) {
+		f->mode = strtol(value, NULL, 8);
+	} else if (strcasecmp(name, "X-LXD-uid") == 0) {
+		f->uid = strtol(value, NULL, 10);
+	} else if (strcasecmp(name, "X-LXD-gid") == 0) {
+		f->gid = strtol(value, NULL, 10);
 	}
-	colon = strchr(line, ':');
-	if (!colon)
-		return n;
-	nlen = (size_t)(colon - line);
-	for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-		;
-	if (nlen == 10 && strncasecmp(line, "X-LXD-type", nlen) == 0) {
-		free(f->type);
-		f->type = strdup(v);
-	} else if (nlen == 10 && strncasecmp(line, "X-LXD-mode", nlen) == 0) {
-		f->mode = strtol(v, NULL, 8);
-	} else if (nlen == 9 && strncasecmp(line, "X-LXD-uid", nlen) == 0) {
-		f->uid = strtol(v, NULL, 10);
-	} else if (nlen == 9 && strncasecmp(line, "X-LXD-gid", nlen) == 0) {
-		f->gid = strtol(v, NULL, 10);
-	}
-	return n;
+	return 0;
 }
 
-static size_t file_on_body(char *data, size_t size, size_t nmemb, void *userdata)
+static int file_on_headers(int status, void *ud)
 {
-	struct file_xfer *x = userdata;
-	size_t n = size * nmemb;
-	long status = 0;
+	((struct file_xfer *)ud)->status = status;
+	return 0;
+}
+
+static int file_on_body(const char *data, size_t len, void *ud)
+{
+	struct file_xfer *x = ud;
 	int k;
 
-	curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (status == 200 && x->f->sink && streq(x->f->type, "file")) {
-		k = x->f->sink(data, n, x->f->sink_ud);
-		if (k < 0) {
+	if (x->status == 200 && x->f->sink && streq(x->f->type, "file")) {
+		k = x->f->sink(data, len, x->f->sink_ud);
+		if (k < 0)
 			x->sink_err = k;
-			return 0;
-		}
-		return n;
+		return k < 0 ? k : 0;
 	}
-	return on_body(data, size, nmemb, &x->kept);
+	return lxm_httpc_buf_append(data, len, &x->kept);
 }
 
-static size_t file_on_read(char *buf, size_t size, size_t nitems, void *userdata)
+static ssize_t file_on_read(char *buf, size_t len, void *ud)
 {
-	struct file_xfer *x = userdata;
+	struct file_xfer *x = ud;
 	ssize_t n;
 
 	do
-		n = read(x->f->upload_fd, buf, size * nitems);
+		n = read(x->f->upload_fd, buf, len);
 	while (n < 0 && errno == EINTR);
-	if (n < 0) {
+	if (n < 0)
 		x->read_err = -errno;
-		return CURL_READFUNC_ABORT;
-	}
-	return (size_t)n;
+	return n < 0 ? -errno : n;
 }
 
 int lxm_client_file_request(struct lxm_client *c, const char *method, const char *path,
 			    struct lxm_client_file *f, struct lxm_error **err)
 {
-	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
-	_cleanup_free_ char *url = NULL, *etag = NULL;
+	_cleanup_free_ const char **headers = NULL;
 	_cleanup_json_ json_t *env = NULL;
-	struct file_xfer x = { .f = f, .curl = c->curl };
-	CURL *h = c->curl;
-	long http_status = 0;
-	bool ok = true;
-	CURLcode code;
+	struct file_xfer x = { .f = f, .kept.max = REPLY_MAX };
+	struct lxm_httpc_request req = {
+		.method = method,
+		.target = path,
+		.on_header = file_on_header,
+		.on_headers = file_on_headers,
+		.on_body = file_on_body,
+		.ud = &x,
+	};
+	struct lxm_httpc_result res;
+	size_t n = 0;
 	int r;
 
 	f->type = f->body = NULL;
@@ -730,67 +658,42 @@ int lxm_client_file_request(struct lxm_client *c, const char *method, const char
 	if (strlen(c->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
 		return lxm_error_set(err, -ENAMETOOLONG, 500,
 				     "socket path %s is too long for a unix socket", c->socket);
-	if (asprintf(&url, "http://lxm%s", path) < 0) {
-		url = NULL;
+	while (f->headers && f->headers[n])
+		n++;
+	headers = calloc(n + 2, sizeof(*headers));
+	if (!headers)
 		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method, path);
+	if (n)
+		memcpy(headers, f->headers, n * sizeof(*headers));
+	if (streq(method, "POST")) {
+		headers[n] = "Content-Type: application/octet-stream";
+		if (f->upload_fd >= 0) {
+			/* An upload read piece by piece: never the whole file in memory. */
+			req.read = file_on_read;
+			req.body_size = f->upload_size;
+		} else {
+			req.body = f->upload_data ? f->upload_data : "";
+			req.body_len = f->upload_data ? f->upload_len : 0;
+		}
 	}
-	/* No "Expect: 100-continue" round trip: lxmd refuses early on its own. */
-	r = add_header(&headers, "Expect:");
-	for (size_t i = 0; r >= 0 && f->headers && f->headers[i]; i++)
-		r = add_header(&headers, f->headers[i]);
-	if (r >= 0 && streq(method, "POST"))
-		r = add_header(&headers, "Content-Type: application/octet-stream");
-	if (r >= 0 && streq(method, "POST") && f->upload_fd >= 0 && f->upload_size < 0)
-		r = add_header(&headers, "Transfer-Encoding: chunked");
-	if (r >= 0)
-		r = setup_request(c, method, url, NULL, headers, &x.kept, &etag);
+	req.headers = headers;
+	r = perform(c, &req, &res);
 	if (r < 0) {
-		buf_done(&x.kept);
-		return lxm_error_set(err, r, 500, "%s %s: cannot set up the request", method, path);
-	}
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, file_on_body) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEDATA, &x) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, file_on_header) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERDATA, &x) == CURLE_OK;
-	if (streq(method, "POST") && f->upload_fd >= 0) {
-		/* An upload read piece by piece: never the whole file in memory. */
-		ok &= curl_easy_setopt(h, CURLOPT_UPLOAD, 1L) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "POST") == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_READFUNCTION, file_on_read) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_READDATA, &x) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)f->upload_size) ==
-		      CURLE_OK;
-	} else if (streq(method, "POST")) {
-		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-				       f->upload_data ? f->upload_data : "") == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-				       (curl_off_t)(f->upload_data ? f->upload_len : 0)) ==
-		      CURLE_OK;
-	}
-	if (!ok) {
-		buf_done(&x.kept);
-		return lxm_error_set(err, -ENOMEM, 500, "%s %s: cannot set up the request", method,
-				     path);
-	}
-	/* The handle keeps pointers into this frame until the next request resets it. */
-	code = curl_easy_perform(h);
-	if (code != CURLE_OK) {
-		buf_done(&x.kept);
+		lxm_httpc_buf_done(&x.kept);
 		if (x.sink_err)
 			return lxm_error_setx(err, x.sink_err, 500, "write");
 		if (x.read_err)
 			return lxm_error_setx(err, x.read_err, 500, "read");
-		return err_transfer(c, x.kept.overflow ? CURLE_WRITE_ERROR : code, err);
+		return err_transfer(c, r, &res, err);
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http_status);
-	if (http_status == 200 && f->type && !streq(f->type, "directory")) {
+	if (res.status == 200 && f->type && !streq(f->type, "directory")) {
 		f->body = x.kept.data ? x.kept.data : strdup("");
 		f->body_len = x.kept.len;
 		return f->body ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	}
-	r = lxm_client_parse_reply(c->socket, http_status, x.kept.data ? x.kept.data : "",
+	r = lxm_client_parse_reply(c->socket, res.status, x.kept.data ? x.kept.data : "",
 				   x.kept.len, &env, err);
-	buf_done(&x.kept);
+	lxm_httpc_buf_done(&x.kept);
 	if (r < 0)
 		return r;
 	f->metadata = json_incref(json_object_get(env, "metadata"));

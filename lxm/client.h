@@ -1,4 +1,4 @@
-/* The CLI's HTTP client for lxmd's REST API (LXD's API 1.0) over its unix socket, with libcurl.
+/* The CLI's HTTP client for lxmd's REST API (LXD's API 1.0) over its unix socket, on lib/httpc.
  * It speaks LXD's envelope: sync replies give their metadata, async replies give the operation,
  * error replies become a struct lxm_error carrying the server's message and status. Connection
  * problems become one-line errors that tell the user what to do. */

@@ -8,19 +8,22 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <openssl/evp.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lib/cleanup.h"
 #include "lib/json.h"
-#include "lib/simplestreams.h"
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
@@ -343,70 +346,222 @@ static int fetch_images(struct lxm_client *c, const char *remote, json_t **ret,
 
 /* ---- simplestreams remotes ---- */
 
-static void sstreams_freep(struct lxm_sstreams **s)
+/* The catalogue is fetched and parsed by lxm-imagetool (libcurl and the parsing of a server's
+ * answers stay out of lxm, as out of lxmd); it prints the image(s) as one JSON line. */
+
+/* Where lxm-imagetool is: $LXM_IMAGETOOL, else the build tree's when this lxm runs from that
+ * build tree, else the installed one. */
+static int imagetool_path(const struct lxm_remote *remote, char **ret, struct lxm_error **err)
 {
-	lxm_sstreams_free(*s);
+	const char *env = getenv("LXM_IMAGETOOL");
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	const char *dir = LXM_LIBEXECDIR;
+
+	if (n > 0) {
+		self[n] = '\0';
+		if (startswith(self, LXM_BUILDDIR "/"))
+			dir = LXM_BUILDDIR "/lxmd";
+	}
+	if (env && *env ? asprintf(ret, "%s", env) < 0 : asprintf(ret, "%s/lxm-imagetool", dir) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (access(*ret, X_OK) < 0) {
+		lxm_error_set(
+			err, -ENOENT, 500,
+			"simplestreams remote '%s': lxm-imagetool not found at %s: reinstall lxm",
+			remote->name, *ret);
+		free(TAKE_PTR(*ret));
+		return -ENOENT;
+	}
+	return 0;
 }
 
-/* An image of a simplestreams catalogue as an API Image object, so that list and info show it
- * as they show an lxmd's: its aliases, the catalogue's properties, the version's date. */
-static json_t *sstreams_image_json(const struct lxm_sstreams_image *si)
+/* Largest answer of lxm-imagetool accepted (the catalogue's own limit). */
+#define IMAGETOOL_OUT_MAX (64u << 20)
+/* How much of its stderr is kept: the end, where it says why it failed. */
+#define IMAGETOOL_ERR_MAX 16384
+
+/* Reads fd's data into *buf (growing it, up to max; beyond that the rest is dropped and
+ * *overflow set); false at EOF or on an error. */
+static bool imagetool_read(int fd, char **buf, size_t *len, size_t max, bool *overflow)
 {
-	_cleanup_json_ json_t *aliases = json_array();
+	char chunk[16384];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+	char *nb;
+
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n <= 0)
+		return false;
+	if (*len + (size_t)n > max) {
+		*overflow = true;
+		return true;
+	}
+	nb = realloc(*buf, *len + (size_t)n + 1);
+	if (!nb) {
+		*overflow = true;
+		return true;
+	}
+	*buf = nb;
+	memcpy(*buf + *len, chunk, (size_t)n);
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+	return true;
+}
+
+/* Runs lxm-imagetool with args (subcommand first, NULL-terminated): *ret is its stdout, parsed as
+ * JSON. On failure err is the tool's own error (its message unchanged), with the exit status
+ * in *ret_status (3: the server's URL was refused, before any transfer; -1: the tool is not
+ * there, and err says so in full). */
+static int imagetool_json(const struct lxm_remote *remote, const char *const args[], json_t **ret,
+			  int *ret_status, struct lxm_error **err)
+{
+	_cleanup_free_ char *tool = NULL, *out = NULL, *errout = NULL, **argv = NULL;
+	_cleanup_close_ int ofd = -1, efd = -1;
+	posix_spawn_file_actions_t fa;
+	size_t olen = 0, elen = 0, n = 0;
+	bool overflow = false, eoverflow = false;
+	int op[2], ep[2], k, status, st = 0, en = 0, skip = 0;
+	const char *last;
+	json_error_t jerr;
+	pid_t pid;
+
+	*ret_status = -1;
+	k = imagetool_path(remote, &tool, err);
+	if (k < 0)
+		return k;
+	while (args[n])
+		n++;
+	argv = calloc(n + 2, sizeof(*argv));
+	if (!argv)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	argv[0] = tool;
+	memcpy(argv + 1, args, n * sizeof(*argv));
+	if (pipe2(op, O_CLOEXEC) < 0)
+		return lxm_error_setx(err, -errno, 500, "run %s: pipe", tool);
+	ofd = op[0];
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		close(op[1]);
+		return lxm_error_setx(err, -errno, 500, "run %s: pipe", tool);
+	}
+	efd = ep[0];
+	k = posix_spawn_file_actions_init(&fa);
+	if (k == 0)
+		k = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (k == 0)
+		k = posix_spawn_file_actions_adddup2(&fa, op[1], 1);
+	if (k == 0)
+		k = posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
+	if (k == 0)
+		k = posix_spawn(&pid, tool, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(op[1]);
+	close(ep[1]);
+	if (k != 0)
+		return lxm_error_setx(err, -k, 500, "run %s", tool);
+	while (ofd >= 0 || efd >= 0) {
+		struct pollfd p[2] = { { .fd = ofd, .events = POLLIN },
+				       { .fd = efd, .events = POLLIN } };
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents && !imagetool_read(ofd, &out, &olen, IMAGETOOL_OUT_MAX, &overflow))
+			close(TAKE_FD(ofd));
+		if (p[1].revents &&
+		    !imagetool_read(efd, &errout, &elen, IMAGETOOL_ERR_MAX, &eoverflow))
+			close(TAKE_FD(efd));
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return lxm_error_setx(err, -errno, 500, "wait for %s", tool);
+	*ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (*ret_status != 0) {
+		/* The tool's last line: "error STATUS ERRNO MESSAGE". */
+		last = errout ? errout : "";
+		for (const char *p = last; (p = strstr(p, "\nerror ")); p++)
+			last = p + 1;
+		if (sscanf(last, "error %d %d %n", &st, &en, &skip) == 2 && skip > 0) {
+			last += skip;
+			return lxm_error_set(err, en > 0 ? -en : -EIO, st, "%.*s",
+					     (int)strcspn(last, "\n"), last);
+		}
+		return lxm_error_set(err, -EIO, 500, "%s %s: exited with status %d: %s", tool,
+				     args[0], *ret_status, errout ? errout : "no message");
+	}
+	if (overflow)
+		return lxm_error_set(err, -EFBIG, 500, "%s %s: answer too large", tool, args[0]);
+	*ret = json_loads(out ? out : "", 0, &jerr);
+	if (!*ret)
+		return lxm_error_set(err, -EIO, 500, "%s %s: unexpected output: %s", tool, args[0],
+				     jerr.text);
+	return 0;
+}
+
+/* An image of a simplestreams catalogue (lxm-imagetool's JSON of it) as an API Image object, so
+ * that list and info show it as they show an lxmd's: its aliases, the catalogue's properties,
+ * the version's date. */
+static json_t *sstreams_image_json(const json_t *si)
+{
+	_cleanup_json_ json_t *aliases = json_array(), *empty = json_object();
 	char date[32] = "0001-01-01T00:00:00Z";
-	const json_t *a;
+	const json_t *a, *props = json_object_get(si, "properties");
+	const char *arch = json_string_value(json_object_get(si, "architecture"));
+	const char *type = json_string_value(json_object_get(si, "type"));
+	json_int_t created = json_integer_value(json_object_get(si, "created_at"));
+	json_int_t size = json_integer_value(json_object_get(si, "meta_size")) +
+			  json_integer_value(json_object_get(si, "rootfs_size"));
 	struct tm tm;
-	time_t t = (time_t)si->created_at;
+	time_t t = (time_t)created;
 	size_t i;
 
-	if (!aliases)
+	if (!aliases || !empty || !json_is_string(json_object_get(si, "fingerprint")))
 		return NULL;
-	json_array_foreach (si->aliases, i, a)
+	json_array_foreach (json_object_get(si, "aliases"), i, a)
 		if (json_is_string(a) &&
 		    json_array_append_new(aliases,
 					  json_pack("{s:s, s:s}", "name", json_string_value(a),
 						    "description", "")) < 0)
 			return NULL;
-	if (si->created_at > 0 && gmtime_r(&t, &tm))
+	if (created > 0 && gmtime_r(&t, &tm))
 		strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_pack("{s:s, s:O, s:b, s:O, s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:s?, s:s?}",
-			 "fingerprint", si->fingerprint, "aliases", aliases, "public", true,
-			 "properties", si->properties ? si->properties : json_object(),
-			 "architecture", si->architecture ? si->architecture : "", "type",
-			 si->type ? si->type : "container", "size",
-			 (json_int_t)(si->meta_size + si->rootfs_size), "uploaded_at", date,
-			 "created_at", date, "cached", false, "auto_update", false, "product",
-			 si->product, "version", si->version);
+	return json_pack("{s:O, s:O, s:b, s:O, s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:O?, s:O?}",
+			 "fingerprint", json_object_get(si, "fingerprint"), "aliases", aliases,
+			 "public", true, "properties", json_is_object(props) ? props : empty,
+			 "architecture", arch ? arch : "", "type", type ? type : "container",
+			 "size", size, "uploaded_at", date, "created_at", date, "cached", false,
+			 "auto_update", false, "product", json_object_get(si, "product"), "version",
+			 json_object_get(si, "version"));
 }
 
-static int sstreams_open(const struct lxm_remote *remote, struct lxm_sstreams **ret,
-			 struct lxm_error **err)
-{
-	int r = lxm_sstreams_new(remote->addr, remote->ca, ret, err);
-
-	return r < 0 ? lxm_error_prefix(err, "simplestreams remote '%s'", remote->name) : 0;
-}
+/* lxm-imagetool's exit status when the remote's URL itself was refused. */
+#define IMAGETOOL_BAD_SERVER 3
 
 /* Every image of a simplestreams remote, as Image objects. */
 static int fetch_sstreams_images(const struct lxm_remote *remote, json_t **ret,
 				 struct lxm_error **err)
 {
-	_cleanup_(sstreams_freep) struct lxm_sstreams *s = NULL;
-	_cleanup_json_ json_t *all = json_array();
-	struct lxm_sstreams_image **imgs = NULL;
-	size_t n = 0;
-	int r;
+	_cleanup_json_ json_t *all = json_array(), *imgs = NULL;
+	const char *args[] = { "ss-list", remote->addr, remote->ca ? remote->ca : "-", NULL };
+	const json_t *si;
+	size_t i;
+	int r, status = 0;
 
-	r = sstreams_open(remote, &s, err);
-	if (r < 0)
+	r = imagetool_json(remote, args, &imgs, &status, err);
+	if (r < 0 && status == -1)
 		return r;
-	r = lxm_sstreams_list(s, &imgs, &n, err);
+	if (r < 0 && status == IMAGETOOL_BAD_SERVER)
+		return lxm_error_prefix(err, "simplestreams remote '%s'", remote->name);
 	if (r < 0)
 		return lxm_error_prefix(err, "list images on simplestreams remote '%s'",
 					remote->name);
-	for (size_t i = 0; r >= 0 && i < n; i++)
-		r = all ? json_array_append_new(all, sstreams_image_json(imgs[i])) : -ENOMEM;
-	lxm_sstreams_images_free(imgs, n);
+	if (!json_is_array(imgs))
+		return lxm_error_set(err, -EIO, 500,
+				     "list images on simplestreams remote '%s': lxm-imagetool "
+				     "answered no list",
+				     remote->name);
+	json_array_foreach (imgs, i, si)
+		if (r >= 0)
+			r = all ? json_array_append_new(all, sstreams_image_json(si)) : -ENOMEM;
 	if (r < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "list images on remote '%s': out of memory",
 				     remote->name);
@@ -419,23 +574,32 @@ static int fetch_sstreams_images(const struct lxm_remote *remote, json_t **ret,
 static int sstreams_get_image(const struct lxm_remote *remote, const char *name, json_t **ret,
 			      struct lxm_error **err)
 {
-	_cleanup_(sstreams_freep) struct lxm_sstreams *s = NULL;
-	struct lxm_sstreams_image *si = NULL;
+	_cleanup_json_ json_t *si = NULL;
 	struct utsname u;
-	int r;
+	const char *args[] = { "ss-find",
+			       remote->addr,
+			       remote->ca ? remote->ca : "-",
+			       name,
+			       uname(&u) == 0 ? u.machine : "-",
+			       NULL };
+	int r, status = 0;
 
 	if (!*name)
 		return lxm_error_set(err, -EINVAL, 400, "no image named after '%s:'", remote->name);
-	r = sstreams_open(remote, &s, err);
-	if (r < 0)
+	r = imagetool_json(remote, args, &si, &status, err);
+	if (r < 0 && status == -1)
 		return r;
-	r = lxm_sstreams_find(s, name, uname(&u) == 0 ? u.machine : NULL, NULL, &si, err);
+	if (r < 0 && status == IMAGETOOL_BAD_SERVER)
+		return lxm_error_prefix(err, "simplestreams remote '%s'", remote->name);
 	if (r < 0)
 		return lxm_error_prefix(err, "image '%s' on simplestreams remote '%s'", name,
 					remote->name);
 	*ret = sstreams_image_json(si);
-	lxm_sstreams_image_free(si);
-	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return *ret ? 0
+		    : lxm_error_set(err, -EIO, 500,
+				    "image '%s' on simplestreams remote '%s': lxm-imagetool "
+				    "answered no image",
+				    name, remote->name);
 }
 
 static int image_list(int argc, char **argv, struct lxm_error **err)

@@ -196,6 +196,10 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 
 int lxm_cmd_init(int argc, char **argv, struct lxm_error **err)
 {
+	/* "lxm init --auto" sets up the server (storage) instead of creating an instance. */
+	for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+		if (streq(argv[i], "--auto"))
+			return lxm_storage_init_auto(argc, argv, err);
 	return create_instance(argc, argv, false, err);
 }
 

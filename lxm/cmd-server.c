@@ -72,7 +72,8 @@ static void print_time(const char *label, const json_t *inst, const char *key)
 
 static int print_snapshots(const char *cmd, const json_t *snaps, struct lxm_error **err)
 {
-	static const char *const header[] = { "NAME", "TAKEN AT", "EXPIRES AT", "STATEFUL" };
+	static const char *const header[] = { "NAME", "TAKEN AT", "EXPIRES AT", "SIZE",
+					      "STATEFUL" };
 	_cleanup_table_ struct lxm_table *t = NULL;
 	_cleanup_free_ char *out = NULL;
 	const json_t *s;
@@ -83,17 +84,22 @@ static int print_snapshots(const char *cmd, const json_t *snaps, struct lxm_erro
 		return 0;
 	r = lxm_table_new(&t, ARRAY_SIZE(header), header);
 	json_array_foreach (snaps, i, s) {
-		char taken[64] = "", expires[64] = "";
+		char taken[64] = "", expires[64] = "", size[32] = "";
 		const char *name = json_string_value(json_object_get(s, "name"));
 		const char *slash = name ? strrchr(name, '/') : NULL;
-		const char *row[4];
+		const json_t *sz = json_object_get(s, "size");
+		const char *row[5];
 
 		lxm_format_time(json_string_value(json_object_get(s, "created_at")), true, taken);
 		lxm_format_time(json_string_value(json_object_get(s, "expires_at")), true, expires);
 		row[0] = slash ? slash + 1 : name;
 		row[1] = taken;
 		row[2] = expires;
-		row[3] = json_is_true(json_object_get(s, "stateful")) ? "YES" : "NO";
+		/* -1: not known (the driver could not say). */
+		if (json_is_integer(sz) && json_integer_value(sz) >= 0)
+			lxm_format_bytes((uint64_t)json_integer_value(sz), true, size);
+		row[3] = size;
+		row[4] = json_is_true(json_object_get(s, "stateful")) ? "YES" : "NO";
 		if (r >= 0)
 			r = lxm_table_add_row(t, row);
 	}
@@ -172,7 +178,7 @@ static int print_resources(struct lxm_client *c, const char *name, const char *e
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_json_ json_t *state = NULL;
-	const json_t *net, *nic;
+	const json_t *net, *nic, *disk;
 	const char *ifname;
 	char buf[32];
 	int r;
@@ -192,6 +198,13 @@ static int print_resources(struct lxm_client *c, const char *name, const char *e
 		printf("    Memory (peak): %s\n",
 		       lxm_format_bytes((uint64_t)int_at(state, "memory", "usage_peak"), true,
 					buf));
+	disk = json_object_get(state, "disk");
+	if (json_object_size(disk) > 0) {
+		printf("  Disk usage:\n");
+		json_object_foreach ((json_t *)disk, ifname, nic)
+			printf("    %s: %s\n", ifname,
+			       lxm_format_bytes((uint64_t)int_at(nic, "usage", NULL), true, buf));
+	}
 	net = json_object_get(state, "network");
 	if (json_object_size(net) == 0)
 		return 0;

@@ -56,6 +56,7 @@ extern const struct lxm_command lxm_config_commands[];
 extern const struct lxm_command lxm_file_commands[];
 extern const struct lxm_command lxm_image_commands[];
 extern const struct lxm_command lxm_remote_commands[];
+extern const struct lxm_command lxm_storage_commands[];
 
 /* cmd-server.c */
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err);
@@ -66,9 +67,13 @@ int lxm_cmd_list(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_init(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_launch(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err);
+/* cmd-storage.c: lxm init --auto (pool "default" and the default profile's root disk) */
+int lxm_storage_init_auto(int argc, char **argv, struct lxm_error **err);
 /* cmd-snapshot.c */
 int lxm_cmd_snapshot(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_restore(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_copy(int argc, char **argv, struct lxm_error **err);
+int lxm_cmd_move(int argc, char **argv, struct lxm_error **err);
 /* cmd-lifecycle.c */
 int lxm_cmd_start(int argc, char **argv, struct lxm_error **err);
 int lxm_cmd_stop(int argc, char **argv, struct lxm_error **err);

@@ -63,7 +63,8 @@ static const struct lxm_command commands[] = {
 		.alias = "create",
 		.run = lxm_cmd_init,
 		.summary = "Create instances",
-		.usage = "init IMAGE [NAME] [flags] | init --empty [NAME] [flags]",
+		.usage = "init IMAGE [NAME] [flags] | init --empty [NAME] [flags] | init --auto "
+			 "[flags]",
 		.help = "IMAGE is an image alias; 'busybox' is built locally on first use.\n\n"
 			"Flags:\n"
 			"      --empty          Create an instance with no root file system image\n"
@@ -72,7 +73,13 @@ static const struct lxm_command commands[] = {
 			"                       server's default profile)\n"
 			"      --no-profiles    Apply no profile at all\n"
 			"  -c, --config K=V     Instance config key (repeatable)\n"
-			"  -e, --ephemeral      Ephemeral instance\n",
+			"  -e, --ephemeral      Ephemeral instance\n"
+			"\n"
+			"With --auto, sets up a new server instead: creates the storage\n"
+			"pool 'default' (btrfs on a loop file when the server can, else\n"
+			"dir) and adds a root disk device on it to profile 'default'.\n"
+			"      --storage-backend B       dir, btrfs or overlay\n"
+			"      --storage-create-loop N   Size in GiB of the btrfs loop file\n",
 	},
 	{
 		.name = "launch",
@@ -146,6 +153,31 @@ static const struct lxm_command commands[] = {
 			"instance must be stopped.\n",
 	},
 	{
+		.name = "copy",
+		.alias = "cp",
+		.run = lxm_cmd_copy,
+		.summary = "Copy instances (or a snapshot into a new instance)",
+		.usage = "copy SOURCE[/SNAPSHOT] DESTINATION [flags]",
+		.help = "The copy gets the source's config (without its volatile state),\n"
+			"devices and profiles, in the pool its root disk device names; its\n"
+			"hostname templates are rendered again. A running source is frozen for\n"
+			"the copy. Snapshots are not copied.\n"
+			"\n"
+			"Flags:\n"
+			"  -c, --config K=V     Config key for the copy (repeatable)\n"
+			"  -p, --profile NAME   Profile for the copy instead of the source's\n"
+			"      --no-profiles    No profile at all\n"
+			"      --instance-only  Accepted (snapshots are never copied)\n",
+	},
+	{
+		.name = "move",
+		.alias = "mv",
+		.run = lxm_cmd_move,
+		.summary = "Rename instances or snapshots",
+		.usage = "move OLD NEW | move INSTANCE/OLD INSTANCE/NEW",
+		.help = "An instance must be stopped; its snapshots, logs and volume follow.\n",
+	},
+	{
 		.name = "list",
 		.alias = "ls",
 		.run = lxm_cmd_list,
@@ -213,6 +245,12 @@ static const struct lxm_command commands[] = {
 		.summary = "Manage profiles",
 		.usage = "profile <command>",
 		.subcommands = lxm_profile_commands,
+	},
+	{
+		.name = "storage",
+		.summary = "Manage storage pools and volumes",
+		.usage = "storage <command>",
+		.subcommands = lxm_storage_commands,
 	},
 	{
 		.name = "version",

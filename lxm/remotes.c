@@ -2,17 +2,18 @@
 #include "config.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/cleanup.h"
+#include "lib/httpc.h"
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lib/yaml.h"
@@ -463,176 +464,84 @@ int lxm_remote_connect(const struct lxm_remote *r, struct lxm_client **ret, stru
 /* ---- streamed requests ---- */
 
 struct xfer {
-	struct lxm_stream *s;
-	CURL *curl;
-	char *json;	 /* a JSON (or unexpected) reply, kept */
-	size_t json_len; /* bytes in json */
-	bool headers_done;
-	int cb_err; /* a callback's failure, or 0 */
+	struct lxm_stream *s;	   /* the caller's request */
+	struct lxm_httpc_buf json; /* a JSON (or unexpected) reply, kept */
+	int cb_err;		   /* a callback's failure, or 0 */
 };
-
-static char *header_value(const char *line, size_t n, const char *name)
-{
-	size_t nlen = strlen(name);
-	const char *v;
-
-	if (n <= nlen || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
-		return NULL;
-	v = line + nlen + 1;
-	n -= nlen + 1;
-	while (n && (*v == ' ' || *v == '\t'))
-		v++, n--;
-	while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
-		n--;
-	return strndup(v, n);
-}
 
 static bool is_json(const char *content_type)
 {
 	return content_type && strncasecmp(content_type, "application/json", 16) == 0;
 }
 
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+static int on_header(const char *name, const char *value, void *ud)
 {
-	struct xfer *x = userdata;
-	struct lxm_stream *s = x->s;
-	size_t n = size * nmemb;
-	char *v;
+	struct lxm_stream *s = ((struct xfer *)ud)->s;
+	char **field = NULL;
 
-	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-		/* A new status line: what came before (a 100 Continue) was not the reply. */
-		free(s->content_type);
-		free(s->content_disposition);
-		s->content_type = s->content_disposition = NULL;
-		s->content_length = -1;
-		return n;
-	}
-	if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
-		curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &s->status);
-		if (s->status < 200 || x->headers_done)
-			return n;
-		x->headers_done = true;
-		s->raw = s->status == 200 && !is_json(s->content_type) && s->sink;
-		if (s->on_headers) {
-			int k = s->on_headers(s, s->ud);
-
-			if (k < 0) {
-				x->cb_err = k;
-				return 0;
-			}
-		}
-		return n;
-	}
-	if ((v = header_value(data, n, "Content-Type"))) {
-		free(s->content_type);
-		s->content_type = v;
-	} else if ((v = header_value(data, n, "Content-Disposition"))) {
-		free(s->content_disposition);
-		s->content_disposition = v;
-	} else if ((v = header_value(data, n, "Content-Length"))) {
-		s->content_length = strtoll(v, NULL, 10);
-		free(v);
-	}
-	return n;
+	if (strcasecmp(name, "Content-Type") == 0)
+		field = &s->content_type;
+	else if (strcasecmp(name, "Content-Disposition") == 0)
+		field = &s->content_disposition;
+	else if (strcasecmp(name, "Content-Length") == 0)
+		s->content_length = strtoll(value, NULL, 10);
+	if (!field)
+		return 0;
+	free(*field);
+	*field = strdup(value);
+	return *field ? 0 : -ENOMEM;
 }
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+static int on_headers(int status, void *ud)
 {
-	struct xfer *x = userdata;
-	size_t n = size * nmemb;
-	char *grown;
+	struct xfer *x = ud;
+	struct lxm_stream *s = x->s;
+	int k;
 
-	if (x->s->raw) {
-		int k = x->s->sink(data, n, x->s->ud);
-
+	s->status = status;
+	s->raw = s->status == 200 && !is_json(s->content_type) && s->sink;
+	if (s->on_headers) {
+		k = s->on_headers(s, s->ud);
 		if (k < 0) {
 			x->cb_err = k;
-			return 0;
+			return k;
 		}
-		return n;
 	}
-	if (x->json_len + n > JSON_REPLY_MAX) {
-		x->cb_err = -EFBIG;
-		return 0;
-	}
-	grown = realloc(x->json, x->json_len + n + 1);
-	if (!grown) {
-		x->cb_err = -ENOMEM;
-		return 0;
-	}
-	memcpy(grown + x->json_len, data, n);
-	x->json = grown;
-	x->json_len += n;
-	x->json[x->json_len] = '\0';
-	return n;
-}
-
-static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
-{
-	struct xfer *x = userdata;
-	ssize_t n = x->s->read(buf, size * nitems, x->s->ud);
-
-	if (n < 0) {
-		x->cb_err = (int)n;
-		return CURL_READFUNC_ABORT;
-	}
-	return (size_t)n;
-}
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all)
-DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup)
-
-static int setup(CURL *h, const char *method, const char *url, const char *socket,
-		 struct curl_slist *headers, struct xfer *x, char *errbuf)
-{
-	struct lxm_stream *s = x->s;
-	bool ok = true;
-
-	ok &= curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_USERAGENT, "lxm/" PACKAGE_VERSION) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK;
-	ok &= curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK;
-	if (s->read) {
-		/* Read piece by piece: never the whole body in memory. */
-		ok &= curl_easy_setopt(h, CURLOPT_UPLOAD, 1L) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_READDATA, x) == CURLE_OK;
-		ok &= curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->upload_size) ==
-		      CURLE_OK;
-	}
-	if (!streq(method, "GET") || s->read)
-		ok &= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
-	return ok ? 0 : -ENOMEM;
-}
-
-static int add_header(struct curl_slist **list, const char *h)
-{
-	struct curl_slist *l = curl_slist_append(*list, h);
-
-	if (!l)
-		return -ENOMEM;
-	*list = l;
 	return 0;
+}
+
+static int on_body(const char *data, size_t len, void *ud)
+{
+	struct xfer *x = ud;
+	int k;
+
+	if (x->s->raw)
+		k = x->s->sink(data, len, x->s->ud);
+	else
+		k = lxm_httpc_buf_append(data, len, &x->json);
+	if (k < 0)
+		x->cb_err = k;
+	return k;
+}
+
+static ssize_t on_read(char *buf, size_t len, void *ud)
+{
+	struct xfer *x = ud;
+	ssize_t n = x->s->read(buf, len, x->s->ud);
+
+	if (n < 0)
+		x->cb_err = (int)n;
+	return n;
 }
 
 int lxm_stream_request(struct lxm_client *c, const char *method, const char *path,
 		       struct lxm_stream *s, struct lxm_error **err)
 {
-	_cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
-	_cleanup_(curl_easy_cleanupp) CURL *h = NULL;
+	_cleanup_(lxm_httpc_freep) struct lxm_httpc *h = NULL;
 	_cleanup_json_ json_t *env = NULL;
-	_cleanup_free_ char *url = NULL;
 	const char *socket = lxm_client_socket(c), *type, *op;
-	struct xfer x = { .s = s };
-	char errbuf[CURL_ERROR_SIZE] = "";
-	CURLcode code;
+	struct xfer x = { .s = s, .json.max = JSON_REPLY_MAX };
+	struct lxm_httpc_result res;
 	int r;
 
 	s->status = 0;
@@ -640,42 +549,47 @@ int lxm_stream_request(struct lxm_client *c, const char *method, const char *pat
 	s->content_length = -1;
 	s->raw = false;
 	s->metadata = NULL;
-	if (asprintf(&url, "http://lxm%s", path) < 0) {
-		url = NULL;
-		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", method, path);
-	}
-	h = x.curl = curl_easy_init();
-	/* No "Expect: 100-continue" round trip: lxmd refuses early on its own. */
-	r = h ? add_header(&headers, "Expect:") : -ENOMEM;
-	for (size_t i = 0; r >= 0 && s->headers && s->headers[i]; i++)
-		r = add_header(&headers, s->headers[i]);
-	if (r >= 0 && s->read && s->upload_size < 0)
-		r = add_header(&headers, "Transfer-Encoding: chunked");
-	if (r >= 0)
-		r = setup(h, method, url, socket, headers, &x, errbuf);
+	/* A connection of its own: a stream may run in a thread beside c's other requests. */
+	r = lxm_httpc_new(socket, &h);
 	if (r < 0)
-		return lxm_error_set(err, r, 500, "%s %s: cannot set up the request", method, path);
-
-	code = curl_easy_perform(h);
-	if (code != CURLE_OK) {
-		_cleanup_free_ char *j = x.json;
-
+		return lxm_error_set(err, r, 500, "%s %s: %s", method, path,
+				     r == -ENAMETOOLONG ? "the socket path is too long"
+							: "out of memory");
+	r = lxm_httpc_request(h,
+			      &(struct lxm_httpc_request){
+				      .method = method,
+				      .target = path,
+				      .headers = s->headers,
+				      .read = s->read ? on_read : NULL,
+				      .body_size = s->upload_size,
+				      .on_header = on_header,
+				      .on_headers = on_headers,
+				      .on_body = on_body,
+				      .ud = &x,
+			      },
+			      &res);
+	if (r < 0) {
 		/* A server that refused the request before reading all of its body has said
-		 * why: that beats "send failure". */
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
-		if (s->status >= 400 && j &&
-		    lxm_client_parse_reply(socket, s->status, j, x.json_len, &env, err) < 0)
-			return -(*err)->errnum;
+		 * why, and that reply was read: it beats "send failure". */
+		int k = s->status >= 400 && x.json.data
+				? lxm_client_parse_reply(socket, s->status, x.json.data, x.json.len,
+							 &env, err)
+				: 0;
+
+		lxm_httpc_buf_done(&x.json);
+		if (k < 0)
+			return k;
 		if (x.cb_err)
 			return lxm_error_setx(err, x.cb_err, 500, "%s %s", method, path);
-		return lxm_error_set(err, -EIO, 502, "%s %s on %s failed: %s", method, path, socket,
-				     errbuf[0] ? errbuf : curl_easy_strerror(code));
+		return lxm_error_setx(err, r, 502, "%s %s on %s failed", method, path, socket);
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
-	if (s->raw)
+	if (s->raw) {
+		lxm_httpc_buf_done(&x.json);
 		return 0;
-	r = lxm_client_parse_reply(socket, s->status, x.json ? x.json : "", x.json_len, &env, err);
-	free(x.json);
+	}
+	r = lxm_client_parse_reply(socket, s->status, x.json.data ? x.json.data : "", x.json.len,
+				   &env, err);
+	lxm_httpc_buf_done(&x.json);
 	if (r < 0)
 		return r;
 	type = json_string_value(json_object_get(env, "type"));

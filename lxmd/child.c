@@ -5,6 +5,9 @@
 #include <spawn.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +261,23 @@ int lxmd_self_dir(char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+int lxmd_find_helper(const char *name, const char *env_var, char **ret)
+{
+	const char *env = env_var ? getenv(env_var) : NULL;
+	_cleanup_free_ char *dir = NULL;
+
+	if (env && *env) {
+		*ret = strdup(env);
+		return *ret ? 0 : -ENOMEM;
+	}
+	if (lxmd_self_dir(&dir) == 0 && asprintf(ret, "%s/%s", dir, name) >= 0) {
+		if (access(*ret, X_OK) == 0)
+			return 0;
+		free(*ret);
+	}
+	return asprintf(ret, "%s/%s", LXM_LIBEXECDIR, name) < 0 ? -ENOMEM : 0;
+}
+
 int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize)
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
@@ -301,6 +321,170 @@ int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize)
 		used += (size_t)n;
 	}
 	errbuf[used] = '\0';
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* Longest stdout line lxmd_run_sync_lines accepts (a whole image catalogue as one JSON line). */
+#define SYNC_LINE_MAX (64u << 20)
+
+/* The stdout side of lxmd_run_sync_lines: bytes up to the next newline. */
+struct sync_lines {
+	char *buf;  /* the line being read */
+	size_t len; /* bytes in buf */
+	size_t cap; /* allocated size of buf */
+};
+
+/* Appends n bytes of stdout and hands on every complete line; non-zero: kill the child. */
+static int sync_feed(struct sync_lines *l, const char *p, size_t n, lxmd_sync_line_fn line,
+		     void *ud)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n') {
+			l->buf[l->len] = '\0';
+			l->len = 0;
+			if (line(l->buf, ud) != 0)
+				return 1;
+			continue;
+		}
+		if (l->len + 1 >= l->cap) {
+			size_t cap = l->cap ? l->cap * 2 : 4096;
+			char *nb;
+
+			if (cap > SYNC_LINE_MAX)
+				return 1;
+			nb = realloc(l->buf, cap);
+			if (!nb)
+				return 1;
+			l->buf = nb;
+			l->cap = cap;
+		}
+		l->buf[l->len++] = p[i];
+	}
+	return 0;
+}
+
+/* Keeps the end of stderr in errbuf, where a failing program says why. */
+static void sync_keep_err(char *errbuf, size_t errsize, size_t *used, const char *p, size_t n)
+{
+	if (n >= errsize - 1) {
+		p += n - (errsize - 1);
+		n = errsize - 1;
+	}
+	if (*used + n > errsize - 1) {
+		size_t drop = *used + n - (errsize - 1);
+
+		memmove(errbuf, errbuf + drop, *used - drop);
+		*used -= drop;
+	}
+	memcpy(errbuf + *used, p, n);
+	*used += n;
+	errbuf[*used] = '\0';
+}
+
+int lxmd_run_sync_lines(char *const argv[], const char *input, lxmd_sync_line_fn line, void *ud,
+			char *errbuf, size_t errsize)
+{
+	_cleanup_close_ int out = -1, errfd = -1, in = -1;
+	struct sync_lines l = { 0 };
+	posix_spawn_file_actions_t fa;
+	int outp[2], errp[2], inp[2] = { -1, -1 }, status, k;
+	size_t used = 0, input_len = input ? strlen(input) : 0, written = 0;
+	bool killed = false;
+	pid_t pid;
+
+	errbuf[0] = '\0';
+	if (pipe2(outp, O_CLOEXEC) < 0)
+		return -errno;
+	out = outp[0];
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		close(outp[1]);
+		return -errno;
+	}
+	errfd = errp[0];
+	if (input && pipe2(inp, O_CLOEXEC) < 0) {
+		close(outp[1]);
+		close(errp[1]);
+		return -errno;
+	}
+	in = inp[1];
+	k = posix_spawn_file_actions_init(&fa);
+	if (k == 0)
+		k = input ? posix_spawn_file_actions_adddup2(&fa, inp[0], 0)
+			  : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (k == 0)
+		k = posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+	if (k == 0)
+		k = posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	if (k == 0)
+		k = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(outp[1]);
+	close(errp[1]);
+	if (inp[0] >= 0)
+		close(inp[0]);
+	if (k != 0)
+		return -k;
+	if (in >= 0 && input_len == 0)
+		close(TAKE_FD(in));
+	else if (in >= 0)
+		fcntl(in, F_SETFL, O_NONBLOCK);
+
+	while (out >= 0 || errfd >= 0) {
+		struct pollfd p[3] = { { .fd = out, .events = POLLIN },
+				       { .fd = errfd, .events = POLLIN },
+				       { .fd = in, .events = POLLOUT } };
+		char buf[16384];
+		ssize_t n;
+		int r = poll(p, 3, 200);
+
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0) {
+			if (!killed && line(NULL, ud) != 0) {
+				kill(pid, SIGKILL);
+				killed = true;
+			}
+			continue;
+		}
+		if (p[2].revents) {
+			n = write(in, input + written, input_len - written);
+			if (n > 0)
+				written += (size_t)n;
+			/* All written, or the child stopped reading: it sees EOF. */
+			if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == input_len)
+				close(TAKE_FD(in));
+		}
+		if (p[1].revents) {
+			n = read(errfd, buf, sizeof(buf));
+			if (n > 0)
+				sync_keep_err(errbuf, errsize, &used, buf, (size_t)n);
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+				close(TAKE_FD(errfd));
+		}
+		if (p[0].revents) {
+			n = read(out, buf, sizeof(buf));
+			if (n > 0) {
+				if (!killed && sync_feed(&l, buf, (size_t)n, line, ud) != 0) {
+					kill(pid, SIGKILL);
+					killed = true;
+				}
+			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(TAKE_FD(out));
+			}
+		}
+	}
+	/* A last line without its newline still counts. */
+	if (!killed && l.len > 0) {
+		l.buf[l.len] = '\0';
+		line(l.buf, ud);
+	}
+	free(l.buf);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			return -errno;

@@ -13,14 +13,15 @@
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
-#include "snapshots.h"
 #include "events.h"
 #include "images/images.h"
 #include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "operations.h"
+#include "pools.h"
 #include "server.h"
+#include "snapshot-schedule.h"
 #include "util.h"
 
 /* Ended operations stay readable this long: LXD keeps 5 s, which loses exec results (pylxd#362). */
@@ -242,6 +243,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxm_db_open(dbpath, &d->db, err);
 	if (k < 0)
 		goto fail;
+	k = lxmd_pools_init(d, err);
+	if (k < 0)
+		goto fail;
 	k = lxmd_instances_recover(d, err);
 	if (k < 0)
 		goto fail;
@@ -251,7 +255,6 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_images_init(d, err);
 	if (k < 0)
 		goto fail;
-	lxmd_snapshots_sweep(d);
 	if ((k = lxm_events_new(&d->events)) < 0 ||
 	    (k = lxm_operations_new(loop, OPERATION_RETENTION_MS, on_operation_change, d,
 				    &d->ops)) < 0) {
@@ -269,6 +272,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	uv_signal_start(&d->sig_int, on_signal, SIGINT);
 	uv_timer_init(loop, &d->shutdown_timer);
 	d->shutdown_timer.data = d;
+	k = lxmd_snapshot_schedule_start(d, err);
+	if (k < 0)
+		goto fail;
 	/* Writes to a client that went away must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	log_info("lxmd %s ready: root %s, socket %s", PACKAGE_VERSION, cfg->root, cfg->socket_path);
@@ -310,6 +316,7 @@ void lxmd_shutdown(struct lxmd *d)
 	if (d->shutting_down)
 		return;
 	d->shutting_down = true;
+	lxmd_snapshot_schedule_stop(d);
 	/* No new requests; then wait (bounded) for work already in the thread pool, whose
 	 * callbacks still use the operations table. */
 	lxmd_server_close(TAKE_PTR(d->server));
@@ -327,6 +334,7 @@ void lxmd_fini(struct lxmd *d)
 	if (d->ops)
 		lxm_operations_free(TAKE_PTR(d->ops));
 	lxm_events_free(TAKE_PTR(d->events));
+	lxmd_pools_fini(d);
 	lxm_db_close(TAKE_PTR(d->db));
 	json_decref(TAKE_PTR(d->kernel_features));
 	if (d->lock_fd >= 0) {

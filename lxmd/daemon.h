@@ -13,6 +13,8 @@ struct lxm_events;
 struct lxm_operations;
 struct lxmd_server;
 struct lxmd_runtime;
+struct lxmd_pools;
+struct lxmd_snapshot_scheduler;
 
 struct lxmd_config {
 	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
@@ -31,14 +33,16 @@ struct lxmd {
 	struct lxm_operations *ops; /* async operations */
 	struct lxm_events *events;  /* /1.0/events subscribers */
 	struct lxmd_runtime *rt;    /* running instances and their monitors (instance.c) */
+	struct lxmd_pools *pools;   /* open storage pools (pools.c) */
 	json_t *kernel_features;    /* what lxmd_kernel_check() found, shown in GET /1.0 */
 	uv_signal_t sig_term;	    /* SIGTERM: clean shutdown */
 	uv_signal_t sig_int;	    /* SIGINT: clean shutdown */
 	uv_timer_t shutdown_timer;  /* polls running operations during shutdown */
 	uint64_t shutdown_deadline; /* monotonic ms after which shutdown stops waiting */
-	int lock_fd;		    /* holds the root's lock for the daemon's life */
-	bool shutting_down;	    /* a shutdown has begun */
-	int64_t started_at;	    /* ns since the epoch */
+	struct lxmd_snapshot_scheduler *scheduler; /* snapshots.schedule/expiry timer */
+	int lock_fd;				   /* holds the root's lock for the daemon's life */
+	bool shutting_down;			   /* a shutdown has begun */
+	int64_t started_at;			   /* ns since the epoch */
 };
 
 /* Fills defaults for unset fields (root from $LXM_DIR or /var/lib/lxm, ...). */
@@ -60,12 +64,13 @@ void lxmd_shutdown(struct lxmd *d);
 /* Frees what lxmd_init() set up; call after the loop has ended. */
 void lxmd_fini(struct lxmd *d);
 
-/* Completes instances whose files are missing after an interrupted create (the database row is
- * written first). Returns how many were repaired. Runs at start-up, before the API serves. */
+/* Mounts and links every instance's volume, and rolls back creates that a kill interrupted (the
+ * database rows are written first, backup.yaml last). Returns how many were rolled back. Runs at
+ * start-up, before the API serves. */
 int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err);
 
-/* Where an instance's files live (its rootfs, backup.yaml). The one place that decides it, so that
- * storage pools can take it over. */
+/* Where an instance's files are seen (its rootfs, backup.yaml): ROOT/containers/<name>, a link
+ * into the storage pool holding its volume (volumes.h). */
 int lxmd_instance_path(const struct lxmd *d, const char *name, char **ret);
 
 /* For a running instance: its init's pid (in lxmd's pid namespace) and the path of its container

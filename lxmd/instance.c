@@ -25,6 +25,7 @@
 #include "child.h"
 #include "cleanup.h"
 #include "container/spec.h"
+#include "disks.h"
 #include "daemon.h"
 #include "db/db.h"
 #include "events.h"
@@ -724,6 +725,8 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	if (!pol->privileged && cg.v2)
 		delegate_cgroup(d, cg.v2);
 	k = build_spec(d, i->name, pol, &cg, j->rundir, &j->spec, err);
+	if (k >= 0)
+		k = lxmd_disks_to_spec(d, i->name, devices, j->spec, err);
 	if (k >= 0 && pol->apparmor_text &&
 	    (!(j->aa_text = strdup(pol->apparmor_text)) ||
 	     asprintf(&j->aa_cache, "%s/security/apparmor/cache", d->cfg.root) < 0 ||
@@ -1319,19 +1322,7 @@ void lxmd_instance_deleted(struct lxmd *d, const char *name)
 
 static int find_monitor(char **ret)
 {
-	const char *env = getenv("LXM_MONITOR");
-	_cleanup_free_ char *dir = NULL;
-
-	if (env && *env) {
-		*ret = strdup(env);
-		return *ret ? 0 : -ENOMEM;
-	}
-	if (lxmd_self_dir(&dir) == 0 && asprintf(ret, "%s/%s", dir, LXM_MONITOR_NAME) >= 0) {
-		if (access(*ret, X_OK) == 0)
-			return 0;
-		free(*ret);
-	}
-	return asprintf(ret, "%s/%s", LXM_LIBEXECDIR, LXM_MONITOR_NAME) < 0 ? -ENOMEM : 0;
+	return lxmd_find_helper(LXM_MONITOR_NAME, "LXM_MONITOR", ret);
 }
 
 /* Monitors outlive lxmd: find the ones still serving and watch them again. */

@@ -1,4 +1,4 @@
-/* Collections whose contents later parts of lxmd manage (storage pools, networks): listed
+/* Collections whose contents later parts of lxmd manage (networks): listed
  * from the database now so that clients see a consistent, empty-but-real state. */
 #include "config.h"
 
@@ -41,11 +41,6 @@ static int list_urls(struct lxmd_request *r, const char *prefix, const char *wha
 		free(url);
 	}
 	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
-}
-
-int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err)
-{
-	return list_urls(r, "/1.0/storage-pools", "storage pools", lxm_db_storage_pool_names, err);
 }
 
 int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err)

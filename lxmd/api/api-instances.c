@@ -19,14 +19,18 @@
 #include "daemon.h"
 #include "child.h"
 #include "db/db.h"
+#include "disks.h"
 #include "events.h"
 #include "images/images.h"
+#include "images/metadata.h"
 #include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "operations.h"
 #include "server.h"
-#include "snapshots.h"
+#include "pools.h"
+#include "storage/storage.h"
+#include "volumes.h"
 #include "util.h"
 #include "yaml.h"
 
@@ -190,9 +194,64 @@ int lxmd_api_instance_get(struct lxmd_request *r, struct lxm_error **err)
 	return lxmd_respond_sync(r, TAKE_PTR(j), etag);
 }
 
+/* A state request waiting for the disk usage of the instance's volume (a tree walk on a dir
+ * pool, a qgroup read on btrfs: thread pool work). */
+struct state_req {
+	uv_work_t work;		/* libuv's */
+	struct lxmd_request *r; /* NULL once the client went away */
+	struct lxm_pool *pool;	/* the pool holding the volume */
+	char *name;		/* the instance */
+	json_t *state;		/* what the answer says, but its disk section */
+	uint64_t used;		/* worker: bytes the volume uses */
+	uint64_t quota;		/* worker: its size limit, 0 for none */
+	int result;		/* worker: 0 or -errno */
+};
+
+static void state_abort(struct lxmd_request *r)
+{
+	struct state_req *sr = r->defer_data;
+
+	sr->r = NULL;
+}
+
+static void state_usage_work(uv_work_t *w)
+{
+	struct state_req *sr = w->data;
+	struct lxm_error *e = NULL;
+
+	sr->result = lxmd_volume_usage(sr->pool, sr->name, &sr->used, &sr->quota, &e);
+	if (sr->result < 0)
+		log_debug("%s", e->msg);
+	lxm_error_free(e);
+}
+
+static void state_usage_done(uv_work_t *w, int status)
+{
+	struct state_req *sr = w->data;
+	json_t *root;
+
+	(void)status;
+	/* The usage is information: without it the rest of the state is still the answer. */
+	if (sr->result >= 0) {
+		root = json_pack("{s:I}", "usage", (json_int_t)sr->used);
+		if (root && sr->quota)
+			json_object_set_new(root, "total", json_integer((json_int_t)sr->quota));
+		if (root)
+			json_object_set_new(json_object_get(sr->state, "disk"), "root", root);
+	}
+	if (sr->r)
+		lxmd_respond_sync(sr->r, TAKE_PTR(sr->state), NULL);
+	json_decref(sr->state);
+	free(sr->name);
+	free(sr);
+}
+
 int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	struct lxm_error *perr = NULL;
+	struct lxm_pool *pool = NULL;
+	struct state_req *sr;
 	json_t *state = NULL;
 	int k = get_instance(r, &inst, err);
 
@@ -201,7 +260,32 @@ int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
 	k = lxmd_instance_state(r->d, inst->name, &state, err);
 	if (k < 0)
 		return k;
-	return lxmd_respond_sync(r, state, NULL);
+	/* An instance from before storage pools, or on a pool that is unavailable: no usage. */
+	if (lxmd_instance_pool(r->d, inst->name, &pool, &perr) < 0) {
+		lxm_error_free(perr);
+		return lxmd_respond_sync(r, state, NULL);
+	}
+	sr = calloc(1, sizeof(*sr));
+	if (!sr || !(sr->name = strdup(inst->name))) {
+		free(sr);
+		json_decref(state);
+		return lxm_error_set(err, -ENOMEM, 500, "state of '%s': out of memory", inst->name);
+	}
+	sr->pool = pool;
+	sr->state = state;
+	sr->work.data = sr;
+	k = uv_queue_work(r->d->loop, &sr->work, state_usage_work, state_usage_done);
+	if (k < 0) {
+		state = TAKE_PTR(sr->state);
+		free(sr->name);
+		free(sr);
+		return lxmd_respond_sync(r, state, NULL);
+	}
+	sr->r = r;
+	r->deferred = true;
+	r->on_abort = state_abort;
+	r->defer_data = sr;
+	return 0;
 }
 
 static const char *state_description(const char *action)
@@ -282,20 +366,27 @@ int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
 
 /* Work for the thread pool: files are never touched on the loop thread. */
 struct instance_job {
-	uv_work_t work;		  /* libuv's */
-	struct lxmd *d;		  /* the daemon */
-	struct lxm_operation *op; /* reports the result */
-	char *name;		  /* the instance */
-	char *path;		  /* its directory */
-	char *backup_yaml;	  /* what to write to backup.yaml (create), or NULL */
-	char *alias;		  /* image to fill the rootfs from (create), or NULL: empty */
-	char *server;		  /* the image server to pull alias from, or NULL: the store */
-	char *protocol;		  /* its protocol */
-	char *certificate;	  /* PEM trusted for it, or NULL */
-	char *logdir;		  /* the instance's log directory (delete), or NULL */
-	char *snapdir;		  /* the instance's snapshots directory (delete), or NULL */
-	int result;		  /* 0 or -errno, set by the worker */
-	const char *step;	  /* what failed */
+	uv_work_t work;		    /* libuv's */
+	struct lxmd *d;		    /* the daemon */
+	struct lxm_operation *op;   /* reports the result */
+	char *name;		    /* the instance */
+	char *path;		    /* its directory */
+	struct lxm_pool *pool;	    /* the pool holding its volume */
+	bool volume_made;	    /* create: its volume exists (filled from an image) */
+	char *copy_src;		    /* copy: the source instance, or NULL */
+	char *copy_snap;	    /* copy: its snapshot to copy, or NULL for the instance */
+	struct lxm_pool *copy_pool; /* copy: the pool holding the source's volume */
+	bool copy_freeze;	    /* copy: the source runs: freeze it around the copy */
+	json_t *ctx;		    /* copy: what the image's "copy" templates see */
+	struct lxm_error *err;	    /* create: why it failed, while the volume goes */
+	char *backup_yaml;	    /* what to write to backup.yaml (create), or NULL */
+	char *alias;		    /* image to fill the rootfs from (create), or NULL: empty */
+	char *server;		    /* the image server to pull alias from, or NULL: the store */
+	char *protocol;		    /* its protocol */
+	char *certificate;	    /* PEM trusted for it, or NULL */
+	char *logdir;		    /* the instance's log directory (delete), or NULL */
+	int result;		    /* 0 or -errno, set by the worker */
+	const char *step;	    /* what failed */
 };
 
 static void job_free(void *p)
@@ -312,7 +403,10 @@ static void job_free(void *p)
 	free(j->protocol);
 	free(j->certificate);
 	free(j->logdir);
-	free(j->snapdir);
+	lxm_error_free(j->err);
+	free(j->copy_src);
+	free(j->copy_snap);
+	json_decref(j->ctx);
 	free(j);
 }
 
@@ -355,10 +449,79 @@ static int write_instance_files(const char *path, const char *yaml, const char *
 	return lxm_write_file_atomic(backup, yaml, strlen(yaml), 0600);
 }
 
+static void create_failed(struct instance_job *j, struct lxm_error *err);
+
+/* The image's templates for trigger "copy" (hostname, hosts) rendered again for the copy. */
+static int copy_templates(struct instance_job *j)
+{
+	_cleanup_(lxm_image_metadata_freep) struct lxm_image_metadata *meta = NULL;
+	_cleanup_free_ char *yaml = NULL, *text = NULL, *tdir = NULL, *rootfs = NULL;
+	size_t len = 0;
+	int k;
+
+	if (asprintf(&yaml, "%s/metadata.yaml", j->path) < 0 ||
+	    asprintf(&tdir, "%s/templates", j->path) < 0 ||
+	    asprintf(&rootfs, "%s/rootfs", j->path) < 0)
+		return lxm_error_set(&j->err, -ENOMEM, 500, "out of memory");
+	k = lxm_read_file(yaml, &text, &len);
+	if (k == -ENOENT)
+		return 0; /* not from an image: nothing to render */
+	if (k < 0)
+		return lxm_error_setx(&j->err, k, 500, "read %s", yaml);
+	k = lxm_image_metadata_parse(text, len, &meta, &j->err);
+	if (k >= 0)
+		k = lxm_image_apply_templates(meta, tdir, rootfs, "copy", j->ctx, &j->err);
+	return k;
+}
+
+/* Thread pool: the copy's volume from the source's (frozen while it runs, for a consistent
+ * copy), and its templates. */
+static int copy_volume(struct instance_job *j)
+{
+	struct lxm_error *terr = NULL;
+	bool frozen = false;
+	int k = 0;
+
+	if (j->copy_freeze) {
+		k = lxmd_instance_freeze_for_copy(j->d, j->copy_src, true, &j->err);
+		if (k == -ENOENT) { /* it stopped meanwhile */
+			lxm_error_free(TAKE_PTR(j->err));
+			k = 0;
+		} else if (k >= 0) {
+			frozen = true;
+		}
+	}
+	if (k >= 0)
+		k = lxmd_volume_copy(j->d, j->pool, j->name, j->copy_pool, j->copy_src,
+				     j->copy_snap, &j->err);
+	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->copy_src, false, &terr) < 0) {
+		if (k >= 0) {
+			j->err = TAKE_PTR(terr);
+			k = lxm_error_prefix(&j->err, "thaw '%s'", j->copy_src);
+		}
+		lxm_error_free(terr);
+	}
+	if (k >= 0)
+		k = copy_templates(j);
+	return k < 0 ? lxm_error_prefix(&j->err, "create instance '%s'", j->name) : 0;
+}
+
 static void create_work(uv_work_t *w)
 {
 	struct instance_job *j = w->data;
 
+	if (!j->volume_made && j->copy_src) {
+		j->result = copy_volume(j);
+		if (j->result < 0)
+			return;
+		j->volume_made = true;
+	} else if (!j->volume_made) {
+		j->step = "create its volume in";
+		j->result = lxmd_volume_create(j->d, j->pool, j->name, NULL, NULL, &j->err);
+		if (j->result < 0)
+			return;
+		j->volume_made = true;
+	}
 	j->result = write_instance_files(j->path, j->backup_yaml, &j->step);
 }
 
@@ -369,11 +532,12 @@ static void create_done(uv_work_t *w, int status)
 	_cleanup_free_ char *url = NULL;
 
 	if (j->result < 0) {
-		lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name,
-			       j->step, j->path);
-		/* The name was claimed in the database first: give it back. */
-		lxm_db_instance_delete(j->d->db, j->name, NULL);
-		lxm_operation_finish(j->op, err);
+		if (j->err)
+			err = TAKE_PTR(j->err);
+		else
+			lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name,
+				       j->step, j->path);
+		create_failed(j, err);
 		return;
 	}
 	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
@@ -392,8 +556,6 @@ static int queue_create_work(struct instance_job *j, struct lxm_error **err)
 				     uv_strerror(k));
 	return 0;
 }
-
-static void create_failed(struct instance_job *j, struct lxm_error *err);
 
 /* LXD records an image's properties on the instance as image.<key> (image.os, image.release...):
  * they tell users what it came from, and the runtime which init it has. volatile.base_image
@@ -452,6 +614,7 @@ static void create_filled(struct lxmd *d, const char *name, int result,
 		create_failed(j, err);
 		return;
 	}
+	j->volume_made = true;
 	if (queue_create_work(j, &err) < 0)
 		create_failed(j, err);
 }
@@ -470,22 +633,63 @@ static void create_ensured(struct lxmd *d, int result, const char *fp, const str
 		return;
 	}
 	if (record_image_properties(j, fp, &ctx, &err) < 0 ||
-	    lxmd_image_fill_rootfs(d, fp, j->name, ctx, j->op, create_filled, j, &err) < 0) {
+	    lxmd_image_fill_rootfs(d, fp, j->pool, j->name, ctx, j->op, create_filled, j, &err) <
+		    0) {
 		lxm_error_prefix(&err, "create instance '%s'", j->name);
 		create_failed(j, err);
 	}
 }
 
-/* Undoes a create from an image that failed after its row was written: nothing stays, not the
- * row, not a partial rootfs. Consumes err. */
+/* Gives the names a create claimed in the database back. */
+static void unclaim(struct lxmd *d, const struct lxm_pool *pool, const char *name)
+{
+	lxm_db_storage_volume_delete(d->db, pool->name, "container", name, NULL);
+	lxm_db_instance_delete(d->db, name, NULL);
+}
+
+/* Thread pool: removes what a failed create made of the instance's volume. */
+static void uncreate_work(uv_work_t *w)
+{
+	struct instance_job *j = w->data;
+	struct lxm_error *e = NULL;
+
+	if (lxmd_volume_delete(j->d, j->pool, j->name, &e) < 0)
+		log_warn("instance '%s': remove the volume of the failed create: %s", j->name,
+			 e->msg);
+	lxm_error_free(e);
+}
+
+static void uncreate_done(uv_work_t *w, int status)
+{
+	struct instance_job *j = w->data;
+
+	(void)status;
+	unclaim(j->d, j->pool, j->name);
+	lxm_operation_finish(j->op, TAKE_PTR(j->err));
+}
+
+/* Undoes a create that failed after its rows were written: nothing stays, not the rows, not a
+ * partial volume. Consumes err. */
 static void create_failed(struct instance_job *j, struct lxm_error *err)
 {
-	char *argv[] = { (char *)"/bin/rm", (char *)"-rf", j->path, NULL };
+	int k;
 
-	if (lxmd_child_run(j->d->loop, argv, NULL, NULL) < 0)
-		log_warn("instance '%s': could not remove %s", j->name, j->path);
-	lxm_db_instance_delete(j->d->db, j->name, NULL);
-	lxm_operation_finish(j->op, err);
+	/* lxmd is stopping: the job goes with the operations, so no work may be queued for it.
+	 * The rows stay and the next start rolls the create back (it has no backup.yaml). */
+	if (j->d->shutting_down) {
+		lxm_operation_finish(j->op, err);
+		return;
+	}
+
+	lxm_error_free(j->err);
+	j->err = err;
+	j->work.data = j;
+	k = uv_queue_work(j->d->loop, &j->work, uncreate_work, uncreate_done);
+	if (k < 0) {
+		log_warn("instance '%s': cannot queue the removal of its volume: %s", j->name,
+			 uv_strerror(k));
+		uncreate_done(&j->work, 0);
+	}
 }
 
 static int create_run(struct lxm_operation *op, void *data, struct lxm_error **err)
@@ -539,6 +743,85 @@ static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **e
 	return 0;
 }
 
+/* A copy's source, as POST /1.0/instances {"source": {"type": "copy", ...}} names it. */
+struct copy {
+	char *src;	       /* the source instance */
+	char *snap;	       /* its snapshot, or NULL */
+	struct lxm_pool *pool; /* the pool holding the source's volume */
+	bool running;	       /* the source instance runs (copied frozen) */
+	json_t *config;	       /* the copy's config: the source's, without its volatile state */
+	json_t *devices;       /* the source's devices */
+	json_t *profiles;      /* the source's profiles */
+};
+
+static void copy_done(struct copy *cp)
+{
+	free(cp->src);
+	free(cp->snap);
+	json_decref(cp->config);
+	json_decref(cp->devices);
+	json_decref(cp->profiles);
+}
+
+/* What a copy of spec ("c1" or "c1/snap0") starts from: the source's config (volatile keys
+ * dropped, but the base image kept: the copy is of that image too) under the request's own
+ * keys, the source's devices and profiles unless the request names its own. *config and
+ * *devices (the request's, borrowed) are replaced by the merged ones, owned by cp. */
+static int copy_source(struct lxmd_request *r, const char *name, const char *spec, json_t **config,
+		       json_t **devices, struct copy *cp, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *src = NULL;
+	_cleanup_db_snapshot_ struct lxm_db_snapshot *snap = NULL;
+	const json_t *sconfig, *sdevices, *sprofiles;
+	const char *slash, *key;
+	json_t *v;
+	int code, k;
+
+	if (!spec || !*spec)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create instance '%s': a copy needs source.source (an "
+				     "instance or instance/snapshot)",
+				     name);
+	slash = strchr(spec, '/');
+	if (!(cp->src = slash ? strndup(spec, (size_t)(slash - spec)) : strdup(spec)) ||
+	    (slash && !(cp->snap = strdup(slash + 1))))
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	k = lxm_db_instance_get(r->d->db, cp->src, &src, err);
+	if (k >= 0 && cp->snap)
+		k = lxm_db_snapshot_get(r->d->db, cp->src, cp->snap, &snap, err);
+	if (k >= 0)
+		k = lxmd_instance_pool(r->d, cp->src, &cp->pool, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "copy '%s' to '%s'", spec, name);
+	if (lxmd_snapshot_busy(cp->src))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "copy '%s' to '%s': a snapshot or restore of '%s' is under "
+				     "way; retry when it ends",
+				     spec, name, cp->src);
+	lxmd_instance_status(r->d, cp->src, &code);
+	cp->running = !cp->snap && code == LXM_STATUS_RUNNING;
+	sconfig = snap ? snap->config : src->config;
+	sdevices = snap ? snap->devices : src->devices;
+	sprofiles = snap ? snap->profiles : src->profiles;
+	cp->config = json_object();
+	if (!cp->config)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	json_object_foreach ((json_t *)sconfig, key, v)
+		if (!startswith(key, "volatile.") || streq(key, "volatile.base_image"))
+			json_object_set(cp->config, key, v);
+	if (*config)
+		json_object_update(cp->config, *config);
+	cp->devices = json_object_size(*devices)
+			      ? json_incref(*devices)
+			      : json_deep_copy(sdevices ? sdevices : json_object());
+	cp->profiles = json_incref((json_t *)sprofiles);
+	if (!cp->devices)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	*config = cp->config;
+	*devices = cp->devices;
+	return 0;
+}
+
 int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *profiles = NULL;
@@ -548,6 +831,9 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	json_t *source = NULL, *config = NULL, *devices = NULL;
 	struct lxm_db_instance inst = { 0 };
 	struct lxm_operation *op = NULL;
+	struct lxm_pool *pool = NULL;
+	_cleanup_(copy_done) struct copy cp = { 0 };
+	_cleanup_json_ json_t *ctx = NULL;
 	struct instance_job *job;
 	struct utsname u;
 	const char *reason;
@@ -633,15 +919,24 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 			return lxm_error_set(err, -ENOENT, 404,
 					     "create instance '%s': image '%s' not found", name,
 					     alias);
+	} else if (streq(stype, "copy")) {
+		const char *src = NULL;
+
+		if ((k = lxm_json_opt_string(source, "source", &src, err)) < 0)
+			return lxm_error_prefix(err, "create instance '%s': source", name);
+		if ((k = copy_source(r, name, src, &config, &devices, &cp, err)) < 0)
+			return k;
 	} else if (!streq(stype, "none")) {
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "create instance '%s': unknown source type '%s' (image or "
-				     "none)",
+				     "create instance '%s': unknown source type '%s' (image, "
+				     "copy or none)",
 				     name, stype);
 	}
 	if ((k = lxmd_check_config(config, err)) < 0 ||
 	    (k = lxmd_check_devices(devices, err)) < 0 ||
-	    (k = parse_profiles(r->body, &profiles, err)) < 0)
+	    (k = (cp.profiles && !json_object_get(r->body, "profiles")
+			  ? ((profiles = json_incref(cp.profiles)), 0)
+			  : parse_profiles(r->body, &profiles, err))) < 0)
 		return lxm_error_prefix(err, "create instance '%s'", name);
 	uname(&u);
 
@@ -660,41 +955,60 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 		_cleanup_json_ json_t *xconfig = NULL, *xdevices = NULL;
 
 		if ((k = lxmd_instance_expand(r->d, &inst, &xconfig, &xdevices, err)) < 0 ||
-		    (k = lxmd_instance_apply_config(r->d, name, xconfig, false, err)) < 0)
+		    (k = lxmd_instance_apply_config(r->d, name, xconfig, false, err)) < 0 ||
+		    (k = lxmd_root_pool(r->d, xdevices, name, &pool, err)) < 0)
 			return lxm_error_prefix(err, "create instance '%s'", name);
+		if (cp.src && !(ctx = lxmd_instance_template_ctx(&inst, xconfig, xdevices)))
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	}
 	/* The database row claims the name now, so a concurrent create of the same name fails
 	 * here with 409 instead of racing in the thread pool. */
 	k = lxm_db_instance_create(r->d->db, &inst, NULL, err);
 	if (k < 0)
 		return k;
+	/* So is the volume's row: an interrupted create is found and finished at start-up. */
+	k = lxm_db_storage_volume_create(
+		r->d->db,
+		&(struct lxm_db_storage_volume){
+			.pool = pool->name, .type = (char *)"container", .name = (char *)name },
+		err);
+	if (k < 0) {
+		lxm_db_instance_delete(r->d->db, name, NULL);
+		return lxm_error_prefix(err, "create instance '%s'", name);
+	}
 	k = backup_yaml(r->d, &inst, &yaml, err);
 	if (k >= 0)
 		k = lxmd_instance_path(r->d, name, &path);
 	job = k >= 0 ? calloc(1, sizeof(*job)) : NULL;
 	if (!job) {
-		lxm_db_instance_delete(r->d->db, name, NULL);
+		unclaim(r->d, pool, name);
 		return k < 0 && *err
 			       ? k
 			       : lxm_error_set(err, -ENOMEM, 500, "create instance '%s'", name);
 	}
 	job->d = r->d;
+	job->pool = pool;
 	job->name = strdup(name);
 	job->path = TAKE_PTR(path);
 	job->backup_yaml = TAKE_PTR(yaml);
+	job->copy_src = TAKE_PTR(cp.src);
+	job->copy_snap = TAKE_PTR(cp.snap);
+	job->copy_pool = cp.pool;
+	job->copy_freeze = cp.running;
+	job->ctx = TAKE_PTR(ctx);
 	if ((alias && !(job->alias = strdup(alias))) ||
 	    (server && !(job->server = strdup(server))) ||
 	    (protocol && !(job->protocol = strdup(protocol))) ||
 	    (certificate && *certificate && !(job->certificate = strdup(certificate)))) {
 		job_free(job);
-		lxm_db_instance_delete(r->d->db, name, NULL);
+		unclaim(r->d, pool, name);
 		return -ENOMEM;
 	}
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Creating instance", resources_for(r, name),
 			      create_run, NULL, job, job_free, &op);
 	if (k < 0) {
 		job_free(job);
-		lxm_db_instance_delete(r->d->db, name, NULL);
+		unclaim(r->d, pool, name);
 		return lxm_error_setx(err, k, 500, "create instance '%s': new operation", name);
 	}
 	lxm_operation_start(op);
@@ -706,6 +1020,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 static void delete_work(uv_work_t *w)
 {
 	struct instance_job *j = w->data;
+	_cleanup_free_ char *snaps = NULL;
 	int k;
 
 	/* lxm_rm_tree never follows a symlink out of the tree, and a directory already gone (an
@@ -716,57 +1031,85 @@ static void delete_work(uv_work_t *w)
 		j->result = k;
 		return;
 	}
-	j->step = "remove the snapshots of";
-	k = j->snapdir ? lxmd_snapshots_delete_all_files(j->snapdir, NULL) : 0;
-	if (k < 0) {
-		j->result = k;
+	j->step = "delete the volume of";
+	if (j->pool) {
+		j->result = lxmd_volume_delete(j->d, j->pool, j->name, &j->err);
 		return;
 	}
+	/* An instance from before storage pools: its directories are its own. */
 	j->step = "remove instance directory";
 	j->result = lxm_rm_tree(j->path);
+	if (j->result >= 0 &&
+	    asprintf(&snaps, "%s/containers-snapshots/%s", j->d->cfg.root, j->name) < 0)
+		j->result = -ENOMEM;
+	j->step = "remove the snapshots of";
+	if (j->result >= 0)
+		j->result = lxm_rm_tree(snaps);
+}
+
+/* At start-up, for one instance: temporary files of atomic writes that a kill interrupted go;
+ * its volume is mounted (overlay) and linked. A create that a kill interrupted (its rows are
+ * written first, backup.yaml last) is rolled back: volume and rows go, as if it had never been
+ * asked. Returns 1 when it rolled back, 0 otherwise; problems are logged, so that the other
+ * instances start anyway. */
+static int recover_one(struct lxmd *d, const char *name)
+{
+	_cleanup_free_ char *pool_name = NULL, *vol = NULL, *backup = NULL, *pattern = NULL;
+	struct lxm_pool *pool = NULL;
+	struct lxm_error *e = NULL;
+	glob_t g = { 0 };
+	int k;
+
+	k = lxm_db_storage_volume_pool(d->db, "container", name, &pool_name, &e);
+	if (k == -ENOENT) {
+		/* From before storage pools: its files are in ROOT/containers. */
+		lxm_error_free(e);
+		return 0;
+	}
+	if (k >= 0)
+		k = lxmd_pool_get(d, pool_name, &pool, &e);
+	if (k >= 0 && (lxm_pool_volume_path(pool, LXM_VOLUME_CONTAINER, name, NULL, &vol) < 0 ||
+		       asprintf(&backup, "%s/backup.yaml", vol) < 0 ||
+		       asprintf(&pattern, "%s.tmp??????", backup) < 0))
+		k = lxm_error_set(&e, -ENOMEM, 500, "out of memory");
+	if (k < 0)
+		goto out;
+	if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+	globfree(&g);
+	if (access(backup, F_OK) == 0) {
+		k = lxmd_volume_mount(d, pool, name, &e);
+		goto out;
+	}
+	k = lxmd_volume_delete(d, pool, name, &e);
+	if (k >= 0)
+		k = lxm_db_storage_volume_delete(d->db, pool->name, "container", name, &e);
+	if (k >= 0 || k == -ENOENT)
+		k = lxm_db_instance_delete(d->db, name, &e);
+	if (k >= 0) {
+		log_warn("instance '%s': its create was interrupted (no backup.yaml): removed",
+			 name);
+		return 1;
+	}
+out:
+	if (k < 0)
+		log_error("instance '%s': %s", name, e ? e->msg : strerror(-k));
+	lxm_error_free(e);
+	return 0;
 }
 
 int lxmd_instances_recover(struct lxmd *d, struct lxm_error **err)
 {
 	_cleanup_strv_ char **names = NULL;
-	int k, repaired = 0;
+	int k, removed = 0;
 
 	k = lxm_db_instance_names(d->db, &names, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "recover instances");
-	for (char **n = names; n && *n; n++) {
-		_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-		_cleanup_free_ char *path = NULL, *backup = NULL, *yaml = NULL;
-		const char *step = NULL;
-
-		glob_t g = { 0 };
-
-		if ((k = lxmd_instance_path(d, *n, &path)) < 0 ||
-		    asprintf(&backup, "%s/backup.yaml", path) < 0 ||
-		    asprintf(&yaml, "%s.tmp??????", backup) < 0)
-			return -ENOMEM;
-		/* Temporary files of atomic writes that a kill interrupted. */
-		if (glob(yaml, GLOB_NOSORT, NULL, &g) == 0)
-			for (size_t i = 0; i < g.gl_pathc; i++)
-				unlink(g.gl_pathv[i]);
-		globfree(&g);
-		free(TAKE_PTR(yaml));
-		if (access(backup, F_OK) == 0)
-			continue;
-		/* A create that was interrupted after its database row: finish it, so that the
-		 * instance is whole (the row is the source of truth for what the user asked). */
-		k = lxm_db_instance_get(d->db, *n, &inst, err);
-		if (k < 0 || (k = backup_yaml(d, inst, &yaml, err)) < 0)
-			return lxm_error_prefix(err, "recover instance '%s'", *n);
-		k = write_instance_files(path, yaml, &step);
-		if (k < 0)
-			return lxm_error_setx(err, k, 500, "recover instance '%s': %s %s", *n, step,
-					      path);
-		log_warn("instance '%s' had no backup.yaml (interrupted create): files rewritten",
-			 *n);
-		repaired++;
-	}
-	return repaired;
+	for (char **n = names; n && *n; n++)
+		removed += recover_one(d, *n);
+	return removed;
 }
 
 static void delete_done(uv_work_t *w, int status)
@@ -776,13 +1119,18 @@ static void delete_done(uv_work_t *w, int status)
 	_cleanup_free_ char *url = NULL;
 
 	if (j->result < 0) {
-		lxm_error_setx(&err, j->result, 500, "delete instance '%s': %s %s", j->name,
-			       j->step, j->path);
+		if (j->err)
+			err = TAKE_PTR(j->err);
+		else
+			lxm_error_setx(&err, j->result, 500, "delete instance '%s': %s %s", j->name,
+				       j->step, j->path);
 		lxm_operation_finish(j->op, err);
 		return;
 	}
-	/* The row goes last: an interrupted delete leaves an instance that can be deleted again. */
-	if (lxm_db_instance_delete(j->d->db, j->name, &err) < 0) {
+	/* The rows go last: an interrupted delete leaves an instance that can be deleted again. */
+	if ((j->pool && lxm_db_storage_volume_delete(j->d->db, j->pool->name, "container", j->name,
+						     &err) < 0) ||
+	    lxm_db_instance_delete(j->d->db, j->name, &err) < 0) {
 		lxm_operation_finish(j->op, err);
 		return;
 	}
@@ -809,6 +1157,7 @@ static int delete_run(struct lxm_operation *op, void *data, struct lxm_error **e
 int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_free_ char *pool_name = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL;
 	struct lxm_operation *op = NULL;
 	struct instance_job *job;
@@ -848,11 +1197,21 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 	k = lxmd_instance_path(r->d, inst->name, &job->path);
 	if (k >= 0 && asprintf(&job->logdir, "%s/logs/%s", r->d->cfg.root, inst->name) < 0)
 		k = -ENOMEM;
-	if (k >= 0)
-		k = lxmd_snapshots_dir(r->d, inst->name, &job->snapdir);
 	if (k < 0 || !job->name) {
 		job_free(job);
 		return -ENOMEM;
+	}
+	/* No volume row: an instance from before storage pools, whose directories are its own. */
+	k = lxm_db_storage_volume_pool(r->d->db, "container", inst->name, &pool_name, NULL);
+	if (k >= 0)
+		k = lxmd_pool_get(r->d, pool_name, &job->pool, err);
+	else if (k == -ENOENT)
+		k = 0;
+	else
+		k = lxm_error_setx(err, k, 500, "find its storage volume");
+	if (k < 0) {
+		job_free(job);
+		return lxm_error_prefix(err, "delete instance '%s'", inst->name);
 	}
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Deleting instance",
 			      resources_for(r, inst->name), delete_run, NULL, job, job_free, &op);
@@ -900,6 +1259,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL, *profiles = NULL, *xconfig = NULL,
 			      *xdevices = NULL;
+	_cleanup_(lxmd_disks_hotplug_freep) struct lxmd_hotplug *plan = NULL;
 	const char *desc = NULL, *arch = NULL, *restore = NULL;
 	json_t *in_config = NULL, *in_devices = NULL;
 	struct lxm_operation *op = NULL;
@@ -965,6 +1325,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 
 	/* Everything is checked before anything is saved: a bad value loses nothing. */
 	if ((k = lxmd_instance_expand(r->d, inst, &xconfig, &xdevices, err)) < 0 ||
+	    (k = lxmd_disks_hotplug_plan(r->d, inst->name, xdevices, &plan, err)) < 0 ||
 	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if ((k = lxm_db_instance_update(r->d->db, inst->name, inst, err)) < 0)
@@ -984,6 +1345,11 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 		if (asprintf(&url, "/1.0/instances/%s", inst->name) >= 0)
 			lxm_events_lifecycle(r->d->events, "instance-updated", url, NULL);
 	}
+	/* Disks of a running instance are hot-plugged: the operation ends when they are. */
+	if (plan) {
+		lxmd_disks_hotplug_run(r->d, TAKE_PTR(plan), op);
+		return lxmd_respond_async(r, op);
+	}
 	/* The change is complete when the reply goes out; LXD answers with an operation. */
 	lxm_operation_finish(op, NULL);
 	return lxmd_respond_async(r, op);
@@ -997,4 +1363,161 @@ int lxmd_api_instance_put(struct lxmd_request *r, struct lxm_error **err)
 int lxmd_api_instance_patch(struct lxmd_request *r, struct lxm_error **err)
 {
 	return instance_update(r, true, err);
+}
+
+/* ---- rename ---- */
+
+struct rename_job {
+	struct instance_job j; /* the instance, its pool */
+	char *new_name;	       /* what it becomes */
+};
+
+static void rename_job_free(void *p)
+{
+	struct rename_job *rj = p;
+
+	if (!rj)
+		return;
+	free(rj->new_name);
+	job_free(&rj->j);
+}
+
+/* Thread pool: the volume (with its snapshots) and the log directory take the new name. */
+static void rename_work(uv_work_t *w)
+{
+	struct rename_job *rj = w->data;
+	struct instance_job *j = &rj->j;
+	_cleanup_free_ char *logs = NULL, *new_logs = NULL;
+
+	if (asprintf(&logs, "%s/logs/%s", j->d->cfg.root, j->name) < 0 ||
+	    asprintf(&new_logs, "%s/logs/%s", j->d->cfg.root, rj->new_name) < 0) {
+		j->result = lxm_error_set(&j->err, -ENOMEM, 500, "out of memory");
+		return;
+	}
+	j->result = lxmd_volume_rename(j->d, j->pool, j->name, rj->new_name, &j->err);
+	if (j->result >= 0 && rename(logs, new_logs) < 0 && errno != ENOENT)
+		log_warn("rename instance '%s': move %s to %s: %s", j->name, logs, new_logs,
+			 strerror(errno));
+}
+
+static void rename_done(uv_work_t *w, int status)
+{
+	struct rename_job *rj = w->data;
+	struct instance_job *j = &rj->j;
+	struct lxm_error *err = NULL;
+	_cleanup_free_ char *url = NULL;
+
+	(void)status;
+	if (j->result < 0) {
+		/* The rows were renamed first: they go back, so that rows and files match. */
+		if (lxm_db_storage_volume_rename(j->d->db, j->pool->name, "container", rj->new_name,
+						 j->name, NULL) < 0 ||
+		    lxm_db_instance_rename(j->d->db, rj->new_name, j->name, NULL) < 0)
+			log_error("rename instance '%s': could not rename its rows back", j->name);
+		err = TAKE_PTR(j->err);
+		lxm_operation_finish(j->op, err);
+		return;
+	}
+	lxmd_instance_deleted(j->d, j->name);
+	if (asprintf(&url, "/1.0/instances/%s", rj->new_name) >= 0)
+		lxm_events_lifecycle(j->d->events, "instance-renamed", url,
+				     json_pack("{s:s}", "old_name", j->name));
+	lxm_operation_finish(j->op, NULL);
+}
+
+static int rename_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct rename_job *rj = data;
+	int k;
+
+	rj->j.op = op;
+	rj->j.work.data = rj;
+	k = uv_queue_work(rj->j.d->loop, &rj->j.work, rename_work, rename_done);
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "queue work for instance '%s': %s", rj->j.name,
+				     uv_strerror(k));
+	return 0;
+}
+
+/* POST /1.0/instances/<name> {"name": "new"}: a rename (lxm move). The instance must be
+ * stopped; its snapshots, logs and volume follow. Migration is not implemented. */
+int lxmd_api_instance_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL, *other = NULL;
+	struct lxm_operation *op = NULL;
+	const char *name = NULL, *reason;
+	bool migration = false;
+	struct rename_job *rj;
+	int code, k;
+
+	if ((k = get_instance(r, &inst, err)) < 0)
+		return k;
+	if (r->body && ((k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
+			(k = lxm_json_opt_bool(r->body, "migration", &migration, err)) < 0))
+		return lxm_error_prefix(err, "rename instance '%s'", inst->name);
+	if (migration)
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "instance '%s': migration is not implemented", inst->name);
+	if (!name || !*name)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "rename instance '%s': field 'name' (the new name) is "
+				     "required",
+				     inst->name);
+	reason = lxm_name_invalid_reason(name);
+	if (reason)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "rename instance '%s': invalid name '%s': %s", inst->name,
+				     name, reason);
+	if (lxm_db_instance_get(r->d->db, name, &other, NULL) >= 0)
+		return lxm_error_set(err, -EEXIST, 409,
+				     "rename instance '%s': an instance named '%s' exists",
+				     inst->name, name);
+	lxmd_instance_status(r->d, inst->name, &code);
+	if (code != LXM_STATUS_STOPPED ||
+	    lxmd_instance_running(r->d, inst->name, NULL, NULL, NULL) == 0)
+		return lxm_error_set(err, -EBUSY, 400,
+				     "rename instance '%s': it is running: stop it first",
+				     inst->name);
+	if (lxmd_snapshot_busy(inst->name))
+		return lxm_error_set(err, -EBUSY, 409,
+				     "rename instance '%s': a snapshot or restore of it is under "
+				     "way; retry when it ends",
+				     inst->name);
+	rj = calloc(1, sizeof(*rj));
+	if (!rj || !(rj->j.name = strdup(inst->name)) || !(rj->new_name = strdup(name))) {
+		rename_job_free(rj);
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	rj->j.d = r->d;
+	k = lxmd_instance_pool(r->d, inst->name, &rj->j.pool, err);
+	if (k < 0) {
+		rename_job_free(rj);
+		return lxm_error_prefix(err, "rename instance '%s'", inst->name);
+	}
+	/* The rows first (they claim the new name), then the files; a failure renames them
+	 * back. */
+	k = lxm_db_instance_rename(r->d->db, inst->name, name, err);
+	if (k >= 0) {
+		k = lxm_db_storage_volume_rename(r->d->db, rj->j.pool->name, "container",
+						 inst->name, name, err);
+		if (k < 0)
+			lxm_db_instance_rename(r->d->db, name, inst->name, NULL);
+	}
+	if (k < 0) {
+		rename_job_free(rj);
+		return lxm_error_prefix(err, "rename instance '%s'", inst->name);
+	}
+	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Renaming instance",
+			      resources_for(r, inst->name), rename_run, NULL, rj, rename_job_free,
+			      &op);
+	if (k < 0) {
+		lxm_db_storage_volume_rename(r->d->db, rj->j.pool->name, "container", name,
+					     inst->name, NULL);
+		lxm_db_instance_rename(r->d->db, name, inst->name, NULL);
+		rename_job_free(rj);
+		return lxm_error_setx(err, k, 500, "rename instance '%s': new operation",
+				      inst->name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
 }

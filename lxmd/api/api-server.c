@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "db/db.h"
 #include "json.h"
+#include "pools.h"
 #include "server.h"
 #include "util.h"
 
@@ -35,6 +36,12 @@ static const char *const api_extensions[] = {
 	"console",
 	/* "aliases" in POST /1.0/images */
 	"image_create_aliases",
+	/* /1.0/storage-pools: create, update, delete, resources, volume lists */
+	"storage",
+	/* custom volumes: POST .../volumes/custom/<v> {name} renames; .../snapshots (create and
+	 * delete answer with operations), PUT {"restore"} */
+	"storage_api_volume_rename",
+	"storage_api_volume_snapshots",
 };
 
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err)
@@ -71,6 +78,7 @@ static void os_release(char name[64], char version[64])
 int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *ext = json_array(), *config = NULL, *env = NULL, *meta = NULL;
+	_cleanup_free_ char *storage = lxmd_pools_drivers_in_use(r->d);
 	char host[256] = "", osname[64], osver[64];
 	struct utsname u;
 	int k;
@@ -85,7 +93,7 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 	os_release(osname, osver);
 
 	env = json_pack("{s:[], s:[s], s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:s,"
-			" s:b, s:s, s:i, s:s, s:s, s:s, s:[]}",
+			" s:b, s:s, s:i, s:s, s:s, s:s, s:o}",
 			"addresses", "architectures", u.machine, "certificate", "",
 			"certificate_fingerprint", "", "driver", "lxm", "driver_version",
 			PACKAGE_VERSION, "firewall", "nftables", "kernel", u.sysname,
@@ -93,7 +101,8 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 			"kernel_version", u.release, "os_name", osname, "os_version", osver,
 			"project", "default", "server_clustered", false, "server_name", host,
 			"server_pid", (int)getpid(), "server_version", PACKAGE_VERSION, "server",
-			"lxmd", "storage", "", "storage_supported_drivers");
+			"lxmd", "storage", storage ? storage : "", "storage_supported_drivers",
+			lxmd_pools_supported_drivers(r->d));
 	if (!env)
 		return -ENOMEM;
 	meta = json_pack("{s:O, s:s, s:s, s:s, s:b, s:[s], s:O, s:O}", "config", config,

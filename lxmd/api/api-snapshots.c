@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -21,7 +23,8 @@
 #include "log.h"
 #include "operations.h"
 #include "server.h"
-#include "snapshots.h"
+#include "snapshot-schedule.h"
+#include "volumes.h"
 #include "util.h"
 
 #define ZERO_TIME "0001-01-01T00:00:00Z"
@@ -280,21 +283,22 @@ int lxmd_api_instance_snapshot_get(struct lxmd_request *r, struct lxm_error **er
 
 /* ---- take ---- */
 
-/* A snapshot or restore in progress. */
+/* A snapshot, rename, delete or restore in progress: the files on the thread pool, the rows on
+ * the loop thread. */
 struct snap_job {
-	uv_work_t work;			/* libuv's */
-	struct lxmd *d;			/* the daemon */
-	struct lxm_operation *op;	/* reports the result */
-	struct lxm_db_snapshot *s;	/* the snapshot (create: recorded once its files are in) */
-	struct lxm_db_instance *inst;	/* restore: the instance as the snapshot makes it */
-	char *instance_path;		/* the instance's directory */
-	char *snap_path;		/* the snapshot's directory */
-	bool freeze;			/* create: freeze the running instance around the copy */
-	bool busy;			/* holds the instance's busy mark */
-	struct lxmd_snapshot_swap swap; /* restore: what was swapped */
-	int result;			/* 0 or -errno, set by the worker */
-	struct lxm_error *err;		/* the worker's error */
-	char *trash;			/* create: files to remove after a late failure */
+	uv_work_t work;		      /* libuv's */
+	struct lxmd *d;		      /* the daemon */
+	struct lxm_operation *op;     /* reports the result */
+	struct lxm_pool *pool;	      /* the pool holding the instance's volume */
+	struct lxm_db_snapshot *s;    /* the snapshot (create: recorded once its files are in) */
+	struct lxm_db_instance *inst; /* restore: the instance as the snapshot makes it */
+	struct lxm_db_instance *old;  /* restore: the instance as it was, to put back */
+	char *new_name;		      /* rename: the snapshot's new name */
+	bool freeze;		      /* create: freeze the running instance around the copy */
+	bool busy;		      /* holds the instance's busy mark */
+	bool scheduled;		      /* the scheduler's: expired snapshots are looked for after */
+	int result;		      /* 0 or -errno, set by the worker */
+	struct lxm_error *err;	      /* the worker's error */
 };
 
 static void snap_job_free(void *p)
@@ -307,23 +311,71 @@ static void snap_job_free(void *p)
 		busy_release(j->s->instance);
 	lxm_db_snapshot_free(j->s);
 	lxm_db_instance_free(j->inst);
-	free(j->instance_path);
-	free(j->snap_path);
-	lxmd_snapshot_swap_done(&j->swap);
+	lxm_db_instance_free(j->old);
+	free(j->new_name);
 	lxm_error_free(j->err);
-	free(j->trash);
 	free(j);
+}
+
+/* A job for snapshot s of inst, holding the instance's busy mark. */
+static int snap_job_new(struct lxmd *d, const struct lxm_db_instance *inst,
+			struct lxm_db_snapshot *s, struct snap_job **ret, struct lxm_error **err)
+{
+	struct snap_job *j = calloc(1, sizeof(*j));
+	int k;
+
+	if (!j)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	j->d = d;
+	j->s = s;
+	k = lxmd_instance_pool(d, inst->name, &j->pool, err);
+	if (k >= 0 && busy_take(inst->name) < 0)
+		k = lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (k < 0) {
+		j->s = NULL;
+		snap_job_free(j);
+		return k;
+	}
+	j->busy = true;
+	*ret = j;
+	return 0;
 }
 
 /* Ends the job's operation; the instance is free for other snapshot work from now on (the
  * operation itself is kept a while for its clients). Consumes err. */
 static void job_finish(struct snap_job *j, struct lxm_error *err)
 {
+	_cleanup_free_ char *instance = NULL;
+
 	if (j->busy) {
 		busy_release(j->s->instance);
 		j->busy = false;
 	}
+	/* The instance is free again: the scheduler's next expired snapshot of it may go (not
+	 * after a failure, which would only repeat). */
+	if (j->scheduled && !err)
+		instance = strdup(j->s->instance);
 	lxm_operation_finish(j->op, err);
+	if (instance)
+		lxmd_snapshot_expire(j->d, instance);
+}
+
+/* Ends the job with the worker's error, prefixed with what failed. */
+static void job_failed(struct snap_job *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void job_failed(struct snap_job *j, const char *fmt, ...)
+{
+	struct lxm_error *err = NULL;
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	lxm_error_set(&err, j->result, j->err ? j->err->status : 500, "%s: %s", what,
+		      j->err ? j->err->msg : strerror(-j->result));
+	job_finish(j, err);
 }
 
 static void create_work(uv_work_t *w)
@@ -346,8 +398,7 @@ static void create_work(uv_work_t *w)
 		}
 	}
 	if (k >= 0)
-		k = lxmd_snapshot_create_files(j->instance_path, j->snap_path, &j->s->size,
-					       &j->err);
+		k = lxmd_volume_snapshot(j->pool, j->s->instance, j->s->name, &j->s->size, &j->err);
 	/* Thawed whatever happened: a failed snapshot must not leave the instance frozen. */
 	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->s->instance, false, &terr) < 0) {
 		if (k >= 0) {
@@ -355,12 +406,52 @@ static void create_work(uv_work_t *w)
 			j->err = TAKE_PTR(terr);
 			k = lxm_error_prefix(&j->err, "thaw");
 			/* Complete, but the operation failed: it does not stay. */
-			if (lxmd_snapshot_delete_files(j->snap_path, &j->trash, NULL) < 0)
-				j->trash = NULL;
+			lxmd_volume_snapshot_delete(j->pool, j->s->instance, j->s->name, NULL);
 		}
 		lxm_error_free(terr);
 	}
 	j->result = k;
+}
+
+/* Thread pool: removes the files of a snapshot that could not be recorded. */
+static void discard_work(uv_work_t *w)
+{
+	struct snap_job *j = w->data;
+
+	j->result = lxmd_volume_snapshot_delete(j->pool, j->s->instance, j->s->name, &j->err);
+}
+
+static void discard_done(uv_work_t *w, int status)
+{
+	struct snap_job *j = w->data;
+
+	(void)status;
+	if (j->result < 0)
+		log_error("snapshot '%s/%s': remove the files of the unrecorded snapshot: %s",
+			  j->s->instance, j->s->name, j->err ? j->err->msg : strerror(-j->result));
+	snap_job_free(j);
+}
+
+/* Removes the files of snapshot s in the background (the job's operation has ended). */
+static void discard(struct snap_job *j)
+{
+	struct snap_job *dj = calloc(1, sizeof(*dj));
+
+	if (!dj || !(dj->s = calloc(1, sizeof(*dj->s))) ||
+	    !(dj->s->instance = strdup(j->s->instance)) || !(dj->s->name = strdup(j->s->name))) {
+		snap_job_free(dj);
+		log_error("snapshot '%s/%s': out of memory: its files stay", j->s->instance,
+			  j->s->name);
+		return;
+	}
+	dj->d = j->d;
+	dj->pool = j->pool;
+	dj->work.data = dj;
+	if (uv_queue_work(j->d->loop, &dj->work, discard_work, discard_done) < 0) {
+		log_error("snapshot '%s/%s': cannot queue the removal of its files", j->s->instance,
+			  j->s->name);
+		snap_job_free(dj);
+	}
 }
 
 static void create_done(uv_work_t *w, int status)
@@ -371,25 +462,13 @@ static void create_done(uv_work_t *w, int status)
 
 	(void)status;
 	if (j->result < 0) {
-		lxm_error_set(&err, j->result, j->err ? j->err->status : 500,
-			      "snapshot '%s/%s': %s", s->instance, s->name,
-			      j->err ? j->err->msg : strerror(-j->result));
-		if (j->trash)
-			lxmd_snapshot_discard(j->d, j->trash);
-		job_finish(j, err);
+		job_failed(j, "snapshot '%s/%s'", s->instance, s->name);
 		return;
 	}
 	/* The files are complete: now the snapshot exists. A failure to record it takes them
 	 * away again. */
 	if (lxm_db_snapshot_create(j->d->db, s, &err) < 0) {
-		char *trash = NULL;
-
-		if (lxmd_snapshot_delete_files(j->snap_path, &trash, NULL) == 0)
-			lxmd_snapshot_discard(j->d, trash);
-		else
-			log_error("snapshot '%s/%s': could not remove %s", s->instance, s->name,
-				  j->snap_path);
-		free(trash);
+		discard(j);
 		job_finish(j, err);
 		return;
 	}
@@ -418,27 +497,20 @@ static int create_run(struct lxm_operation *op, void *data, struct lxm_error **e
 	return queue(data, op, create_work, create_done, err);
 }
 
-/* LXD's default snapshots.pattern "snap%d": one more than the highest such name. */
-static int next_name(struct lxmd *d, const char *instance, char **ret, struct lxm_error **err)
+/* The name snapshots.pattern (LXD's default "snap%d") gives the instance's next snapshot. */
+static int next_name(struct lxmd *d, const char *instance, const char *pattern, char **ret,
+		     struct lxm_error **err)
 {
 	_cleanup_strv_ char **names = NULL;
-	long next = 0;
 	int k;
 
 	k = lxm_db_instance_snapshot_names(d->db, instance, &names, err);
 	if (k < 0)
 		return k;
-	for (char **n = names; n && *n; n++) {
-		char *end;
-		long v;
-
-		if (!startswith(*n, "snap") || !(*n)[4] || (*n)[4] == '-' || (*n)[4] == '+')
-			continue;
-		v = strtol(*n + 4, &end, 10);
-		if (!*end && v >= next)
-			next = v + 1;
-	}
-	return asprintf(ret, "snap%ld", next) < 0 ? -ENOMEM : 0;
+	k = lxm_snapshot_pattern_name(pattern, names, ret, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "snapshot '%s'", instance);
+	return 0;
 }
 
 /* A snapshot name: like an instance's, which also keeps '/' and dot files out. */
@@ -470,36 +542,33 @@ static int snapshot_of(const struct lxm_db_instance *inst, const char *name,
 	return 0;
 }
 
-int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **err)
+/* Starts the snapshot of inst named name (NULL or "": by snapshots.pattern) expiring at
+ * expires_at (-1: by snapshots.expiry), as an operation; *ret_op is borrowed. */
+static int snapshot_start(struct lxmd *d, const struct lxm_db_instance *inst, const char *name,
+			  int64_t expires_at, bool scheduled, struct lxm_operation **ret_op,
+			  struct lxm_error **err)
 {
-	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL, *old = NULL;
+	_cleanup_json_ json_t *xconfig = NULL, *xdevices = NULL;
 	_cleanup_free_ char *autoname = NULL;
-	const char *name = NULL;
 	struct lxm_operation *op = NULL;
+	const char *expiry;
 	struct snap_job *j;
-	bool stateful = false;
-	int64_t expires_at = 0;
 	int code, k;
 
-	if ((k = get_instance(r, &inst, err)) < 0)
-		return k;
-	if (r->body && ((k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
-			(k = lxm_json_opt_bool(r->body, "stateful", &stateful, err)) < 0 ||
-			(k = opt_expires_at(r->body, "snapshot", &expires_at, err)) < 0))
+	if ((k = lxmd_instance_expand(d, inst, &xconfig, &xdevices, err)) < 0)
 		return lxm_error_prefix(err, "snapshot '%s'", inst->name);
-	if (stateful)
-		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "snapshot '%s': stateful snapshots (CRIU) are not supported",
-				     inst->name);
 	if (!name || !*name) {
-		if ((k = next_name(r->d, inst->name, &autoname, err)) < 0)
+		k = next_name(d, inst->name,
+			      json_string_value(json_object_get(xconfig, "snapshots.pattern")),
+			      &autoname, err);
+		if (k < 0)
 			return k;
 		name = autoname;
 	}
 	if ((k = check_name(inst->name, name, err)) < 0)
 		return k;
-	k = lxm_db_snapshot_get(r->d->db, inst->name, name, &old, NULL);
+	k = lxm_db_snapshot_get(d->db, inst->name, name, &old, NULL);
 	if (k >= 0)
 		return lxm_error_set(err, -EEXIST, 409, "snapshot '%s/%s' already exists",
 				     inst->name, name);
@@ -510,23 +579,24 @@ int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **
 				     inst->name, name, inst->name);
 	if (snapshot_of(inst, name, &s) < 0)
 		return -ENOMEM;
-	s->expires_at = expires_at;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	j->d = r->d;
-	/* Frozen by its user, it stays frozen; running, it is frozen for the copy only. */
-	lxmd_instance_status(r->d, inst->name, &code);
-	j->freeze = code == LXM_STATUS_RUNNING;
-	if (lxmd_instance_path(r->d, inst->name, &j->instance_path) < 0 ||
-	    lxmd_snapshot_path(r->d, inst->name, name, &j->snap_path) < 0 ||
-	    busy_take(inst->name) < 0) {
-		snap_job_free(j);
-		return -ENOMEM;
+	expiry = json_string_value(json_object_get(xconfig, "snapshots.expiry"));
+	if (expires_at < 0 && expiry && *expiry) {
+		struct lxm_expiry e;
+
+		if (lxm_expiry_parse(expiry, &e, err) < 0)
+			return lxm_error_prefix(err, "snapshot '%s/%s': snapshots.expiry",
+						inst->name, name);
+		expires_at = lxm_expiry_none(&e) ? 0 : lxm_expiry_add(&e, s->created_at);
 	}
-	j->busy = true;
-	j->s = TAKE_PTR(s);
-	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Snapshotting instance",
+	s->expires_at = expires_at < 0 ? 0 : expires_at;
+	if ((k = snap_job_new(d, inst, s, &j, err)) < 0)
+		return lxm_error_prefix(err, "snapshot '%s/%s'", inst->name, name);
+	s = NULL;
+	j->scheduled = scheduled;
+	/* Frozen by its user, it stays frozen; running, it is frozen for the copy only. */
+	lxmd_instance_status(d, inst->name, &code);
+	j->freeze = code == LXM_STATUS_RUNNING;
+	k = lxm_operation_new(d->ops, LXM_OP_TASK, "Snapshotting instance",
 			      resources_for(inst->name, name), create_run, NULL, j, snap_job_free,
 			      &op);
 	if (k < 0) {
@@ -535,6 +605,46 @@ int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **
 				      name);
 	}
 	lxm_operation_start(op);
+	*ret_op = op;
+	return 0;
+}
+
+int lxmd_snapshot_take(struct lxmd *d, const char *instance, const char *name, int64_t expires_at,
+		       bool scheduled, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	struct lxm_operation *op;
+	int k;
+
+	if ((k = lxm_db_instance_get(d->db, instance, &inst, err)) < 0)
+		return k;
+	return snapshot_start(d, inst, name, expires_at, scheduled, &op, err);
+}
+
+int lxmd_api_instance_snapshots_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	const char *name = NULL;
+	struct lxm_operation *op = NULL;
+	bool stateful = false;
+	/* Absent or null (what lxc sends without --no-expiry): snapshots.expiry decides; a time
+	 * (the zero time is never: --no-expiry) wins. */
+	int64_t expires_at = -1;
+	int k;
+
+	if ((k = get_instance(r, &inst, err)) < 0)
+		return k;
+	if (r->body && ((k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
+			(k = lxm_json_opt_bool(r->body, "stateful", &stateful, err)) < 0 ||
+			(!json_is_null(json_object_get(r->body, "expires_at")) &&
+			 (k = opt_expires_at(r->body, "snapshot", &expires_at, err)) < 0)))
+		return lxm_error_prefix(err, "snapshot '%s'", inst->name);
+	if (stateful)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "snapshot '%s': stateful snapshots (CRIU) are not supported",
+				     inst->name);
+	if ((k = snapshot_start(r->d, inst, name, expires_at, false, &op, err)) < 0)
+		return k;
 	return lxmd_respond_async(r, op);
 }
 
@@ -599,15 +709,48 @@ int lxmd_api_instance_snapshot_patch(struct lxmd_request *r, struct lxm_error **
 	return snapshot_update(r, true, err);
 }
 
+static void rename_work(uv_work_t *w)
+{
+	struct snap_job *j = w->data;
+
+	j->result = lxmd_volume_snapshot_rename(j->pool, j->s->instance, j->s->name, j->new_name,
+						&j->err);
+}
+
+static void rename_done(uv_work_t *w, int status)
+{
+	struct snap_job *j = w->data;
+	struct lxm_error *uerr = NULL;
+
+	(void)status;
+	if (j->result < 0) {
+		/* The row was renamed first: it goes back, so that row and files match. */
+		if (lxm_db_snapshot_rename(j->d->db, j->s->instance, j->new_name, j->s->name,
+					   &uerr) < 0)
+			log_error("rename snapshot '%s/%s' back: %s", j->s->instance, j->s->name,
+				  uerr->msg);
+		lxm_error_free(uerr);
+		job_failed(j, "rename snapshot '%s/%s'", j->s->instance, j->s->name);
+		return;
+	}
+	lifecycle(j->d, "instance-snapshot-renamed", j->s->instance, j->new_name);
+	job_finish(j, NULL);
+}
+
+static int rename_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return queue(data, op, rename_work, rename_done, err);
+}
+
 /* POST {"name": "new"}: a rename. Migration ("migration": true) is not supported. */
 int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL, *other = NULL;
-	_cleanup_free_ char *old_path = NULL, *new_path = NULL;
-	struct lxm_error *uerr = NULL;
+	struct lxm_operation *op = NULL;
 	const char *name = NULL;
 	bool migration = false;
+	struct snap_job *j;
 	int k;
 
 	if ((k = get_snapshot(r, &inst, &s, err)) < 0)
@@ -634,62 +777,121 @@ int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **e
 				     "rename snapshot '%s/%s': a snapshot or restore of '%s' is "
 				     "under way; retry when it ends",
 				     inst->name, s->name, inst->name);
-	if (lxmd_snapshot_path(r->d, inst->name, s->name, &old_path) < 0 ||
-	    lxmd_snapshot_path(r->d, inst->name, name, &new_path) < 0)
-		return -ENOMEM;
-	/* Files first, then the row; a failed row update puts the files back. */
-	k = lxmd_snapshot_rename_files(old_path, new_path, err);
-	if (k < 0)
+	if ((k = snap_job_new(r->d, inst, s, &j, err)) < 0)
 		return lxm_error_prefix(err, "rename snapshot '%s/%s'", inst->name, s->name);
-	k = lxm_db_snapshot_rename(r->d->db, inst->name, s->name, name, err);
+	s = NULL;
+	if (!(j->new_name = strdup(name))) {
+		snap_job_free(j);
+		return -ENOMEM;
+	}
+	/* The row first (it claims the new name), then the files; a failure renames it back. */
+	k = lxm_db_snapshot_rename(r->d->db, inst->name, j->s->name, name, err);
+	if (k >= 0)
+		k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Renaming snapshot",
+				      resources_for(inst->name, name), rename_run, NULL, j,
+				      snap_job_free, &op);
 	if (k < 0) {
-		if (lxmd_snapshot_rename_files(new_path, old_path, &uerr) < 0)
-			log_error("rename snapshot '%s/%s' back: %s", inst->name, s->name,
-				  uerr->msg);
-		lxm_error_free(uerr);
+		snap_job_free(j);
+		return lxm_error_prefix(err, "rename snapshot '%s/%s'", inst->name, name);
+	}
+	lxm_operation_start(op);
+	return lxmd_respond_async(r, op);
+}
+
+static void delete_work(uv_work_t *w)
+{
+	struct snap_job *j = w->data;
+
+	j->result = lxmd_volume_snapshot_delete(j->pool, j->s->instance, j->s->name, &j->err);
+}
+
+static void delete_done(uv_work_t *w, int status)
+{
+	struct snap_job *j = w->data;
+	struct lxm_error *err = NULL;
+
+	(void)status;
+	if (j->result < 0) {
+		job_failed(j, "delete snapshot '%s/%s'", j->s->instance, j->s->name);
+		return;
+	}
+	/* The row goes last: a delete that failed half-way can be repeated. */
+	if (lxm_db_snapshot_delete(j->d->db, j->s->instance, j->s->name, &err) < 0) {
+		job_finish(j, err);
+		return;
+	}
+	lifecycle(j->d, "instance-snapshot-deleted", j->s->instance, j->s->name);
+	job_finish(j, NULL);
+}
+
+static int delete_run(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	return queue(data, op, delete_work, delete_done, err);
+}
+
+/* Starts the deletion of snapshot s (consumed) of instance inst as an operation; *ret_op is
+ * borrowed. */
+static int delete_start(struct lxmd *d, const struct lxm_db_instance *inst,
+			struct lxm_db_snapshot *s, bool scheduled, struct lxm_operation **ret_op,
+			struct lxm_error **err)
+{
+	struct lxm_operation *op = NULL;
+	struct snap_job *j;
+	int k;
+
+	if (lxmd_snapshot_busy(inst->name)) {
+		k = lxm_error_set(err, -EBUSY, 409,
+				  "delete snapshot '%s/%s': a snapshot or restore of '%s' is "
+				  "under way; retry when it ends",
+				  inst->name, s->name, inst->name);
+		lxm_db_snapshot_free(s);
 		return k;
 	}
-	lifecycle(r->d, "instance-snapshot-renamed", inst->name, name);
-	return respond_done(r, "Renaming snapshot", name);
+	if ((k = snap_job_new(d, inst, s, &j, err)) < 0) {
+		lxm_error_prefix(err, "delete snapshot '%s/%s'", inst->name, s->name);
+		lxm_db_snapshot_free(s);
+		return k;
+	}
+	j->scheduled = scheduled;
+	k = lxm_operation_new(d->ops, LXM_OP_TASK, "Deleting snapshot",
+			      resources_for(inst->name, j->s->name), delete_run, NULL, j,
+			      snap_job_free, &op);
+	if (k < 0) {
+		lxm_error_setx(err, k, 500, "delete snapshot '%s/%s': new operation", inst->name,
+			       j->s->name);
+		snap_job_free(j);
+		return k;
+	}
+	lxm_operation_start(op);
+	*ret_op = op;
+	return 0;
+}
+
+int lxmd_snapshot_delete_expired(struct lxmd *d, const char *instance, const char *name,
+				 struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	struct lxm_db_snapshot *s = NULL;
+	struct lxm_operation *op;
+	int k;
+
+	if ((k = lxm_db_instance_get(d->db, instance, &inst, err)) < 0 ||
+	    (k = lxm_db_snapshot_get(d->db, instance, name, &s, err)) < 0)
+		return k;
+	return delete_start(d, inst, s, true, &op, err);
 }
 
 int lxmd_api_instance_snapshot_delete(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
-	_cleanup_free_ char *path = NULL, *trash = NULL;
-	struct lxm_error *uerr = NULL;
+	struct lxm_db_snapshot *s = NULL;
+	struct lxm_operation *op = NULL;
 	int k;
 
-	if ((k = get_snapshot(r, &inst, &s, err)) < 0)
+	if ((k = get_snapshot(r, &inst, &s, err)) < 0 ||
+	    (k = delete_start(r->d, inst, s, false, &op, err)) < 0)
 		return k;
-	if (lxmd_snapshot_busy(inst->name))
-		return lxm_error_set(err, -EBUSY, 409,
-				     "delete snapshot '%s/%s': a snapshot or restore of '%s' is "
-				     "under way; retry when it ends",
-				     inst->name, s->name, inst->name);
-	if (lxmd_snapshot_path(r->d, inst->name, s->name, &path) < 0)
-		return -ENOMEM;
-	/* Moved aside at once (a rename), the row goes, then the files in the background. A
-	 * snapshot whose files are missing already can still be deleted. */
-	k = lxmd_snapshot_delete_files(path, &trash, err);
-	if (k == -ENOENT) {
-		lxm_error_free(TAKE_PTR(*err));
-	} else if (k < 0) {
-		return lxm_error_prefix(err, "delete snapshot '%s/%s'", inst->name, s->name);
-	}
-	k = lxm_db_snapshot_delete(r->d->db, inst->name, s->name, err);
-	if (k < 0) {
-		if (trash && lxmd_snapshot_rename_files(trash, path, &uerr) < 0)
-			log_error("delete snapshot '%s/%s': put back: %s", inst->name, s->name,
-				  uerr->msg);
-		lxm_error_free(uerr);
-		return k;
-	}
-	if (trash)
-		lxmd_snapshot_discard(r->d, trash);
-	lifecycle(r->d, "instance-snapshot-deleted", inst->name, s->name);
-	return respond_done(r, "Deleting snapshot", s->name);
+	return lxmd_respond_async(r, op);
 }
 
 /* ---- restore ---- */
@@ -698,37 +900,27 @@ static void restore_work(uv_work_t *w)
 {
 	struct snap_job *j = w->data;
 
-	j->result = lxmd_snapshot_restore_files(j->snap_path, j->instance_path, &j->swap, &j->err);
+	j->result = lxmd_volume_restore(j->pool, j->s->instance, j->s->name, &j->err);
 }
 
 static void restore_done(uv_work_t *w, int status)
 {
 	struct snap_job *j = w->data;
 	const struct lxm_db_snapshot *s = j->s;
-	struct lxm_error *err = NULL, *uerr = NULL;
+	struct lxm_error *uerr = NULL;
 	_cleanup_free_ char *url = NULL;
 
 	(void)status;
 	if (j->result < 0) {
-		lxm_error_set(&err, j->result, j->err ? j->err->status : 500,
-			      "restore '%s' from snapshot '%s': %s", s->instance, s->name,
-			      j->err ? j->err->msg : strerror(-j->result));
-		job_finish(j, err);
-		return;
-	}
-	/* The files are the snapshot's: now its config. If that cannot be saved, the old files
-	 * go back, so that files and config always match. */
-	if (lxm_db_instance_update(j->d->db, s->instance, j->inst, &err) < 0) {
-		if (lxmd_snapshot_restore_undo(j->instance_path, &j->swap, &uerr) < 0)
-			log_error("restore '%s': put the old files back: %s", s->instance,
+		/* The config was restored first: the old one goes back, so that files and
+		 * config always match. */
+		if (lxm_db_instance_update(j->d->db, s->instance, j->old, &uerr) < 0)
+			log_error("restore '%s': put the old config back: %s", s->instance,
 				  uerr->msg);
 		lxm_error_free(uerr);
-		lxm_error_prefix(&err, "restore '%s' from snapshot '%s'", s->instance, s->name);
-		lxmd_snapshot_discard(j->d, j->swap.trash);
-		job_finish(j, err);
+		job_failed(j, "restore '%s' from snapshot '%s'", s->instance, s->name);
 		return;
 	}
-	lxmd_snapshot_discard(j->d, j->swap.trash);
 	if (asprintf(&url, "/1.0/instances/%s", s->instance) >= 0)
 		lxm_events_lifecycle(j->d->events, "instance-restored", url,
 				     json_pack("{s:s}", "snapshot", s->name));
@@ -790,22 +982,27 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 				     "restore '%s' from snapshot '%s': a snapshot or restore of "
 				     "it is under way; retry when it ends",
 				     inst->name, name);
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	j->d = r->d;
-	j->s = TAKE_PTR(s);
+	if ((k = snap_job_new(r->d, inst, s, &j, err)) < 0)
+		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
+	s = NULL;
 	if (restored_instance(inst, j->s, &j->inst) < 0 ||
-	    lxmd_instance_path(r->d, inst->name, &j->instance_path) < 0 ||
-	    lxmd_snapshot_path(r->d, inst->name, name, &j->snap_path) < 0 ||
-	    busy_take(inst->name) < 0) {
+	    restored_instance(inst,
+			      &(struct lxm_db_snapshot){ .config = inst->config,
+							 .devices = inst->devices,
+							 .profiles = inst->profiles },
+			      &j->old) < 0) {
 		snap_job_free(j);
 		return -ENOMEM;
 	}
-	j->busy = true;
 	/* Checked before any file moves: a config the policy refuses restores nothing. */
 	if ((k = lxmd_instance_expand(r->d, j->inst, &xconfig, &xdevices, err)) < 0 ||
 	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0) {
+		snap_job_free(j);
+		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
+	}
+	/* The config first, then the files; a failed restore puts the config back. */
+	k = lxm_db_instance_update(r->d->db, inst->name, j->inst, err);
+	if (k < 0) {
 		snap_job_free(j);
 		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
 	}
@@ -813,6 +1010,7 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 			      resources_for(inst->name, name), restore_run, NULL, j, snap_job_free,
 			      &op);
 	if (k < 0) {
+		lxm_db_instance_update(r->d->db, inst->name, j->old, NULL);
 		snap_job_free(j);
 		return lxm_error_setx(err, k, 500, "restore '%s': new operation", inst->name);
 	}

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "json.h"
 #include "server.h"
+#include "snapshot-schedule.h"
 #include "util.h"
 
 /* Every route of the API. The first match wins; patterns overlap only where a fixed segment
@@ -33,6 +34,7 @@ static const struct lxmd_route routes[] = {
 	  { [LXMD_GET] = lxmd_api_instances_get, [LXMD_POST] = lxmd_api_instances_post } },
 	{ "/1.0/instances/*",
 	  { [LXMD_GET] = lxmd_api_instance_get,
+	    [LXMD_POST] = lxmd_api_instance_post,
 	    [LXMD_PUT] = lxmd_api_instance_put,
 	    [LXMD_PATCH] = lxmd_api_instance_patch,
 	    [LXMD_DELETE] = lxmd_api_instance_delete } },
@@ -84,7 +86,30 @@ static const struct lxmd_route routes[] = {
 	    [LXMD_DELETE] = lxmd_api_image_delete } },
 	{ "/1.0/images/*/export", { [LXMD_GET] = lxmd_api_image_export_get } },
 	{ "/1.0/images/*/refresh", { [LXMD_POST] = lxmd_api_image_refresh_post } },
-	{ "/1.0/storage-pools", { [LXMD_GET] = lxmd_api_storage_pools_get } },
+	{ "/1.0/storage-pools",
+	  { [LXMD_GET] = lxmd_api_storage_pools_get, [LXMD_POST] = lxmd_api_storage_pools_post } },
+	{ "/1.0/storage-pools/*",
+	  { [LXMD_GET] = lxmd_api_storage_pool_get,
+	    [LXMD_PUT] = lxmd_api_storage_pool_put,
+	    [LXMD_PATCH] = lxmd_api_storage_pool_patch,
+	    [LXMD_DELETE] = lxmd_api_storage_pool_delete } },
+	{ "/1.0/storage-pools/*/resources", { [LXMD_GET] = lxmd_api_storage_pool_resources_get } },
+	{ "/1.0/storage-pools/*/volumes", { [LXMD_GET] = lxmd_api_storage_volumes_get } },
+	{ "/1.0/storage-pools/*/volumes/*",
+	  { [LXMD_GET] = lxmd_api_storage_volumes_type_get,
+	    [LXMD_POST] = lxmd_api_storage_volumes_type_post } },
+	{ "/1.0/storage-pools/*/volumes/*/*",
+	  { [LXMD_GET] = lxmd_api_storage_volume_get,
+	    [LXMD_PUT] = lxmd_api_storage_volume_put,
+	    [LXMD_PATCH] = lxmd_api_storage_volume_patch,
+	    [LXMD_POST] = lxmd_api_storage_volume_post,
+	    [LXMD_DELETE] = lxmd_api_storage_volume_delete } },
+	{ "/1.0/storage-pools/*/volumes/*/*/snapshots",
+	  { [LXMD_GET] = lxmd_api_storage_volume_snapshots_get,
+	    [LXMD_POST] = lxmd_api_storage_volume_snapshots_post } },
+	{ "/1.0/storage-pools/*/volumes/*/*/snapshots/*",
+	  { [LXMD_GET] = lxmd_api_storage_volume_snapshot_get,
+	    [LXMD_DELETE] = lxmd_api_storage_volume_snapshot_delete } },
 	{ "/1.0/networks", { [LXMD_GET] = lxmd_api_networks_get } },
 };
 
@@ -463,6 +488,9 @@ int lxmd_check_config(const json_t *config, struct lxm_error **err)
 					     "security., boot., environment., user., raw., linux., "
 					     "image., snapshots. or volatile.",
 					     key);
+		k = lxm_snapshot_config_check(key, json_string_value(v), err);
+		if (k < 0)
+			return k;
 	}
 	return 0;
 }

@@ -660,13 +660,15 @@ LXM_SETUP_STEP(lxm_step_mount_cgroup)
 			err);
 }
 
-static int mount_extra_bind(int rootfd, const struct lxm_spec_mount *m, struct lxm_error **err)
+/* A bind mount of m->source, or of tree (the monitor's clone of it) when that is not -1. */
+static int mount_extra_bind(int rootfd, const struct lxm_spec_mount *m, int tree,
+			    struct lxm_error **err)
 {
 	_cleanup_close_ int tfd = -1, mfd = -1;
 	struct stat st;
 	int r;
 
-	if (stat(m->source, &st) < 0) {
+	if (tree >= 0 ? fstat(tree, &st) < 0 : stat(m->source, &st) < 0) {
 		if (errno == ENOENT && m->optional)
 			return 0;
 		return lxm_error_setx(err, -errno, 500, "mount %s on %s: source", m->source,
@@ -677,7 +679,10 @@ static int mount_extra_bind(int rootfd, const struct lxm_spec_mount *m, struct l
 	if (tfd < 0)
 		return lxm_error_setx(err, tfd, 500, "mount %s on %s: create the target", m->source,
 				      m->target);
-	mfd = bind_clone(m->source, true, m->readonly);
+	mfd = tree >= 0 ? fcntl(tree, F_DUPFD_CLOEXEC, 3)
+			: bind_clone(m->source, true, m->readonly);
+	if (mfd < 0 && tree >= 0)
+		mfd = -errno;
 	if (mfd < 0)
 		return lxm_error_setx(err, mfd, 500, "mount %s on %s: bind", m->source, m->target);
 	r = attach(mfd, tfd);
@@ -698,7 +703,8 @@ LXM_SETUP_STEP(lxm_step_mount_extra)
 		const struct lxm_spec_mount *m = &s->mounts[i];
 
 		if (!m->fstype || streq(m->fstype, "bind")) {
-			r = mount_extra_bind(rootfd, m, err);
+			r = mount_extra_bind(
+				rootfd, m, fds && fds->mount_trees ? fds->mount_trees[i] : -1, err);
 			continue;
 		}
 		/* A block device or image that is not there is what "optional" is for. */

@@ -11,6 +11,8 @@ struct lxm_setup_fds {
 	int rootfs_tree;   /* a detached mount of the rootfs (open_tree + MOUNT_ATTR_IDMAP when
 			      unprivileged, done by the monitor, which holds privilege over it) */
 	int console_slave; /* the slave side of the monitor's console pty, or -1 */
+	int *mount_trees;  /* per extra mount of the spec, the monitor's detached (idmapped) clone
+			      of its source, or -1; NULL: the child clones the sources itself */
 };
 
 /* One step of the setup. The name is what an error names: "start 'c1': step 'pivot-root': ...". */

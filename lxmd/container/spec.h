@@ -16,7 +16,7 @@ struct lxm_idmap {
 	uint32_t count;	 /* how many */
 };
 
-/* An extra mount (disk devices later); applied after the standard file systems. */
+/* An extra mount (disk devices, lxmd/disks.c); applied after the standard file systems. */
 struct lxm_spec_mount {
 	char *source;  /* host path (bind) or file system source */
 	char *target;  /* path inside the container, absolute */

@@ -232,6 +232,19 @@ static const char schema_v6[] =
 	");\n"
 	"ALTER TABLE instances_snapshots ADD COLUMN size INTEGER NOT NULL DEFAULT -1;\n";
 
+/* v7: snapshots of custom storage volumes (their files are the storage driver's, at
+ * <pool>/custom-snapshots/<volume>/<snapshot>); they go with their volume. */
+static const char schema_v7[] =
+	"CREATE TABLE storage_volumes_snapshots (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	storage_volume_id INTEGER NOT NULL\n"
+	"		REFERENCES storage_volumes (id) ON DELETE CASCADE,\n"
+	"	name TEXT NOT NULL,\n"
+	"	description TEXT NOT NULL DEFAULT '',\n"
+	"	created_at INTEGER NOT NULL DEFAULT 0,\n"
+	"	UNIQUE (storage_volume_id, name)\n"
+	");\n";
+
 const struct db_migration db_migrations[] = {
 	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
 	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
@@ -239,6 +252,7 @@ const struct db_migration db_migrations[] = {
 	{ .version = 4, .what = "default profile", .sql = schema_v4 },
 	{ .version = 5, .what = "image sources", .sql = schema_v5 },
 	{ .version = 6, .what = "snapshot profiles and size", .sql = schema_v6 },
+	{ .version = 7, .what = "custom volume snapshots", .sql = schema_v7 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

@@ -323,3 +323,128 @@ int lxm_db_image_alias_rename(struct lxm_db *db, const char *name, const char *n
 			      struct lxm_error **err);
 /* 404 unknown. */
 int lxm_db_image_alias_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
+
+/* ---- storage pools and volumes (db-storage.c) ---- */
+
+struct lxm_db_storage_pool {
+	char *name;	   /* unique pool name */
+	char *driver;	   /* "dir", "btrfs", "overlay" */
+	char *description; /* free text; NULL reads as "" on write */
+	json_t *config;	   /* object: key → string value; NULL means none */
+};
+
+void lxm_db_storage_pool_free(struct lxm_db_storage_pool *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_storage_pool *, lxm_db_storage_pool_free)
+#define _cleanup_db_storage_pool_ _cleanup_(lxm_db_storage_pool_freep)
+
+/* Reads one pool; config is always an object in the result. -ENOENT (404) "storage pool 'p'
+ * not found". */
+int lxm_db_storage_pool_get(struct lxm_db *db, const char *name, struct lxm_db_storage_pool **ret,
+			    struct lxm_error **err);
+
+/* Records pool p with its config. -EEXIST (409) when the name is taken, -EINVAL (400) when a
+ * config value is not a string. */
+int lxm_db_storage_pool_create(struct lxm_db *db, const struct lxm_db_storage_pool *p,
+			       struct lxm_error **err);
+
+/* Replaces the description and config of pool name with those of p (name and driver are kept).
+ * -ENOENT (404) when the pool does not exist. */
+int lxm_db_storage_pool_update(struct lxm_db *db, const char *name,
+			       const struct lxm_db_storage_pool *p, struct lxm_error **err);
+
+/* Deletes a pool row and its config. -ENOENT (404) when it does not exist, -EBUSY (409) while
+ * volume rows name it (their files would be lost without a trace). */
+int lxm_db_storage_pool_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
+
+/* Who names pool name in a root disk device (type=disk, path=/, pool=name): the profiles and
+ * the instances (local devices), each sorted, as NULL-terminated arrays. Returns the total. */
+int lxm_db_storage_pool_used_by(struct lxm_db *db, const char *name, char ***ret_profiles,
+				char ***ret_instances, struct lxm_error **err);
+
+struct lxm_db_storage_volume {
+	char *pool;	    /* the pool's name */
+	char *type;	    /* "container", "virtual-machine", "image" or "custom" */
+	char *name;	    /* unique per pool and type (an instance name, a fingerprint, ...) */
+	char *content_type; /* "filesystem" (NULL reads as that on write) */
+	char *description;  /* free text; NULL reads as "" */
+	int64_t created_at; /* unix nanoseconds; 0 on create means "now" */
+	json_t *config;	    /* object: key → string value; NULL means none */
+};
+
+void lxm_db_storage_volume_free(struct lxm_db_storage_volume *v);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_storage_volume *, lxm_db_storage_volume_free)
+#define _cleanup_db_storage_volume_ _cleanup_(lxm_db_storage_volume_freep)
+/* Frees an array of n volumes (from lxm_db_storage_volume_list()). Accepts NULL. */
+void lxm_db_storage_volume_list_free(struct lxm_db_storage_volume **list, size_t n);
+
+/* Whether type is a volume type the database records. */
+bool lxm_db_storage_volume_type_valid(const char *type);
+
+/* Records volume v in pool v->pool. -ENOENT (404) for an unknown pool, -EEXIST (409) "storage
+ * volume 'container/c1' already exists in pool 'p'", -EINVAL (400) for an unknown type or a
+ * config value that is not a string. */
+int lxm_db_storage_volume_create(struct lxm_db *db, const struct lxm_db_storage_volume *v,
+				 struct lxm_error **err);
+
+/* Reads one volume; config is always an object. -ENOENT (404) naming the pool or the volume. */
+int lxm_db_storage_volume_get(struct lxm_db *db, const char *pool, const char *type,
+			      const char *name, struct lxm_db_storage_volume **ret,
+			      struct lxm_error **err);
+
+/* The volumes of pool (of type only, when type is non-NULL), by type then name: an array of n
+ * owned pointers. -ENOENT (404) for an unknown pool. */
+int lxm_db_storage_volume_list(struct lxm_db *db, const char *pool, const char *type,
+			       struct lxm_db_storage_volume ***ret, size_t *ret_n,
+			       struct lxm_error **err);
+
+/* Renames a volume within its pool and type. -ENOENT (404) when it does not exist, -EEXIST (409)
+ * when new_name is taken. */
+int lxm_db_storage_volume_rename(struct lxm_db *db, const char *pool, const char *type,
+				 const char *name, const char *new_name, struct lxm_error **err);
+
+/* The name of the pool holding the volume type/name (instance volumes are in one pool only).
+ * -ENOENT (404) when no pool has it. */
+int lxm_db_storage_volume_pool(struct lxm_db *db, const char *type, const char *name, char **ret,
+			       struct lxm_error **err);
+
+/* Deletes a volume row and its config. -ENOENT (404) when it does not exist. */
+int lxm_db_storage_volume_delete(struct lxm_db *db, const char *pool, const char *type,
+				 const char *name, struct lxm_error **err);
+
+/* Replaces a volume's description and config. -ENOENT (404) when it does not exist. */
+int lxm_db_storage_volume_update(struct lxm_db *db, const char *pool, const char *type,
+				 const char *name, const char *description, json_t *config,
+				 struct lxm_error **err);
+
+/* The instances whose local devices name custom volume name of pool (type=disk, pool=pool,
+ * source=name), sorted, NULL-terminated. Returns how many. */
+int lxm_db_storage_volume_used_by(struct lxm_db *db, const char *pool, const char *name,
+				  char ***ret, struct lxm_error **err);
+
+/* A snapshot of a custom volume. */
+struct lxm_db_volume_snapshot {
+	char *name;	    /* unique per volume */
+	char *description;  /* free text; NULL reads as "" */
+	int64_t created_at; /* unix nanoseconds; 0 on create means "now" */
+};
+
+void lxm_db_volume_snapshot_free(struct lxm_db_volume_snapshot *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_volume_snapshot *, lxm_db_volume_snapshot_free)
+#define _cleanup_db_volume_snapshot_ _cleanup_(lxm_db_volume_snapshot_freep)
+void lxm_db_volume_snapshot_list_free(struct lxm_db_volume_snapshot **list, size_t n);
+
+/* Records snapshot s of custom volume volume. -ENOENT (404) for an unknown pool or volume,
+ * -EEXIST (409) when the name is taken. */
+int lxm_db_volume_snapshot_create(struct lxm_db *db, const char *pool, const char *volume,
+				  const struct lxm_db_volume_snapshot *s, struct lxm_error **err);
+/* The snapshots of custom volume volume, oldest first. */
+int lxm_db_volume_snapshot_list(struct lxm_db *db, const char *pool, const char *volume,
+				struct lxm_db_volume_snapshot ***ret, size_t *ret_n,
+				struct lxm_error **err);
+/* One snapshot; -ENOENT (404) naming it. */
+int lxm_db_volume_snapshot_get(struct lxm_db *db, const char *pool, const char *volume,
+			       const char *name, struct lxm_db_volume_snapshot **ret,
+			       struct lxm_error **err);
+/* Deletes a snapshot row; -ENOENT (404) when it does not exist. */
+int lxm_db_volume_snapshot_delete(struct lxm_db *db, const char *pool, const char *volume,
+				  const char *name, struct lxm_error **err);

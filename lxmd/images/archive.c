@@ -62,24 +62,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free)
 #define _cleanup_archive_read_	_cleanup_(archive_read_freep)
 #define _cleanup_archive_write_ _cleanup_(archive_write_freep)
 
-int lxm_compression_from_name(const char *name, enum lxm_compression *ret)
-{
-	static const char *const names[] = {
-		[LXM_COMPRESS_NONE] = "none",
-		[LXM_COMPRESS_GZIP] = "gzip",
-		[LXM_COMPRESS_XZ] = "xz",
-		[LXM_COMPRESS_ZSTD] = "zstd",
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		if (streq(name, names[i])) {
-			*ret = (enum lxm_compression)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 /* ---- progress ---- */
 
 struct progress {

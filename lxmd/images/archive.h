@@ -1,13 +1,21 @@
 /* Image files with libarchive, always streamed (never a whole image in memory): unpacking an
  * LXD image (unified tarball, or the two parts of a split image) into a directory with every
  * entry checked, packing a directory back into a unified tarball, and fingerprints. These are
- * blocking calls: lxmd runs them on the thread pool. */
+ * blocking calls, and archive.c is linked into lxm-imagetool only: lxmd runs that tool for
+ * image work (see imagetool.c), so the parsing of untrusted tarballs happens outside the daemon
+ * and lxmd does not map libarchive and the libraries it drags in. lxmd uses the enums and the
+ * inline helpers of this header. */
 #pragma once
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "error.h"
+
+/* The helper program that runs the functions of this header (and of lib/simplestreams.h). */
+#define LXM_IMAGETOOL_NAME "lxm-imagetool"
 
 /* What an archive is expected to hold. */
 enum lxm_archive_kind {
@@ -24,8 +32,32 @@ enum lxm_compression {
 	LXM_COMPRESS_ZSTD,
 };
 
-/* "gzip", "xz", "zstd", "none" (as in LXD's compression_algorithm) -> value; -EINVAL otherwise. */
-int lxm_compression_from_name(const char *name, enum lxm_compression *ret);
+/* Names of the compressions, as in LXD's compression_algorithm. */
+static const char *const lxm_compression_names[] = {
+	[LXM_COMPRESS_NONE] = "none",
+	[LXM_COMPRESS_GZIP] = "gzip",
+	[LXM_COMPRESS_XZ] = "xz",
+	[LXM_COMPRESS_ZSTD] = "zstd",
+};
+
+/* "gzip", "xz", "zstd", "none" -> value; -EINVAL otherwise. */
+static inline int lxm_compression_from_name(const char *name, enum lxm_compression *ret)
+{
+	for (size_t i = 0; i < sizeof(lxm_compression_names) / sizeof(lxm_compression_names[0]);
+	     i++) {
+		if (strcmp(name, lxm_compression_names[i]) == 0) {
+			*ret = (enum lxm_compression)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* The name of c (for lxm-imagetool's --compression). */
+static inline const char *lxm_compression_name(enum lxm_compression c)
+{
+	return lxm_compression_names[c];
+}
 
 /* Progress of long work, called from the working thread: bytes of the input (unpack) or of the
  * source tree (pack) handled so far, and the total, 0 when unknown. A non-zero return cancels the

@@ -22,8 +22,8 @@
 #include "instance.h"
 #include "json.h"
 #include "log.h"
-#include "snapshots.h"
 #include "util.h"
+#include "volumes.h"
 #include "yaml.h"
 
 /* ---- fill ---- */
@@ -148,20 +148,32 @@ static void fill_templated(uv_work_t *w, int status)
 	fill_end(fj, fj->j.result, TAKE_PTR(fj->j.err));
 }
 
-static void fill_copied(int status, const char *out, const char *errout, void *ud)
+/* Thread pool: the instance's volume, from the pool's image volume (made from <fp>.unpacked the
+ * first time). */
+static void fill_volume(uv_work_t *w)
 {
-	struct fill_job *fj = ud;
+	struct fill_job *fj = w->data;
+	_cleanup_free_ char *unpacked = NULL;
+
+	if (images_store_path(fj->j.key, ".unpacked", &unpacked) < 0) {
+		fj->j.result = lxm_error_set(&fj->j.err, -ENOMEM, 500, "out of memory");
+		return;
+	}
+	fj->j.result =
+		lxmd_volume_create(fj->d, fj->pool, fj->instance, fj->j.key, unpacked, &fj->j.err);
+}
+
+static void fill_volumed(uv_work_t *w, int status)
+{
+	struct fill_job *fj = w->data;
 	struct lxm_error *err = NULL;
-	char why[512];
 	int k;
 
-	fj->j.child = NULL;
+	(void)status;
 	if (images_job_returned(&fj->j))
 		return;
-	if (status != 0) {
-		lxm_error_set(&err, -EIO, 500, "copy rootfs (cp exit status %d): %s", status,
-			      images_last_line(errout, why, sizeof(why)));
-		fill_end(fj, -EIO, err);
+	if (fj->j.result < 0) {
+		fill_end(fj, fj->j.result, TAKE_PTR(fj->j.err));
 		return;
 	}
 	k = uv_queue_work(images_store.d->loop, &fj->j.work, fill_templates, fill_templated);
@@ -175,36 +187,13 @@ static void fill_copied(int status, const char *out, const char *errout, void *u
 
 static void fill_copy(struct fill_job *fj)
 {
-	_cleanup_free_ char *from = NULL, *dst = NULL;
 	struct lxm_error *err = NULL;
-	char *argv[6];
 	int k;
 
-	/* "rootfs/." copies the tree's content (and the root directory's own mode and owner) into
-	 * the instance's rootfs directory. */
-	if (asprintf(&from, "%s/%s.unpacked/rootfs/.", images_store.dir, fj->j.key) < 0 ||
-	    asprintf(&dst, "%s/rootfs", fj->path) < 0) {
-		fill_end(fj, -ENOMEM, NULL);
-		return;
-	}
-	k = lxm_mkdir_p(fj->path, 0711);
-	if (k >= 0 && mkdir(dst, 0755) < 0 && errno != EEXIST)
-		k = -errno;
-	if (k < 0) {
-		lxm_error_setx(&err, k, 500, "create %s", dst);
-		fill_end(fj, k, err);
-		return;
-	}
-	argv[0] = (char *)"/bin/cp";
-	argv[1] = (char *)"-a";
-	argv[2] = (char *)"--reflink=auto";
-	argv[3] = from;
-	argv[4] = dst;
-	argv[5] = NULL;
 	images_op_progress(fj->op, "copy", 0, 0);
-	k = lxmd_child_run_lines(images_store.d->loop, argv, NULL, fill_copied, fj, &fj->j.child);
+	k = uv_queue_work(images_store.d->loop, &fj->j.work, fill_volume, fill_volumed);
 	if (k < 0) {
-		lxm_error_set(&err, k, 500, "run cp: %s", uv_strerror(k));
+		lxm_error_set(&err, k, 500, "queue work: %s", uv_strerror(k));
 		fill_end(fj, k, err);
 		return;
 	}
@@ -289,9 +278,9 @@ static int unpack_wait(struct lxmd *d, const char *fp, struct fill_job *fj)
 	return 0;
 }
 
-int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance, const json_t *ctx,
-			   struct lxm_operation *op, lxmd_rootfs_done_fn cb, void *ud,
-			   struct lxm_error **err)
+int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, struct lxm_pool *pool,
+			   const char *instance, const json_t *ctx, struct lxm_operation *op,
+			   lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err)
 {
 	_cleanup_free_ char *unpacked = NULL;
 	struct lxm_db_image *img = NULL;
@@ -308,6 +297,7 @@ int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance,
 				     instance);
 	images_job_init(&fj->j, JOB_FILL);
 	fj->d = d;
+	fj->pool = pool;
 	fj->op = op;
 	fj->cb = cb;
 	fj->ud = ud;
@@ -378,7 +368,6 @@ static void publish_work(uv_work_t *w)
 	struct publish_job *pj = w->data;
 	struct lxm_error **err = &pj->j.err;
 	_cleanup_free_ char *yaml = NULL, *tpl_dir = NULL, *rootfs = NULL;
-	struct stat st;
 	int k;
 
 	k = publish_metadata(pj, &yaml, err);
@@ -393,13 +382,7 @@ static void publish_work(uv_work_t *w)
 		pj->j.result = lxm_error_set(err, -ENOMEM, 500, "out of memory");
 		return;
 	}
-	images_work_stage(&pj->j, "pack");
-	k = lxm_archive_pack(
-		&(struct lxm_pack_source){ .metadata_yaml = yaml,
-					   .templates_dir =
-						   stat(tpl_dir, &st) == 0 ? tpl_dir : NULL,
-					   .rootfs_dir = rootfs },
-		pj->packfile, pj->compression, pj->fp, images_work_progress, &pj->j, err);
+	k = images_pack(&pj->j, yaml, tpl_dir, rootfs, pj->packfile, pj->compression, pj->fp, err);
 	if (k < 0) {
 		pj->j.result = lxm_error_prefix(err, "pack");
 		lxm_rm_tree(pj->packfile);

@@ -26,10 +26,7 @@
 #include "images/metadata.h"
 
 struct lxmd_child;
-struct lxm_sstreams;
-struct lxm_sstreams_image;
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_image_metadata *, lxm_image_metadata_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
 /* An image a template builds, and the aliases that name it. */
@@ -125,6 +122,7 @@ struct unpack_job {
 struct fill_job {
 	struct job j;
 	struct lxmd *d;		  /* the daemon */
+	struct lxm_pool *pool;	  /* where the instance's volume goes */
 	char *instance;		  /* being filled */
 	char *path;		  /* its directory */
 	json_t *ctx;		  /* for its templates */
@@ -153,13 +151,12 @@ struct publish_job {
 /* An image looked up on an image server, then downloaded and imported. */
 struct pull_job {
 	struct job j;
-	char *server;			/* the image server */
-	char *alias;			/* what is asked for there */
-	char *certificate;		/* PEM to trust, or NULL */
-	char *ca_file;			/* certificate written out for libcurl, or NULL */
-	struct lxm_sstreams *ss;	/* the client */
-	struct lxm_sstreams_image *img; /* what the server offers under alias */
-	char *dir;			/* the download's directory, ROOT/images/.tmp-* */
+	char *server;	   /* the image server */
+	char *alias;	   /* what is asked for there */
+	char *certificate; /* PEM to trust, or NULL */
+	char *ca_file;	   /* certificate written out for lxm-imagetool, or NULL */
+	json_t *img;	   /* what the server offers under alias (lxm_sstreams_image_to_json) */
+	char *dir;	   /* the download's directory, ROOT/images/.tmp-* */
 };
 
 /* An answer known at once, given on the next loop turn. */
@@ -252,6 +249,18 @@ int64_t images_file_size(const char *path);
 /* For workers: unpacks an image's file(s) into dest (which must not exist). */
 int images_unpack_files(const char *meta, const char *rootfs, const char *dest, struct job *j,
 			struct lxm_error **err);
+/* For workers: runs lxm-imagetool with args (its subcommand and arguments, NULL-terminated) and
+ * input (or NULL) on its stdin. With j, its "progress DONE TOTAL" lines are j's progress; every
+ * other stdout line goes to *ret_out (when non-NULL; each with its newline, "" for none). Once
+ * lxmd is closing the tool is killed (503). A failure the tool reports is its lxm_error as it was
+ * (status, errno, message), so messages do not change for running in a child. */
+int images_tool_run(struct job *j, const char *const args[], const char *input, char **ret_out,
+		    struct lxm_error **err);
+/* For workers: stage "pack" of j, then packs yaml (metadata.yaml), templates_dir (when it
+ * exists) and rootfs_dir into a unified tarball at out with lxm-imagetool; fp gets its sha256. */
+int images_pack(struct job *j, const char *yaml, const char *templates_dir, const char *rootfs_dir,
+		const char *out, enum lxm_compression c, char fp[static 65],
+		struct lxm_error **err);
 /* The last non-empty line of a helper's stderr, in buf. */
 const char *images_last_line(const char *text, char *buf, size_t size);
 

@@ -19,7 +19,6 @@
 #include "images/images.h"
 #include "json.h"
 #include "log.h"
-#include "simplestreams.h"
 #include "util.h"
 
 /* ---- templates ---- */
@@ -67,11 +66,14 @@ found:
 
 /* ---- pull from an image server ---- */
 
-/* Thread pool: the server's catalogue, and the image alias names there. */
+/* Thread pool: the server's catalogue, and the image alias names there (lxm-imagetool
+ * ss-find: libcurl and the parsing of the server's answers stay out of lxmd). */
 static void pull_find(uv_work_t *w)
 {
 	struct pull_job *pj = w->data;
 	struct lxm_error **err = &pj->j.err;
+	_cleanup_free_ char *out = NULL;
+	json_error_t jerr;
 	struct utsname u;
 	int k;
 
@@ -90,9 +92,19 @@ static void pull_find(uv_work_t *w)
 	}
 	images_work_stage(&pj->j, "metadata");
 	uname(&u);
-	k = lxm_sstreams_new(pj->server, pj->ca_file, &pj->ss, err);
-	if (k >= 0)
-		k = lxm_sstreams_find(pj->ss, pj->alias, u.machine, NULL, &pj->img, err);
+	k = images_tool_run(NULL,
+			    (const char *[]){ "ss-find", pj->server,
+					      pj->ca_file ? pj->ca_file : "-", pj->alias, u.machine,
+					      NULL },
+			    NULL, &out, err);
+	if (k >= 0) {
+		pj->img = json_loads(out, JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_string(json_object_get(pj->img, "fingerprint")) ||
+		    !json_is_string(json_object_get(pj->img, "meta_path")))
+			k = lxm_error_set(err, -EIO, 500, "%s ss-find: unexpected output: %s",
+					  LXM_IMAGETOOL_NAME,
+					  pj->img ? "fields missing" : jerr.text);
+	}
 	if (k < 0 && *err && (*err)->status == 404) {
 		/* "image 'x' on SERVER: not found (container, x86_64)". */
 		const char *why = strstr((*err)->msg, "not found");
@@ -104,14 +116,23 @@ static void pull_find(uv_work_t *w)
 	pj->j.result = k;
 }
 
-/* Thread pool: the image's files, verified, into pj->dir. */
+/* Thread pool: the image's files, verified, into pj->dir (lxm-imagetool ss-download, handed
+ * the image ss-find described). */
 static void pull_download(uv_work_t *w)
 {
 	struct pull_job *pj = w->data;
+	_cleanup_free_ char *img = json_dumps(pj->img, JSON_COMPACT);
 
 	images_work_stage(&pj->j, "download");
-	pj->j.result = lxm_sstreams_download(pj->ss, pj->img, pj->dir, images_work_progress, &pj->j,
-					     &pj->j.err);
+	if (!img) {
+		pj->j.result = lxm_error_set(&pj->j.err, -ENOMEM, 500, "out of memory");
+		return;
+	}
+	pj->j.result =
+		images_tool_run(&pj->j,
+				(const char *[]){ "ss-download", pj->server,
+						  pj->ca_file ? pj->ca_file : "-", pj->dir, NULL },
+				img, NULL, &pj->j.err);
 }
 
 static void pull_end(struct pull_job *pj, int result, const struct lxm_error *err)
@@ -157,27 +178,29 @@ static void pull_downloaded(uv_work_t *w, int status)
 	_cleanup_free_ char *meta = NULL, *rootfs = NULL;
 	_cleanup_error_ struct lxm_error *err = NULL;
 	struct waiter *first;
-	const char *base;
+	const char *base, *meta_path = json_string_value(json_object_get(pj->img, "meta_path"));
 	int k;
 
 	if (pull_returned(pj))
 		return;
 	if (asprintf(&meta, "%s/meta", pj->dir) < 0 ||
-	    (pj->img->rootfs_path && asprintf(&rootfs, "%s/rootfs", pj->dir) < 0)) {
+	    (json_is_string(json_object_get(pj->img, "rootfs_path")) &&
+	     asprintf(&rootfs, "%s/rootfs", pj->dir) < 0)) {
 		lxm_error_set(&err, -ENOMEM, 500, "out of memory");
 		pull_end(pj, -ENOMEM, err);
 		return;
 	}
-	base = strrchr(pj->img->meta_path, '/');
+	base = strrchr(meta_path, '/');
 	first = TAILQ_FIRST(&pj->j.waiters);
-	k = lxmd_image_import(images_store.d,
-			      &(struct lxmd_image_import){
-				      .meta_path = meta,
-				      .rootfs_path = rootfs,
-				      .filename = base ? base + 1 : pj->img->meta_path,
-				      .expected_fp = pj->img->fingerprint,
-			      },
-			      first ? first->op : NULL, pull_imported, pj, &err);
+	k = lxmd_image_import(
+		images_store.d,
+		&(struct lxmd_image_import){
+			.meta_path = meta,
+			.rootfs_path = rootfs,
+			.filename = base ? base + 1 : meta_path,
+			.expected_fp = json_string_value(json_object_get(pj->img, "fingerprint")),
+		},
+		first ? first->op : NULL, pull_imported, pj, &err);
 	if (k < 0) {
 		pull_end(pj, k, err);
 		return;
@@ -195,7 +218,7 @@ static void pull_found(uv_work_t *w, int status)
 
 	if (pull_returned(pj))
 		return;
-	fp = pj->img->fingerprint;
+	fp = json_string_value(json_object_get(pj->img, "fingerprint"));
 	if (images_image_exists(images_store.d, fp)) {
 		log_info("image %s (%s on %s) is in the store already", fp, pj->alias, pj->server);
 		images_job_notify(&pj->j, 0, fp, NULL);

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,6 @@
 #include "json.h"
 #include "log.h"
 #include "operations.h"
-#include "simplestreams.h"
 #include "util.h"
 
 /* ---- jobs ---- */
@@ -119,8 +119,7 @@ void images_job_free(struct job *j)
 		if (pj->ca_file)
 			unlink(pj->ca_file);
 		free(pj->ca_file);
-		lxm_sstreams_free(pj->ss);
-		lxm_sstreams_image_free(pj->img);
+		json_decref(pj->img);
 		lxm_rm_tree(pj->dir);
 		free(pj->dir);
 		break;
@@ -346,6 +345,163 @@ int64_t images_file_size(const char *path)
 	return path && stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
 }
 
+/* ---- lxm-imagetool ---- */
+
+/* What images_tool_run's line callback works with. */
+struct tool_run {
+	struct job *j;	/* gets the progress lines, or NULL */
+	char *out;	/* the other lines, each with its newline */
+	size_t len;	/* bytes in out */
+	bool failed;	/* out of memory collecting them */
+	bool cancelled; /* the child was killed because lxmd is closing */
+};
+
+static bool store_closing(void)
+{
+	bool closing;
+
+	pthread_mutex_lock(&images_store.lock);
+	closing = images_store.closing;
+	pthread_mutex_unlock(&images_store.lock);
+	return closing;
+}
+
+static int tool_line(const char *line, void *ud)
+{
+	struct tool_run *t = ud;
+	uint64_t done, total;
+	size_t n;
+	char *nb;
+
+	if (!line || (t->j && startswith(line, "progress ") &&
+		      sscanf(line, "progress %" SCNu64 " %" SCNu64, &done, &total) == 2)) {
+		if (line ? images_work_progress(done, total, t->j) != 0 : store_closing()) {
+			t->cancelled = true;
+			return 1;
+		}
+		return 0;
+	}
+	n = strlen(line);
+	nb = realloc(t->out, t->len + n + 2);
+	if (!nb) {
+		t->failed = true;
+		return 1;
+	}
+	t->out = nb;
+	memcpy(t->out + t->len, line, n);
+	t->len += n;
+	t->out[t->len++] = '\n';
+	t->out[t->len] = '\0';
+	return 0;
+}
+
+/* The tool's own error: the last "error STATUS ERRNO MESSAGE" line of its stderr, or NULL. */
+static const char *tool_error(const char *errout, int *status, int *errnum)
+{
+	const char *p = errout, *found = NULL;
+	int skip = 0;
+
+	for (; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (startswith(p, "error "))
+			found = p;
+	if (!found || sscanf(found, "error %d %d %n", status, errnum, &skip) != 2 || skip == 0)
+		return NULL;
+	return found + skip;
+}
+
+int images_tool_run(struct job *j, const char *const args[], const char *input, char **ret_out,
+		    struct lxm_error **err)
+{
+	_cleanup_free_ char *tool = NULL, *errout = malloc(16384), *msg = NULL;
+	_cleanup_free_ char **argv = NULL;
+	struct tool_run t = { .j = j };
+	const char *why;
+	char line[512];
+	size_t n = 0;
+	int k, status = 0, errnum = 0;
+
+	while (args[n])
+		n++;
+	argv = calloc(n + 2, sizeof(*argv));
+	if (!argv || !errout || lxmd_find_helper(LXM_IMAGETOOL_NAME, "LXM_IMAGETOOL", &tool) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	argv[0] = tool;
+	for (size_t i = 0; i < n; i++)
+		argv[i + 1] = (char *)args[i];
+	k = lxmd_run_sync_lines(argv, input, tool_line, &t, errout, 16384);
+	if (k < 0) {
+		free(t.out);
+		return lxm_error_setx(err, k, 500, "run %s", tool);
+	}
+	if (k == 0 && !t.failed && !t.cancelled) {
+		if (ret_out)
+			*ret_out = t.out ? t.out : strdup("");
+		else
+			free(t.out);
+		return ret_out && !*ret_out ? lxm_error_set(err, -ENOMEM, 500, "out of memory") : 0;
+	}
+	free(t.out);
+	if (t.cancelled)
+		return lxm_error_set(err, -ECANCELED, 503, "lxmd is shutting down");
+	if (t.failed)
+		return lxm_error_set(err, -ENOMEM, 500, "%s %s: out of memory", LXM_IMAGETOOL_NAME,
+				     args[0]);
+	why = tool_error(errout, &status, &errnum);
+	if (why && status >= 400 && status < 600 && (msg = strdup(why))) {
+		/* Its message as it made it, with the tool's trailing newline dropped. */
+		msg[strcspn(msg, "\n")] = '\0';
+		return lxm_error_set(err, errnum > 0 ? -errnum : -EIO, status, "%s", msg);
+	}
+	return lxm_error_set(err, -EIO, 500, "%s %s: exited with status %d: %s", LXM_IMAGETOOL_NAME,
+			     args[0], k, images_last_line(errout, line, sizeof(line)));
+}
+
+int images_pack(struct job *j, const char *yaml, const char *templates_dir, const char *rootfs_dir,
+		const char *out, enum lxm_compression c, char fp[static 65], struct lxm_error **err)
+{
+	_cleanup_free_ char *res = NULL, *tmp = NULL;
+	const char *args[10] = { "pack", "--compression", lxm_compression_name(c), "--metadata",
+				 "-" };
+	size_t n = 5;
+	struct stat st;
+	int k;
+
+	if (stat(templates_dir, &st) == 0) {
+		args[n++] = "--templates";
+		args[n++] = templates_dir;
+	}
+	args[n++] = rootfs_dir;
+	args[n++] = out;
+	args[n] = NULL;
+	images_work_stage(j, "pack");
+	k = images_tool_run(j, args, yaml, &res, err);
+	if (k < 0) {
+		/* A killed tool leaves its half-written file behind (the tool itself cleans up on
+		 * its own errors). */
+		if (asprintf(&tmp, "%s.tmp", out) >= 0)
+			unlink(tmp);
+		return k;
+	}
+	if (!startswith(res, "sha256 ") || strlen(res) != 7 + 64 + 1)
+		return lxm_error_set(err, -EIO, 500, "%s pack: unexpected output '%.80s'",
+				     LXM_IMAGETOOL_NAME, res);
+	snprintf(fp, 65, "%.64s", res + 7);
+	return 0;
+}
+
+/* Unpacks one file of an image with lxm-imagetool; a killed tool's half-made tree is removed
+ * (on its own errors the tool removed it, and an existing dest is left alone). */
+static int unpack_one(struct job *j, const char *kind, const char *path, const char *dest,
+		      struct lxm_error **err)
+{
+	const char *args[] = { "unpack", kind, path, dest, NULL };
+	int k = images_tool_run(j, args, NULL, NULL, err);
+
+	if (k < 0 && k != -EEXIST)
+		lxm_rm_tree(dest);
+	return k;
+}
+
 /* Unpacks an image's file(s) into dest (which must not exist), from a worker. */
 int images_unpack_files(const char *meta, const char *rootfs, const char *dest, struct job *j,
 			struct lxm_error **err)
@@ -355,9 +511,8 @@ int images_unpack_files(const char *meta, const char *rootfs, const char *dest, 
 
 	images_work_stage(j, "unpack");
 	if (!rootfs)
-		return lxm_archive_unpack(meta, LXM_ARCHIVE_UNIFIED, dest, images_work_progress, j,
-					  err);
-	k = lxm_archive_unpack(meta, LXM_ARCHIVE_METADATA, dest, NULL, NULL, err);
+		return unpack_one(j, "unified", meta, dest, err);
+	k = unpack_one(NULL, "metadata", meta, dest, err);
 	if (k < 0)
 		return k;
 	/* The rootfs half lands in <half>/rootfs, which then moves beside metadata.yaml. */
@@ -366,7 +521,7 @@ int images_unpack_files(const char *meta, const char *rootfs, const char *dest, 
 		lxm_rm_tree(dest);
 		return lxm_error_set(err, -ENOMEM, 500, "unpack: out of memory");
 	}
-	k = lxm_archive_unpack(rootfs, LXM_ARCHIVE_ROOTFS, half, images_work_progress, j, err);
+	k = unpack_one(j, "rootfs", rootfs, half, err);
 	if (k >= 0 && rename(from, to) < 0)
 		k = lxm_error_setx(err, -errno, 500, "unpack: move %s to %s", from, to);
 	lxm_rm_tree(half);
@@ -742,7 +897,6 @@ static void build_pack(uv_work_t *w)
 	_cleanup_free_ char *yaml_path = NULL, *text = NULL, *tpl_dir = NULL, *rootfs = NULL;
 	_cleanup_free_ char *dest = NULL, *unpacked = NULL;
 	struct lxm_error **err = &bj->j.err;
-	struct stat st;
 	size_t len = 0;
 	int k;
 
@@ -762,15 +916,10 @@ static void build_pack(uv_work_t *w)
 		bj->j.result = k;
 		return;
 	}
-	images_work_stage(&bj->j, "pack");
 	/* zstd: the tarball is only kept for export, and zstd packs a rootfs several times faster
 	 * than gzip at a similar size, which is most of a first launch's wait after the build. */
-	k = lxm_archive_pack(
-		&(struct lxm_pack_source){ .metadata_yaml = text,
-					   .templates_dir =
-						   stat(tpl_dir, &st) == 0 ? tpl_dir : NULL,
-					   .rootfs_dir = rootfs },
-		bj->packfile, LXM_COMPRESS_ZSTD, bj->fp, images_work_progress, &bj->j, err);
+	k = images_pack(&bj->j, text, tpl_dir, rootfs, bj->packfile, LXM_COMPRESS_ZSTD, bj->fp,
+			err);
 	if (k < 0) {
 		bj->j.result = lxm_error_prefix(err, "pack");
 		return;
@@ -1005,17 +1154,22 @@ static void import_hash(uv_work_t *w)
 {
 	struct import_job *ij = w->data;
 	struct lxm_error **err = &ij->j.err;
-	_cleanup_free_ char *text = NULL;
-	const char *paths[2] = { ij->meta_path, ij->rootfs_path };
-	size_t len = 0;
+	_cleanup_free_ char *text = NULL, *sum = NULL;
+	const char *read_args[] = { "read-metadata", ij->meta_path, NULL };
+	const char *sum_args[] = { "sha256", ij->meta_path, ij->rootfs_path, NULL };
 	int k;
 
 	images_work_stage(&ij->j, "verify");
-	k = lxm_archive_read_metadata(ij->meta_path, &text, &len, err);
+	k = images_tool_run(NULL, read_args, NULL, &text, err);
 	if (k >= 0)
-		k = lxm_image_metadata_parse(text, len, &ij->meta, err);
+		k = lxm_image_metadata_parse(text, strlen(text), &ij->meta, err);
 	if (k >= 0)
-		k = lxm_sha256_files(paths, ij->rootfs_path ? 2 : 1, ij->fp, err);
+		k = images_tool_run(NULL, sum_args, NULL, &sum, err);
+	if (k >= 0 && strlen(sum) != 64 + 1)
+		k = lxm_error_set(err, -EIO, 500, "%s sha256: unexpected output '%.80s'",
+				  LXM_IMAGETOOL_NAME, sum);
+	if (k >= 0)
+		snprintf(ij->fp, sizeof(ij->fp), "%.64s", sum);
 	if (k >= 0 && ij->expected_fp && strcasecmp(ij->expected_fp, ij->fp) != 0)
 		k = lxm_error_set(err, -EINVAL, 400,
 				  "fingerprint mismatch: the upload's sha256 is %s, not %s", ij->fp,

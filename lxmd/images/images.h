@@ -82,16 +82,18 @@ int lxmd_image_files(struct lxmd *d, const char *fp, char **ret_meta, char **ret
  * fill is using it. */
 int lxmd_image_delete(struct lxmd *d, const char *fp, struct lxm_error **err);
 
-/* Fills an instance's new rootfs from image fp: unpacks the image once (shared by concurrent
- * fills), copies the tree into the instance's directory, keeps metadata.yaml and templates/
- * beside the rootfs (for publish), and applies the image's "create" templates with ctx (see
- * lxm_template_render). cb runs once with the result, and on failure err (borrowed, valid during
- * the call) says which step failed and why. The image cannot be deleted meanwhile. */
+/* Creates an instance's volume in pool from image fp: unpacks the image once (shared by
+ * concurrent fills), makes the volume from the pool's image volume (see lxmd_volume_create),
+ * keeps metadata.yaml and templates/ beside the rootfs (for publish), and applies the image's
+ * "create" templates with ctx (see lxm_template_render). cb runs once with the result, and on
+ * failure err (borrowed, valid during the call) says which step failed and why. The image cannot be
+ * deleted meanwhile. */
 typedef void (*lxmd_rootfs_done_fn)(struct lxmd *d, const char *name, int result,
 				    const struct lxm_error *err, void *ud);
-int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, const char *instance, const json_t *ctx,
-			   struct lxm_operation *op, lxmd_rootfs_done_fn cb, void *ud,
-			   struct lxm_error **err);
+struct lxm_pool;
+int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, struct lxm_pool *pool,
+			   const char *instance, const json_t *ctx, struct lxm_operation *op,
+			   lxmd_rootfs_done_fn cb, void *ud, struct lxm_error **err);
 
 /* A pull from an image server (LXD's image source with mode "pull"). */
 struct lxmd_image_pull {

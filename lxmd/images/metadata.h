@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cleanup.h"
 #include "error.h"
 
 struct lxm_image_metadata {
@@ -25,6 +26,7 @@ struct lxm_image_metadata {
 int lxm_image_metadata_parse(const char *text, size_t len, struct lxm_image_metadata **ret,
 			     struct lxm_error **err);
 void lxm_image_metadata_free(struct lxm_image_metadata *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_image_metadata *, lxm_image_metadata_free)
 
 /* The context a template sees, as a JSON object:
  *   {"instance": {"name": "web1", "type": "container", "architecture": "x86_64", ...},

@@ -42,6 +42,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -49,6 +50,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/magic.h>
 #include <linux/sched.h>
 
 #include "cleanup.h"
@@ -56,9 +58,11 @@
 #include "log.h"
 #include "util.h"
 #include "container/setup.h"
+#include "monitor/monitor-disks.h"
 #include "container/spec.h"
 #include "monitor/monitor.h"
 #include "monitor/monitor-internal.h"
+#include "monitor/monitor-overlay.h"
 
 /* Connections served at once; more wait in the listen backlog. */
 #define MONITOR_MAX_CLIENTS 8
@@ -445,7 +449,8 @@ static _Noreturn void child_main(struct monitor *m, int sync_fd)
 	if (m->cgroup_fd >= 0)
 		close(m->cgroup_fd);
 
-	if (recv_go(sync_fd, &fds, &err) < 0) {
+	if (recv_go(sync_fd, &fds, &err) < 0 ||
+	    monitor_disks_recv(m->spec, sync_fd, &fds.mount_trees, &err) < 0) {
 		send_sync_error(sync_fd, err->msg);
 		_exit(1);
 	}
@@ -548,14 +553,47 @@ static int join_v1_cgroups(pid_t pid, char **dirs, struct lxm_error **err)
 	return 0;
 }
 
+/* The host id that a map gives to id 0 in the container. */
+static int host_root(const struct lxm_idmap *map, size_t n, uint32_t *ret)
+{
+	for (size_t i = 0; i < n; i++)
+		if (map[i].nsid == 0 && map[i].count > 0) {
+			*ret = map[i].hostid;
+			return 0;
+		}
+	return -ENOENT;
+}
+
 /* A detached copy of the rootfs mount tree; unprivileged, idmapped through the child's user
- * namespace so that host ids hostid.. show as 0.. inside without a chown of the rootfs. */
+ * namespace so that host ids hostid.. show as 0.. inside without a chown of the rootfs. An
+ * overlayfs rootfs cannot be idmapped: it is rebuilt on idmapped layers instead. */
 static int open_rootfs_tree(struct monitor *m, int *ret, struct lxm_error **err)
 {
 	const struct lxm_container_spec *s = m->spec;
 	_cleanup_close_ int tree = -1, userns = -1;
+	struct statfs sfs;
+	uint32_t uid, gid;
 	char path[64];
+	int r;
 
+	if (!s->privileged) {
+		if (statfs(s->rootfs, &sfs) < 0)
+			return lxm_error_setx(err, -errno, 500, "statfs rootfs %s", s->rootfs);
+		if (sfs.f_type == OVERLAYFS_SUPER_MAGIC) {
+			snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)m->init_pid);
+			userns = open(path, O_RDONLY | O_CLOEXEC);
+			if (userns < 0)
+				return lxm_error_setx(err, -errno, 500, "open %s", path);
+			if ((r = host_root(s->uidmap, s->n_uidmap, &uid)) < 0 ||
+			    (r = host_root(s->gidmap, s->n_gidmap, &gid)) < 0)
+				return lxm_error_set(err, r, 500,
+						     "idmap rootfs %s: the id maps give no host id "
+						     "for the container's root",
+						     s->rootfs);
+			return monitor_overlay_idmapped_tree(s->rootfs, userns, (uid_t)uid,
+							     (gid_t)gid, ret, err);
+		}
+	}
 	tree = (int)syscall(SYS_open_tree, AT_FDCWD, s->rootfs,
 			    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
@@ -625,7 +663,10 @@ static int configure_child(struct monitor *m, struct lxm_error **err)
 	r = open_rootfs_tree(m, &tree, err);
 	if (r < 0)
 		return r;
-	return send_go(m, tree, err);
+	r = send_go(m, tree, err);
+	if (r < 0)
+		return r;
+	return monitor_disks_send(s, m->init_pid, m->sync_fd, err);
 }
 
 /* Waits for EOF (init exec'd) or an error from the child's setup. */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "monitor/monitor-disks.h"
 #include "monitor/monitor.h"
 #include "util.h"
 
@@ -10,13 +11,15 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: %s start <spec.json>\n"
 		"       %s exec <spec.json> <init_pid> [OPTION]... -- CMD [ARG...]\n"
+		"       %s disk attach|detach <init_pid> ...\n"
 		"\n"
 		"Started by lxmd, not by hand.\n"
 		"  start  detach, create the container described by spec.json, print\n"
 		"         one JSON line ({\"status\":\"Running\",...} or {\"error\":...})\n"
 		"         and supervise its init\n"
-		"  exec   run CMD inside the running container whose init is init_pid\n",
-		LXM_MONITOR_NAME, LXM_MONITOR_NAME);
+		"  exec   run CMD inside the running container whose init is init_pid\n"
+		"  disk   mount or unmount a disk in the running container (hot-plug)\n",
+		LXM_MONITOR_NAME, LXM_MONITOR_NAME, LXM_MONITOR_NAME);
 }
 
 int main(int argc, char **argv)
@@ -37,7 +40,10 @@ int main(int argc, char **argv)
 		 * ptrace-based check in sanitizer builds) cannot work and would spin forever. The
 		 * kernel releases everything a process holds anyway. */
 		_exit(lxm_monitor_exec_main(argc - 1, argv + 1));
-	fprintf(stderr, "%s: unknown mode '%s' (expected 'start' or 'exec'; see --help)\n",
+	if (streq(argv[1], "disk"))
+		/* _exit, as for exec: it joins the container's user namespace. */
+		_exit(lxm_monitor_disk_main(argc - 1, argv + 1));
+	fprintf(stderr, "%s: unknown mode '%s' (expected 'start', 'exec' or 'disk'; see --help)\n",
 		LXM_MONITOR_NAME, argv[1]);
 	return 2;
 }

@@ -3,7 +3,7 @@
 return, and to Running), start of a stopped container, `lxm exec c -- true` round trip, clean and
 forced stop, and the RSS of lxm-monitor and lxmd.
 
-Usage: tests/bench/bench-runtime.py [--build DIR] [--runs N]
+Usage: tests/bench/bench-runtime.py [--build DIR] [--runs N] [--storage dir|btrfs|overlay]
 """
 import argparse
 import os
@@ -36,6 +36,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("LXM_BUILD_DIR", os.path.join(REPO, "build")))
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--storage", default="btrfs", choices=("dir", "btrfs", "overlay"),
+                    help="the pool `lxm init --auto` makes (default btrfs)")
     args = ap.parse_args()
     lxm = os.path.join(args.build, "lxm/lxm")
     root = tempfile.mkdtemp(prefix="lxm-bench-")
@@ -49,6 +51,9 @@ def main():
             if os.path.exists(os.path.join(root, "unix.socket")):
                 break
             time.sleep(0.02)
+        subprocess.run([lxm, "init", "--auto", "--storage-backend", args.storage], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        print(f"storage pool: {args.storage}")
         # The first launch builds the busybox image from its template: time it apart.
         t = timed([lxm, "launch", "busybox", "warmup"], env)
         names.append("warmup")
@@ -96,6 +101,11 @@ def main():
                            stderr=subprocess.DEVNULL)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
+        # Pools stay mounted when lxmd stops (containers keep their files): unmount them.
+        with open("/proc/self/mountinfo") as f:
+            mnts = [line.split()[4] for line in f if line.split()[4].startswith(root + "/")]
+        for m in sorted(mnts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(root, ignore_errors=True)
     return rc
 

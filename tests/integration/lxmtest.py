@@ -8,6 +8,7 @@ owner; nothing here touches the host's /var/lib/lxm.
 
 import errno
 import contextlib
+import ctypes
 import http.client
 import json
 import os
@@ -501,11 +502,30 @@ def pid_alive(pid):
     return state != "Z"
 
 
+def mounts_under(path):
+    """Mount points at or below path (from /proc/self/mountinfo), deepest first."""
+    path = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == path or mp.startswith(path + "/"):
+                found.append(mp)
+    return sorted(found, key=lambda m: m.count("/"), reverse=True)
+
+
+def unmount_under(path):
+    """Detaches (umount2 MNT_DETACH) everything mounted at or below path, deepest first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mp in mounts_under(path):
+        libc.umount2(mp.encode(), 2)
+
+
 class Lxmd:
     """A private lxmd: base dir /tmp/lxm-it-XXXX holding root/ (the daemon's --root, with the
     socket in it) and lxmd.stderr."""
 
-    def __init__(self, log_level=None, base=None):
+    def __init__(self, log_level=None, base=None, storage="dir"):
         self.lxmd_bin = lxmd_binary()
         self.lxm_bin = lxm_binary()
         for b in (self.lxmd_bin, self.lxm_bin):
@@ -522,6 +542,9 @@ class Lxmd:
         self.log_level = log_level or os.environ.get("LXM_IT_LOG_LEVEL", "debug")
         self.proc = None
         self.history = []  # stderr of earlier runs (restarts), for failure reports
+        # The storage backend that `lxm init --auto` sets up at the first start (as a user
+        # does on a fresh server), or None for a server left uninitialised.
+        self.storage = storage
 
     # ---- lifecycle
 
@@ -535,6 +558,8 @@ class Lxmd:
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=self._stderr, stderr=self._stderr)
         self.wait_ready(timeout)
+        if self.storage and self.api("GET", "/1.0/storage-pools/default").status == 404:
+            self.cli("init", "--auto", "--storage-backend", self.storage)
         return self
 
     def wait_ready(self, timeout=10):
@@ -621,6 +646,8 @@ class Lxmd:
                         break
                     except OSError:
                         time.sleep(0.1)
+        # A failing test may leave storage pools mounted: never delete through a mount.
+        unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
 
@@ -705,6 +732,9 @@ class Lxmd:
         body = {"name": name, "source": {"type": "none"}}
         if profiles is not None:
             body["profiles"] = profiles
+            if "default" not in profiles:
+                # Without the default profile's root disk device, the instance names its own.
+                body["devices"] = {"root": {"type": "disk", "path": "/", "pool": "default"}}
         r = self.api("POST", prefix, body)
         op = assert_async(r)
         if wait:

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/capability.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cleanup.h"
 #include "images/archive.h"
 #include "tap.h"
@@ -617,7 +619,7 @@ static void test_round_trip(const char *fixture, const char *name)
 	_cleanup_free_ char *meta = NULL, *tpl = NULL, *tpl_dir = NULL, *rootfs_dir = NULL;
 	_cleanup_error_ struct lxm_error *err = NULL;
 	struct counter pc = { .monotonic = true }, uc = { .monotonic = true };
-	enum lxm_compression c;
+	enum lxm_compression c = LXM_COMPRESS_NONE;
 	char fp[65] = "";
 	size_t len = 0;
 	struct stat st;
@@ -885,6 +887,102 @@ static void test_misc(const char *fixture)
 	rm_rf(dest);
 }
 
+/* ---- lxm-imagetool, the way lxmd runs it (lxmd_run_sync_lines) ---- */
+
+/* What collect() saw. */
+struct lines {
+	char text[4096]; /* the lines, each with a newline */
+	int progress;	 /* "progress" lines */
+	int ticks;	 /* quiet periods (NULL lines) */
+	int stop_after;	 /* return non-zero at this many ticks or lines, 0 never */
+};
+
+static int collect(const char *line, void *ud)
+{
+	struct lines *l = ud;
+	size_t n = strlen(l->text);
+
+	if (!line)
+		return l->stop_after && ++l->ticks >= l->stop_after;
+	if (strncmp(line, "progress ", 9) == 0)
+		l->progress++;
+	else
+		snprintf(l->text + n, sizeof(l->text) - n, "%s\n", line);
+	return 0;
+}
+
+static void test_imagetool(void)
+{
+	char tool[PATH_MAX], errbuf[4096];
+	_cleanup_free_ char *yaml = tmp_path("%s", "fixture/metadata.yaml"),
+			    *rootfs = tmp_path("%s", "fixture/rootfs"),
+			    *img = tmp_path("%s", "tool.tar.gz"),
+			    *dest = tmp_path("%s", "tool-dest"),
+			    *bad = tmp_path("%s", "tool-bad.tar");
+	struct lines l = { 0 };
+	char fp[65] = "";
+	_cleanup_error_ struct lxm_error *err = NULL;
+	const char *paths[] = { img };
+	int k;
+
+	snprintf(tool, sizeof(tool), "%s/lxmd/%s", LXM_BUILDDIR, LXM_IMAGETOOL_NAME);
+	if (access(tool, X_OK) < 0) {
+		ok(false, "%s is built (make all)", tool);
+		return;
+	}
+	{
+		char *const argv[] = { "/bin/sh", "-c", "cat; echo; echo progress 1 2; echo two",
+				       NULL };
+
+		k = lxmd_run_sync_lines(argv, "one", collect, &l, errbuf, sizeof(errbuf));
+		ok(k == 0 && strcmp(l.text, "one\ntwo\n") == 0 && l.progress == 1,
+		   "stdin reaches the child, its stdout comes back line by line");
+	}
+	{
+		char *const argv[] = { "/bin/sh", "-c", "echo why >&2; sleep 30", NULL };
+		struct lines q = { .stop_after = 2 };
+
+		k = lxmd_run_sync_lines(argv, NULL, collect, &q, errbuf, sizeof(errbuf));
+		ok(k == 128 + SIGKILL && strcmp(errbuf, "why\n") == 0,
+		   "a callback's non-zero return kills the child (status %d), stderr is kept", k);
+	}
+	{
+		char *const argv[] = { tool,   "pack",	     "--compression",
+				       "gzip", "--metadata", yaml,
+				       rootfs, img,	     NULL };
+
+		memset(&l, 0, sizeof(l));
+		k = lxmd_run_sync_lines(argv, NULL, collect, &l, errbuf, sizeof(errbuf));
+		ok(k == 0 && strncmp(l.text, "sha256 ", 7) == 0 && l.progress > 0,
+		   "pack: progress lines, then the sha256 (%d: %s)", k, errbuf);
+		ok(lxm_sha256_files(paths, 1, fp, &err) == 0 && strncmp(l.text + 7, fp, 64) == 0,
+		   "pack: the sha256 printed is the file's");
+	}
+	{
+		char *const argv[] = { tool, "unpack", "unified", img, dest, NULL };
+
+		memset(&l, 0, sizeof(l));
+		k = lxmd_run_sync_lines(argv, NULL, collect, &l, errbuf, sizeof(errbuf));
+		ok(k == 0 && l.progress > 0 && access(dest, F_OK) == 0,
+		   "unpack: done with progress (%d: %s)", k, errbuf);
+		k = lxmd_run_sync_lines(argv, NULL, collect, &l, errbuf, sizeof(errbuf));
+		errbuf[strcspn(errbuf, "\n")] = '\0';
+		ok(k == 1 && strncmp(errbuf, "error 409 17 image: create ", 27) == 0,
+		   "unpack into an existing directory: the tool's lxm_error as a line: %s", errbuf);
+	}
+	{
+		char *const argv[] = { tool, "unpack", "unified", bad, dest, NULL };
+
+		write_file(bad, "not a tarball at all", 20, 0644);
+		rm_rf(dest);
+		k = lxmd_run_sync_lines(argv, NULL, collect, &l, errbuf, sizeof(errbuf));
+		errbuf[strcspn(errbuf, "\n")] = '\0';
+		ok(k == 1 && strstr(errbuf, "error 400 ") == errbuf &&
+			   strstr(errbuf, "not a tarball") && access(dest, F_OK) < 0,
+		   "a corrupt file: 400 with libarchive's reason, nothing left: %s", errbuf);
+	}
+}
+
 int main(void)
 {
 	_cleanup_free_ char *fixture = NULL, *meta = NULL;
@@ -911,6 +1009,7 @@ int main(void)
 	test_squashfs(fixture);
 	test_malicious();
 	test_misc(fixture);
+	test_imagetool();
 	rm_rf(tmp);
 	return tap_done();
 }

@@ -18,6 +18,7 @@
 #include "cleanup.h"
 #include "error.h"
 #include "lxmd/db/db.h"
+#include "util.h"
 #include "tests/unit/tap.h"
 
 static char tmpdir[] = "/tmp/lxm-test-db-XXXXXX";
@@ -1318,6 +1319,160 @@ static void test_snapshots(struct lxm_db *db)
 	lxm_error_free(err);
 }
 
+static struct lxm_db_storage_volume *volume_new(const char *pool, const char *type,
+						const char *name, const char *config)
+{
+	struct lxm_db_storage_volume *v = calloc(1, sizeof(*v));
+
+	v->pool = strdup(pool);
+	v->type = strdup(type);
+	v->name = strdup(name);
+	v->config = config ? json_loads(config, 0, NULL) : NULL;
+	return v;
+}
+
+static void test_storage_volumes(struct lxm_db *db)
+{
+	struct lxm_db_storage_volume *v, **list = NULL;
+	struct lxm_error *err = NULL;
+	size_t n = 0;
+	int r;
+
+	v = volume_new("sp1", "container", "c1", "{\"size\": \"1GiB\"}");
+	is_int(lxm_db_storage_volume_create(db, v, &err), 0, "create volume container/c1");
+	check_err(lxm_db_storage_volume_create(db, v, &err), &err, -EEXIST, 409,
+		  "storage volume 'container/c1' already exists in pool 'sp1'", "duplicate volume");
+	free(v->pool);
+	v->pool = strdup("nope");
+	check_err(lxm_db_storage_volume_create(db, v, &err), &err, -ENOENT, 404,
+		  "storage pool 'nope' not found", "volume in an unknown pool");
+	free(v->type);
+	v->type = strdup("disk");
+	check_err(lxm_db_storage_volume_create(db, v, &err), &err, -EINVAL, 400,
+		  "unknown storage volume type 'disk'", "volume of an unknown type");
+	lxm_db_storage_volume_free(v);
+	v = volume_new("sp1", "custom", "v1", NULL);
+	is_int(lxm_db_storage_volume_create(db, v, &err), 0, "create volume custom/v1");
+	lxm_db_storage_volume_free(v);
+	v = volume_new("sp1", "image", "fp", NULL);
+	is_int(lxm_db_storage_volume_create(db, v, &err), 0, "create volume image/fp");
+	lxm_db_storage_volume_free(v);
+
+	r = lxm_db_storage_volume_list(db, "sp1", NULL, &list, &n, &err);
+	ok(r == 0 && n == 3 && streq(list[0]->type, "container") && streq(list[0]->name, "c1") &&
+		   streq(list[1]->type, "custom") && streq(list[2]->name, "fp") &&
+		   json_eq(list[0]->config, "{\"size\": \"1GiB\"}") &&
+		   streq(list[1]->content_type, "filesystem") && list[1]->created_at > 0,
+	   "list volumes by type and name, with config");
+	lxm_db_storage_volume_list_free(list, n);
+	r = lxm_db_storage_volume_list(db, "sp1", "custom", &list, &n, &err);
+	ok(r == 0 && n == 1 && streq(list[0]->name, "v1"), "list volumes of one type");
+	lxm_db_storage_volume_list_free(list, n);
+	check_err(lxm_db_storage_volume_list(db, "nope", NULL, &list, &n, &err), &err, -ENOENT, 404,
+		  "storage pool 'nope' not found", "list volumes of an unknown pool");
+
+	v = volume_new("sp1", "container", "c3", NULL);
+	is_int(lxm_db_storage_volume_create(db, v, &err), 0, "create volume container/c3");
+	lxm_db_storage_volume_free(v);
+	is_int(lxm_db_storage_volume_rename(db, "sp1", "container", "c1", "c2", &err), 0,
+	       "rename a volume");
+	r = lxm_db_storage_volume_get(db, "sp1", "container", "c2", &v, &err);
+	ok(r == 0 && json_eq(v->config, "{\"size\": \"1GiB\"}"), "renamed volume keeps its config");
+	lxm_db_storage_volume_free(v);
+	check_err(lxm_db_storage_volume_get(db, "sp1", "container", "c1", &v, &err), &err, -ENOENT,
+		  404, "storage volume 'container/c1' not found in pool 'sp1'", "old name is gone");
+	check_err(lxm_db_storage_volume_rename(db, "sp1", "container", "c2", "c3", &err), &err,
+		  -EEXIST, 409, "'container/c3' already exists", "rename onto a volume");
+	check_err(lxm_db_storage_volume_rename(db, "sp1", "custom", "c2", "x", &err), &err, -ENOENT,
+		  404, "'custom/c2' not found", "rename of another type's volume");
+
+	check_err(lxm_db_storage_pool_delete(db, "sp1", &err), &err, -EBUSY, 409,
+		  "it still holds 4 volumes", "a pool with volumes is not deleted");
+	is_int(lxm_db_storage_volume_delete(db, "sp1", "container", "c2", &err), 0, "delete c2");
+	check_err(lxm_db_storage_volume_delete(db, "sp1", "container", "c2", &err), &err, -ENOENT,
+		  404, "not found", "delete c2 again");
+	lxm_db_storage_volume_delete(db, "sp1", "container", "c3", &err);
+	lxm_db_storage_volume_delete(db, "sp1", "custom", "v1", &err);
+	lxm_db_storage_volume_delete(db, "sp1", "image", "fp", &err);
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM storage_volumes_config"), 0,
+	       "volume config goes with its volume");
+	lxm_error_free(err);
+}
+
+static void test_storage_pools(struct lxm_db *db)
+{
+	struct lxm_db_storage_pool in = { .name = "sp1", .driver = "btrfs", .description = "d1" };
+	struct lxm_db_storage_pool *p = NULL;
+	struct lxm_db_profile *prof;
+	struct lxm_db_instance *inst;
+	struct lxm_error *err = NULL;
+	char **profiles = NULL, **instances = NULL;
+	int r;
+
+	in.config = json_pack("{s:s, s:s}", "source", "/x.img", "size", "1GiB");
+	is_int(lxm_db_storage_pool_create(db, &in, &err), 0, "create storage pool");
+	r = lxm_db_storage_pool_get(db, "sp1", &p, &err);
+	ok(r == 0 && streq(p->driver, "btrfs") && streq(p->description, "d1") &&
+		   json_eq(p->config, "{\"source\": \"/x.img\", \"size\": \"1GiB\"}"),
+	   "read the pool back");
+	lxm_db_storage_pool_free(p);
+	check_err(lxm_db_storage_pool_create(db, &in, &err), &err, -EEXIST, 409,
+		  "storage pool 'sp1' already exists", "duplicate pool");
+	json_object_set_new(in.config, "size", json_integer(1));
+	in.name = "sp2";
+	check_err(lxm_db_storage_pool_create(db, &in, &err), &err, -EINVAL, 400, "size",
+		  "pool config values are strings");
+	check_err(lxm_db_storage_pool_get(db, "sp2", &p, &err), &err, -ENOENT, 404,
+		  "storage pool 'sp2' not found", "a refused pool is not created");
+
+	json_object_set_new(in.config, "size", json_string("2GiB"));
+	in.description = NULL;
+	is_int(lxm_db_storage_pool_update(db, "sp1", &in, &err), 0, "update a pool");
+	r = lxm_db_storage_pool_get(db, "sp1", &p, &err);
+	ok(r == 0 && streq(p->description, "") && streq(p->driver, "btrfs") &&
+		   json_eq(p->config, "{\"source\": \"/x.img\", \"size\": \"2GiB\"}"),
+	   "update replaces description and config");
+	lxm_db_storage_pool_free(p);
+	check_err(lxm_db_storage_pool_update(db, "nope", &in, &err), &err, -ENOENT, 404,
+		  "storage pool 'nope' not found", "update an unknown pool");
+	json_decref(in.config);
+
+	/* Root disks (type disk, path /) naming the pool use it; other disks do not. */
+	prof = profile_new("sp-root", "", NULL,
+			   "{\"root\": {\"type\": \"disk\", \"path\": \"/\", \"pool\": \"sp1\"}}");
+	is_int(lxm_db_profile_create(db, prof, &err), 0, "profile with a root disk on sp1");
+	lxm_db_profile_free(prof);
+	prof = profile_new("sp-data", "", NULL,
+			   "{\"d\": {\"type\": \"disk\", \"path\": \"/data\", \"pool\": \"sp1\"}}");
+	is_int(lxm_db_profile_create(db, prof, &err), 0, "profile with a data disk on sp1");
+	lxm_db_profile_free(prof);
+	inst = instance_new("sp-i1", "[]", NULL,
+			    "{\"r\": {\"type\": \"disk\", \"path\": \"/\", \"pool\": \"sp1\"}}");
+	is_int(lxm_db_instance_create(db, inst, NULL, &err), 0, "instance with a root disk on sp1");
+	lxm_db_instance_free(inst);
+	r = lxm_db_storage_pool_used_by(db, "sp1", &profiles, &instances, &err);
+	ok(r == 2 && streq(joined(profiles), "sp-root"), "used by the root disk's profile");
+	ok(streq(joined(instances), "sp-i1"), "used by the root disk's instance");
+	lxm_strv_free(profiles);
+	lxm_strv_free(instances);
+	r = lxm_db_storage_pool_used_by(db, "other", &profiles, &instances, &err);
+	ok(r == 0 && !profiles[0] && !instances[0], "another pool is used by nothing");
+	lxm_strv_free(profiles);
+	lxm_strv_free(instances);
+	lxm_db_profile_delete(db, "sp-root", &err);
+	lxm_db_profile_delete(db, "sp-data", &err);
+	lxm_db_instance_delete(db, "sp-i1", &err);
+
+	test_storage_volumes(db);
+
+	is_int(lxm_db_storage_pool_delete(db, "sp1", &err), 0, "delete the pool");
+	check_err(lxm_db_storage_pool_delete(db, "sp1", &err), &err, -ENOENT, 404,
+		  "storage pool 'sp1' not found", "delete it again");
+	is_int(q_int(lxm_db_handle(db), "SELECT COUNT(*) FROM storage_pools_config"), 0,
+	       "pool config goes with the pool");
+	lxm_error_free(err);
+}
+
 static bool remove_tmpdir(void)
 {
 	DIR *d = opendir(tmpdir);
@@ -1357,6 +1512,7 @@ int main(void)
 		test_image_rows(db);
 		test_image_aliases(db);
 		test_snapshots(db);
+		test_storage_pools(db);
 		lxm_db_close(db);
 	}
 	lxm_error_free(err);

@@ -273,19 +273,50 @@ static void test_new(void)
 	is_str(lxm_sstreams_arch_name("x86_64"), "x86_64", "kernel names pass through");
 }
 
+/* The JSON form lxm-imagetool hands images on in: the same image back, and checked. */
+static void test_json(void)
+{
+	_cleanup_json_ json_t *j = load(products_json);
+	struct lxm_sstreams_image **imgs = NULL, *back = NULL;
+	_cleanup_error_ struct lxm_error *err = NULL;
+	size_t n = 0;
+	bool same = true;
+	int r;
+
+	r = lxm_sstreams_parse_catalogue(j, &imgs, &n, &err);
+	is_int(r, 0, "images.json parses");
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_json_ json_t *a = lxm_sstreams_image_to_json(imgs[i]), *b = NULL;
+
+		r = a ? lxm_sstreams_image_from_json(a, &back, &err) : -ENOMEM;
+		b = r == 0 ? lxm_sstreams_image_to_json(back) : NULL;
+		same = same && b && json_equal(a, b) && back->meta_size == imgs[i]->meta_size &&
+		       back->created_at == imgs[i]->created_at &&
+		       (back->rootfs_path != NULL) == (imgs[i]->rootfs_path != NULL);
+		lxm_sstreams_image_free(TAKE_PTR(back));
+	}
+	ok(n > 0 && same, "every image of the catalogue comes back from its JSON unchanged");
+	if (n > 0) {
+		_cleanup_json_ json_t *a = lxm_sstreams_image_to_json(imgs[0]);
+
+		json_object_set_new(a, "meta_path", json_string("../../etc/shadow"));
+		r = lxm_sstreams_image_from_json(a, &back, &err);
+		ok(r == -EINVAL && err && err->status == 400, "a '..' path is refused: %s",
+		   err ? err->msg : "(no error)");
+		lxm_error_free(TAKE_PTR(err));
+		json_object_del(a, "fingerprint");
+		r = lxm_sstreams_image_from_json(a, &back, &err);
+		ok(r == -EINVAL && err && err->status == 400, "no fingerprint is refused: %s",
+		   err ? err->msg : "(no error)");
+	}
+	lxm_sstreams_images_free(imgs, n);
+}
+
 /* ---------------------------------------------------------------- client mode */
 
 static int print_image(const struct lxm_sstreams_image *img)
 {
-	_cleanup_json_ json_t *j = json_pack(
-		"{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?, s:I, s:O, s:O, s:I}",
-		"fingerprint", img->fingerprint, "product", img->product, "version", img->version,
-		"architecture", img->architecture, "type", img->type, "meta_path", img->meta_path,
-		"meta_sha256", img->meta_sha256, "meta_size", (json_int_t)img->meta_size,
-		"rootfs_path", img->rootfs_path, "rootfs_ftype", img->rootfs_ftype, "rootfs_sha256",
-		img->rootfs_sha256, "rootfs_size", (json_int_t)img->rootfs_size, "aliases",
-		img->aliases, "properties", img->properties, "created_at",
-		(json_int_t)img->created_at);
+	_cleanup_json_ json_t *j = lxm_sstreams_image_to_json(img);
 	_cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
 	if (!s)
@@ -366,5 +397,6 @@ int main(int argc, char **argv)
 	test_catalogue();
 	test_malformed();
 	test_new();
+	test_json();
 	return tap_done();
 }

@@ -1,0 +1,88 @@
+/* Shared by the storage/ files only: the driver tables and the helpers every driver uses (child
+ * processes, tree copies and walks, mount point lookups, staging names).
+ *
+ * Drivers set *err to a message that names the step and the path ("create subvolume
+ * /var/lib/lxm/storage-pools/p1/containers/c1: File exists"); the front-end adds the pool
+ * ("pool 'p1': ...") on the way up. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#include "storage.h"
+
+/* The drivers (storage-dir.c, storage-btrfs.c, storage-overlay.c). */
+extern const struct lxm_storage_ops storage_dir_ops;
+extern const struct lxm_storage_ops storage_btrfs_ops;
+extern const struct lxm_storage_ops storage_overlay_ops;
+
+/* Mode of the layout directories and of volume directories: traversable, not listable, so an
+ * unprivileged container's root can reach its rootfs without seeing its neighbours. */
+#define STORAGE_DIR_MODE 0711
+
+/* The prefix of a staging directory (a copy under way, renamed into place when complete).
+ * Names starting with "." are never volumes, so a crash leaves only something to sweep. */
+#define STORAGE_STAGING_PREFIX ".tmp-"
+
+/* Directory of each volume type below the pool, and of its snapshots. */
+const char *storage_type_dir(enum lxm_volume_type t);
+const char *storage_type_snapshots_dir(enum lxm_volume_type t);
+
+/* ROOT/storage-pools/<pool>/<sub> for a driver's own paths; NULL on ENOMEM. */
+char *storage_pool_subpath(const struct lxm_pool *p, const char *sub);
+
+/* Makes p->path and the layout directories (images, containers, ...); existing ones are fine. */
+int storage_make_layout(const struct lxm_pool *p, struct lxm_error **err);
+/* Fails with -EBUSY when the pool still has instance or custom volumes. */
+int storage_check_no_volumes(const struct lxm_pool *p, struct lxm_error **err);
+
+/* The full path of program name (searched in PATH and the sbin directories), or -ENOENT. */
+int storage_find_program(const char *name, char **ret);
+/* Runs argv[0] (searched like storage_find_program) with stdin on /dev/null and waits. Its
+ * stdout goes to *ret_stdout when that is non-NULL (else /dev/null); its stderr becomes the
+ * error: "<argv joined>: <stderr>", with the errno the text names (ENOSPC for "No space left on
+ * device") or -EIO. */
+int storage_run(const char *const argv[], char **ret_stdout, struct lxm_error **err);
+
+/* Copies the tree src to dst (created; its contents merged when it exists) with
+ * "cp -a --reflink=auto": ownership, modes, xattrs, hardlinks and sparse files preserved, shared
+ * extents where the file system can. */
+int storage_copy_tree(const char *src, const char *dst, struct lxm_error **err);
+/* Copies src to a new staging directory beside dst, then renames it to dst: dst appears
+ * complete or not at all. -EEXIST when dst exists. */
+int storage_copy_staged(const char *src, const char *dst, struct lxm_error **err);
+/* Replaces the tree dst with a copy of src: copy to a staging dir, swap with
+ * renameat2(RENAME_EXCHANGE), remove the old tree. dst is unchanged when the copy fails. */
+int storage_replace_staged(const char *src, const char *dst, struct lxm_error **err);
+/* A new unique name "<dirname(path)>/.tmp-<basename(path)>-<random>" (not created). */
+int storage_staging_path(const char *path, char **ret);
+
+/* Bytes the tree at path occupies (st_blocks * 512, every hardlinked inode once, not crossing
+ * into other file systems). A missing path is -ENOENT. */
+int storage_tree_usage(const char *path, uint64_t *ret);
+/* Space of the file system holding path, as used/total bytes. */
+int storage_statvfs_usage(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err);
+
+/* 1 when path is a mount point in /proc/self/mountinfo, 0 when not (or path does not exist),
+ * or -errno. */
+int storage_is_mountpoint(const char *path);
+/* The file system type mounted at path ("btrfs") in *ret_fstype, or -ENOENT when path is not a
+ * mount point. ret_source, when non-NULL, gets the mount source ("/dev/loop3"). */
+int storage_mount_info(const char *path, char **ret_fstype, char **ret_source);
+/* Unmounts path until it is no longer a mount point; not mounted is fine. */
+int storage_umount(const char *path, struct lxm_error **err);
+
+/* 1 when path exists (lstat), 0 when not, or -errno. */
+int storage_exists(const char *path);
+/* rename(2) with an error that names both paths; -EEXIST (never replacing) when dst exists. */
+int storage_rename_noreplace(const char *src, const char *dst, struct lxm_error **err);
+/* Removes the tree at path with an error that names it; missing is fine. */
+int storage_rm_tree(const char *path, struct lxm_error **err);
+/* Renames a volume dir and its snapshots dir (-EEXIST when either new name exists); when the
+ * second rename fails the first is undone. */
+int storage_rename_volume(const struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			  const char *new_name, struct lxm_error **err);
+/* Removes the snapshots dir of a volume when it has become empty. */
+void storage_rmdir_if_empty(const char *path);
