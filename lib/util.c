@@ -215,6 +215,36 @@ int lxm_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t re
 	return -EAGAIN;
 }
 
+void lxm_unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+void lxm_fs_log(int fsfd, char *buf, size_t len)
+{
+	char line[512];
+	ssize_t n;
+
+	buf[0] = '\0';
+	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
+		line[n] = '\0';
+		line[strcspn(line, "\n")] = '\0';
+		if (n > 2 && line[0] == 'e' && line[1] == ' ')
+			snprintf(buf, len, " (%.200s)", line + 2);
+	}
+}
+
 int lxm_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;

@@ -48,6 +48,13 @@ int lxm_read_file(const char *path, char **ret, size_t *ret_len);
 /* openat2() with O_CLOEXEC added, retried while the kernel asks for it (a rename in the tree
  * during the walk). mode is used with O_CREAT only. Returns the fd or -errno. */
 int lxm_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+/* Undoes the octal escapes of /proc/self/mountinfo ("\040" for a space, "\054" for a comma)
+ * in place. */
+void lxm_unescape_octal(char *s);
+/* The last error line a file system wrote to its fs context fd (fsopen: "e tmpfs: Bad value for
+ * 'size'"), as " (Bad value ...)" in buf, or "" when it wrote none: it says far more than the
+ * errno alone. Reads the log empty. */
+void lxm_fs_log(int fsfd, char *buf, size_t len);
 
 /* Writes all of data to fd (a blocking fd), retrying on EINTR and short writes. 0 or -errno. */
 int lxm_write_all(int fd, const void *data, size_t len);

@@ -243,6 +243,74 @@ int lxm_cli_split_kv(const char *arg, char **ret_key, char **ret_value)
 	return 0;
 }
 
+/* Puts each "KEY=VALUE" of args into map; a bad one fails, worded for set verbs (which also
+ * take "KEY VALUE") when set_form is true, else for --config style arguments. */
+static int put_kv_args(const char *cmd, int nargs, char *const *args, json_t *map, bool set_form,
+		       struct lxm_error **err)
+{
+	for (int i = 0; i < nargs; i++) {
+		_cleanup_free_ char *key = NULL, *value = NULL;
+
+		if (lxm_cli_split_kv(args[i], &key, &value) < 0)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				set_form ? "%s: invalid '%s': expected KEY=VALUE (or "
+					   "KEY VALUE)"
+					 : "%s: invalid config '%s': expected KEY=VALUE",
+				cmd, args[i]);
+		if (json_object_set_new(map, key, json_string(value)) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	}
+	return 0;
+}
+
+int lxm_cli_kv_args(const char *cmd, int nargs, char *const *args, json_t *config,
+		    struct lxm_error **err)
+{
+	return put_kv_args(cmd, nargs, args, config, false, err);
+}
+
+int lxm_cli_set_args(const char *cmd, int nargs, char *const *args, json_t **ret,
+		     struct lxm_error **err)
+{
+	_cleanup_json_ json_t *set = json_object();
+	int r;
+
+	if (!set)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	if (nargs == 2 && !strchr(args[0], '=')) {
+		if (json_object_set_new(set, args[0], json_string(args[1])) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	} else {
+		r = put_kv_args(cmd, nargs, args, set, true, err);
+		if (r < 0)
+			return r;
+	}
+	*ret = TAKE_PTR(set);
+	return 0;
+}
+
+int lxm_cli_change_config(const char *cmd, const char *what, const json_t *obj, const json_t *set,
+			  const char *unset, json_t **ret, struct lxm_error **err)
+{
+	const json_t *old = json_object_get(obj, "config");
+	_cleanup_json_ json_t *config =
+		json_is_object(old) ? json_copy((json_t *)old) : json_object();
+	const char *key;
+	json_t *value;
+
+	if (!config)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	if (unset && json_object_del(config, unset) < 0)
+		return lxm_error_set(err, -ENOENT, 404, "%s: cannot unset key '%s': it is not set",
+				     what, unset);
+	json_object_foreach ((json_t *)set, key, value)
+		if (json_object_set(config, key, value) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	*ret = TAKE_PTR(config);
+	return 0;
+}
+
 int lxm_cli_string_map(const json_t *in, const char *what, json_t **ret, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *out = json_object();

@@ -256,60 +256,34 @@ static int change_config(const char *cmd, const char *name, const json_t *set, c
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *p = NULL, *config = NULL;
-	_cleanup_free_ char *etag = NULL;
-	const char *key;
-	json_t *value;
+	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
 	r = lxm_cli_connect(&c, err);
+	if (r >= 0)
+		r = get_profile(c, name, &p, &etag, err);
 	if (r < 0)
 		return r;
-	r = get_profile(c, name, &p, &etag, err);
-	if (r < 0)
-		return r;
-	config = json_is_object(json_object_get(p, "config"))
-			 ? json_copy(json_object_get(p, "config"))
-			 : json_object();
-	if (!config)
+	if (asprintf(&what, "profile '%s'", name) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (unset && json_object_del(config, unset) < 0)
-		return lxm_error_set(err, -ENOENT, 404,
-				     "profile '%s': cannot unset key '%s': it is not set", name,
-				     unset);
-	json_object_foreach ((json_t *)set, key, value)
-		if (json_object_set(config, key, value) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_cli_change_config(cmd, what, p, set, unset, &config, err);
+	if (r < 0)
+		return r;
 	return put_profile(c, name, config, json_string_value(json_object_get(p, "description")),
 			   json_object_get(p, "devices"), etag, err);
 }
 
 static int profile_set(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *set = json_object();
+	_cleanup_json_ json_t *set = NULL;
 	const char *cmd = argv[0];
 	int r;
 
 	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
+	if (r >= 0)
+		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
 	if (r < 0)
 		return r;
-	if (!set)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (argc == 4 && !strchr(argv[2], '=')) {
-		if (json_object_set_new(set, argv[2], json_string(argv[3])) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	} else {
-		for (int i = 2; i < argc; i++) {
-			_cleanup_free_ char *key = NULL, *value = NULL;
-
-			if (lxm_cli_split_kv(argv[i], &key, &value) < 0)
-				return lxm_error_set(err, -EINVAL, 400,
-						     "%s: invalid '%s': expected KEY=VALUE (or KEY "
-						     "VALUE)",
-						     cmd, argv[i]);
-			if (json_object_set_new(set, key, json_string(value)) < 0)
-				return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		}
-	}
 	return change_config(cmd, argv[1], set, NULL, err);
 }
 

@@ -265,17 +265,9 @@ static int storage_create(int argc, char **argv, struct lxm_error **err)
 		return r;
 	if (!config)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	for (int i = optind + 2; i < argc; i++) {
-		_cleanup_free_ char *key = NULL, *value = NULL;
-
-		if (lxm_cli_split_kv(argv[i], &key, &value) < 0)
-			return lxm_error_set(err, -EINVAL, 400,
-					     "%s: invalid config '%s': expected KEY=VALUE", cmd,
-					     argv[i]);
-		if (json_object_set_new(config, key, json_string(value)) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	}
-	r = lxm_cli_connect(&c, err);
+	r = lxm_cli_kv_args(cmd, argc - optind - 2, argv + optind + 2, config, err);
+	if (r >= 0)
+		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[optind], "driver", argv[optind + 1],
@@ -316,9 +308,7 @@ static int change_config(const char *cmd, const char *name, const json_t *set, c
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *p = NULL, *config = NULL;
-	_cleanup_free_ char *etag = NULL;
-	const char *key;
-	json_t *value;
+	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
 	r = lxm_cli_connect(&c, err);
@@ -326,49 +316,25 @@ static int change_config(const char *cmd, const char *name, const json_t *set, c
 		r = get_pool(c, name, &p, &etag, err);
 	if (r < 0)
 		return r;
-	config = json_is_object(json_object_get(p, "config"))
-			 ? json_copy(json_object_get(p, "config"))
-			 : json_object();
-	if (!config)
+	if (asprintf(&what, "storage pool '%s'", name) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (unset && json_object_del(config, unset) < 0)
-		return lxm_error_set(err, -ENOENT, 404,
-				     "storage pool '%s': cannot unset key '%s': it is not set",
-				     name, unset);
-	json_object_foreach ((json_t *)set, key, value)
-		if (json_object_set(config, key, value) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_cli_change_config(cmd, what, p, set, unset, &config, err);
+	if (r < 0)
+		return r;
 	return put_pool(c, name, config, json_string_value(json_object_get(p, "description")), etag,
 			err);
 }
 
 static int storage_set(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *set = json_object();
+	_cleanup_json_ json_t *set = NULL;
 	const char *cmd = argv[0];
 	int r;
 
 	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
-	if (r < 0)
-		return r;
-	if (!set)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (argc == 4 && !strchr(argv[2], '=')) {
-		if (json_object_set_new(set, argv[2], json_string(argv[3])) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		return change_config(cmd, argv[1], set, NULL, err);
-	}
-	for (int i = 2; i < argc; i++) {
-		_cleanup_free_ char *key = NULL, *value = NULL;
-
-		if (lxm_cli_split_kv(argv[i], &key, &value) < 0)
-			return lxm_error_set(err, -EINVAL, 400,
-					     "%s: invalid '%s': expected KEY=VALUE (or KEY VALUE)",
-					     cmd, argv[i]);
-		if (json_object_set_new(set, key, json_string(value)) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	}
-	return change_config(cmd, argv[1], set, NULL, err);
+	if (r >= 0)
+		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
+	return r < 0 ? r : change_config(cmd, argv[1], set, NULL, err);
 }
 
 static int storage_unset(int argc, char **argv, struct lxm_error **err)
@@ -574,17 +540,9 @@ static int volume_create(int argc, char **argv, struct lxm_error **err)
 		return r;
 	if (!config)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	for (int i = optind + 2; i < argc; i++) {
-		_cleanup_free_ char *key = NULL, *value = NULL;
-
-		if (lxm_cli_split_kv(argv[i], &key, &value) < 0)
-			return lxm_error_set(err, -EINVAL, 400,
-					     "%s: invalid config '%s': expected KEY=VALUE", cmd,
-					     argv[i]);
-		if (json_object_set_new(config, key, json_string(value)) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	}
-	r = lxm_cli_connect(&c, err);
+	r = lxm_cli_kv_args(cmd, argc - optind - 2, argv + optind + 2, config, err);
+	if (r >= 0)
+		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[optind + 1], "description", desc,
@@ -699,9 +657,8 @@ static int volume_change_config(const char *cmd, const char *pool, const char *v
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *v = NULL, *config = NULL, *body = NULL;
-	_cleanup_free_ char *etag = NULL, *path = NULL;
-	const char *key;
-	json_t *value;
+	_cleanup_free_ char *etag = NULL, *path = NULL, *what = NULL;
+	const json_t *desc;
 	int r;
 
 	r = lxm_cli_connect(&c, err);
@@ -709,21 +666,14 @@ static int volume_change_config(const char *cmd, const char *pool, const char *v
 		r = get_volume(c, pool, vol, &v, &etag, err);
 	if (r < 0)
 		return r;
-	config = json_is_object(json_object_get(v, "config"))
-			 ? json_copy(json_object_get(v, "config"))
-			 : json_object();
-	if (!config)
+	if (asprintf(&what, "storage volume '%s'", vol) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (unset && json_object_del(config, unset) < 0)
-		return lxm_error_set(err, -ENOENT, 404,
-				     "storage volume '%s': cannot unset key '%s': it is not set",
-				     vol, unset);
-	json_object_foreach ((json_t *)set, key, value)
-		if (json_object_set(config, key, value) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	value = json_object_get(v, "description");
+	r = lxm_cli_change_config(cmd, what, v, set, unset, &config, err);
+	if (r < 0)
+		return r;
+	desc = json_object_get(v, "description");
 	body = json_pack("{s:O, s:s}", "config", config, "description",
-			 json_is_string(value) ? json_string_value(value) : "");
+			 json_is_string(desc) ? json_string_value(desc) : "");
 	path = volume_path(pool, vol, NULL);
 	if (!body || !path)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
@@ -735,32 +685,15 @@ static int volume_change_config(const char *cmd, const char *pool, const char *v
 
 static int volume_set(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *set = json_object();
+	_cleanup_json_ json_t *set = NULL;
 	const char *cmd = argv[0];
 	int r;
 
 	r = lxm_cli_nargs(cmd, argc - 1, 3, -1, "POOL VOLUME KEY=VALUE... or POOL VOLUME KEY VALUE",
 			  err);
-	if (r < 0)
-		return r;
-	if (!set)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	if (argc == 5 && !strchr(argv[3], '=')) {
-		if (json_object_set_new(set, argv[3], json_string(argv[4])) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		return volume_change_config(cmd, argv[1], argv[2], set, NULL, err);
-	}
-	for (int i = 3; i < argc; i++) {
-		_cleanup_free_ char *key = NULL, *value = NULL;
-
-		if (lxm_cli_split_kv(argv[i], &key, &value) < 0)
-			return lxm_error_set(err, -EINVAL, 400,
-					     "%s: invalid '%s': expected KEY=VALUE (or KEY VALUE)",
-					     cmd, argv[i]);
-		if (json_object_set_new(set, key, json_string(value)) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	}
-	return volume_change_config(cmd, argv[1], argv[2], set, NULL, err);
+	if (r >= 0)
+		r = lxm_cli_set_args(cmd, argc - 3, argv + 3, &set, err);
+	return r < 0 ? r : volume_change_config(cmd, argv[1], argv[2], set, NULL, err);
 }
 
 static int volume_unset(int argc, char **argv, struct lxm_error **err)

@@ -176,6 +176,22 @@ char *lxm_cli_upper(const char *s);
 /* "key=value" -> malloc'ed key and value (value may be empty). -EINVAL without '=' or key. */
 int lxm_cli_split_kv(const char *arg, char **ret_key, char **ret_value);
 
+/* Puts each "KEY=VALUE" of the nargs args into the string map config, as create verbs take
+ * config keys: "storage create: invalid config 'x': expected KEY=VALUE". */
+int lxm_cli_kv_args(const char *cmd, int nargs, char *const *args, json_t *config,
+		    struct lxm_error **err);
+
+/* The config keys a set verb gives after its object's name(s): KEY=VALUE... or, as lxc also
+ * takes, KEY VALUE (two arguments, the first without '='). *ret is a new object. */
+int lxm_cli_set_args(const char *cmd, int nargs, char *const *args, json_t **ret,
+		     struct lxm_error **err);
+
+/* The config a set or unset verb PUTs back: a copy of obj's config map without the key unset
+ * (when non-NULL; it must be set, else -ENOENT "WHAT: cannot unset key 'K': it is not set") and
+ * with the keys of set (when non-NULL) merged in. *ret is a new object. */
+int lxm_cli_change_config(const char *cmd, const char *what, const json_t *obj, const json_t *set,
+			  const char *unset, json_t **ret, struct lxm_error **err);
+
 /* A YAML value meant as a string map entry (config, device keys): strings as they are, and the
  * plain scalars lxm_yaml_to_json() typed (42, true, null) back to their text ("42", "true", "").
  * Fails for lists and maps, naming what. *ret is a new object. */

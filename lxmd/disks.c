@@ -275,16 +275,6 @@ void lxmd_disks_hotplug_free(struct lxmd_hotplug *h)
 	free(h);
 }
 
-/* Whether disk k (of name in devs) is mounted the same by other. */
-static bool same_disk(const char *name, const json_t *other, const struct lxmd_disk *k)
-{
-	const json_t *o = json_object_get(other, name);
-	struct lxmd_disk y;
-
-	return o && lxmd_disk_parse(name, o, &y, NULL) == 1 && same(k->path, y.path) &&
-	       same(k->pool, y.pool) && same(k->source, y.source) && k->readonly == y.readonly;
-}
-
 /* Adds the disks of devs that other does not mount the same to *v. */
 static int hp_collect(struct lxmd *d, const char *instance, const json_t *devs, const json_t *other,
 		      bool resolve, struct hp_disk **v, size_t *n, struct lxm_error **err)
@@ -300,7 +290,7 @@ static int hp_collect(struct lxmd *d, const char *instance, const json_t *devs, 
 		r = lxmd_disk_parse(name, dev, &k, err);
 		if (r < 0)
 			return lxm_error_prefix(err, "instance '%s'", instance);
-		if (r == 0 || same_disk(name, other, &k))
+		if (r == 0 || disk_in(name, dev, other))
 			continue;
 		nv = realloc(*v, (*n + 1) * sizeof(**v));
 		if (!nv)

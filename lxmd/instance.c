@@ -29,13 +29,15 @@
 #include "daemon.h"
 #include "db/db.h"
 #include "events.h"
-#include "instance.h"
 #include "images/metadata.h"
+#include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "monitor/monitor.h"
 #include "operations.h"
+#include "pools.h"
 #include "profiles/policy.h"
+#include "storage/storage.h"
 #include "util.h"
 
 /* Ids each unprivileged container gets (LXD's default): root's subordinate range starts there. */
@@ -574,6 +576,8 @@ struct start_files {
 	char *aa_cache;			 /* apparmor_parser's cache directory (with aa_text) */
 	char *instdir;			 /* the instance's directory: rootfs/, metadata.yaml */
 	json_t *tpl_ctx;		 /* what the image's "start" templates see */
+	struct lxm_pool *pool;		 /* the pool holding its volume, or NULL (none) */
+	uint64_t root_size;		 /* the root disk's size= in bytes, 0 for no limit */
 	struct lxm_error *err;		 /* the worker's result */
 };
 
@@ -633,6 +637,13 @@ static void start_files_work(uv_work_t *w)
 		lxm_error_setx(&j->err, k, 500, "start '%s': create %s", j->name, j->logdir);
 		return;
 	}
+	/* The root disk's size= (set, changed or unset since the last start) as the volume's
+	 * quota; a driver without quotas refuses a size with the reason. */
+	if (j->pool && lxm_volume_set_quota(j->pool, LXM_VOLUME_CONTAINER, j->name, j->root_size,
+					    &j->err) < 0) {
+		lxm_error_prefix(&j->err, "start '%s': root disk size", j->name);
+		return;
+	}
 	if (apply_start_templates(j) < 0 ||
 	    lxm_container_spec_save(j->spec, j->specpath, &j->err) < 0)
 		return;
@@ -667,6 +678,34 @@ static void start_files_done(uv_work_t *w, int status)
 	if (err)
 		start_failed(j->d, i, err);
 	start_files_free(j);
+}
+
+/* The pool of the instance's volume (NULL for an instance from before storage pools) and the
+ * size= of its root disk device (0 when it has none). */
+static int root_volume(struct lxmd *d, const char *name, const json_t *devices,
+		       struct lxm_pool **ret_pool, uint64_t *ret_size, struct lxm_error **err)
+{
+	_cleanup_free_ char *pool_name = NULL;
+	const char *dev_name, *size = NULL;
+	json_t *dev;
+	int64_t bytes = 0;
+	int k;
+
+	k = lxm_db_storage_volume_pool(d->db, "container", name, &pool_name, NULL);
+	if (k == -ENOENT)
+		return 0;
+	if (k >= 0)
+		k = lxmd_pool_get(d, pool_name, ret_pool, err);
+	if (k < 0)
+		return k;
+	json_object_foreach ((json_t *)devices, dev_name, dev)
+		if (streq(json_string_value(json_object_get(dev, "type")), "disk") &&
+		    streq(json_string_value(json_object_get(dev, "path")), "/"))
+			size = json_string_value(json_object_get(dev, "size"));
+	if (size && *size && (k = lxm_parse_size("size", size, 0, &bytes, err)) < 0)
+		return lxm_error_prefix(err, "root disk device");
+	*ret_size = bytes > 0 ? (uint64_t)bytes : 0;
+	return 0;
 }
 
 static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
@@ -711,7 +750,9 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 				     "instance cannot start: create it from an image)",
 				     i->name);
 	}
-	k = lxm_policy_compile(i->name, config, &d->rt->host, &pol, err);
+	k = root_volume(d, i->name, devices, &j->pool, &j->root_size, err);
+	if (k >= 0)
+		k = lxm_policy_compile(i->name, config, &d->rt->host, &pol, err);
 	if (k < 0) {
 		start_files_free(j);
 		return lxm_error_prefix(err, "start '%s'", i->name);

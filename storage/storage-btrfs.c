@@ -206,7 +206,7 @@ static int make_loop_file(const char *file, uint64_t size, struct lxm_error **er
 		unlink(file);
 		return r;
 	}
-	if ((r = storage_run(argv, NULL, err)) < 0) {
+	if ((r = storage_run(argv, err)) < 0) {
 		unlink(file);
 		return r;
 	}
@@ -219,7 +219,7 @@ static int storage_btrfs_pool_create(struct lxm_pool *p, struct lxm_error **err)
 	const char *source = json_string_value(json_object_get(p->config, "source"));
 	const char *size = json_string_value(json_object_get(p->config, "size"));
 	int64_t bytes = 0;
-	bool made_file = false, made_dir;
+	bool made_file = false;
 	int r;
 
 	if (storage_exists(p->path) > 0)
@@ -245,7 +245,6 @@ static int storage_btrfs_pool_create(struct lxm_pool *p, struct lxm_error **err)
 			return r;
 		made_file = true;
 	}
-	made_dir = true;
 	r = mount_source(p, source, err);
 	if (r >= 0)
 		r = storage_make_layout(p, err);
@@ -253,8 +252,7 @@ static int storage_btrfs_pool_create(struct lxm_pool *p, struct lxm_error **err)
 		r = -ENOMEM;
 	if (r < 0) {
 		storage_umount(p->path, NULL);
-		if (made_dir)
-			rmdir(p->path);
+		rmdir(p->path);
 		if (made_file)
 			unlink(source);
 		return r;
@@ -453,6 +451,29 @@ static int subvol_destroy(const char *path, struct lxm_error **err)
 	return subvol_destroy_at(dfd, base, path, err);
 }
 
+/* Deletes every subvolume (and nested ones) in the directory path; a missing one is fine. The
+ * directory is closed on return: an open one would keep the file system busy. */
+static int destroy_children(const char *path, struct lxm_error **err)
+{
+	_cleanup_closedir_ DIR *d = opendir(path);
+	struct dirent *de;
+	int r;
+
+	if (!d)
+		return errno == ENOENT ? 0 : lxm_error_setx(err, -errno, 500, "list %s", path);
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *sub = NULL;
+
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		if (asprintf(&sub, "%s/%s", path, de->d_name) < 0)
+			return -ENOMEM;
+		if ((r = subvol_destroy(sub, err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* The subvolume id of the subvolume at path. */
 static int subvol_id(const char *path, uint64_t *ret, struct lxm_error **err)
 {
@@ -516,11 +537,7 @@ static int subvol_usage(const char *path, struct lxm_storage_usage *ret, struct 
 	}
 	if (r != -ENOENT)
 		return r;
-	if ((r = storage_tree_usage(path, &excl)) < 0)
-		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "measure %s", path);
-	ret->used = excl;
-	ret->total = 0;
-	return 0;
+	return storage_measure_tree(path, ret, err);
 }
 
 static int quota_enable(struct lxm_pool *p, struct lxm_error **err)
@@ -587,12 +604,7 @@ static int storage_btrfs_volume_set_quota(struct lxm_pool *p, enum lxm_volume_ty
 static int storage_btrfs_pool_delete(struct lxm_pool *p, struct lxm_error **err)
 {
 	const char *source = json_string_value(json_object_get(p->config, "source"));
-	static const char *const dirs[] = {
-		"images", "containers", "containers-snapshots", "custom", "custom-snapshots",
-	};
 	_cleanup_free_ char *images = NULL;
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
 	int r;
 
 	if ((r = storage_btrfs_pool_mount(p, err)) < 0 ||
@@ -602,29 +614,11 @@ static int storage_btrfs_pool_delete(struct lxm_pool *p, struct lxm_error **err)
 	images = storage_pool_subpath(p, "images");
 	if (!images)
 		return -ENOMEM;
-	if ((d = opendir(images))) {
-		while ((de = readdir(d))) {
-			_cleanup_free_ char *img = NULL;
-
-			if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-				continue;
-			if (asprintf(&img, "%s/%s", images, de->d_name) < 0)
-				return -ENOMEM;
-			if ((r = subvol_destroy(img, err)) < 0)
-				return r;
-		}
-		/* An open dir would keep the file system busy. */
-		closedir(TAKE_PTR(d));
-	}
+	if ((r = destroy_children(images, err)) < 0)
+		return r;
 	/* Only lxm's directories: a source directory stays as it was before. */
-	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		_cleanup_free_ char *sub = storage_pool_subpath(p, dirs[i]);
-
-		if (!sub)
-			return -ENOMEM;
-		if ((r = storage_rm_tree(sub, err)) < 0)
-			return r;
-	}
+	if ((r = storage_remove_layout(p, err)) < 0)
+		return r;
 	if ((r = storage_btrfs_pool_unmount(p, err)) < 0)
 		return r;
 	if (rmdir(p->path) < 0 && errno != ENOENT)
@@ -651,9 +645,8 @@ static int storage_btrfs_image_create(struct lxm_pool *p, const char *fp, const 
 	if ((r = lxm_pool_volume_path(p, LXM_VOLUME_IMAGE, fp, NULL, &dst)) < 0 ||
 	    (r = storage_staging_path(dst, &tmp)) < 0)
 		return r;
-	if ((r = storage_exists(dst)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", dst)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", dst);
+	if ((r = storage_require_absent(dst, err)) < 0)
+		return r;
 	if ((r = subvol_create(tmp, err)) < 0)
 		return r;
 	r = storage_copy_tree(src, tmp, err);
@@ -709,8 +702,8 @@ static int storage_btrfs_volume_copy(struct lxm_pool *p, enum lxm_volume_type t,
 	if ((r = lxm_pool_volume_path(src_pool, t, src, src_snap, &from)) < 0 ||
 	    (r = lxm_pool_volume_path(p, t, dst, NULL, &to)) < 0)
 		return r;
-	if ((r = storage_exists(from)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "copy %s", from);
+	if ((r = storage_require(from, "copy", err)) < 0)
+		return r;
 	if (streq(src_pool->driver, "btrfs")) {
 		/* A snapshot when both are on one file system; EXDEV otherwise. */
 		struct lxm_error *e = NULL;
@@ -725,9 +718,8 @@ static int storage_btrfs_volume_copy(struct lxm_pool *p, enum lxm_volume_type t,
 		}
 		lxm_error_free(e);
 	}
-	if ((r = storage_exists(to)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", to)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", to);
+	if ((r = storage_require_absent(to, err)) < 0)
+		return r;
 	if ((r = storage_staging_path(to, &tmp)) < 0 || (r = subvol_create(tmp, err)) < 0)
 		return r;
 	r = storage_copy_tree(from, tmp, err);
@@ -743,25 +735,11 @@ static int destroy_snapshots(struct lxm_pool *p, enum lxm_volume_type t, const c
 			     struct lxm_error **err)
 {
 	_cleanup_free_ char *snaps = NULL;
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
 	int r;
 
-	if ((r = lxm_pool_snapshots_dir(p, t, name, &snaps)) < 0)
+	if ((r = lxm_pool_snapshots_dir(p, t, name, &snaps)) < 0 ||
+	    (r = destroy_children(snaps, err)) < 0)
 		return r;
-	d = opendir(snaps);
-	if (!d)
-		return errno == ENOENT ? 0 : lxm_error_setx(err, -errno, 500, "list %s", snaps);
-	while ((de = readdir(d))) {
-		_cleanup_free_ char *s = NULL;
-
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-			continue;
-		if (asprintf(&s, "%s/%s", snaps, de->d_name) < 0)
-			return -ENOMEM;
-		if ((r = subvol_destroy(s, err)) < 0)
-			return r;
-	}
 	return storage_rm_tree(snaps, err);
 }
 
@@ -776,12 +754,6 @@ static int storage_btrfs_volume_delete(struct lxm_pool *p, enum lxm_volume_type 
 	if ((r = destroy_snapshots(p, t, name, err)) < 0)
 		return r;
 	return subvol_destroy(path, err);
-}
-
-static int storage_btrfs_volume_rename(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
-				       const char *new_name, struct lxm_error **err)
-{
-	return storage_rename_volume(p, t, name, new_name, err);
 }
 
 static int storage_btrfs_volume_usage(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
@@ -806,9 +778,8 @@ static int storage_btrfs_snapshot_create(struct lxm_pool *p, enum lxm_volume_typ
 	    (r = lxm_pool_snapshots_dir(p, t, name, &snaps)) < 0 ||
 	    (r = lxm_pool_volume_path(p, t, name, snap, &dst)) < 0)
 		return r;
-	if ((r = storage_exists(vol)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "snapshot %s",
-				      vol);
+	if ((r = storage_require(vol, "snapshot", err)) < 0)
+		return r;
 	if (mkdir(snaps, STORAGE_DIR_MODE) < 0 && errno != EEXIST)
 		return lxm_error_setx(err, -errno, 500, "create %s", snaps);
 	if ((r = subvol_snapshot(vol, dst, true, err)) < 0)
@@ -831,19 +802,6 @@ static int storage_btrfs_snapshot_delete(struct lxm_pool *p, enum lxm_volume_typ
 	return 0;
 }
 
-static int storage_btrfs_snapshot_rename(struct lxm_pool *p, enum lxm_volume_type t,
-					 const char *name, const char *snap, const char *new_snap,
-					 struct lxm_error **err)
-{
-	_cleanup_free_ char *from = NULL, *to = NULL;
-	int r;
-
-	if ((r = lxm_pool_volume_path(p, t, name, snap, &from)) < 0 ||
-	    (r = lxm_pool_volume_path(p, t, name, new_snap, &to)) < 0)
-		return r;
-	return storage_rename_noreplace(from, to, err);
-}
-
 static int storage_btrfs_snapshot_restore(struct lxm_pool *p, enum lxm_volume_type t,
 					  const char *name, const char *snap,
 					  struct lxm_error **err)
@@ -856,12 +814,9 @@ static int storage_btrfs_snapshot_restore(struct lxm_pool *p, enum lxm_volume_ty
 	    (r = lxm_pool_volume_path(p, t, name, snap, &path)) < 0 ||
 	    (r = storage_staging_path(vol, &tmp)) < 0)
 		return r;
-	if ((r = storage_exists(path)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "restore %s",
-				      path);
-	if ((r = storage_exists(vol)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "restore to %s",
-				      vol);
+	if ((r = storage_require(path, "restore", err)) < 0 ||
+	    (r = storage_require(vol, "restore to", err)) < 0)
+		return r;
 	/* The new subvolume gets a new qgroup: it takes over the old one's limit. */
 	r = qgroup_read(vol, "max_referenced", &limit, err);
 	if (r < 0 && r != -ENOENT)
@@ -918,7 +873,7 @@ const struct lxm_storage_ops storage_btrfs_ops = {
 	/* Deletes the snapshots, the nested subvolumes and the subvolume. */
 	.volume_delete = storage_btrfs_volume_delete,
 	/* rename(2) of the subvolume and its snapshots dir. */
-	.volume_rename = storage_btrfs_volume_rename,
+	.volume_rename = storage_rename_volume,
 	/* Subvolumes are visible while the pool is mounted. */
 	.volume_mount = NULL,
 	.volume_unmount = NULL,
@@ -931,7 +886,7 @@ const struct lxm_storage_ops storage_btrfs_ops = {
 	/* Deletes the snapshot subvolume; a missing one is fine. */
 	.snapshot_delete = storage_btrfs_snapshot_delete,
 	/* rename(2). */
-	.snapshot_rename = storage_btrfs_snapshot_rename,
+	.snapshot_rename = storage_snapshot_rename,
 	/* A writable snapshot of the snapshot swapped in with RENAME_EXCHANGE. */
 	.snapshot_restore = storage_btrfs_snapshot_restore,
 	/* Read-only snapshots are always readable. */

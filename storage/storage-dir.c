@@ -21,12 +21,13 @@ static int storage_dir_pool_create(struct lxm_pool *p, struct lxm_error **err)
 
 	/* The pool's directory is lxm's own: an existing one belongs to something else. */
 	if (mkdir(p->path, STORAGE_DIR_MODE) < 0) {
-		if (errno == ENOENT && (r = lxm_mkdir_p(p->path, STORAGE_DIR_MODE)) == 0)
-			goto made;
-		return lxm_error_setx(err, -errno, errno == EEXIST ? 409 : 500, "create %s",
-				      p->path);
+		if (errno != ENOENT)
+			return lxm_error_setx(err, -errno, errno == EEXIST ? 409 : 500, "create %s",
+					      p->path);
+		/* A missing parent (ROOT/storage-pools on the first pool) is made with it. */
+		if ((r = lxm_mkdir_p(p->path, STORAGE_DIR_MODE)) < 0)
+			return lxm_error_setx(err, r, 500, "create %s", p->path);
 	}
-made:
 	if ((r = storage_make_layout(p, err)) < 0) {
 		lxm_rm_tree(p->path);
 		return r;
@@ -85,27 +86,6 @@ static int storage_dir_volume_create_from_image(struct lxm_pool *p, const char *
 	return storage_copy_staged(src, dst, err);
 }
 
-static int storage_dir_volume_create(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
-				     struct lxm_error **err)
-{
-	_cleanup_free_ char *dst = NULL, *rootfs = NULL;
-
-	if (lxm_pool_volume_path(p, t, name, NULL, &dst) < 0)
-		return -ENOMEM;
-	if (mkdir(dst, STORAGE_DIR_MODE) < 0)
-		return lxm_error_setx(err, -errno, errno == EEXIST ? 409 : 500, "create %s", dst);
-	if (t != LXM_VOLUME_CONTAINER)
-		return 0;
-	/* An instance volume always has its rootfs. */
-	if (asprintf(&rootfs, "%s/rootfs", dst) < 0 || mkdir(rootfs, 0755) < 0) {
-		int r = rootfs ? -errno : -ENOMEM;
-
-		lxm_rm_tree(dst);
-		return lxm_error_setx(err, r, 500, "create %s/rootfs", dst);
-	}
-	return 0;
-}
-
 static int storage_dir_volume_copy(struct lxm_pool *p, enum lxm_volume_type t, const char *dst,
 				   struct lxm_pool *src_pool, const char *src, const char *src_snap,
 				   struct lxm_error **err)
@@ -133,24 +113,6 @@ static int storage_dir_volume_delete(struct lxm_pool *p, enum lxm_volume_type t,
 	return storage_rm_tree(path, err);
 }
 
-static int storage_dir_volume_rename(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
-				     const char *new_name, struct lxm_error **err)
-{
-	return storage_rename_volume(p, t, name, new_name, err);
-}
-
-static int tree_usage(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err)
-{
-	uint64_t used;
-	int r = storage_tree_usage(path, &used);
-
-	if (r < 0)
-		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "measure %s", path);
-	ret->used = used;
-	ret->total = 0;
-	return 0;
-}
-
 static int storage_dir_volume_usage(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 				    struct lxm_storage_usage *ret, struct lxm_error **err)
 {
@@ -158,7 +120,7 @@ static int storage_dir_volume_usage(struct lxm_pool *p, enum lxm_volume_type t, 
 
 	if (lxm_pool_volume_path(p, t, name, NULL, &path) < 0)
 		return -ENOMEM;
-	return tree_usage(path, ret, err);
+	return storage_measure_tree(path, ret, err);
 }
 
 static int storage_dir_snapshot_create(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
@@ -171,9 +133,8 @@ static int storage_dir_snapshot_create(struct lxm_pool *p, enum lxm_volume_type 
 	    (r = lxm_pool_snapshots_dir(p, t, name, &snaps)) < 0 ||
 	    (r = lxm_pool_volume_path(p, t, name, snap, &dst)) < 0)
 		return r;
-	if ((r = storage_exists(vol)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "snapshot %s",
-				      vol);
+	if ((r = storage_require(vol, "snapshot", err)) < 0)
+		return r;
 	if (mkdir(snaps, STORAGE_DIR_MODE) < 0 && errno != EEXIST)
 		return lxm_error_setx(err, -errno, 500, "create %s", snaps);
 	r = storage_copy_staged(vol, dst, err);
@@ -197,19 +158,6 @@ static int storage_dir_snapshot_delete(struct lxm_pool *p, enum lxm_volume_type 
 	return 0;
 }
 
-static int storage_dir_snapshot_rename(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
-				       const char *snap, const char *new_snap,
-				       struct lxm_error **err)
-{
-	_cleanup_free_ char *from = NULL, *to = NULL;
-	int r;
-
-	if ((r = lxm_pool_volume_path(p, t, name, snap, &from)) < 0 ||
-	    (r = lxm_pool_volume_path(p, t, name, new_snap, &to)) < 0)
-		return r;
-	return storage_rename_noreplace(from, to, err);
-}
-
 static int storage_dir_snapshot_restore(struct lxm_pool *p, enum lxm_volume_type t,
 					const char *name, const char *snap, struct lxm_error **err)
 {
@@ -230,7 +178,7 @@ static int storage_dir_snapshot_usage(struct lxm_pool *p, enum lxm_volume_type t
 
 	if (lxm_pool_volume_path(p, t, name, snap, &path) < 0)
 		return -ENOMEM;
-	return tree_usage(path, ret, err);
+	return storage_measure_tree(path, ret, err);
 }
 
 const struct lxm_storage_ops storage_dir_ops = {
@@ -253,13 +201,13 @@ const struct lxm_storage_ops storage_dir_ops = {
 	/* A staged reflink copy of the image volume. */
 	.volume_create_from_image = storage_dir_volume_create_from_image,
 	/* mkdir (plus rootfs/ for an instance). */
-	.volume_create = storage_dir_volume_create,
+	.volume_create = storage_volume_mkdir,
 	/* A staged copy of the source volume or snapshot, from any pool. */
 	.volume_copy = storage_dir_volume_copy,
 	/* rm -r of the snapshots and the volume. */
 	.volume_delete = storage_dir_volume_delete,
 	/* rename(2) of the volume and its snapshots dir. */
-	.volume_rename = storage_dir_volume_rename,
+	.volume_rename = storage_rename_volume,
 	/* Plain directories are always visible. */
 	.volume_mount = NULL,
 	.volume_unmount = NULL,
@@ -272,7 +220,7 @@ const struct lxm_storage_ops storage_dir_ops = {
 	/* rm -r; a missing snapshot is fine. */
 	.snapshot_delete = storage_dir_snapshot_delete,
 	/* rename(2). */
-	.snapshot_rename = storage_dir_snapshot_rename,
+	.snapshot_rename = storage_snapshot_rename,
 	/* Copy to a staging dir, then RENAME_EXCHANGE with the volume. */
 	.snapshot_restore = storage_dir_snapshot_restore,
 	/* Snapshots are plain directories, always readable. */

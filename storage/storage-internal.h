@@ -26,25 +26,22 @@ extern const struct lxm_storage_ops storage_overlay_ops;
  * Names starting with "." are never volumes, so a crash leaves only something to sweep. */
 #define STORAGE_STAGING_PREFIX ".tmp-"
 
-/* Directory of each volume type below the pool, and of its snapshots. */
-const char *storage_type_dir(enum lxm_volume_type t);
-const char *storage_type_snapshots_dir(enum lxm_volume_type t);
-
 /* ROOT/storage-pools/<pool>/<sub> for a driver's own paths; NULL on ENOMEM. */
 char *storage_pool_subpath(const struct lxm_pool *p, const char *sub);
 
 /* Makes p->path and the layout directories (images, containers, ...); existing ones are fine. */
 int storage_make_layout(const struct lxm_pool *p, struct lxm_error **err);
+/* Removes the layout directories and what they hold, leaving p->path itself. */
+int storage_remove_layout(const struct lxm_pool *p, struct lxm_error **err);
 /* Fails with -EBUSY when the pool still has instance or custom volumes. */
 int storage_check_no_volumes(const struct lxm_pool *p, struct lxm_error **err);
 
 /* The full path of program name (searched in PATH and the sbin directories), or -ENOENT. */
 int storage_find_program(const char *name, char **ret);
-/* Runs argv[0] (searched like storage_find_program) with stdin on /dev/null and waits. Its
- * stdout goes to *ret_stdout when that is non-NULL (else /dev/null); its stderr becomes the
- * error: "<argv joined>: <stderr>", with the errno the text names (ENOSPC for "No space left on
- * device") or -EIO. */
-int storage_run(const char *const argv[], char **ret_stdout, struct lxm_error **err);
+/* Runs argv[0] (searched like storage_find_program) with stdin and stdout on /dev/null and
+ * waits. Its stderr becomes the error: "<argv joined>: <stderr>", with the errno the text names
+ * (ENOSPC for "No space left on device") or -EIO. */
+int storage_run(const char *const argv[], struct lxm_error **err);
 
 /* Copies the tree src to dst (created; its contents merged when it exists) with
  * "cp -a --reflink=auto": ownership, modes, xattrs, hardlinks and sparse files preserved, shared
@@ -62,6 +59,9 @@ int storage_staging_path(const char *path, char **ret);
 /* Bytes the tree at path occupies (st_blocks * 512, every hardlinked inode once, not crossing
  * into other file systems). A missing path is -ENOENT. */
 int storage_tree_usage(const char *path, uint64_t *ret);
+/* storage_tree_usage() as a volume's usage (total 0: no limit), with an error "measure <path>"
+ * (404 when it is missing). */
+int storage_measure_tree(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err);
 /* Space of the file system holding path, as used/total bytes. */
 int storage_statvfs_usage(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err);
 
@@ -76,13 +76,25 @@ int storage_umount(const char *path, struct lxm_error **err);
 
 /* 1 when path exists (lstat), 0 when not, or -errno. */
 int storage_exists(const char *path);
+/* 0 when path exists; else -ENOENT (404) or the stat error, as "<step> <path>: ...". */
+int storage_require(const char *path, const char *step, struct lxm_error **err);
+/* 0 when path does not exist; else -EEXIST (409, "create <path>") or the stat error. */
+int storage_require_absent(const char *path, struct lxm_error **err);
 /* rename(2) with an error that names both paths; -EEXIST (never replacing) when dst exists. */
 int storage_rename_noreplace(const char *src, const char *dst, struct lxm_error **err);
 /* Removes the tree at path with an error that names it; missing is fine. */
 int storage_rm_tree(const char *path, struct lxm_error **err);
 /* Renames a volume dir and its snapshots dir (-EEXIST when either new name exists); when the
  * second rename fails the first is undone. */
-int storage_rename_volume(const struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+int storage_rename_volume(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 			  const char *new_name, struct lxm_error **err);
 /* Removes the snapshots dir of a volume when it has become empty. */
 void storage_rmdir_if_empty(const char *path);
+/* rename(2) of snapshot snap to new_snap (-EEXIST when it exists): the snapshot_rename of the
+ * drivers whose snapshots are plain directories or subvolumes. */
+int storage_snapshot_rename(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			    const char *snap, const char *new_snap, struct lxm_error **err);
+/* mkdir of a plain volume (plus rootfs/ for an instance): the volume_create of the dir and
+ * overlay drivers. */
+int storage_volume_mkdir(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			 struct lxm_error **err);

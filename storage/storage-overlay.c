@@ -188,9 +188,8 @@ static int make_state(const struct lxm_pool *p, const char *name, const char *sn
 
 	if (!dir)
 		return -ENOMEM;
-	if ((r = storage_exists(dir)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", dir)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", dir);
+	if ((r = storage_require_absent(dir, err)) < 0)
+		return r;
 	{
 		_cleanup_free_ char *parent = strdup(dir);
 
@@ -232,9 +231,8 @@ static int storage_overlay_pool_create(struct lxm_pool *p, struct lxm_error **er
 
 	if (!state)
 		return -ENOMEM;
-	if ((r = storage_exists(p->path)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", p->path)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", p->path);
+	if ((r = storage_require_absent(p->path, err)) < 0)
+		return r;
 	if ((r = storage_make_layout(p, err)) < 0 ||
 	    (mkdir(state, 0700) < 0 &&
 	     (r = lxm_error_setx(err, -errno, 500, "create %s", state)))) {
@@ -345,9 +343,8 @@ static int create_overlay(struct lxm_pool *p, const char *name, const char *fp,
 	if (lxm_pool_volume_path(p, LXM_VOLUME_CONTAINER, name, NULL, &vol) < 0 ||
 	    storage_staging_path(vol, &tmp) < 0 || asprintf(&rootfs, "%s/rootfs", vol) < 0)
 		return -ENOMEM;
-	if ((r = storage_exists(vol)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", vol)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", vol);
+	if ((r = storage_require_absent(vol, err)) < 0)
+		return r;
 	if ((r = make_state(p, name, NULL, fp, upper_src, err)) < 0)
 		return r;
 	r = copy_around_rootfs(meta_src, tmp, err);
@@ -377,26 +374,6 @@ static int storage_overlay_volume_create_from_image(struct lxm_pool *p, const ch
 	if (storage_exists(img) <= 0)
 		return lxm_error_setx(err, -ENOENT, 404, "image volume %s", img);
 	return create_overlay(p, name, fp, img, NULL, err);
-}
-
-static int storage_overlay_volume_create(struct lxm_pool *p, enum lxm_volume_type t,
-					 const char *name, struct lxm_error **err)
-{
-	_cleanup_free_ char *dst = NULL, *rootfs = NULL;
-
-	if (lxm_pool_volume_path(p, t, name, NULL, &dst) < 0)
-		return -ENOMEM;
-	if (mkdir(dst, STORAGE_DIR_MODE) < 0)
-		return lxm_error_setx(err, -errno, errno == EEXIST ? 409 : 500, "create %s", dst);
-	if (t != LXM_VOLUME_CONTAINER)
-		return 0;
-	if (asprintf(&rootfs, "%s/rootfs", dst) < 0 || mkdir(rootfs, 0755) < 0) {
-		int r = rootfs ? -errno : -ENOMEM;
-
-		lxm_rm_tree(dst);
-		return lxm_error_setx(err, r, 500, "create %s/rootfs", dst);
-	}
-	return 0;
 }
 
 static int storage_overlay_volume_copy(struct lxm_pool *p, enum lxm_volume_type t, const char *dst,
@@ -545,20 +522,20 @@ static int usage_of(const struct lxm_pool *p, enum lxm_volume_type t, const char
 {
 	_cleanup_free_ char *path = NULL, *upper = NULL;
 	uint64_t a = 0, b = 0;
-	int r = is_overlay(p, t, name);
+	int k, overlay = is_overlay(p, t, name);
 
-	if (r < 0)
-		return r;
+	if (overlay < 0)
+		return overlay;
 	if (lxm_pool_volume_path(p, t, name, snap, &path) < 0)
 		return -ENOMEM;
 	/* The walk stays on the volume's file system: a mounted rootfs is not counted twice. */
-	if ((r = storage_tree_usage(path, &a)) < 0)
-		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "measure %s", path);
-	if (is_overlay(p, t, name) > 0) {
+	if ((k = storage_tree_usage(path, &a)) < 0)
+		return lxm_error_setx(err, k, k == -ENOENT ? 404 : 500, "measure %s", path);
+	if (overlay > 0) {
 		if (!(upper = state_path(p, name, snap, "upper")))
 			return -ENOMEM;
-		if ((r = storage_tree_usage(upper, &b)) < 0)
-			return lxm_error_setx(err, r, 500, "measure %s", upper);
+		if ((k = storage_tree_usage(upper, &b)) < 0)
+			return lxm_error_setx(err, k, 500, "measure %s", upper);
 	}
 	ret->used = a + b;
 	ret->total = 0;
@@ -588,12 +565,9 @@ static int storage_overlay_snapshot_create(struct lxm_pool *p, enum lxm_volume_t
 	    lxm_pool_snapshots_dir(p, t, name, &snaps) < 0 ||
 	    lxm_pool_volume_path(p, t, name, snap, &dst) < 0 || storage_staging_path(dst, &tmp) < 0)
 		return -ENOMEM;
-	if ((r = storage_exists(vol)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "snapshot %s",
-				      vol);
-	if ((r = storage_exists(dst)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", dst)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", dst);
+	if ((r = storage_require(vol, "snapshot", err)) < 0 ||
+	    (r = storage_require_absent(dst, err)) < 0)
+		return r;
 	if (mkdir(snaps, STORAGE_DIR_MODE) < 0 && errno != EEXIST)
 		return lxm_error_setx(err, -errno, 500, "create %s", snaps);
 	if (!overlay) {
@@ -678,9 +652,8 @@ static int storage_overlay_snapshot_restore(struct lxm_pool *p, enum lxm_volume_
 		return -ENOMEM;
 	if (!overlay)
 		return storage_replace_staged(path, vol, err);
-	if ((r = storage_exists(path)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "restore %s",
-				      path);
+	if ((r = storage_require(path, "restore", err)) < 0)
+		return r;
 	rootfs = rootfs_of(p, t, name, NULL);
 	upper = state_path(p, name, NULL, "upper");
 	work = state_path(p, name, NULL, "work");
@@ -756,7 +729,7 @@ const struct lxm_storage_ops storage_overlay_ops = {
 	/* An empty upper over the image's rootfs, mounted. */
 	.volume_create_from_image = storage_overlay_volume_create_from_image,
 	/* A plain directory (plus rootfs/ for an instance). */
-	.volume_create = storage_overlay_volume_create,
+	.volume_create = storage_volume_mkdir,
 	/* A copied upper on the same lower within the pool; a plain copy otherwise. */
 	.volume_copy = storage_overlay_volume_copy,
 	/* Unmounts and removes the volume, its snapshots and its state; an image that is a

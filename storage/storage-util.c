@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <poll.h>
 #include <search.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,8 +29,6 @@ extern char **environ;
 /* Directories searched after PATH: lxmd may run with a PATH that lacks the sbin ones. */
 #define STORAGE_EXTRA_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* The most of a child's stdout kept (btrfs qgroup show of one subvolume is a few lines). */
-#define STORAGE_CHILD_STDOUT_MAX (1024 * 1024)
 /* The most of a child's stderr kept for the error message. */
 #define STORAGE_CHILD_STDERR_MAX 4096
 
@@ -61,6 +58,20 @@ int storage_make_layout(const struct lxm_pool *p, struct lxm_error **err)
 			return -ENOMEM;
 		if (mkdir(d, STORAGE_DIR_MODE) < 0 && errno != EEXIST)
 			return lxm_error_setx(err, -errno, 500, "create %s", d);
+	}
+	return 0;
+}
+
+int storage_remove_layout(const struct lxm_pool *p, struct lxm_error **err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(layout_dirs); i++) {
+		_cleanup_free_ char *d = storage_pool_subpath(p, layout_dirs[i]);
+		int r;
+
+		if (!d)
+			return -ENOMEM;
+		if ((r = storage_rm_tree(d, err)) < 0)
+			return r;
 	}
 	return 0;
 }
@@ -194,44 +205,11 @@ static char *join_argv(const char *const argv[])
 	return s;
 }
 
-/* Reads the child's stdout and stderr until both close. */
-static int collect(int out_fd, int err_fd, char **out, size_t *out_len, char **errs,
-		   size_t *err_len)
-{
-	struct pollfd fds[2] = { { .fd = out_fd, .events = POLLIN },
-				 { .fd = err_fd, .events = POLLIN } };
-	int r;
-
-	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-		if (poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (fds[0].fd >= 0 && fds[0].revents) {
-			r = drain(fds[0].fd, out, out_len, STORAGE_CHILD_STDOUT_MAX);
-			if (r < 0)
-				return r;
-			if (r == 0)
-				fds[0].fd = -1;
-		}
-		if (fds[1].fd >= 0 && fds[1].revents) {
-			r = drain(fds[1].fd, errs, err_len, STORAGE_CHILD_STDERR_MAX);
-			if (r < 0)
-				return r;
-			if (r == 0)
-				fds[1].fd = -1;
-		}
-	}
-	return 0;
-}
-
-/* Starts prog with stdin on /dev/null, stdout on out_w (or /dev/null) and stderr on err_w. The
+/* Starts prog with stdin and stdout on /dev/null and stderr on err_w. The
  * child dies with lxmd (PR_SET_PDEATHSIG): a copy that outlived a killed lxmd would write into
  * a staging directory that the next start is removing. Between fork and exec only
  * async-signal-safe calls: lxmd has threads. */
-static int spawn_child(const char *prog, const char *const argv[], int out_w, int err_w,
-		       pid_t *ret_pid)
+static int spawn_child(const char *prog, const char *const argv[], int err_w, pid_t *ret_pid)
 {
 	pid_t parent = getpid(), pid;
 
@@ -240,7 +218,7 @@ static int spawn_child(const char *prog, const char *const argv[], int out_w, in
 		return -errno;
 	if (pid == 0) {
 		int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		int null_out = out_w >= 0 ? out_w : open("/dev/null", O_WRONLY | O_CLOEXEC);
+		int null_out = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent || null_in < 0 ||
 		    null_out < 0 || dup2(null_in, 0) < 0 || dup2(null_out, 1) < 0 ||
@@ -253,11 +231,11 @@ static int spawn_child(const char *prog, const char *const argv[], int out_w, in
 	return 0;
 }
 
-int storage_run(const char *const argv[], char **ret_stdout, struct lxm_error **err)
+int storage_run(const char *const argv[], struct lxm_error **err)
 {
-	_cleanup_free_ char *prog = NULL, *cmd = join_argv(argv), *out = NULL, *errs = NULL;
-	_cleanup_close_ int out_r = -1, out_w = -1, err_r = -1, err_w = -1;
-	size_t out_len = 0, err_len = 0;
+	_cleanup_free_ char *prog = NULL, *cmd = join_argv(argv), *errs = NULL;
+	_cleanup_close_ int err_r = -1, err_w = -1;
+	size_t err_len = 0;
 	int p[2], r, status;
 	pid_t pid = -1;
 
@@ -270,19 +248,13 @@ int storage_run(const char *const argv[], char **ret_stdout, struct lxm_error **
 		return lxm_error_setx(err, -errno, 500, "run %s: pipe", cmd);
 	err_r = p[0];
 	err_w = p[1];
-	if (ret_stdout) {
-		if (pipe2(p, O_CLOEXEC) < 0)
-			return lxm_error_setx(err, -errno, 500, "run %s: pipe", cmd);
-		out_r = p[0];
-		out_w = p[1];
-	}
-	if ((r = spawn_child(prog, argv, out_w, err_w, &pid)) < 0)
+	if ((r = spawn_child(prog, argv, err_w, &pid)) < 0)
 		return lxm_error_setx(err, r, 500, "run %s", cmd);
-	lxm_closep(&out_w);
-	out_w = -1;
 	lxm_closep(&err_w);
 	err_w = -1;
-	r = collect(out_r, err_r, &out, &out_len, &errs, &err_len);
+	/* Reads the child's stderr until the child (and any process it left behind) closes it. */
+	while ((r = drain(err_r, &errs, &err_len, STORAGE_CHILD_STDERR_MAX)) > 0)
+		;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return lxm_error_setx(err, -errno, 500, "run %s: wait", cmd);
@@ -300,11 +272,6 @@ int storage_run(const char *const argv[], char **ret_stdout, struct lxm_error **
 		return lxm_error_set(err, -EIO, 500, "%s: exited with status %d", cmd,
 				     WEXITSTATUS(status));
 	}
-	if (ret_stdout) {
-		*ret_stdout = out ? TAKE_PTR(out) : strdup("");
-		if (!*ret_stdout)
-			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -312,7 +279,7 @@ int storage_copy_tree(const char *src, const char *dst, struct lxm_error **err)
 {
 	const char *argv[] = { "cp", "-a", "--reflink=auto", "-T", src, dst, NULL };
 
-	return storage_run(argv, NULL, err);
+	return storage_run(argv, err);
 }
 
 int storage_staging_path(const char *path, char **ret)
@@ -340,16 +307,34 @@ int storage_exists(const char *path)
 	return errno == ENOENT ? 0 : -errno;
 }
 
+int storage_require(const char *path, const char *step, struct lxm_error **err)
+{
+	int r = storage_exists(path);
+
+	if (r <= 0)
+		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "%s %s", step,
+				      path);
+	return 0;
+}
+
+int storage_require_absent(const char *path, struct lxm_error **err)
+{
+	int r = storage_exists(path);
+
+	if (r != 0)
+		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", path)
+			     : lxm_error_setx(err, -EEXIST, 409, "create %s", path);
+	return 0;
+}
+
 int storage_copy_staged(const char *src, const char *dst, struct lxm_error **err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	int r;
 
-	if ((r = storage_exists(dst)) != 0)
-		return r < 0 ? lxm_error_setx(err, r, 500, "stat %s", dst)
-			     : lxm_error_setx(err, -EEXIST, 409, "create %s", dst);
-	if ((r = storage_exists(src)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "copy %s", src);
+	if ((r = storage_require_absent(dst, err)) < 0 ||
+	    (r = storage_require(src, "copy", err)) < 0)
+		return r;
 	if ((r = storage_staging_path(dst, &tmp)) < 0)
 		return lxm_error_setx(err, r, 500, "copy %s", src);
 	r = storage_copy_tree(src, tmp, err);
@@ -365,12 +350,9 @@ int storage_replace_staged(const char *src, const char *dst, struct lxm_error **
 	_cleanup_free_ char *tmp = NULL;
 	int r;
 
-	if ((r = storage_exists(src)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "restore %s",
-				      src);
-	if ((r = storage_exists(dst)) <= 0)
-		return lxm_error_setx(err, r < 0 ? r : -ENOENT, r < 0 ? 500 : 404, "restore to %s",
-				      dst);
+	if ((r = storage_require(src, "restore", err)) < 0 ||
+	    (r = storage_require(dst, "restore to", err)) < 0)
+		return r;
 	if ((r = storage_staging_path(dst, &tmp)) < 0)
 		return lxm_error_setx(err, r, 500, "restore %s", src);
 	r = storage_copy_tree(src, tmp, err);
@@ -399,7 +381,7 @@ int storage_rm_tree(const char *path, struct lxm_error **err)
 }
 
 /* Renames a volume dir and its snapshots dir; when the second rename fails the first is undone. */
-int storage_rename_volume(const struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+int storage_rename_volume(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 			  const char *new_name, struct lxm_error **err)
 {
 	_cleanup_free_ char *from = NULL, *to = NULL, *snaps = NULL, *new_snaps = NULL;
@@ -426,6 +408,39 @@ int storage_rename_volume(const struct lxm_pool *p, enum lxm_volume_type t, cons
 void storage_rmdir_if_empty(const char *path)
 {
 	(void)rmdir(path);
+}
+
+int storage_snapshot_rename(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			    const char *snap, const char *new_snap, struct lxm_error **err)
+{
+	_cleanup_free_ char *from = NULL, *to = NULL;
+	int r;
+
+	if ((r = lxm_pool_volume_path(p, t, name, snap, &from)) < 0 ||
+	    (r = lxm_pool_volume_path(p, t, name, new_snap, &to)) < 0)
+		return r;
+	return storage_rename_noreplace(from, to, err);
+}
+
+int storage_volume_mkdir(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			 struct lxm_error **err)
+{
+	_cleanup_free_ char *dst = NULL, *rootfs = NULL;
+
+	if (lxm_pool_volume_path(p, t, name, NULL, &dst) < 0)
+		return -ENOMEM;
+	if (mkdir(dst, STORAGE_DIR_MODE) < 0)
+		return lxm_error_setx(err, -errno, errno == EEXIST ? 409 : 500, "create %s", dst);
+	if (t != LXM_VOLUME_CONTAINER)
+		return 0;
+	/* An instance volume always has its rootfs. */
+	if (asprintf(&rootfs, "%s/rootfs", dst) < 0 || mkdir(rootfs, 0755) < 0) {
+		int r = rootfs ? -errno : -ENOMEM;
+
+		lxm_rm_tree(dst);
+		return lxm_error_setx(err, r, 500, "create %s/rootfs", dst);
+	}
+	return 0;
 }
 
 /* ---- usage ---- */
@@ -501,6 +516,18 @@ int storage_tree_usage(const char *path, uint64_t *ret)
 	return 0;
 }
 
+int storage_measure_tree(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err)
+{
+	uint64_t used;
+	int r = storage_tree_usage(path, &used);
+
+	if (r < 0)
+		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "measure %s", path);
+	ret->used = used;
+	ret->total = 0;
+	return 0;
+}
+
 int storage_statvfs_usage(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err)
 {
 	struct statvfs sv;
@@ -513,23 +540,6 @@ int storage_statvfs_usage(const char *path, struct lxm_storage_usage *ret, struc
 }
 
 /* ---- mounts ---- */
-
-/* Undoes mountinfo's octal escapes ("\040" for a space) in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r;) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 4;
-		} else {
-			*w++ = *r++;
-		}
-	}
-	*w = '\0';
-}
 
 int storage_mount_info(const char *path, char **ret_fstype, char **ret_source)
 {
@@ -553,7 +563,7 @@ int storage_mount_info(const char *path, char **ret_fstype, char **ret_source)
 			fields[n++] = t;
 		if (n < 5)
 			continue;
-		unescape(fields[4]);
+		lxm_unescape_octal(fields[4]);
 		if (!streq(fields[4], real))
 			continue;
 		/* After the optional fields comes "-", then fstype and source. */
@@ -572,7 +582,7 @@ int storage_mount_info(const char *path, char **ret_fstype, char **ret_source)
 			source = src ? strdup(src) : strdup("");
 			if (!fstype || !source)
 				return -ENOMEM;
-			unescape(source);
+			lxm_unescape_octal(source);
 		}
 	}
 	if (!fstype)

@@ -65,16 +65,6 @@ enum lxm_volume_type lxm_volume_type_from_name(const char *name)
 	return _LXM_VOLUME_TYPE_INVALID;
 }
 
-const char *storage_type_dir(enum lxm_volume_type t)
-{
-	return volume_type_dirs[t];
-}
-
-const char *storage_type_snapshots_dir(enum lxm_volume_type t)
-{
-	return volume_type_snapshot_dirs[t];
-}
-
 const struct lxm_storage_ops *lxm_storage_driver(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(storage_drivers); i++)
@@ -558,31 +548,39 @@ int lxm_snapshot_usage(struct lxm_pool *p, enum lxm_volume_type t, const char *n
 }
 
 /* Removes the staging entries (STORAGE_STAGING_PREFIX) of directory dir; appends their paths to
- * *removed. */
-static int sweep_dir(const char *dir, char ***removed, size_t *n)
+ * *removed. Errors name the pool and dir. */
+static int sweep_dir(const struct lxm_pool *p, const char *dir, char ***removed, size_t *n,
+		     struct lxm_error **err)
 {
 	_cleanup_closedir_ DIR *d = opendir(dir);
 	struct dirent *de;
+	int r = 0;
 
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(d))) {
+	if (!d && errno != ENOENT)
+		r = -errno;
+	while (d && r == 0 && (de = readdir(d))) {
 		char *path = NULL, **grown;
 
 		if (!startswith(de->d_name, STORAGE_STAGING_PREFIX))
 			continue;
-		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
-			return -ENOMEM;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
 		grown = realloc(*removed, (*n + 2) * sizeof(char *));
 		if (!grown) {
 			free(path);
-			return -ENOMEM;
+			r = -ENOMEM;
+			break;
 		}
 		*removed = grown;
 		(*removed)[(*n)++] = path;
 		(*removed)[*n] = NULL;
 		lxm_rm_tree(path);
 	}
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "pool '%s': remove unfinished work in %s",
+				      p->name, dir);
 	return 0;
 }
 
@@ -599,7 +597,7 @@ int lxm_pool_sweep(struct lxm_pool *p, char ***ret_removed, struct lxm_error **e
 
 		if (asprintf(&dir, "%s/%s", p->path, tops[i]) < 0)
 			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-		k = sweep_dir(dir, &removed, &n);
+		k = sweep_dir(p, dir, &removed, &n, err);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(snaps) && k >= 0; i++) {
 		_cleanup_free_ char *dir = NULL;
@@ -618,13 +616,13 @@ int lxm_pool_sweep(struct lxm_pool *p, char ***ret_removed, struct lxm_error **e
 				return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 			k = startswith(de->d_name, STORAGE_STAGING_PREFIX)
 				    ? 0
-				    : sweep_dir(sub, &removed, &n);
+				    : sweep_dir(p, sub, &removed, &n, err);
 		}
 		if (k >= 0)
-			k = sweep_dir(dir, &removed, &n);
+			k = sweep_dir(p, dir, &removed, &n, err);
 	}
 	if (k < 0)
-		return lxm_error_setx(err, k, 500, "pool '%s': remove unfinished work", p->name);
+		return k;
 	*ret_removed = TAKE_PTR(removed);
 	return (int)n;
 }

@@ -42,10 +42,10 @@ struct lxm_storage_ops;
 
 /* An open pool. */
 struct lxm_pool {
-	char *name;			   /* the pool's name */
-	char *driver;			   /* "dir", "btrfs", "overlay" */
-	char *path;			   /* ROOT/storage-pools/<name> */
-	json_t *config;			   /* the pool's config (string values): source, size, ... */
+	char *name;	/* the pool's name */
+	char *driver;	/* "dir", "btrfs", "overlay" */
+	char *path;	/* ROOT/storage-pools/<name> */
+	json_t *config; /* the pool's config (string values): source, size, ... */
 	const struct lxm_storage_ops *ops; /* the driver */
 };
 
@@ -73,7 +73,8 @@ struct lxm_storage_ops {
 	 * filesystem named by source=, only lxm's directories in it). The pool has no volumes. */
 	int (*pool_delete)(struct lxm_pool *p, struct lxm_error **err);
 	/* Space used and total of the pool's filesystem (or loop file). */
-	int (*pool_usage)(struct lxm_pool *p, struct lxm_storage_usage *ret, struct lxm_error **err);
+	int (*pool_usage)(struct lxm_pool *p, struct lxm_storage_usage *ret,
+			  struct lxm_error **err);
 
 	/* Creates the image volume fp from an unpacked image tree src (rootfs/, metadata.yaml,
 	 * templates/), copied so that src may go away later. */

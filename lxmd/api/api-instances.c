@@ -451,6 +451,17 @@ static int write_instance_files(const char *path, const char *yaml, const char *
 
 static void create_failed(struct instance_job *j, struct lxm_error *err);
 
+/* The worker's failure: its own error, or one naming the step it stopped at. */
+static struct lxm_error *job_error(struct instance_job *j, const char *what)
+{
+	struct lxm_error *err = TAKE_PTR(j->err);
+
+	if (!err)
+		lxm_error_setx(&err, j->result, 500, "%s instance '%s': %s %s", what, j->name,
+			       j->step, j->path);
+	return err;
+}
+
 /* The image's templates for trigger "copy" (hostname, hosts) rendered again for the copy. */
 static int copy_templates(struct instance_job *j)
 {
@@ -528,16 +539,10 @@ static void create_work(uv_work_t *w)
 static void create_done(uv_work_t *w, int status)
 {
 	struct instance_job *j = w->data;
-	struct lxm_error *err = NULL;
 	_cleanup_free_ char *url = NULL;
 
 	if (j->result < 0) {
-		if (j->err)
-			err = TAKE_PTR(j->err);
-		else
-			lxm_error_setx(&err, j->result, 500, "create instance '%s': %s %s", j->name,
-				       j->step, j->path);
-		create_failed(j, err);
+		create_failed(j, job_error(j, "create"));
 		return;
 	}
 	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
@@ -767,9 +772,11 @@ static void copy_done(struct copy *cp)
  * dropped, but the base image kept: the copy is of that image too) under the request's own
  * keys, the source's devices and profiles unless the request names its own. *config and
  * *devices (the request's, borrowed) are replaced by the merged ones, owned by cp. */
-static int copy_source(struct lxmd_request *r, const char *name, const char *spec, json_t **config,
-		       json_t **devices, struct copy *cp, struct lxm_error **err)
+static int copy_source(struct lxmd_request *r, const char *name, const char *spec,
+		       bool instance_only, json_t **config, json_t **devices, struct copy *cp,
+		       struct lxm_error **err)
 {
+	_cleanup_strv_ char **snaps = NULL;
 	_cleanup_db_instance_ struct lxm_db_instance *src = NULL;
 	_cleanup_db_snapshot_ struct lxm_db_snapshot *snap = NULL;
 	const json_t *sconfig, *sdevices, *sprofiles;
@@ -791,8 +798,17 @@ static int copy_source(struct lxmd_request *r, const char *name, const char *spe
 		k = lxm_db_snapshot_get(r->d->db, cp->src, cp->snap, &snap, err);
 	if (k >= 0)
 		k = lxmd_instance_pool(r->d, cp->src, &cp->pool, err);
+	if (k >= 0 && !cp->snap && !instance_only)
+		k = lxm_db_instance_snapshot_names(r->d->db, cp->src, &snaps, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "copy '%s' to '%s'", spec, name);
+	/* LXD copies the snapshots too unless asked not to; lxm cannot yet, and says so rather
+	 * than make a copy without them. */
+	if (snaps && snaps[0])
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "copy '%s' to '%s': copying its snapshots is not supported "
+				     "yet: copy the instance only (lxc copy --instance-only)",
+				     spec, name);
 	if (lxmd_snapshot_busy(cp->src))
 		return lxm_error_set(err, -EBUSY, 409,
 				     "copy '%s' to '%s': a snapshot or restore of '%s' is under "
@@ -922,9 +938,12 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	} else if (streq(stype, "copy")) {
 		const char *src = NULL;
 
-		if ((k = lxm_json_opt_string(source, "source", &src, err)) < 0)
+		bool instance_only = false;
+
+		if ((k = lxm_json_opt_string(source, "source", &src, err)) < 0 ||
+		    (k = lxm_json_opt_bool(source, "instance_only", &instance_only, err)) < 0)
 			return lxm_error_prefix(err, "create instance '%s': source", name);
-		if ((k = copy_source(r, name, src, &config, &devices, &cp, err)) < 0)
+		if ((k = copy_source(r, name, src, instance_only, &config, &devices, &cp, err)) < 0)
 			return k;
 	} else if (!streq(stype, "none")) {
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
@@ -1119,12 +1138,7 @@ static void delete_done(uv_work_t *w, int status)
 	_cleanup_free_ char *url = NULL;
 
 	if (j->result < 0) {
-		if (j->err)
-			err = TAKE_PTR(j->err);
-		else
-			lxm_error_setx(&err, j->result, 500, "delete instance '%s': %s %s", j->name,
-				       j->step, j->path);
-		lxm_operation_finish(j->op, err);
+		lxm_operation_finish(j->op, job_error(j, "delete"));
 		return;
 	}
 	/* The rows go last: an interrupted delete leaves an instance that can be deleted again. */

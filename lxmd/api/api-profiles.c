@@ -65,36 +65,20 @@ static int profile_json(struct lxmd_request *r, const struct lxm_db_profile *p, 
 	return 0;
 }
 
+static int profile_object(struct lxmd_request *r, const char *name, json_t **ret,
+			  struct lxm_error **err)
+{
+	_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
+	int k;
+
+	k = lxm_db_profile_get(r->d->db, name, &p, err);
+	return k < 0 ? k : profile_json(r, p, ret, err);
+}
+
 int lxmd_api_profiles_get(struct lxmd_request *r, struct lxm_error **err)
 {
-	_cleanup_strv_ char **names = NULL;
-	_cleanup_json_ json_t *list = json_array();
-	int recursion, k;
-
-	if ((k = lxmd_query_recursion(r, &recursion, err)) < 0 ||
-	    (k = lxmd_query_project(r, err)) < 0)
-		return k;
-	k = lxm_db_profile_names(r->d->db, &names, err);
-	if (k < 0)
-		return lxm_error_prefix(err, "list profiles");
-	for (char **n = names; n && *n; n++) {
-		if (recursion > 0) {
-			_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
-			json_t *j = NULL;
-
-			if ((k = lxm_db_profile_get(r->d->db, *n, &p, err)) < 0 ||
-			    (k = profile_json(r, p, &j, err)) < 0)
-				return k;
-			json_array_append_new(list, j);
-		} else {
-			_cleanup_free_ char *url = NULL;
-
-			if (profile_url(*n, &url) < 0)
-				return -ENOMEM;
-			json_array_append_new(list, json_string(url));
-		}
-	}
-	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
+	return lxmd_list_collection(r, "/1.0/profiles", "profiles", lxm_db_profile_names,
+				    profile_object, false, err);
 }
 
 static int check_name(const char *what, const char *name, struct lxm_error **err)

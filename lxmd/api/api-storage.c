@@ -70,38 +70,20 @@ static int pool_json(struct lxmd *d, const struct lxm_db_storage_pool *p, json_t
 	return 0;
 }
 
+static int pool_object(struct lxmd_request *r, const char *name, json_t **ret,
+		       struct lxm_error **err)
+{
+	_cleanup_db_storage_pool_ struct lxm_db_storage_pool *p = NULL;
+	int k;
+
+	k = lxm_db_storage_pool_get(r->d->db, name, &p, err);
+	return k < 0 ? k : pool_json(r->d, p, ret, err);
+}
+
 int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err)
 {
-	_cleanup_strv_ char **names = NULL;
-	_cleanup_json_ json_t *list = json_array();
-	int recursion, k;
-
-	if ((k = lxmd_query_recursion(r, &recursion, err)) < 0 ||
-	    (k = lxmd_query_project(r, err)) < 0)
-		return k;
-	k = lxm_db_storage_pool_names(r->d->db, &names, err);
-	if (k < 0)
-		return k;
-	for (char **n = names; n && *n; n++) {
-		json_t *j = NULL;
-
-		if (recursion > 0) {
-			_cleanup_db_storage_pool_ struct lxm_db_storage_pool *p = NULL;
-
-			if ((k = lxm_db_storage_pool_get(r->d->db, *n, &p, err)) < 0 ||
-			    (k = pool_json(r->d, p, &j, err)) < 0)
-				return k;
-		} else {
-			_cleanup_free_ char *url = NULL;
-
-			if (pool_url(*n, &url) < 0 || !(j = json_string(url)))
-				return -ENOMEM;
-		}
-		json_array_append_new(list, j);
-	}
-	if (recursion > 0 && (k = lxmd_apply_filter(r, list, err)) < 0)
-		return k;
-	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
+	return lxmd_list_collection(r, "/1.0/storage-pools", "storage pools",
+				    lxm_db_storage_pool_names, pool_object, true, err);
 }
 
 /* ---- deferred answers ---- */

@@ -63,6 +63,16 @@ int lxmd_check_if_match(struct lxmd_request *r, const char *etag, struct lxm_err
 /* Applies ?filter= (LXD's "key eq value and key ne value" over top-level and dotted fields) to a
  * list of objects, in place. */
 int lxmd_apply_filter(struct lxmd_request *r, json_t *list, struct lxm_error **err);
+/* Answers GET on a collection (api-collections.c): the URLs prefix/NAME of the names that
+ * names() lists or, with ?recursion=1, the objects that object() builds from them, filtered by
+ * ?filter= when filter is true; object NULL refuses recursion (501). what names the collection
+ * in errors ("profiles"). */
+struct lxm_db;
+int lxmd_list_collection(struct lxmd_request *r, const char *prefix, const char *what,
+			 int (*names)(struct lxm_db *db, char ***ret, struct lxm_error **err),
+			 int (*object)(struct lxmd_request *r, const char *name, json_t **ret,
+				       struct lxm_error **err),
+			 bool filter, struct lxm_error **err);
 
 /* Resource handlers, one file each. */
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err);

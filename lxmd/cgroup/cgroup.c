@@ -384,23 +384,6 @@ enum lxm_cgroup_mode lxm_cgroup_mode(const struct lxm_cgroup_layout *l)
 	return l->mode;
 }
 
-/* mountinfo writes space, tab, newline and backslash in paths as \ooo; decodes in place. */
-static void unescape_octal(char *s)
-{
-	char *w = s;
-
-	for (char *p = s; *p; p++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-		    p[3] >= '0' && p[3] <= '7') {
-			*w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 3;
-		} else {
-			*w++ = *p;
-		}
-	}
-	*w = '\0';
-}
-
 static int strv_push(char ***v, size_t *n, const char *s)
 {
 	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
@@ -507,7 +490,7 @@ static int detect_line(struct lxm_cgroup_layout *l, char *line)
 	if (streq(fstype, "cgroup2") && l->v2)
 		return 0; /* a second mount of the one v2 hierarchy */
 
-	unescape_octal(field[4]);
+	lxm_unescape_octal(field[4]);
 	if (asprintf(&h.mount, "%s%s", l->prefix, streq(field[4], "/") ? "" : field[4]) < 0) {
 		h.mount = NULL;
 		return -ENOMEM;

@@ -119,22 +119,6 @@ static int mkfile_in_root(int rootfd, const char *path, mode_t mode)
 	return open_in_root(rootfd, path, O_PATH);
 }
 
-/* The last error line a file system wrote to its fs context ("e tmpfs: Bad value for 'size'"),
- * which says far more than the errno alone. */
-static void fs_log(int fsfd, char *buf, size_t len)
-{
-	char line[256];
-	ssize_t n;
-
-	buf[0] = '\0';
-	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
-		line[n] = '\0';
-		line[strcspn(line, "\n")] = '\0';
-		if (n > 2 && line[0] == 'e' && line[1] == ' ')
-			snprintf(buf, len, " (%.200s)", line + 2);
-	}
-}
-
 /* A new, detached file system mount: fsopen + fsconfig from "k=v,flag" options + fsmount.
  * Returns the mount fd or -errno, with the file system's own complaint in why. */
 static int fs_create(const char *fstype, const char *source, const char *options,
@@ -176,7 +160,7 @@ static int fs_create(const char *fstype, const char *source, const char *options
 	return mfd;
 fail:
 	r = -errno;
-	fs_log(fsfd, why, whylen);
+	lxm_fs_log(fsfd, why, whylen);
 	return r;
 }
 

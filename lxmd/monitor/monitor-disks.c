@@ -26,6 +26,74 @@
 #include "util.h"
 #include "monitor/monitor-disks.h"
 
+/* Room for the SCM_RIGHTS of the largest sync record. */
+union sync_control {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(MONITOR_DISKS_MAX * sizeof(int))];
+};
+
+int monitor_sync_send_fds(int sock, char type, const int *fds, size_t n)
+{
+	union sync_control control;
+	struct iovec iov = { .iov_base = &type, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	if (n > MONITOR_DISKS_MAX)
+		return -E2BIG;
+	if (n > 0) {
+		memset(control.buf, 0, sizeof(control.buf));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+	}
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+int monitor_sync_recv_fds(int sock, char *type, int *fds, size_t max, size_t *n)
+{
+	union sync_control control;
+	struct iovec iov = { .iov_base = type, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = CMSG_SPACE(max * sizeof(int)),
+	};
+	size_t got = 0;
+	ssize_t len;
+
+	*n = 0;
+	if (max > MONITOR_DISKS_MAX)
+		return -E2BIG;
+	do
+		len = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (len < 0 && errno == EINTR);
+	if (len < 0)
+		return -errno;
+	if (len == 0)
+		return -EPIPE;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (got > max)
+			got = max;
+		memcpy(fds, CMSG_DATA(c), got * sizeof(int));
+	}
+	if (msg.msg_flags & MSG_CTRUNC) {
+		for (size_t i = 0; i < got; i++)
+			close(fds[i]);
+		return -EPROTO;
+	}
+	*n = got;
+	return 0;
+}
+
 bool monitor_disk_is_bind(const struct lxm_spec_mount *m)
 {
 	return !m->fstype || streq(m->fstype, "bind");
@@ -40,24 +108,35 @@ static size_t count_binds(const struct lxm_container_spec *s)
 	return n;
 }
 
-/* A detached clone of the mount at path (that one mount), idmapped through userns when it is
- * not -1, read-only when asked. */
-static int disk_clone(const char *path, int userns, bool readonly, int *ret, struct lxm_error **err)
+int monitor_open_userns(pid_t pid, int *ret, struct lxm_error **err)
 {
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+	*ret = open(path, O_RDONLY | O_CLOEXEC);
+	if (*ret < 0)
+		return lxm_error_setx(err, -errno, 500, "open %s", path);
+	return 0;
+}
+
+int monitor_clone_mount(const char *what, const char *path, int userns, bool recursive,
+			bool readonly, int *ret, struct lxm_error **err)
+{
+	unsigned int at = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
 	struct mount_attr attr = { 0 };
 	_cleanup_close_ int fd = -1;
 
-	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (at & AT_RECURSIVE));
 	if (fd < 0)
-		return lxm_error_setx(err, -errno, 500, "disk %s: clone", path);
+		return lxm_error_setx(err, -errno, 500, "%s %s: clone", what, path);
 	if (userns >= 0) {
 		attr.attr_set |= MOUNT_ATTR_IDMAP;
 		attr.userns_fd = (uint64_t)userns;
 	}
 	if (readonly)
 		attr.attr_set |= MOUNT_ATTR_RDONLY;
-	if (attr.attr_set && mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-		return lxm_error_setx(err, -errno, 500, "disk %s: %s", path,
+	if (attr.attr_set && mount_setattr(fd, "", at, &attr, sizeof(attr)) < 0)
+		return lxm_error_setx(err, -errno, 500, "%s %s: %s", what, path,
 				      userns >= 0 ? "idmap the clone (does its file system support "
 						    "idmapped mounts?)"
 						  : "make the clone read-only");
@@ -69,17 +148,8 @@ int monitor_disks_send(const struct lxm_container_spec *s, pid_t child, int sync
 		       struct lxm_error **err)
 {
 	int fds[MONITOR_DISKS_MAX];
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(fds))];
-	} control;
-	char type = LXM_MONITOR_SYNC_MOUNTS;
-	struct iovec iov = { .iov_base = &type, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf };
 	_cleanup_close_ int userns = -1;
 	size_t n = count_binds(s), k = 0;
-	struct cmsghdr *c;
-	char path[64];
 	int r = 0;
 
 	if (n == 0)
@@ -87,32 +157,20 @@ int monitor_disks_send(const struct lxm_container_spec *s, pid_t child, int sync
 	if (n > MONITOR_DISKS_MAX)
 		return lxm_error_set(err, -E2BIG, 400, "%zu disk devices: at most %d", n,
 				     MONITOR_DISKS_MAX);
-	if (!s->privileged) {
-		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)child);
-		userns = open(path, O_RDONLY | O_CLOEXEC);
-		if (userns < 0)
-			return lxm_error_setx(err, -errno, 500, "open %s", path);
-	}
+	if (!s->privileged && (r = monitor_open_userns(child, &userns, err)) < 0)
+		return r;
 	for (size_t i = 0; i < s->n_mounts && r >= 0; i++) {
 		const struct lxm_spec_mount *m = &s->mounts[i];
 
 		if (!monitor_disk_is_bind(m))
 			continue;
-		r = disk_clone(m->source, userns, m->readonly, &fds[k], err);
+		r = monitor_clone_mount("disk", m->source, userns, false, m->readonly, &fds[k],
+					err);
 		if (r >= 0)
 			k++;
 	}
-	if (r >= 0) {
-		memset(control.buf, 0, sizeof(control.buf));
-		msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(n * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-		if (sendmsg(sync_fd, &msg, MSG_NOSIGNAL) < 0)
-			r = lxm_error_setx(err, -errno, 500, "send the disk mounts to the child");
-	}
+	if (r >= 0 && (r = monitor_sync_send_fds(sync_fd, LXM_MONITOR_SYNC_MOUNTS, fds, n)) < 0)
+		lxm_error_setx(err, r, 500, "send the disk mounts to the child");
 	for (size_t i = 0; i < k; i++)
 		close(fds[i]);
 	return r;
@@ -121,43 +179,22 @@ int monitor_disks_send(const struct lxm_container_spec *s, pid_t child, int sync
 int monitor_disks_recv(const struct lxm_container_spec *s, int sync_fd, int **ret,
 		       struct lxm_error **err)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(MONITOR_DISKS_MAX * sizeof(int))];
-	} control;
-	char type = 0;
-	struct iovec iov = { .iov_base = &type, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
 	_cleanup_free_ int *trees = NULL;
 	size_t n = count_binds(s), got = 0, k = 0;
 	int fds[MONITOR_DISKS_MAX];
-	ssize_t len;
+	char type = 0;
+	int r;
 
 	*ret = NULL;
 	if (n == 0)
 		return 0;
-	do
-		len = recvmsg(sync_fd, &msg, MSG_CMSG_CLOEXEC);
-	while (len < 0 && errno == EINTR);
-	if (len < 0)
-		return lxm_error_setx(err, -errno, 500, "wait for the disk mounts");
-	if (len == 0)
-		return lxm_error_set(err, -EPIPE, 500,
+	r = monitor_sync_recv_fds(sync_fd, &type, fds, MONITOR_DISKS_MAX, &got);
+	if (r == -EPIPE)
+		return lxm_error_set(err, r, 500,
 				     "the monitor went away before sending the disk mounts");
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		if (got > MONITOR_DISKS_MAX)
-			got = MONITOR_DISKS_MAX;
-		memcpy(fds, CMSG_DATA(c), got * sizeof(int));
-	}
-	if (type != LXM_MONITOR_SYNC_MOUNTS || got != n || (msg.msg_flags & MSG_CTRUNC)) {
+	if (r < 0 && r != -EPROTO)
+		return lxm_error_setx(err, r, 500, "wait for the disk mounts");
+	if (r < 0 || type != LXM_MONITOR_SYNC_MOUNTS || got != n) {
 		for (size_t i = 0; i < got; i++)
 			close(fds[i]);
 		return lxm_error_set(err, -EPROTO, 500,
@@ -230,16 +267,11 @@ static int disk_attach(pid_t pid, const char *source, const char *target, bool r
 		       struct lxm_error **err)
 {
 	_cleanup_close_ int userns = -1, tree = -1, tfd = -1;
-	char path[64];
 	int r;
 
-	if (idmap) {
-		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
-		userns = open(path, O_RDONLY | O_CLOEXEC);
-		if (userns < 0)
-			return lxm_error_setx(err, -errno, 500, "open %s", path);
-	}
-	r = disk_clone(source, userns, readonly, &tree, err);
+	if (idmap && (r = monitor_open_userns(pid, &userns, err)) < 0)
+		return r;
+	r = monitor_clone_mount("disk", source, userns, false, readonly, &tree, err);
 	if (r < 0)
 		return r;
 	r = join(pid, idmap, err);

@@ -4,6 +4,7 @@
  * child attaches them in step 'mount-extra' (lxmd/container/setup-mounts.c). */
 #pragma once
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "container/spec.h"
@@ -15,6 +16,24 @@
 
 /* The most bind mounts a spec may have (one SCM_RIGHTS record carries them all). */
 #define MONITOR_DISKS_MAX 64
+
+/* Opens the user namespace of process pid (/proc/PID/ns/user) into *ret. */
+int monitor_open_userns(pid_t pid, int *ret, struct lxm_error **err);
+
+/* The one way the monitor clones a mount (disks, the rootfs, overlay layers): *ret gets a
+ * detached clone of the mount at path (with the mounts below it when recursive), idmapped
+ * through userns when that is not -1, read-only when asked. what names the mount in errors
+ * ("disk /srv/x: clone"). */
+int monitor_clone_mount(const char *what, const char *path, int userns, bool recursive,
+			bool readonly, int *ret, struct lxm_error **err);
+
+/* Sends a sync record (one byte, type) with n fds (at most MONITOR_DISKS_MAX) over sock.
+ * 0 or -errno. */
+int monitor_sync_send_fds(int sock, char type, const int *fds, size_t n);
+/* Receives a sync record: *type, and its fds (close-on-exec, at most max of them) in fds, *n
+ * of them. 0; -EPIPE at end of file; -EPROTO when more fds came than fit (none are kept);
+ * -errno. */
+int monitor_sync_recv_fds(int sock, char *type, int *fds, size_t max, size_t *n);
 
 /* Whether mount m is one the monitor clones (a bind mount). */
 bool monitor_disk_is_bind(const struct lxm_spec_mount *m);

@@ -26,6 +26,7 @@
 #include "cleanup.h"
 #include "error.h"
 #include "util.h"
+#include "monitor/monitor-disks.h"
 #include "monitor/monitor-overlay.h"
 
 /* Super options of the host mount that change how the layers are read or written: the new
@@ -42,23 +43,6 @@ void monitor_overlay_done(struct monitor_overlay *o)
 	free(o->upper);
 	free(o->work);
 	*o = (struct monitor_overlay){ 0 };
-}
-
-/* Undoes mountinfo's octal escapes ("\040" for a space, "\054" for a comma) in place. */
-static void unescape_octal(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r;) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 4;
-		} else {
-			*w++ = *r++;
-		}
-	}
-	*w = '\0';
 }
 
 static int strv_add(char ***v, size_t *n, const char *s, size_t len)
@@ -119,7 +103,7 @@ static int parse_one(struct monitor_overlay *o, char *opt)
 
 	/* Escaped commas and '=' are part of a value: unescape once the option is cut out; the
 	 * first '=' left is then the one after the key. */
-	unescape_octal(opt);
+	lxm_unescape_octal(opt);
 	eq = strchr(opt, '=');
 	keylen = eq ? (size_t)(eq - opt) : strlen(opt);
 	val = eq ? eq + 1 : NULL;
@@ -235,21 +219,6 @@ static int find_overlay(uint64_t mnt_id, char **ret_mnt_opts, char **ret_super_o
 	return -ENOENT;
 }
 
-/* A detached, idmapped clone of the mount at path (one mount, not the ones below it). */
-static int idmapped_clone(const char *path, int userns_fd, int *ret, struct lxm_error **err)
-{
-	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd };
-	_cleanup_close_ int fd = -1;
-
-	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-	if (fd < 0)
-		return lxm_error_setx(err, -errno, 500, "clone overlay layer %s", path);
-	if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-		return lxm_error_setx(err, -errno, 500, "idmap overlay layer %s", path);
-	*ret = TAKE_FD(fd);
-	return 0;
-}
-
 /* Opens path below the clone tree of its dir parent and checks that it is the host's path and
  * not the dir a mount on path hides: upper and work must be on the clone's mount. */
 static int open_in_clone(int tree, const char *parent, const char *path, int *ret,
@@ -285,21 +254,6 @@ static char *common_dir(const char *a, const char *b)
 	if ((!a[i] && (b[i] == '/' || !b[i])) || (!b[i] && a[i] == '/'))
 		last = i;
 	return strndup(a, last ? last : 1);
-}
-
-/* The kernel's last complaint in the fs context's log ("e overlay: ..."), as " (...)". */
-static void fs_log(int fsfd, char *buf, size_t len)
-{
-	char line[512];
-	ssize_t n;
-
-	buf[0] = '\0';
-	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
-		line[n] = '\0';
-		line[strcspn(line, "\n")] = '\0';
-		if (n > 2 && line[0] == 'e' && line[1] == ' ')
-			snprintf(buf, len, " (%s)", line + 2);
-	}
 }
 
 static int set_string(int fsfd, const char *key, const char *value)
@@ -405,7 +359,7 @@ static int mount_overlay(const int *lower, size_t n_lower, int up, int work,
 	*ret = mfd;
 	return 0;
 fail:
-	fs_log(fsfd, why, whylen);
+	lxm_fs_log(fsfd, why, whylen);
 	return r;
 }
 
@@ -450,7 +404,8 @@ int monitor_overlay_idmapped_tree(const char *rootfs, int userns_fd, uid_t root_
 	for (size_t i = 0; i < o.n_lower; i++)
 		lower[i] = -1;
 	for (size_t i = 0; i < o.n_lower; i++)
-		if ((r = idmapped_clone(o.lower[i], userns_fd, &lower[i], err)) < 0)
+		if ((r = monitor_clone_mount("overlay layer", o.lower[i], userns_fd, false, false,
+					     &lower[i], err)) < 0)
 			goto out;
 	if (o.upper) {
 		/* Overlay wants upper and work on one mount: both are opened in one clone of the
@@ -467,7 +422,8 @@ int monitor_overlay_idmapped_tree(const char *rootfs, int userns_fd, uid_t root_
 			r = lxm_error_set(err, -ENOMEM, 500, "out of memory");
 			goto out;
 		}
-		if ((r = idmapped_clone(parent, userns_fd, &updir, err)) < 0 ||
+		if ((r = monitor_clone_mount("overlay layer", parent, userns_fd, false, false,
+					     &updir, err)) < 0 ||
 		    (r = open_in_clone(updir, parent, o.upper, &up, err)) < 0 ||
 		    (r = open_in_clone(updir, parent, o.work, &work, err)) < 0)
 			goto out;

@@ -350,39 +350,20 @@ static void send_sync_error(int fd, const char *msg)
 /* Waits for GO and takes the fds that come with it (close-on-exec, by MSG_CMSG_CLOEXEC). */
 static int recv_go(int fd, struct lxm_setup_fds *fds, struct lxm_error **err)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} control;
+	int got[2] = { -1, -1 };
 	char type = 0;
-	struct iovec iov = { .iov_base = &type, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	ssize_t n;
+	size_t n;
+	int r;
 
-	do
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return lxm_error_setx(err, -errno, 500, "wait for the monitor");
-	if (n == 0)
-		return lxm_error_set(err, -EPIPE, 500, "the monitor went away before setup");
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int got[2] = { -1, -1 };
-
-		memcpy(got, CMSG_DATA(c), (nfds > 2 ? 2 : nfds) * sizeof(int));
-		fds->rootfs_tree = got[0];
-		fds->console_slave = got[1];
-	}
-	if (type != LXM_MONITOR_SYNC_GO || fds->rootfs_tree < 0 || (msg.msg_flags & MSG_CTRUNC))
+	r = monitor_sync_recv_fds(fd, &type, got, ARRAY_SIZE(got), &n);
+	if (r == -EPIPE)
+		return lxm_error_set(err, r, 500, "the monitor went away before setup");
+	if (r < 0 && r != -EPROTO)
+		return lxm_error_setx(err, r, 500, "wait for the monitor");
+	if (r < 0 || type != LXM_MONITOR_SYNC_GO || got[0] < 0)
 		return lxm_error_set(err, -EPROTO, 500, "unexpected message from the monitor");
+	fds->rootfs_tree = got[0];
+	fds->console_slave = got[1];
 	return 0;
 }
 
@@ -570,76 +551,34 @@ static int host_root(const struct lxm_idmap *map, size_t n, uint32_t *ret)
 static int open_rootfs_tree(struct monitor *m, int *ret, struct lxm_error **err)
 {
 	const struct lxm_container_spec *s = m->spec;
-	_cleanup_close_ int tree = -1, userns = -1;
+	_cleanup_close_ int userns = -1;
 	struct statfs sfs;
 	uint32_t uid, gid;
-	char path[64];
 	int r;
 
-	if (!s->privileged) {
-		if (statfs(s->rootfs, &sfs) < 0)
-			return lxm_error_setx(err, -errno, 500, "statfs rootfs %s", s->rootfs);
-		if (sfs.f_type == OVERLAYFS_SUPER_MAGIC) {
-			snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)m->init_pid);
-			userns = open(path, O_RDONLY | O_CLOEXEC);
-			if (userns < 0)
-				return lxm_error_setx(err, -errno, 500, "open %s", path);
-			if ((r = host_root(s->uidmap, s->n_uidmap, &uid)) < 0 ||
-			    (r = host_root(s->gidmap, s->n_gidmap, &gid)) < 0)
-				return lxm_error_set(err, r, 500,
-						     "idmap rootfs %s: the id maps give no host id "
-						     "for the container's root",
-						     s->rootfs);
-			return monitor_overlay_idmapped_tree(s->rootfs, userns, (uid_t)uid,
-							     (gid_t)gid, ret, err);
-		}
-	}
-	tree = (int)syscall(SYS_open_tree, AT_FDCWD, s->rootfs,
-			    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-	if (tree < 0)
-		return lxm_error_setx(err, -errno, 500, "open rootfs %s", s->rootfs);
-	if (!s->privileged) {
-		struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP };
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)m->init_pid);
-		userns = open(path, O_RDONLY | O_CLOEXEC);
-		if (userns < 0)
-			return lxm_error_setx(err, -errno, 500, "open %s", path);
-		attr.userns_fd = (uint64_t)userns;
-		if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
-			    sizeof(attr)) < 0)
-			return lxm_error_setx(err, -errno, 500, "idmap rootfs %s", s->rootfs);
-	}
-	*ret = TAKE_FD(tree);
-	return 0;
+	if (s->privileged)
+		return monitor_clone_mount("rootfs", s->rootfs, -1, true, false, ret, err);
+	if ((r = monitor_open_userns(m->init_pid, &userns, err)) < 0)
+		return r;
+	if (statfs(s->rootfs, &sfs) < 0)
+		return lxm_error_setx(err, -errno, 500, "statfs rootfs %s", s->rootfs);
+	if (sfs.f_type != OVERLAYFS_SUPER_MAGIC)
+		return monitor_clone_mount("rootfs", s->rootfs, userns, true, false, ret, err);
+	if ((r = host_root(s->uidmap, s->n_uidmap, &uid)) < 0 ||
+	    (r = host_root(s->gidmap, s->n_gidmap, &gid)) < 0)
+		return lxm_error_set(err, r, 500,
+				     "idmap rootfs %s: the id maps give no host id for the "
+				     "container's root",
+				     s->rootfs);
+	return monitor_overlay_idmapped_tree(s->rootfs, userns, (uid_t)uid, (gid_t)gid, ret, err);
 }
 
 static int send_go(struct monitor *m, int tree, struct lxm_error **err)
 {
 	int fds[2] = { tree, m->pty_slave };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(fds))];
-	} control;
-	char type = LXM_MONITOR_SYNC_GO;
-	struct iovec iov = { .iov_base = &type, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *c;
+	int r = monitor_sync_send_fds(m->sync_fd, LXM_MONITOR_SYNC_GO, fds, ARRAY_SIZE(fds));
 
-	memset(control.buf, 0, sizeof(control.buf));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(c), fds, sizeof(fds));
-	if (sendmsg(m->sync_fd, &msg, MSG_NOSIGNAL) < 0)
-		return lxm_error_setx(err, -errno, 500, "send the rootfs and console to the child");
-	return 0;
+	return r < 0 ? lxm_error_setx(err, r, 500, "send the rootfs and console to the child") : 0;
 }
 
 /* Everything the child must find done before it runs any of its setup. */

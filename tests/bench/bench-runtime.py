@@ -26,6 +26,15 @@ def rss_kib(pid):
     return -1
 
 
+def cmdline(pid):
+    """A process's command line, empty when it is gone (processes come and go meanwhile)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def timed(argv, env):
     t = time.perf_counter()
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -77,8 +86,7 @@ def main():
         else:
             print("exec: not available")
         mon = [int(p) for p in os.listdir("/proc") if p.isdigit() and
-               b"lxm-monitor" in open(f"/proc/{p}/cmdline", "rb").read() and
-               root.encode() in open(f"/proc/{p}/cmdline", "rb").read()]
+               b"lxm-monitor" in cmdline(p) and root.encode() in cmdline(p)]
         rss = sorted(rss_kib(p) for p in mon)
         print(f"lxm-monitor RSS over {len(rss)} monitors: median {statistics.median(rss)} KiB, "
               f"max {rss[-1]} KiB")

@@ -303,6 +303,22 @@ def test_stop_is_a_clean_systemd_halt_and_start_boots_again(deb, d1):
     assert exec_out(deb, d1, "hostname") == d1 + "\n"
 
 
+def test_copy_renders_hostname_again_and_boots(deb, d1):
+    """`lxm copy` of a running Debian instance: the copy's hostname files are its own (the
+    image's "copy" templates), it boots on its own, and the source keeps running."""
+    name = unique("dc")
+    deb.made.append(name)
+    lxm(deb, "copy", d1, name)
+    assert status(deb, d1) == "Running"
+    lxm(deb, "start", name)
+    assert_booted(deb, name)
+    assert exec_out(deb, name, "cat", "/etc/hostname") == name + "\n"
+    assert exec_out(deb, name, "hostname") == name + "\n"
+    assert name in exec_out(deb, name, "cat", "/etc/hosts")
+    assert exec_out(deb, d1, "hostname") == d1 + "\n"
+    lxm(deb, "delete", "-f", name)
+
+
 # ---------------------------------------------------------------- the image in the store
 
 def test_aliases_name_one_image(deb, first_launch):
