@@ -311,6 +311,97 @@ int lxm_cli_change_config(const char *cmd, const char *what, const json_t *obj, 
 	return 0;
 }
 
+/* GET PREFIX/NAME of kind k, with its ETag for a following PUT. */
+static int get_config_object(struct lxm_client *c, const struct lxm_cli_config_kind *k,
+			     const char *name, json_t **ret, char **ret_etag,
+			     struct lxm_error **err)
+{
+	_cleanup_free_ char *path = lxm_cli_path(k->prefix, name), *what = NULL;
+
+	if (!path || asprintf(&what, "%s '%s'", k->kind, name) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s '%s': out of memory", k->kind, name);
+	return lxm_cli_get_object(c, path, what, k->kind, ret, ret_etag, err);
+}
+
+/* Changes the config of NAME with a GET and a PUT guarded by its ETag, so that a concurrent
+ * change fails instead of being overwritten: see lxm_cli_change_config(). */
+static int change_object_config(const struct lxm_cli_config_kind *k, const char *cmd,
+				const char *name, const json_t *set, const char *unset,
+				struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *obj = NULL, *config = NULL, *body = NULL;
+	_cleanup_free_ char *etag = NULL, *what = NULL, *path = NULL;
+	const json_t *devices;
+	int r;
+
+	r = lxm_cli_connect(&c, err);
+	if (r >= 0)
+		r = get_config_object(c, k, name, &obj, &etag, err);
+	if (r < 0)
+		return r;
+	if (asprintf(&what, "%s '%s'", k->kind, name) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_cli_change_config(cmd, what, obj, set, unset, &config, err);
+	if (r < 0)
+		return r;
+	body = json_pack("{s:O, s:s}", "config", config, "description",
+			 json_string_value(json_object_get(obj, "description")) ?: "");
+	devices = json_object_get(obj, "devices");
+	if (body && k->devices &&
+	    json_object_set_new(body, "devices",
+				json_is_object(devices) ? json_incref((json_t *)devices)
+							: json_object()) < 0)
+		json_decref(TAKE_PTR(body));
+	path = lxm_cli_path(k->prefix, name);
+	if (!body || !path)
+		return lxm_error_set(err, -ENOMEM, 500, "%s '%s': out of memory", k->kind, name);
+	r = lxm_cli_put(c, path, body, etag, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "update %s '%s'", k->kind, name);
+	return 0;
+}
+
+int lxm_cli_config_set(const struct lxm_cli_config_kind *k, int argc, char **argv,
+		       struct lxm_error **err)
+{
+	_cleanup_json_ json_t *set = NULL;
+	const char *cmd = argv[0];
+	int r;
+
+	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
+	if (r >= 0)
+		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
+	return r < 0 ? r : change_object_config(k, cmd, argv[1], set, NULL, err);
+}
+
+int lxm_cli_config_unset(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			 struct lxm_error **err)
+{
+	int r = lxm_cli_nargs(argv[0], argc - 1, 2, 2, k->key_args, err);
+
+	return r < 0 ? r : change_object_config(k, argv[0], argv[1], NULL, argv[2], err);
+}
+
+int lxm_cli_config_get(const struct lxm_cli_config_kind *k, int argc, char **argv,
+		       struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	const char *v;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 2, 2, k->key_args, &c, err);
+	if (r >= 0)
+		r = get_config_object(c, k, argv[1], &obj, NULL, err);
+	if (r < 0)
+		return r;
+	/* An unset key prints an empty line, as in lxc, so scripts can test for "". */
+	v = json_string_value(json_object_get(json_object_get(obj, "config"), argv[2]));
+	printf("%s\n", v ? v : "");
+	return 0;
+}
+
 int lxm_cli_string_map(const json_t *in, const char *what, json_t **ret, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *out = json_object();
@@ -534,4 +625,43 @@ int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, con
 	if (r < 0)
 		return lxm_error_prefix(err, "edit %s", what);
 	return 0;
+}
+
+void lxm_cli_config_edit_done(struct lxm_cli_config_edit *e)
+{
+	json_decref(TAKE_PTR(e->config));
+	free(TAKE_PTR(e->description));
+}
+
+int lxm_cli_check_config_doc(const json_t *doc, void *userdata, struct lxm_error **err)
+{
+	struct lxm_cli_config_edit *e = userdata;
+	const json_t *desc;
+	const char *key;
+	json_t *v;
+
+	lxm_cli_config_edit_done(e);
+	if (json_is_null(doc))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "the document is empty; nothing was changed");
+	if (!json_is_object(doc))
+		return lxm_error_set(err, -EINVAL, 400, "the document must be a map of %s fields",
+				     e->kind);
+	json_object_foreach ((json_t *)doc, key, v) {
+		size_t i;
+
+		for (i = 0; e->fields[i] && !streq(key, e->fields[i]); i++)
+			;
+		if (!e->fields[i])
+			return lxm_error_set(err, -EINVAL, 400,
+					     "unknown field '%s' (a %s has config and description)",
+					     key, e->kind);
+	}
+	desc = json_object_get(doc, "description");
+	if (desc && !json_is_null(desc) && !json_is_string(desc))
+		return lxm_error_set(err, -EINVAL, 400, "description must be text");
+	e->description = strdup(json_string_value(desc) ? json_string_value(desc) : "");
+	if (!e->description)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return lxm_cli_string_map(json_object_get(doc, "config"), "config", &e->config, err);
 }

@@ -249,71 +249,26 @@ static int profile_rename(int argc, char **argv, struct lxm_error **err)
 
 /* ---- set, unset, get ---- */
 
-/* Changes the profile's config with a GET and an ETag-guarded PUT, as lxc does: removes the key
- * unset (when non-NULL; it must be set), then sets the keys of the object set (when non-NULL). */
-static int change_config(const char *cmd, const char *name, const json_t *set, const char *unset,
-			 struct lxm_error **err)
-{
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *p = NULL, *config = NULL;
-	_cleanup_free_ char *etag = NULL, *what = NULL;
-	int r;
-
-	r = lxm_cli_connect(&c, err);
-	if (r >= 0)
-		r = get_profile(c, name, &p, &etag, err);
-	if (r < 0)
-		return r;
-	if (asprintf(&what, "profile '%s'", name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_change_config(cmd, what, p, set, unset, &config, err);
-	if (r < 0)
-		return r;
-	return put_profile(c, name, config, json_string_value(json_object_get(p, "description")),
-			   json_object_get(p, "devices"), etag, err);
-}
+static const struct lxm_cli_config_kind config_kind = {
+	.prefix = "/1.0/profiles/",
+	.kind = "profile",
+	.key_args = "a profile NAME and a KEY",
+	.devices = true,
+};
 
 static int profile_set(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *set = NULL;
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
-	if (r >= 0)
-		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
-	if (r < 0)
-		return r;
-	return change_config(cmd, argv[1], set, NULL, err);
+	return lxm_cli_config_set(&config_kind, argc, argv, err);
 }
 
 static int profile_unset(int argc, char **argv, struct lxm_error **err)
 {
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "a profile NAME and a KEY", err);
-	if (r < 0)
-		return r;
-	return change_config(cmd, argv[1], NULL, argv[2], err);
+	return lxm_cli_config_unset(&config_kind, argc, argv, err);
 }
 
 static int profile_get(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *p = NULL;
-	const char *v;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 2, 2, "a profile NAME and a KEY", &c, err);
-	if (r >= 0)
-		r = get_profile(c, argv[1], &p, NULL, err);
-	if (r < 0)
-		return r;
-	/* An unset key prints an empty line, as in lxc, so scripts can test for "". */
-	v = json_string_value(json_object_get(json_object_get(p, "config"), argv[2]));
-	printf("%s\n", v ? v : "");
-	return 0;
+	return lxm_cli_config_get(&config_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */

@@ -301,65 +301,25 @@ static int storage_delete(int argc, char **argv, struct lxm_error **err)
 
 /* ---- set, unset, get ---- */
 
-/* Changes the pool's config with a GET and an ETag-guarded PUT, as lxc does: removes the key
- * unset (when non-NULL; it must be set), then sets the keys of the object set (when non-NULL). */
-static int change_config(const char *cmd, const char *name, const json_t *set, const char *unset,
-			 struct lxm_error **err)
-{
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *p = NULL, *config = NULL;
-	_cleanup_free_ char *etag = NULL, *what = NULL;
-	int r;
-
-	r = lxm_cli_connect(&c, err);
-	if (r >= 0)
-		r = get_pool(c, name, &p, &etag, err);
-	if (r < 0)
-		return r;
-	if (asprintf(&what, "storage pool '%s'", name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_change_config(cmd, what, p, set, unset, &config, err);
-	if (r < 0)
-		return r;
-	return put_pool(c, name, config, json_string_value(json_object_get(p, "description")), etag,
-			err);
-}
+static const struct lxm_cli_config_kind config_kind = {
+	.prefix = "/1.0/storage-pools/",
+	.kind = "storage pool",
+	.key_args = "a storage pool NAME and a KEY",
+};
 
 static int storage_set(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *set = NULL;
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
-	if (r >= 0)
-		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
-	return r < 0 ? r : change_config(cmd, argv[1], set, NULL, err);
+	return lxm_cli_config_set(&config_kind, argc, argv, err);
 }
 
 static int storage_unset(int argc, char **argv, struct lxm_error **err)
 {
-	int r = lxm_cli_nargs(argv[0], argc - 1, 2, 2, "a storage pool NAME and a KEY", err);
-
-	return r < 0 ? r : change_config(argv[0], argv[1], NULL, argv[2], err);
+	return lxm_cli_config_unset(&config_kind, argc, argv, err);
 }
 
 static int storage_get(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *p = NULL;
-	const char *v;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 2, 2, "a storage pool NAME and a KEY", &c, err);
-	if (r >= 0)
-		r = get_pool(c, argv[1], &p, NULL, err);
-	if (r < 0)
-		return r;
-	/* An unset key prints an empty line, as in lxc. */
-	v = json_string_value(json_object_get(json_object_get(p, "config"), argv[2]));
-	printf("%s\n", v ? v : "");
-	return 0;
+	return lxm_cli_config_get(&config_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */
@@ -376,57 +336,17 @@ static const char edit_header[] =
 	"### The name, driver, status and used_by are shown for reference; they cannot be changed\n"
 	"### here, nor can source and size once the pool exists.\n";
 
-/* What an edited document turns into for the PUT. */
-struct pool_edit {
-	json_t *config;	   /* the config map */
-	char *description; /* the description */
-};
-
-static void pool_edit_done(struct pool_edit *e)
-{
-	json_decref(e->config);
-	free(e->description);
-	*e = (struct pool_edit){};
-}
-
-static int check_pool_doc(const json_t *doc, void *userdata, struct lxm_error **err)
-{
-	static const char *const known[] = { "config",	"description", "name",	    "driver",
-					     "used_by", "status",      "locations", "managed" };
-	struct pool_edit *e = userdata;
-	const json_t *desc;
-	const char *key;
-	json_t *v;
-
-	pool_edit_done(e);
-	if (!json_is_object(doc))
-		return lxm_error_set(err, -EINVAL, 400,
-				     json_is_null(doc)
-					     ? "the document is empty; nothing was changed"
-					     : "the document must be a map of storage pool fields");
-	json_object_foreach ((json_t *)doc, key, v) {
-		size_t i;
-
-		for (i = 0; i < ARRAY_SIZE(known) && !streq(key, known[i]); i++)
-			;
-		if (i == ARRAY_SIZE(known))
-			return lxm_error_set(err, -EINVAL, 400,
-					     "unknown field '%s' (a storage pool has config and "
-					     "description)",
-					     key);
-	}
-	desc = json_object_get(doc, "description");
-	if (desc && !json_is_null(desc) && !json_is_string(desc))
-		return lxm_error_set(err, -EINVAL, 400, "description must be text");
-	e->description = strdup(json_string_value(desc) ? json_string_value(desc) : "");
-	if (!e->description)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	return lxm_cli_string_map(json_object_get(doc, "config"), "config", &e->config, err);
-}
+/* The fields of a storage pool document: those shown, of which only config and description change.
+ */
+static const char *const edit_fields[] = { "config", "description", "name",    "driver", "used_by",
+					   "status", "locations",   "managed", NULL };
 
 static int storage_edit(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_(pool_edit_done) struct pool_edit e = {};
+	_cleanup_(lxm_cli_config_edit_done) struct lxm_cli_config_edit e = {
+		.kind = "storage pool",
+		.fields = edit_fields,
+	};
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *p = NULL, *view = NULL;
 	_cleanup_free_ char *etag = NULL, *what = NULL;
@@ -440,7 +360,7 @@ static int storage_edit(int argc, char **argv, struct lxm_error **err)
 	if (asprintf(&what, "storage pool '%s'", argv[1]) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
 	view = pool_view(p);
-	r = lxm_cli_edit_view(argv[0], what, view, edit_header, check_pool_doc, &e, err);
+	r = lxm_cli_edit_view(argv[0], what, view, edit_header, lxm_cli_check_config_doc, &e, err);
 	if (r < 0)
 		return r;
 	return put_pool(c, argv[1], e.config, e.description, etag, err);
@@ -889,6 +809,7 @@ const struct lxm_command lxm_storage_commands[] = {
 struct auto_args {
 	const char *backend; /* --storage-backend, or NULL: btrfs when the server can, else dir */
 	const char *loop;    /* --storage-create-loop: GiB of the btrfs loop file, or NULL */
+	const char *network; /* --network-name (default lxmbr0), or NULL with --no-network */
 };
 
 static int parse_auto(int argc, char **argv, struct auto_args *a, struct lxm_error **err)
@@ -897,12 +818,16 @@ static int parse_auto(int argc, char **argv, struct auto_args *a, struct lxm_err
 		{ "auto", no_argument, NULL, 'a' },
 		{ "storage-backend", required_argument, NULL, 'b' },
 		{ "storage-create-loop", required_argument, NULL, 'l' },
+		{ "network-name", required_argument, NULL, 'n' },
+		{ "no-network", no_argument, NULL, 'N' },
 		{},
 	};
 	const char *cmd = argv[0];
+	bool no_network = false;
 	char *end;
 	int opt;
 
+	a->network = "lxmbr0";
 	optind = 0;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -911,6 +836,12 @@ static int parse_auto(int argc, char **argv, struct auto_args *a, struct lxm_err
 			break;
 		case 'b':
 			a->backend = optarg;
+			break;
+		case 'n':
+			a->network = optarg;
+			break;
+		case 'N':
+			no_network = true;
 			break;
 		case 'l':
 			if (strtoul(optarg, &end, 10) == 0 || *end)
@@ -925,6 +856,8 @@ static int parse_auto(int argc, char **argv, struct auto_args *a, struct lxm_err
 			return lxm_cli_flag_error(cmd, argv, opt, err);
 		}
 	}
+	if (no_network)
+		a->network = NULL;
 	return lxm_cli_nargs(cmd, argc - optind, 0, 0, "no arguments with --auto", err);
 }
 
@@ -982,11 +915,40 @@ static const char *root_device(const json_t *profile, const json_t **ret_dev)
 	return NULL;
 }
 
+/* PUTs profile default p, as got with etag, back with dev (a new reference, taken) added as
+ * device name; step names the change in errors. */
+static int put_default_device(struct lxm_client *c, const json_t *p, const char *etag,
+			      const char *name, json_t *dev, const char *step,
+			      struct lxm_error **err)
+{
+	json_t *old_devices = json_object_get(p, "devices"),
+	       *old_config = json_object_get(p, "config");
+	_cleanup_json_ json_t *devices =
+		json_is_object(old_devices) ? json_copy(old_devices) : json_object();
+	_cleanup_json_ json_t *config =
+		json_is_object(old_config) ? json_incref(old_config) : json_object();
+	_cleanup_json_ json_t *body = NULL;
+	int r;
+
+	/* json_object_set_new() takes dev even when it fails. */
+	if (json_object_set_new(devices, name, dev) < 0 || !config)
+		return lxm_error_set(err, -ENOMEM, 500, "init: out of memory");
+	body = json_pack("{s:O, s:s, s:O}", "config", config, "description",
+			 json_string_value(json_object_get(p, "description")) ?: "", "devices",
+			 devices);
+	if (!body)
+		return lxm_error_set(err, -ENOMEM, 500, "init: out of memory");
+	r = lxm_cli_put(c, "/1.0/profiles/default", body, etag, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "%s", step);
+	return 0;
+}
+
 /* Adds {type: disk, path: /, pool: default} as device "root" to profile default, unless a root
  * disk on pool default is there already. Returns 1 when it added it. */
 static int auto_root_device(struct lxm_client *c, struct lxm_error **err)
 {
-	_cleanup_json_ json_t *p = NULL, *devices = NULL, *body = NULL;
+	_cleanup_json_ json_t *p = NULL;
 	_cleanup_free_ char *etag = NULL;
 	const json_t *dev = NULL;
 	const char *name;
@@ -1012,24 +974,55 @@ static int auto_root_device(struct lxm_client *c, struct lxm_error **err)
 		return lxm_error_set(err, -EEXIST, 409,
 				     "profile 'default' already has a device named 'root' that is "
 				     "not a root disk: rename or remove it first");
-	devices = json_is_object(json_object_get(p, "devices"))
-			  ? json_copy(json_object_get(p, "devices"))
-			  : json_object();
-	if (!devices || json_object_set_new(devices, "root",
-					    json_pack("{s:s, s:s, s:s}", "type", "disk", "path",
-						      "/", "pool", "default")) < 0)
+	r = put_default_device(
+		c, p, etag, "root",
+		json_pack("{s:s, s:s, s:s}", "type", "disk", "path", "/", "pool", "default"),
+		"add a root disk device to profile 'default'", err);
+	return r < 0 ? r : 1;
+}
+
+/* Creates managed network name (IPv4 with NAT on a free subnet, no IPv6) unless it exists, and
+ * adds a nic device eth0 on it to profile default unless that has an eth0. */
+static int auto_network(struct lxm_client *c, const char *name, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *net = NULL, *body = NULL, *p = NULL;
+	_cleanup_free_ char *path = NULL, *etag = NULL;
+	int r;
+
+	path = lxm_cli_path("/1.0/networks/", name);
+	if (!path)
 		return lxm_error_set(err, -ENOMEM, 500, "init: out of memory");
-	body = json_pack("{s:O, s:s, s:O}", "config",
-			 json_is_object(json_object_get(p, "config")) ? json_object_get(p, "config")
-								      : json_object(),
-			 "description", json_string_value(json_object_get(p, "description")) ?: "",
-			 "devices", devices);
-	if (!body)
-		return lxm_error_set(err, -ENOMEM, 500, "init: out of memory");
-	r = lxm_cli_put(c, "/1.0/profiles/default", body, etag, err);
+	r = lxm_client_request(c, "GET", path, NULL, &net, NULL, err);
+	if (r == -ENOENT) {
+		lxm_error_free(TAKE_PTR(*err));
+		body = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "name", name, "type",
+				 "bridge", "description", "", "config", "ipv4.address", "auto",
+				 "ipv4.nat", "true", "ipv6.address", "none");
+		if (!body)
+			return lxm_error_set(err, -ENOMEM, 500, "init: out of memory");
+		r = lxm_client_do(c, "POST", "/1.0/networks", body, NULL, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "init: create network '%s'", name);
+		printf("Network %s created\n", name);
+	} else if (r < 0) {
+		return lxm_error_prefix(err, "init: network '%s'", name);
+	}
+	r = lxm_cli_get_object(c, "/1.0/profiles/default", "profile 'default'", "profile", &p,
+			       &etag, err);
 	if (r < 0)
-		return lxm_error_prefix(err, "add a root disk device to profile 'default'");
-	return 1;
+		return lxm_error_prefix(err, "init");
+	if (json_object_get(json_object_get(p, "devices"), "eth0")) {
+		printf("Profile default: it has a device eth0 already\n");
+		return 0;
+	}
+	r = put_default_device(
+		c, p, etag, "eth0",
+		json_pack("{s:s, s:s, s:s}", "type", "nic", "network", name, "name", "eth0"),
+		"init: add a nic device eth0 to profile 'default'", err);
+	if (r < 0)
+		return r;
+	printf("Profile default: nic device 'eth0' added on network %s\n", name);
+	return 0;
 }
 
 int lxm_storage_init_auto(int argc, char **argv, struct lxm_error **err)
@@ -1115,5 +1108,5 @@ int lxm_storage_init_auto(int argc, char **argv, struct lxm_error **err)
 		printf("Profile default: root disk device 'root' added on storage pool default\n");
 	else
 		printf("Profile default: its root disk device already uses storage pool default\n");
-	return 0;
+	return a.network ? auto_network(c, a.network, err) : 0;
 }

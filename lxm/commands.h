@@ -57,6 +57,7 @@ extern const struct lxm_command lxm_file_commands[];
 extern const struct lxm_command lxm_image_commands[];
 extern const struct lxm_command lxm_remote_commands[];
 extern const struct lxm_command lxm_storage_commands[];
+extern const struct lxm_command lxm_network_commands[];
 
 /* cmd-server.c */
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err);
@@ -150,6 +151,44 @@ int lxm_cli_list_args(int argc, char **argv, int min, int max, const char *expec
  * lxm_cli_edit_yaml() under header and checked by check(); what names it in errors. */
 int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, const char *header,
 		      lxm_cli_edit_check_fn check, void *userdata, struct lxm_error **err);
+
+/* A kind of object with a config map that set, unset and get verbs change (a network, a
+ * storage pool, a profile), at PREFIX/NAME. */
+struct lxm_cli_config_kind {
+	const char *prefix;   /* its collection's path and a slash: "/1.0/networks/" */
+	const char *kind;     /* its kind in errors: "network" */
+	const char *key_args; /* what unset and get take: "a network NAME and a KEY" */
+	bool devices;	      /* whether its PUT also carries its devices map (a profile's) */
+};
+
+/* The set verb: NAME KEY=VALUE... or NAME KEY VALUE, changed with a GET and an ETag-guarded
+ * PUT of config and description (and devices), as lxc does. */
+int lxm_cli_config_set(const struct lxm_cli_config_kind *k, int argc, char **argv,
+		       struct lxm_error **err);
+
+/* The unset verb: NAME KEY, which must be set; changed as by lxm_cli_config_set(). */
+int lxm_cli_config_unset(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			 struct lxm_error **err);
+
+/* The get verb: prints the value of config key KEY of NAME, or an empty line when it is unset. */
+int lxm_cli_config_get(const struct lxm_cli_config_kind *k, int argc, char **argv,
+		       struct lxm_error **err);
+
+/* An edited document of an object with only config and description to change (a network, a
+ * storage pool), as lxm_cli_check_config_doc() checks it. */
+struct lxm_cli_config_edit {
+	const char *kind;	   /* the object's kind in errors: "network" */
+	const char *const *fields; /* the fields the document may have, NULL-terminated */
+	json_t *config;		   /* the edited config map */
+	char *description;	   /* the edited description */
+};
+
+/* Frees the config and description of e (not kind and fields). */
+void lxm_cli_config_edit_done(struct lxm_cli_config_edit *e);
+
+/* An lxm_cli_edit_check_fn for a struct lxm_cli_config_edit: the document must be a map of its
+ * fields, with a text description and a string map config, which it stores into e. */
+int lxm_cli_check_config_doc(const json_t *doc, void *userdata, struct lxm_error **err);
 
 /* Turns getopt_long()'s '?' or ':' into "list: unknown flag '--x' (see 'lxm list --help')". */
 int lxm_cli_flag_error(const char *cmd, char **argv, int c, struct lxm_error **err);

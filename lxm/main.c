@@ -77,9 +77,12 @@ static const struct lxm_command commands[] = {
 			"\n"
 			"With --auto, sets up a new server instead: creates the storage\n"
 			"pool 'default' (btrfs on a loop file when the server can, else\n"
-			"dir) and adds a root disk device on it to profile 'default'.\n"
+			"dir) and adds a root disk device on it to profile 'default'; then the\n"
+			"network lxmbr0 (IPv4 with NAT) and a nic device eth0 on it.\n"
 			"      --storage-backend B       dir, btrfs or overlay\n"
-			"      --storage-create-loop N   Size in GiB of the btrfs loop file\n",
+			"      --storage-create-loop N   Size in GiB of the btrfs loop file\n"
+			"      --network-name NAME       Name of the network (default lxmbr0)\n"
+			"      --no-network              Create no network\n",
 	},
 	{
 		.name = "launch",
@@ -239,6 +242,12 @@ static const struct lxm_command commands[] = {
 		.summary = "Manage the list of remote servers",
 		.usage = "remote <command>",
 		.subcommands = lxm_remote_commands,
+	},
+	{
+		.name = "network",
+		.summary = "Manage networks",
+		.usage = "network <command>",
+		.subcommands = lxm_network_commands,
 	},
 	{
 		.name = "profile",

@@ -19,6 +19,7 @@
 #include "json.h"
 #include "log.h"
 #include "operations.h"
+#include "networks.h"
 #include "pools.h"
 #include "server.h"
 #include "snapshot-schedule.h"
@@ -246,6 +247,9 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_pools_init(d, err);
 	if (k < 0)
 		goto fail;
+	k = lxmd_networks_init(d, err);
+	if (k < 0)
+		goto fail;
 	k = lxmd_instances_recover(d, err);
 	if (k < 0)
 		goto fail;
@@ -294,6 +298,8 @@ static void finish_shutdown(struct lxmd *d)
 	lxmd_images_fini(d);
 	/* Running containers keep running: only lxmd's watch on their monitors ends. */
 	lxmd_runtime_fini(d);
+	/* dnsmasq ends with lxmd and starts again with it; bridges and rules stay. */
+	lxmd_networks_stop(d);
 	lxm_operations_free(TAKE_PTR(d->ops));
 }
 
@@ -335,6 +341,7 @@ void lxmd_fini(struct lxmd *d)
 		lxm_operations_free(TAKE_PTR(d->ops));
 	lxm_events_free(TAKE_PTR(d->events));
 	lxmd_pools_fini(d);
+	lxmd_networks_fini(d);
 	lxm_db_close(TAKE_PTR(d->db));
 	json_decref(TAKE_PTR(d->kernel_features));
 	if (d->lock_fd >= 0) {

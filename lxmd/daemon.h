@@ -14,6 +14,7 @@ struct lxm_operations;
 struct lxmd_server;
 struct lxmd_runtime;
 struct lxmd_pools;
+struct lxmd_networks;
 struct lxmd_snapshot_scheduler;
 
 struct lxmd_config {
@@ -40,6 +41,7 @@ struct lxmd {
 	uv_timer_t shutdown_timer;  /* polls running operations during shutdown */
 	uint64_t shutdown_deadline; /* monotonic ms after which shutdown stops waiting */
 	struct lxmd_snapshot_scheduler *scheduler; /* snapshots.schedule/expiry timer */
+	struct lxmd_networks *networks;		   /* managed networks (networks.c) */
 	int lock_fd;				   /* holds the root's lock for the daemon's life */
 	bool shutting_down;			   /* a shutdown has begun */
 	int64_t started_at;			   /* ns since the epoch */

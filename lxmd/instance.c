@@ -31,9 +31,11 @@
 #include "events.h"
 #include "images/metadata.h"
 #include "instance.h"
+#include "nic.h"
 #include "json.h"
 #include "log.h"
 #include "monitor/monitor.h"
+#include "network/network.h"
 #include "operations.h"
 #include "pools.h"
 #include "profiles/policy.h"
@@ -71,6 +73,8 @@ struct rt_instance {
 	int jobs;		       /* thread-pool jobs that still use this record */
 	int requests;		       /* monitor requests in flight that still use it */
 	bool released;		       /* removed and closed: free once jobs and requests end */
+	struct lxm_error *fail;	       /* a start that failed after the clone (a nic): its
+					* operation ends with this once the container is gone */
 };
 
 struct lxmd_runtime {
@@ -105,6 +109,7 @@ static void rt_closed(uv_handle_t *h)
 	}
 	if (i->pidfd >= 0)
 		close(i->pidfd);
+	lxm_error_free(i->fail);
 	free(i->name);
 	free(i);
 }
@@ -233,6 +238,7 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	/* A freeze job in flight owns the pending operation and finishes it itself. */
 	struct lxm_operation *op = i->jobs ? NULL : TAKE_PTR(i->op);
 	struct lxm_operation *kill_op = TAKE_PTR(i->kill_op);
+	struct lxm_error *fail = TAKE_PTR(i->fail);
 	bool restart = i->restart;
 	int timeout = i->restart_timeout;
 	struct lxm_error *err = NULL;
@@ -257,10 +263,12 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 
 	if (kill_op)
 		lxm_operation_finish(kill_op, NULL);
-	if (!op || !name)
+	if (!op || !name) {
+		lxm_error_free(fail);
 		return;
-	if (!restart) {
-		lxm_operation_finish(op, NULL);
+	}
+	if (!restart || fail) {
+		lxm_operation_finish(op, fail);
 		return;
 	}
 	/* Restart: the same operation goes on with a start. */
@@ -283,6 +291,45 @@ struct start_ctx {
 	char *name;	/* the instance */
 };
 
+static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool force,
+		     struct lxm_error **err);
+
+/* A start that failed after the container was cloned (one of its nics): the container is killed,
+ * and its monitor's exit ends the start's operation (i->op) with err. */
+static void start_abort(struct rt_instance *i, struct lxm_error *err)
+{
+	struct lxm_error *e2 = NULL;
+
+	log_warn("%s: stopping it", err->msg);
+	lxm_error_free(i->fail);
+	i->fail = err;
+	i->restart = false;
+	if (send_stop(i->d, i, 0, true, &e2) < 0) {
+		log_error("instance '%s': kill after a failed start: %s", i->name, e2->msg);
+		lxm_error_free(e2);
+	}
+}
+
+/* The nics of a start are in place (or failed): the start ends here. */
+static void nics_started(struct lxmd *d, const char *name, struct lxm_error *err)
+{
+	struct rt_instance *i = rt_find(d, name);
+	struct lxm_operation *op;
+
+	if (!i || i->starting) {
+		/* The container went away meanwhile: its exit ended the start. */
+		lxm_error_free(err);
+		return;
+	}
+	if (err) {
+		start_abort(i, err);
+		return;
+	}
+	op = TAKE_PTR(i->op);
+	if (op)
+		lxm_operation_finish(op, NULL);
+}
+
 static void monitor_ready(int status, const char *out, const char *errout, void *ud)
 {
 	struct start_ctx *ctx = ud;
@@ -292,6 +339,7 @@ static void monitor_ready(int status, const char *out, const char *errout, void 
 	struct lxm_operation *op = i ? TAKE_PTR(i->op) : NULL;
 	struct lxm_error *err = NULL;
 	const char *msg;
+	int k;
 
 	line = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
 	msg = json_string_value(json_object_get(line, "error"));
@@ -307,6 +355,12 @@ static void monitor_ready(int status, const char *out, const char *errout, void 
 		log_info("instance '%s' started: init pid %d, monitor pid %d", ctx->name,
 			 (int)i->init_pid, (int)i->monitor_pid);
 		lifecycle(d, "instance-started", ctx->name);
+		/* Its network namespace exists now: the start ends once its nics are in. */
+		k = lxmd_nics_start(d, ctx->name, i->init_pid, nics_started, &err);
+		if (k != 0)
+			i->op = TAKE_PTR(op);
+		if (k < 0)
+			start_abort(i, TAKE_PTR(err));
 	} else {
 		if (msg)
 			lxm_error_set(&err, -EIO, 500, "%s", msg);
@@ -1047,41 +1101,6 @@ static int nl_errno(int nle)
 	}
 }
 
-/* A route netlink socket that lives in the network namespace of pid: it is created while this
- * thread is in that namespace, and a socket stays in the namespace it was made in. The thread
- * always goes back to lxmd's own namespace; a failure to go back would leave the loop thread
- * answering for the container, which must never happen, so it aborts. */
-static int netns_route_socket(pid_t pid, struct nl_sock **ret)
-{
-	_cleanup_(nl_socket_freep) struct nl_sock *sk = NULL;
-	_cleanup_close_ int self = -1, target = -1;
-	char path[64];
-	int k;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0)
-		return -errno;
-	target = open(path, O_RDONLY | O_CLOEXEC);
-	if (target < 0)
-		return -errno;
-	sk = nl_socket_alloc();
-	if (!sk)
-		return -ENOMEM;
-	if (setns(target, CLONE_NEWNET) < 0)
-		return -errno;
-	k = nl_connect(sk, NETLINK_ROUTE);
-	if (setns(self, CLONE_NEWNET) < 0) {
-		log_error("cannot return to lxmd's network namespace after entering pid %d's: %s",
-			  (int)pid, strerror(errno));
-		abort();
-	}
-	if (k < 0)
-		return nl_errno(k);
-	*ret = TAKE_PTR(sk);
-	return 0;
-}
-
 /* LXD's names for an address scope. */
 static const char *addr_scope(int scope)
 {
@@ -1177,7 +1196,7 @@ static int network_state(pid_t pid, json_t **ret)
 
 	if (!net)
 		return -ENOMEM;
-	k = netns_route_socket(pid, &sk);
+	k = network_route_socket(pid, &sk);
 	if (k < 0)
 		return k;
 	if ((k = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0 ||

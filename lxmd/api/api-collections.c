@@ -57,8 +57,4 @@ int lxmd_list_collection(struct lxmd_request *r, const char *prefix, const char 
 	return lxmd_respond_sync(r, TAKE_PTR(list), NULL);
 }
 
-int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err)
-{
-	return lxmd_list_collection(r, "/1.0/networks", "networks", lxm_db_network_names, NULL,
-				    false, err);
-}
+/* GET /1.0/networks is api-networks.c's. */

@@ -20,6 +20,7 @@
 #include "child.h"
 #include "db/db.h"
 #include "disks.h"
+#include "nic.h"
 #include "events.h"
 #include "images/images.h"
 #include "images/metadata.h"
@@ -1274,6 +1275,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	_cleanup_json_ json_t *config = NULL, *devices = NULL, *profiles = NULL, *xconfig = NULL,
 			      *xdevices = NULL;
 	_cleanup_(lxmd_disks_hotplug_freep) struct lxmd_hotplug *plan = NULL;
+	_cleanup_(lxmd_nics_hotplug_freep) struct lxmd_nic_hotplug *nplan = NULL;
 	const char *desc = NULL, *arch = NULL, *restore = NULL;
 	json_t *in_config = NULL, *in_devices = NULL;
 	struct lxm_operation *op = NULL;
@@ -1340,8 +1342,14 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	/* Everything is checked before anything is saved: a bad value loses nothing. */
 	if ((k = lxmd_instance_expand(r->d, inst, &xconfig, &xdevices, err)) < 0 ||
 	    (k = lxmd_disks_hotplug_plan(r->d, inst->name, xdevices, &plan, err)) < 0 ||
+	    (k = lxmd_nics_hotplug_plan(r->d, inst, xdevices, &nplan, err)) < 0 ||
 	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	if (plan && nplan)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update instance '%s': change its disks and its nics in "
+				     "separate updates while it runs",
+				     inst->name);
 	if ((k = lxm_db_instance_update(r->d->db, inst->name, inst, err)) < 0)
 		return k;
 	k = lxmd_instance_apply_config(r->d, inst->name, xconfig, true, err);
@@ -1362,6 +1370,10 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	/* Disks of a running instance are hot-plugged: the operation ends when they are. */
 	if (plan) {
 		lxmd_disks_hotplug_run(r->d, TAKE_PTR(plan), op);
+		return lxmd_respond_async(r, op);
+	}
+	if (nplan) {
+		lxmd_nics_hotplug_run(r->d, TAKE_PTR(nplan), op);
 		return lxmd_respond_async(r, op);
 	}
 	/* The change is complete when the reply goes out; LXD answers with an operation. */

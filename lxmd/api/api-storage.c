@@ -39,16 +39,6 @@ static void lifecycle(struct lxmd *d, const char *action, const char *name)
 		lxm_events_lifecycle(d->events, action, url, NULL);
 }
 
-/* The part of a pool that PUT replaces, hashed for the ETag. */
-static int pool_etag(const struct lxm_db_storage_pool *p, char etag[65])
-{
-	_cleanup_json_ json_t *j =
-		json_pack("{s:s, s:O?}", "description", p->description ? p->description : "",
-			  "config", p->config);
-
-	return j ? lxmd_etag(j, etag) : -ENOMEM;
-}
-
 static int pool_json(struct lxmd *d, const struct lxm_db_storage_pool *p, json_t **ret,
 		     struct lxm_error **err)
 {
@@ -86,73 +76,13 @@ int lxmd_api_storage_pools_get(struct lxmd_request *r, struct lxm_error **err)
 				    lxm_db_storage_pool_names, pool_object, true, err);
 }
 
-/* ---- deferred answers ---- */
-
-/* A request answered when a pool job ends; the job outlives a client that went away. */
-struct pool_req {
-	struct lxmd_request *r; /* NULL once the client went away */
-	char *name;		/* the pool */
-	const char *action;	/* lifecycle event on success ("storage-pool-created") */
-};
-
-static void pool_req_abort(struct lxmd_request *r)
-{
-	struct pool_req *pr = r->defer_data;
-
-	pr->r = NULL;
-}
-
-static struct pool_req *pool_req_new(const char *name, const char *action)
-{
-	struct pool_req *pr = calloc(1, sizeof(*pr));
-
-	if (pr && !(pr->name = strdup(name))) {
-		free(pr);
-		return NULL;
-	}
-	if (pr)
-		pr->action = action;
-	return pr;
-}
-
-static void pool_req_free(struct pool_req *pr)
-{
-	if (!pr)
-		return;
-	free(pr->name);
-	free(pr);
-}
-
-static void pool_req_defer(struct lxmd_request *r, struct pool_req *pr)
-{
-	pr->r = r;
-	r->deferred = true;
-	r->on_abort = pool_req_abort;
-	r->defer_data = pr;
-}
-
-static void pool_req_done(struct lxmd *d, void *userdata, struct lxm_error *err)
-{
-	struct pool_req *pr = userdata;
-
-	if (!err)
-		lifecycle(d, pr->action, pr->name);
-	if (pr->r && err)
-		lxmd_respond_error(pr->r, err);
-	else if (pr->r)
-		lxmd_respond_sync(pr->r, NULL, NULL);
-	else
-		lxm_error_free(err);
-	pool_req_free(pr);
-}
-
 /* ---- create, read, update, delete ---- */
 
 int lxmd_api_storage_pools_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	const char *name = NULL, *driver = NULL, *desc = NULL;
 	json_t *config = NULL;
-	struct pool_req *pr;
+	struct lxmd_deferred *pr;
 	int k;
 
 	if (!r->body)
@@ -167,15 +97,15 @@ int lxmd_api_storage_pools_post(struct lxmd_request *r, struct lxm_error **err)
 		return lxm_error_prefix(err, "create storage pool");
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400, "create storage pool: no name given");
-	pr = pool_req_new(name, "storage-pool-created");
+	pr = lxmd_deferred_new("/1.0/storage-pools", name, "storage-pool-created");
 	if (!pr)
 		return -ENOMEM;
-	k = lxmd_pool_create(r->d, name, driver, desc, config, pool_req_done, pr, err);
+	k = lxmd_pool_create(r->d, name, driver, desc, config, lxmd_deferred_done, pr, err);
 	if (k < 0) {
-		pool_req_free(pr);
+		lxmd_deferred_free(pr);
 		return k;
 	}
-	pool_req_defer(r, pr);
+	lxmd_deferred_attach(r, pr);
 	return 0;
 }
 
@@ -190,7 +120,7 @@ int lxmd_api_storage_pool_get(struct lxmd_request *r, struct lxm_error **err)
 	    (k = lxm_db_storage_pool_get(r->d->db, r->args[0], &p, err)) < 0 ||
 	    (k = pool_json(r->d, p, &j, err)) < 0)
 		return k;
-	if (pool_etag(p, etag) < 0) {
+	if (lxmd_etag_config(p->description, p->config, etag) < 0) {
 		json_decref(j);
 		return -ENOMEM;
 	}
@@ -214,24 +144,15 @@ static int pool_update(struct lxmd_request *r, bool patch, struct lxm_error **er
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_db_storage_pool_get(r->d->db, r->args[0], &p, err)) < 0)
 		return k;
-	if ((k = pool_etag(p, etag)) < 0)
+	if ((k = lxmd_etag_config(p->description, p->config, etag)) < 0)
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
 	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
 	    (k = lxm_json_check_string_map(in, "config", err)) < 0)
 		return lxm_error_prefix(err, "update storage pool '%s'", p->name);
-	if (patch) {
-		config = json_deep_copy(p->config);
-		if (!config || (in && json_object_update(config, in) < 0))
-			return -ENOMEM;
-		if (!desc)
-			desc = p->description;
-	} else {
-		config = in ? json_incref(in) : json_object();
-		if (!desc)
-			desc = "";
-	}
+	if ((k = lxmd_update_config(patch, p->description, p->config, &desc, in, &config)) < 0)
+		return k;
 	k = lxmd_pool_update(r->d, p->name, desc, config, err);
 	if (k < 0)
 		return k;
@@ -251,24 +172,24 @@ int lxmd_api_storage_pool_patch(struct lxmd_request *r, struct lxm_error **err)
 
 int lxmd_api_storage_pool_delete(struct lxmd_request *r, struct lxm_error **err)
 {
-	struct pool_req *pr;
+	struct lxmd_deferred *pr;
 	int k;
 
 	if ((k = lxmd_query_project(r, err)) < 0)
 		return k;
-	pr = pool_req_new(r->args[0], "storage-pool-deleted");
+	pr = lxmd_deferred_new("/1.0/storage-pools", r->args[0], "storage-pool-deleted");
 	if (!pr)
 		return -ENOMEM;
-	k = lxmd_pool_delete(r->d, r->args[0], pool_req_done, pr, err);
+	k = lxmd_pool_delete(r->d, r->args[0], lxmd_deferred_done, pr, err);
 	if (k != 0) {
-		pool_req_free(pr);
+		lxmd_deferred_free(pr);
 		if (k < 0)
 			return k;
 		/* Deleted at once (a pool that could not be opened has no files to remove). */
 		lifecycle(r->d, "storage-pool-deleted", r->args[0]);
 		return lxmd_respond_sync(r, NULL, NULL);
 	}
-	pool_req_defer(r, pr);
+	lxmd_deferred_attach(r, pr);
 	return 0;
 }
 
@@ -277,7 +198,7 @@ int lxmd_api_storage_pool_delete(struct lxmd_request *r, struct lxm_error **err)
 static void resources_done(struct lxmd *d, void *userdata, const struct lxmd_pool_usage *u,
 			   struct lxm_error *err)
 {
-	struct pool_req *pr = userdata;
+	struct lxmd_deferred *pr = userdata;
 	json_t *j;
 
 	(void)d;
@@ -295,39 +216,29 @@ static void resources_done(struct lxmd *d, void *userdata, const struct lxmd_poo
 		else
 			lxmd_respond_error(pr->r, NULL);
 	}
-	pool_req_free(pr);
+	lxmd_deferred_free(pr);
 }
 
 int lxmd_api_storage_pool_resources_get(struct lxmd_request *r, struct lxm_error **err)
 {
-	struct pool_req *pr;
+	struct lxmd_deferred *pr;
 	int k;
 
 	if ((k = lxmd_query_project(r, err)) < 0)
 		return k;
-	pr = pool_req_new(r->args[0], NULL);
+	pr = lxmd_deferred_new("/1.0/storage-pools", r->args[0], NULL);
 	if (!pr)
 		return -ENOMEM;
 	k = lxmd_pool_usage(r->d, r->args[0], resources_done, pr, err);
 	if (k < 0) {
-		pool_req_free(pr);
+		lxmd_deferred_free(pr);
 		return k;
 	}
-	pool_req_defer(r, pr);
+	lxmd_deferred_attach(r, pr);
 	return 0;
 }
 
 /* ---- volumes ---- */
-
-/* The part of a volume that PUT replaces, hashed for the ETag. */
-static int volume_etag(const struct lxm_db_storage_volume *v, char etag[65])
-{
-	_cleanup_json_ json_t *j =
-		json_pack("{s:s, s:O?}", "description", v->description ? v->description : "",
-			  "config", v->config);
-
-	return j ? lxmd_etag(j, etag) : -ENOMEM;
-}
 
 static int volume_url(const char *pool, const struct lxm_db_storage_volume *v, char **ret)
 {
@@ -426,7 +337,7 @@ int lxmd_api_storage_volume_get(struct lxmd_request *r, struct lxm_error **err)
 	j = volume_json(r->d, v);
 	if (!j)
 		return -ENOMEM;
-	if (volume_etag(v, etag) < 0) {
+	if (lxmd_etag_config(v->description, v->config, etag) < 0) {
 		json_decref(j);
 		return -ENOMEM;
 	}
@@ -925,7 +836,7 @@ static int volume_update(struct lxmd_request *r, bool patch, struct lxm_error **
 	if (!r->body)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update storage volume '%s': request body is empty", v->name);
-	if ((k = volume_etag(v, etag)) < 0)
+	if ((k = lxmd_etag_config(v->description, v->config, etag)) < 0)
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "restore", &restore, err)) < 0 ||
@@ -960,17 +871,8 @@ static int volume_update(struct lxmd_request *r, bool patch, struct lxm_error **
 			return -ENOMEM;
 		return vol_job_start(r, j, false, NULL, err);
 	}
-	if (patch) {
-		config = json_deep_copy(v->config);
-		if (!config || (in && json_object_update(config, in) < 0))
-			return -ENOMEM;
-		if (!desc)
-			desc = v->description;
-	} else {
-		config = in ? json_incref(in) : json_object();
-		if (!desc)
-			desc = "";
-	}
+	if ((k = lxmd_update_config(patch, v->description, v->config, &desc, in, &config)) < 0)
+		return k;
 	if ((k = check_volume_config(p, v->name, config, &bytes, err)) < 0)
 		return lxm_error_prefix(err, "update");
 	old_size = json_string_value(json_object_get(v->config, "size"));

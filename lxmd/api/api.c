@@ -11,8 +11,10 @@
 #include "api.h"
 #include "cleanup.h"
 #include "daemon.h"
+#include "events.h"
 #include "http.h"
 #include "json.h"
+#include "nic.h"
 #include "server.h"
 #include "snapshot-schedule.h"
 #include "util.h"
@@ -110,7 +112,16 @@ static const struct lxmd_route routes[] = {
 	{ "/1.0/storage-pools/*/volumes/*/*/snapshots/*",
 	  { [LXMD_GET] = lxmd_api_storage_volume_snapshot_get,
 	    [LXMD_DELETE] = lxmd_api_storage_volume_snapshot_delete } },
-	{ "/1.0/networks", { [LXMD_GET] = lxmd_api_networks_get } },
+	{ "/1.0/networks",
+	  { [LXMD_GET] = lxmd_api_networks_get, [LXMD_POST] = lxmd_api_networks_post } },
+	{ "/1.0/networks/*",
+	  { [LXMD_GET] = lxmd_api_network_get,
+	    [LXMD_PUT] = lxmd_api_network_put,
+	    [LXMD_PATCH] = lxmd_api_network_patch,
+	    [LXMD_POST] = lxmd_api_network_post,
+	    [LXMD_DELETE] = lxmd_api_network_delete } },
+	{ "/1.0/networks/*/leases", { [LXMD_GET] = lxmd_api_network_leases_get } },
+	{ "/1.0/networks/*/state", { [LXMD_GET] = lxmd_api_network_state_get } },
 };
 
 static const char *const method_names[_LXMD_METHOD_MAX] = {
@@ -340,6 +351,85 @@ int lxmd_check_if_match(struct lxmd_request *r, const char *etag, struct lxm_err
 		r->http->path);
 }
 
+int lxmd_etag_config(const char *description, const json_t *config, char ret[65])
+{
+	_cleanup_json_ json_t *j = json_pack("{s:s, s:O?}", "description",
+					     description ? description : "", "config", config);
+
+	return j ? lxmd_etag(j, ret) : -ENOMEM;
+}
+
+int lxmd_update_config(bool patch, const char *old_desc, const json_t *old_config,
+		       const char **desc, json_t *in, json_t **config)
+{
+	if (!patch) {
+		*config = in ? json_incref(in) : json_object();
+		if (!*desc)
+			*desc = "";
+		return *config ? 0 : -ENOMEM;
+	}
+	*config = json_deep_copy(old_config);
+	if (!*config || (in && json_object_update(*config, in) < 0))
+		return -ENOMEM;
+	if (!*desc)
+		*desc = old_desc;
+	return 0;
+}
+
+static void deferred_abort(struct lxmd_request *r)
+{
+	struct lxmd_deferred *dr = r->defer_data;
+
+	dr->r = NULL;
+}
+
+struct lxmd_deferred *lxmd_deferred_new(const char *base, const char *name, const char *action)
+{
+	struct lxmd_deferred *dr = calloc(1, sizeof(*dr));
+
+	if (dr && !(dr->name = strdup(name))) {
+		free(dr);
+		return NULL;
+	}
+	if (dr) {
+		dr->base = base;
+		dr->action = action;
+	}
+	return dr;
+}
+
+void lxmd_deferred_free(struct lxmd_deferred *dr)
+{
+	if (!dr)
+		return;
+	free(dr->name);
+	free(dr);
+}
+
+void lxmd_deferred_attach(struct lxmd_request *r, struct lxmd_deferred *dr)
+{
+	dr->r = r;
+	r->deferred = true;
+	r->on_abort = deferred_abort;
+	r->defer_data = dr;
+}
+
+void lxmd_deferred_done(struct lxmd *d, void *userdata, struct lxm_error *err)
+{
+	struct lxmd_deferred *dr = userdata;
+	_cleanup_free_ char *url = NULL;
+
+	if (!err && dr->action && asprintf(&url, "%s/%s", dr->base, dr->name) >= 0)
+		lxm_events_lifecycle(d->events, dr->action, url, NULL);
+	if (dr->r && err)
+		lxmd_respond_error(dr->r, err);
+	else if (dr->r)
+		lxmd_respond_sync(dr->r, NULL, NULL);
+	else
+		lxm_error_free(err);
+	lxmd_deferred_free(dr);
+}
+
 /* The field named by a dotted path ("config.limits.cpu" looks for the key "limits.cpu" inside
  * "config" before splitting further), as a string for comparison. */
 static const char *filter_field(const json_t *obj, const char *path, char buf[64])
@@ -513,6 +603,12 @@ int lxmd_check_devices(const json_t *devices, struct lxm_error **err)
 		if (!json_string_value(json_object_get(dev, "type")))
 			return lxm_error_set(err, -EINVAL, 400, "device '%s': missing key 'type'",
 					     name);
+		{
+			struct lxmd_nic nic;
+
+			if ((k = lxmd_nic_parse(name, dev, &nic, err)) < 0)
+				return k;
+		}
 	}
 	return 0;
 }

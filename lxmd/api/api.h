@@ -60,6 +60,28 @@ int lxmd_instance_url(struct lxmd_request *r, const char *name, char **ret);
 int lxmd_etag(const json_t *j, char ret[65]);
 /* 412 when the request carries If-Match and it differs from etag. */
 int lxmd_check_if_match(struct lxmd_request *r, const char *etag, struct lxm_error **err);
+/* The ETag of an object whose PUT replaces its description and config. */
+int lxmd_etag_config(const char *description, const json_t *config, char ret[65]);
+/* The description and config an update leaves in *desc and *config: PUT replaces both with desc
+ * and in (empty when left out); PATCH merges in into old_config and keeps old_desc when desc is
+ * NULL. */
+int lxmd_update_config(bool patch, const char *old_desc, const json_t *old_config,
+		       const char **desc, json_t *in, json_t **config);
+/* A request answered when a job on an object ends; the job outlives a client that went away. */
+struct lxmd;
+struct lxmd_deferred {
+	struct lxmd_request *r; /* NULL once the client went away */
+	const char *base;	/* the collection's URL for lifecycle events ("/1.0/networks") */
+	char *name;		/* the object (after the change) */
+	const char *action;	/* lifecycle event on success ("network-created") */
+};
+struct lxmd_deferred *lxmd_deferred_new(const char *base, const char *name, const char *action);
+void lxmd_deferred_free(struct lxmd_deferred *dr);
+/* Makes dr answer r: r is deferred until lxmd_deferred_done. */
+void lxmd_deferred_attach(struct lxmd_request *r, struct lxmd_deferred *dr);
+/* A job's done callback (userdata is dr): sends the lifecycle event on success, answers the
+ * request when its client is still there and frees dr. */
+void lxmd_deferred_done(struct lxmd *d, void *userdata, struct lxm_error *err);
 /* Applies ?filter= (LXD's "key eq value and key ne value" over top-level and dotted fields) to a
  * list of objects, in place. */
 int lxmd_apply_filter(struct lxmd_request *r, json_t *list, struct lxm_error **err);
@@ -148,6 +170,14 @@ int lxmd_api_storage_volume_snapshots_post(struct lxmd_request *r, struct lxm_er
 int lxmd_api_storage_volume_snapshot_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_storage_volume_snapshot_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_networks_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_networks_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_delete(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_leases_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_state_get(struct lxmd_request *r, struct lxm_error **err);
 
 /* Snapshots (api-snapshots.c) as the instance code uses them. */
 struct lxmd;

@@ -324,6 +324,40 @@ int lxm_db_image_alias_rename(struct lxm_db *db, const char *name, const char *n
 /* 404 unknown. */
 int lxm_db_image_alias_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
 
+/* ---- networks (db-networks.c) ---- */
+
+struct lxm_db_network {
+	char *name;	   /* unique network name (also its bridge's name) */
+	char *type;	   /* "bridge" */
+	char *description; /* free text; NULL reads as "" on write */
+	json_t *config;	   /* object: key → string value; NULL means none */
+};
+
+void lxm_db_network_free(struct lxm_db_network *n);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_network *, lxm_db_network_free)
+#define _cleanup_db_network_ _cleanup_(lxm_db_network_freep)
+
+/* Reads one network; config is always an object in the result. -ENOENT (404) "network 'n' not
+ * found". */
+int lxm_db_network_get(struct lxm_db *db, const char *name, struct lxm_db_network **ret,
+		       struct lxm_error **err);
+/* Records network n with its config. -EEXIST (409) when the name is taken, -EINVAL (400) when a
+ * config value is not a string. */
+int lxm_db_network_create(struct lxm_db *db, const struct lxm_db_network *n,
+			  struct lxm_error **err);
+/* Replaces the description and config of network name. -ENOENT (404) when it does not exist. */
+int lxm_db_network_update(struct lxm_db *db, const char *name, const char *description,
+			  const json_t *config, struct lxm_error **err);
+/* Renames a network. -ENOENT (404) when it does not exist, -EEXIST (409) when new_name is taken. */
+int lxm_db_network_rename(struct lxm_db *db, const char *name, const char *new_name,
+			  struct lxm_error **err);
+/* Deletes a network row and its config. -ENOENT (404) when it does not exist. */
+int lxm_db_network_delete(struct lxm_db *db, const char *name, struct lxm_error **err);
+/* Who names network name in a nic device (type=nic, network=name): the profiles and the
+ * instances (local devices), each sorted, as NULL-terminated arrays. Returns the total. */
+int lxm_db_network_used_by(struct lxm_db *db, const char *name, char ***ret_profiles,
+			   char ***ret_instances, struct lxm_error **err);
+
 /* ---- storage pools and volumes (db-storage.c) ---- */
 
 struct lxm_db_storage_pool {

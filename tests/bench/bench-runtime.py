@@ -60,7 +60,8 @@ def main():
             if os.path.exists(os.path.join(root, "unix.socket")):
                 break
             time.sleep(0.02)
-        subprocess.run([lxm, "init", "--auto", "--storage-backend", args.storage], env=env,
+        subprocess.run([lxm, "init", "--auto", "--storage-backend", args.storage,
+                        "--no-network"], env=env,
                        check=True, stdout=subprocess.DEVNULL)
         print(f"storage pool: {args.storage}")
         # The first launch builds the busybox image from its template: time it apart.

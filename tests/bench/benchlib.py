@@ -58,7 +58,7 @@ class Daemon:
             if os.path.exists(os.path.join(self.root, "unix.socket")) and \
                     self.run("info", check=False).returncode == 0:
                 if storage:
-                    self.run("init", "--auto", "--storage-backend", storage)
+                    self.run("init", "--auto", "--storage-backend", storage, "--no-network")
                 return
             time.sleep(0.02)
         raise RuntimeError("lxmd did not answer within 10 s:\n" + self.err())

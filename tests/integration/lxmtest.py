@@ -9,6 +9,7 @@ owner; nothing here touches the host's /var/lib/lxm.
 import errno
 import contextlib
 import ctypes
+import hashlib
 import http.client
 import json
 import os
@@ -467,6 +468,15 @@ def descendants(pid):
     return out
 
 
+def nft_table_name(root):
+    """The nftables table of the lxmd of root: "lxm" for the default root, else "lxm_" and the
+    first 8 hex of sha256(root) (as its cgroup names are tagged)."""
+    root = root.rstrip("/")
+    if root == "/var/lib/lxm":
+        return "lxm"
+    return "lxm_" + hashlib.sha256(root.encode()).hexdigest()[:8]
+
+
 def cgroup_dirs(name):
     """The cgroup dirs lxm makes for an instance, on every hierarchy that has one."""
     out = []
@@ -559,7 +569,9 @@ class Lxmd:
                                      stdout=self._stderr, stderr=self._stderr)
         self.wait_ready(timeout)
         if self.storage and self.api("GET", "/1.0/storage-pools/default").status == 404:
-            self.cli("init", "--auto", "--storage-backend", self.storage)
+            # No network: a bridge per test daemon would be host-wide residue (test_network.py
+            # creates its own, with private names).
+            self.cli("init", "--auto", "--storage-backend", self.storage, "--no-network")
         return self
 
     def wait_ready(self, timeout=10):
@@ -646,6 +658,12 @@ class Lxmd:
                         break
                     except OSError:
                         time.sleep(0.1)
+        # The daemon's nftables table (its networks' NAT) outlives it: a leftover is residue.
+        table = nft_table_name(self.root)
+        if subprocess.run(["nft", "list", "table", "inet", table], capture_output=True,
+                          check=False).returncode == 0:
+            left.append("nftables table inet " + table)
+            subprocess.run(["nft", "delete", "table", "inet", table], check=False)
         # A failing test may leave storage pools mounted: never delete through a mount.
         unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)

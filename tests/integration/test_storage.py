@@ -371,7 +371,7 @@ def test_init_auto(lxmd_factory):
     drivers = supported(d)
     assert assert_sync(d.api("GET", "/1.0"))["environment"]["storage"] == ""
     try:
-        out = d.cli("init", "--auto").stdout
+        out = d.cli("init", "--auto", "--no-network").stdout
         want = "btrfs" if "btrfs" in drivers else "dir"
         assert "Storage pool default created" in out and want in out, out
         pool = assert_sync(d.api("GET", "/1.0/storage-pools/default"))
@@ -411,7 +411,7 @@ def test_init_auto_dir_and_errors(lxmd_factory):
         body["devices"] = {}
         assert_sync(d.api("PUT", "/1.0/profiles/default", body))
 
-        out = d.cli("init", "--auto", "--storage-backend", "dir").stdout
+        out = d.cli("init", "--auto", "--storage-backend", "dir", "--no-network").stdout
         assert "driver dir" in out
         assert assert_sync(d.api("GET", "/1.0/storage-pools/default"))["driver"] == "dir"
         prof = yaml.safe_load(d.cli("profile", "show", "default").stdout)
@@ -431,7 +431,8 @@ def test_init_auto_btrfs_loop(lxmd_factory):
     d = lxmd_factory(storage=None).start()
     need(d, "btrfs")
     try:
-        d.cli("init", "--auto", "--storage-backend", "btrfs", "--storage-create-loop", "1")
+        d.cli("init", "--auto", "--storage-backend", "btrfs", "--storage-create-loop", "1",
+              "--no-network")
         pool = assert_sync(d.api("GET", "/1.0/storage-pools/default"))
         assert pool["driver"] == "btrfs" and pool["config"]["size"] == "1GiB"
         assert pool_mount(d, "default")[0] == "btrfs"

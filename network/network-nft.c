@@ -1,0 +1,283 @@
+/* The firewall of managed networks: one nftables table, "inet lxm", rebuilt as a whole and
+ * swapped in one libnftables transaction, so no other table is ever touched and a half-applied
+ * rule set is never visible. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nftables/libnftables.h>
+
+#include "cleanup.h"
+#include "json.h"
+#include "network.h"
+#include "util.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nft_ctx *, nft_ctx_free)
+
+/* Names go into nft text between double quotes: only what an interface name may hold. */
+static bool ifname_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 15)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && *p != '-' && *p != '_' && *p != '.')
+			return false;
+	return true;
+}
+
+/* "10.1.2.0/24" or "fd42::/64" of family: an address, a slash and a prefix length only. */
+static bool subnet_ok(const char *s, int family)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	const char *slash = s ? strchr(s, '/') : NULL;
+	size_t digits;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(buf))
+		return false;
+	memcpy(buf, s, slash - s);
+	buf[slash - s] = '\0';
+	digits = strspn(slash + 1, "0123456789");
+	return inet_pton(family, buf, bin) == 1 && digits > 0 && digits <= 3 && !slash[1 + digits];
+}
+
+/* A port, a range "8000-8010" or a list "80,443". */
+static bool ports_ok(const char *s)
+{
+	return s && *s && strspn(s, "0123456789,-") == strlen(s) && strlen(s) < 256;
+}
+
+/* Appends one forward's DNAT (prerouting and output) and hairpin masquerade rules. */
+static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_nft_network *nw,
+			  json_t *fw, struct lxm_error **err)
+{
+	const char *proto = json_string_value(json_object_get(fw, "protocol"));
+	const char *laddr = json_string_value(json_object_get(fw, "listen_address"));
+	const char *lport = json_string_value(json_object_get(fw, "listen_port"));
+	const char *taddr = json_string_value(json_object_get(fw, "target_address"));
+	const char *tport = json_string_value(json_object_get(fw, "target_port"));
+	unsigned char bin[16];
+	int family;
+	char dport[300], to[128];
+
+	if (!proto || (!streq(proto, "tcp") && !streq(proto, "udp")))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: protocol must be tcp or udp",
+				     nw->name);
+	if (!laddr || !taddr || !ports_ok(lport) || (tport && *tport && !ports_ok(tport)))
+		return lxm_error_set(
+			err, -EINVAL, 400,
+			"network '%s': forward: listen_address, listen_port and "
+			"target_address are required, ports are numbers, ranges or lists",
+			nw->name);
+	family = strchr(laddr, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(family, laddr, bin) != 1 || inet_pton(family, taddr, bin) != 1)
+		return lxm_error_set(
+			err, -EINVAL, 400,
+			"network '%s': forward %s -> %s: addresses must be of one family", nw->name,
+			laddr, taddr);
+	snprintf(dport, sizeof(dport), strchr(lport, ',') ? "{ %s }" : "%s", lport);
+	if (tport && *tport)
+		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]:%s" : "%s:%s", taddr, tport);
+	else
+		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]" : "%s", taddr);
+	const char *ipf = family == AF_INET6 ? "ip6" : "ip";
+
+	fprintf(prert, "\t\t%s daddr %s %s dport %s dnat %s to %s\n", ipf, laddr, proto, dport, ipf,
+		to);
+	fprintf(out, "\t\t%s daddr %s %s dport %s dnat %s to %s\n", ipf, laddr, proto, dport, ipf,
+		to);
+	/* An instance reaching its own forward comes back to itself: the reply must go through
+	 * the host, so the source is rewritten. */
+	fprintf(post, "\t\t%s saddr %s %s daddr %s %s dport %s masquerade\n", ipf, taddr, ipf,
+		taddr, proto, tport && *tport && !strchr(tport, ',') ? tport : dport);
+	return 0;
+}
+
+/* The nft script that replaces table inet lxm with networks' rules. */
+static int build_script(const char *table, const struct lxm_nft_network *networks, size_t n,
+			char **ret,
+			struct lxm_error **err)
+{
+	_cleanup_free_ char *fwd = NULL, *post = NULL, *prert = NULL, *out = NULL, *all = NULL;
+	size_t fwd_len = 0, post_len = 0, prert_len = 0, out_len = 0, all_len = 0;
+	FILE *f_fwd = open_memstream(&fwd, &fwd_len), *f_post = open_memstream(&post, &post_len);
+	FILE *f_prert = open_memstream(&prert, &prert_len), *f_out = open_memstream(&out, &out_len);
+	FILE *f_all = open_memstream(&all, &all_len);
+	int k = 0;
+
+	if (!f_fwd || !f_post || !f_prert || !f_out || !f_all) {
+		k = -ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < n && k >= 0; i++) {
+		const struct lxm_nft_network *nw = &networks[i];
+		size_t j;
+		json_t *fw;
+
+		if (!ifname_ok(nw->bridge)) {
+			k = lxm_error_set(err, -EINVAL, 400, "network '%s': bad bridge name '%s'",
+					  nw->name, nw->bridge ? nw->bridge : "");
+			break;
+		}
+		if ((nw->ipv4_subnet && !subnet_ok(nw->ipv4_subnet, AF_INET)) ||
+		    (nw->ipv6_subnet && !subnet_ok(nw->ipv6_subnet, AF_INET6))) {
+			k = lxm_error_set(err, -EINVAL, 400, "network '%s': bad subnet '%s'",
+					  nw->name,
+					  nw->ipv4_subnet && !subnet_ok(nw->ipv4_subnet, AF_INET)
+						  ? nw->ipv4_subnet
+						  : nw->ipv6_subnet);
+			break;
+		}
+		fprintf(f_fwd, "\t\tiifname \"%s\" accept\n\t\toifname \"%s\" accept\n", nw->bridge,
+			nw->bridge);
+		if (nw->nat4 && nw->ipv4_subnet)
+			fprintf(f_post, "\t\tip saddr %s ip daddr != %s masquerade\n",
+				nw->ipv4_subnet, nw->ipv4_subnet);
+		if (nw->nat6 && nw->ipv6_subnet)
+			fprintf(f_post, "\t\tip6 saddr %s ip6 daddr != %s masquerade\n",
+				nw->ipv6_subnet, nw->ipv6_subnet);
+		json_array_foreach (nw->forwards, j, fw) {
+			k = append_forward(f_prert, f_out, f_post, nw, fw, err);
+			if (k < 0)
+				break;
+		}
+	}
+	if (k < 0)
+		goto done;
+	fclose(f_fwd), fclose(f_post), fclose(f_prert), fclose(f_out);
+	f_fwd = f_post = f_prert = f_out = NULL;
+	/* Creating the table first makes the delete succeed when it does not exist yet; the three
+	 * commands are one transaction. */
+	fprintf(f_all, "table inet %s\ndelete table inet %s\n", table, table);
+	if (n > 0)
+		fprintf(f_all,
+			"table inet %s {\n"
+			"\tchain forward {\n\t\ttype filter hook forward priority 0; policy "
+			"accept;\n%s\t}\n"
+			"\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy "
+			"accept;\n"
+			"%s\t}\n"
+			"\tchain prerouting {\n\t\ttype nat hook prerouting priority -100; policy "
+			"accept;\n"
+			"%s\t}\n"
+			"\tchain output {\n\t\ttype nat hook output priority -100; policy "
+			"accept;\n%s\t}\n"
+			"}\n",
+			table, fwd, post, prert, out);
+	fclose(f_all);
+	f_all = NULL;
+	*ret = TAKE_PTR(all);
+done:
+	if (f_fwd)
+		fclose(f_fwd);
+	if (f_post)
+		fclose(f_post);
+	if (f_prert)
+		fclose(f_prert);
+	if (f_out)
+		fclose(f_out);
+	if (f_all)
+		fclose(f_all);
+	return k;
+}
+
+/* The first line of libnftables' error output, for a message. */
+static void first_line(const char *s, char *buf, size_t size)
+{
+	size_t n = s ? strcspn(s, "\n") : 0;
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, s ? s : "", n);
+	buf[n] = '\0';
+}
+
+/* Runs script in a fresh context; output (when ret_output) is the command's buffered output. */
+static int nft_run(const char *script, unsigned flags, char **ret_output, char *errbuf,
+		   size_t errsize)
+{
+	_cleanup_(nft_ctx_freep) struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+
+	if (!ctx)
+		return -ENOMEM;
+	nft_ctx_output_set_flags(ctx, flags);
+	if (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0)
+		return -ENOMEM;
+	if (nft_run_cmd_from_buffer(ctx, script) != 0) {
+		const char *e = nft_ctx_get_error_buffer(ctx);
+
+		/* libnftables reports errors as text only; the usual causes are missing privilege
+		 * or a missing kernel module. */
+		first_line(e && *e ? e : "failed without a message", errbuf, errsize);
+		return strstr(errbuf, "Operation not permitted") ? -EPERM : -EIO;
+	}
+	if (ret_output) {
+		const char *o = nft_ctx_get_output_buffer(ctx);
+
+		*ret_output = strdup(o ? o : "");
+		if (!*ret_output)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int lxm_nft_apply(const char *table, const struct lxm_nft_network *networks, size_t n,
+		  struct lxm_error **err)
+{
+	_cleanup_free_ char *script = NULL;
+	char e[512];
+	int k;
+
+	k = build_script(table, networks, n, &script, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "nftables: table inet %s", table);
+	k = nft_run(script, 0, NULL, e, sizeof(e));
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "nftables: %s table inet %s: %s",
+				     n ? "replace" : "delete", table, e);
+	return 0;
+}
+
+int lxm_nft_forward_drop(char **ret_where, struct lxm_error **err)
+{
+	_cleanup_free_ char *out = NULL;
+	_cleanup_json_ json_t *root = NULL;
+	json_error_t jerr;
+	json_t *items, *item;
+	size_t i;
+	char e[512];
+	int k;
+
+	k = nft_run("list chains", NFT_CTX_OUTPUT_JSON, &out, e, sizeof(e));
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "nftables: list chains: %s", e);
+	root = json_loads(out, 0, &jerr);
+	items = json_object_get(root, "nftables");
+	if (!json_is_array(items))
+		return lxm_error_set(err, -EIO, 500, "nftables: list chains: unexpected JSON: %s",
+				     root ? "no nftables array" : jerr.text);
+	json_array_foreach (items, i, item) {
+		json_t *c = json_object_get(item, "chain");
+		const char *family = json_string_value(json_object_get(c, "family"));
+		const char *table = json_string_value(json_object_get(c, "table"));
+		const char *name = json_string_value(json_object_get(c, "name"));
+		const char *hook = json_string_value(json_object_get(c, "hook"));
+		const char *policy = json_string_value(json_object_get(c, "policy"));
+
+		if (!c || !family || !table || !name || !hook || !policy ||
+		    !streq(hook, "forward") || !streq(policy, "drop") ||
+		    (streq(family, "inet") && startswith(table, "lxm")))
+			continue;
+		if (asprintf(ret_where, "table %s %s chain %s", family, table, name) < 0)
+			return -ENOMEM;
+		return 1;
+	}
+	*ret_where = NULL;
+	return 0;
+}
