@@ -101,8 +101,7 @@ static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_n
 
 /* The nft script that replaces table inet lxm with networks' rules. */
 static int build_script(const char *table, const struct lxm_nft_network *networks, size_t n,
-			char **ret,
-			struct lxm_error **err)
+			char **ret, struct lxm_error **err)
 {
 	_cleanup_free_ char *fwd = NULL, *post = NULL, *prert = NULL, *out = NULL, *all = NULL;
 	size_t fwd_len = 0, post_len = 0, prert_len = 0, out_len = 0, all_len = 0;

@@ -427,8 +427,8 @@ static void test_nft(void)
 	free(j);
 	nets[0].bridge = "bad\"name";
 	lxm_error_free(TAKE_PTR(err));
-	ok(lxm_nft_apply("lxm", nets, 1, &err) == -EINVAL && (j = nft_list("list table inet lxm")) &&
-		   strstr(j, "10.20.40.0"),
+	ok(lxm_nft_apply("lxm", nets, 1, &err) == -EINVAL &&
+		   (j = nft_list("list table inet lxm")) && strstr(j, "10.20.40.0"),
 	   "nft: a bad bridge name is refused and the table kept (%s)", err ? err->msg : "");
 	free(j);
 	nets[0].bridge = "lxmbr0";
