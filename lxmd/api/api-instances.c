@@ -1067,6 +1067,17 @@ static void delete_work(uv_work_t *w)
 		j->result = lxm_rm_tree(snaps);
 }
 
+/* Whether instance name is one from before storage pools: a real directory in ROOT/containers
+ * (a pool's instances are links there). */
+static bool legacy_instance(struct lxmd *d, const char *name)
+{
+	_cleanup_free_ char *path = NULL;
+	struct stat st;
+
+	return lxmd_instance_path(d, name, &path) >= 0 && lstat(path, &st) == 0 &&
+	       S_ISDIR(st.st_mode);
+}
+
 /* At start-up, for one instance: temporary files of atomic writes that a kill interrupted go;
  * its volume is mounted (overlay) and linked. A create that a kill interrupted (its rows are
  * written first, backup.yaml last) is rolled back: volume and rows go, as if it had never been
@@ -1082,9 +1093,19 @@ static int recover_one(struct lxmd *d, const char *name)
 
 	k = lxm_db_storage_volume_pool(d->db, "container", name, &pool_name, &e);
 	if (k == -ENOENT) {
-		/* From before storage pools: its files are in ROOT/containers. */
-		lxm_error_free(e);
-		return 0;
+		lxm_error_free(TAKE_PTR(e));
+		/* From before storage pools, its files are in a directory ROOT/containers/<name>.
+		 * Without one, a kill came between the create's instance row and its volume row:
+		 * nothing else was made yet. */
+		if (legacy_instance(d, name))
+			return 0;
+		k = lxm_db_instance_delete(d->db, name, &e);
+		if (k >= 0) {
+			log_warn("instance '%s': its create was interrupted (no volume): removed",
+				 name);
+			return 1;
+		}
+		goto out;
 	}
 	if (k >= 0)
 		k = lxmd_pool_get(d, pool_name, &pool, &e);
