@@ -570,3 +570,14 @@ void lxm_httpc_buf_done(struct lxm_httpc_buf *b)
 	b->data = NULL;
 	b->len = 0;
 }
+
+int lxm_httpc_keep_header(char **field, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}

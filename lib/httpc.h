@@ -85,3 +85,7 @@ struct lxm_httpc_buf {
 /* Appends to b: 0, -EFBIG past b->max, or -ENOMEM. Usable as on_body with b as ud. */
 int lxm_httpc_buf_append(const char *data, size_t len, void *b);
 void lxm_httpc_buf_done(struct lxm_httpc_buf *b);
+
+/* Keeps a reply header's value, for an on_header callback: replaces *field with a copy of value
+ * (a header that comes twice keeps its last value). Returns 0 or -ENOMEM. */
+int lxm_httpc_keep_header(char **field, const char *value);

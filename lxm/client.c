@@ -322,11 +322,7 @@ static int reply_on_header(const char *name, const char *value, void *ud)
 {
 	struct reply *r = ud;
 
-	if (strcasecmp(name, "ETag") != 0)
-		return 0;
-	free(r->etag);
-	r->etag = strdup(value);
-	return r->etag ? 0 : -ENOMEM;
+	return strcasecmp(name, "ETag") == 0 ? lxm_httpc_keep_header(&r->etag, value) : 0;
 }
 
 static int reply_on_body(const char *data, size_t len, void *ud)
@@ -402,8 +398,8 @@ int lxm_client_request(struct lxm_client *c, const char *method, const char *pat
 	if (r < 0)
 		return err_transfer(c, r, &res, err);
 
-	r = lxm_client_parse_reply(c->socket, res.status, reply.body.data ? reply.body.data : "",
-				   reply.body.len, &env, err);
+	r = lxm_client_parse_reply(c->socket, res.status, reply.body.data, reply.body.len, &env,
+				   err);
 	if (r < 0)
 		return r;
 
@@ -446,8 +442,7 @@ int lxm_client_get_raw(struct lxm_client *c, const char *path, char **ret, size_
 	if (r < 0)
 		return err_transfer(c, r, &res, err);
 	if (res.status != 200) {
-		r = lxm_client_parse_reply(c->socket, res.status,
-					   reply.body.data ? reply.body.data : "", reply.body.len,
+		r = lxm_client_parse_reply(c->socket, res.status, reply.body.data, reply.body.len,
 					   &env, err);
 		if (r < 0)
 			return r;
@@ -586,12 +581,9 @@ static int file_on_header(const char *name, const char *value, void *ud)
 {
 	struct lxm_client_file *f = ((struct file_xfer *)ud)->f;
 
-	if (strcasecmp(name, "X-LXD-type") == 0) {
-		free(f->type);
-		f->type = strdup(value);
-		if (!f->type)
-			return -ENOMEM;
-	} else if (strcasecmp(name, "X-LXD-mode") == 0) {
+	if (strcasecmp(name, "X-LXD-type") == 0)
+		return lxm_httpc_keep_header(&f->type, value);
+	if (strcasecmp(name, "X-LXD-mode") == 0) {
 		f->mode = strtol(value, NULL, 8);
 	} else if (strcasecmp(name, "X-LXD-uid") == 0) {
 		f->uid = strtol(value, NULL, 10);
@@ -691,8 +683,7 @@ int lxm_client_file_request(struct lxm_client *c, const char *method, const char
 		f->body_len = x.kept.len;
 		return f->body ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	}
-	r = lxm_client_parse_reply(c->socket, res.status, x.kept.data ? x.kept.data : "",
-				   x.kept.len, &env, err);
+	r = lxm_client_parse_reply(c->socket, res.status, x.kept.data, x.kept.len, &env, err);
 	lxm_httpc_buf_done(&x.kept);
 	if (r < 0)
 		return r;

@@ -101,7 +101,8 @@ bool lxm_client_has_extension(struct lxm_client *c, const char *name);
 
 /* Turns a raw HTTP reply into LXD's envelope checks (exposed for tests): not JSON, not an object
  * or without "type" -> -EPROTO "<socket> is not an lxmd/LXD API endpoint (unexpected reply: ...)";
- * an error envelope -> the server's error; otherwise *ret gets the envelope. */
+ * an error envelope -> the server's error; otherwise *ret gets the envelope. body may be NULL
+ * when len is 0 (no body came). */
 int lxm_client_parse_reply(const char *socket, long http_status, const char *body, size_t len,
 			   json_t **ret, struct lxm_error **err);
 

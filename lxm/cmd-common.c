@@ -312,15 +312,120 @@ int lxm_cli_change_config(const char *cmd, const char *what, const json_t *obj, 
 }
 
 /* GET PREFIX/NAME of kind k, with its ETag for a following PUT. */
-static int get_config_object(struct lxm_client *c, const struct lxm_cli_config_kind *k,
-			     const char *name, json_t **ret, char **ret_etag,
-			     struct lxm_error **err)
+int lxm_cli_kind_get(struct lxm_client *c, const struct lxm_cli_config_kind *k, const char *name,
+		     json_t **ret, char **ret_etag, struct lxm_error **err)
 {
 	_cleanup_free_ char *path = lxm_cli_path(k->prefix, name), *what = NULL;
 
 	if (!path || asprintf(&what, "%s '%s'", k->kind, name) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s '%s': out of memory", k->kind, name);
 	return lxm_cli_get_object(c, path, what, k->kind, ret, ret_etag, err);
+}
+
+int lxm_cli_kind_create(struct lxm_client *c, const struct lxm_cli_config_kind *k, const char *name,
+			const json_t *body, struct lxm_error **err)
+{
+	_cleanup_free_ char *path = strndup(k->prefix, strlen(k->prefix) - 1);
+	int r;
+
+	if (!path)
+		return lxm_error_set(err, -ENOMEM, 500, "create %s '%s': out of memory", k->kind,
+				     name);
+	r = lxm_client_do(c, "POST", path, body, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "create %s '%s'", k->kind, name);
+	printf("%s %s created\n", k->title, name);
+	return 0;
+}
+
+int lxm_cli_kind_delete(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 1, 1, k->name_args, &c, err);
+	if (r < 0)
+		return r;
+	path = lxm_cli_path(k->prefix, argv[1]);
+	if (!path)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "delete %s '%s'", k->kind, argv[1]);
+	printf("%s %s deleted\n", k->title, argv[1]);
+	return 0;
+}
+
+int lxm_cli_kind_rename(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 2, 2, k->rename_args, &c, err);
+	if (r < 0)
+		return r;
+	body = json_pack("{s:s}", "name", argv[2]);
+	path = lxm_cli_path(k->prefix, argv[1]);
+	if (!body || !path)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	r = lxm_client_do(c, "POST", path, body, NULL, err);
+	if (r < 0 && k->rename_says_new)
+		return lxm_error_prefix(err, "rename %s '%s' to '%s'", k->kind, argv[1], argv[2]);
+	if (r < 0)
+		return lxm_error_prefix(err, "rename %s '%s'", k->kind, argv[1]);
+	printf("%s %s renamed to %s\n", k->title, argv[1], argv[2]);
+	return 0;
+}
+
+int lxm_cli_create_args(int argc, char **argv, int nfixed, const char *expected,
+			const char **ret_desc, const char **ret_type, json_t **ret_config,
+			struct lxm_client **ret, struct lxm_error **err)
+{
+	static const struct option typed[] = {
+		{ "description", required_argument, NULL, 'd' },
+		{ "type", required_argument, NULL, 't' },
+		{},
+	};
+	/* Without ret_type, the verb has no --type: the table ends before it. */
+	static const struct option untyped[] = {
+		{ "description", required_argument, NULL, 'd' },
+		{},
+	};
+	_cleanup_json_ json_t *config = NULL;
+	const char *cmd = argv[0];
+	int r, opt, first;
+
+	*ret_desc = "";
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ret_type ? ":t:" : ":", ret_type ? typed : untyped,
+				  NULL)) != -1) {
+		if (opt == 'd')
+			*ret_desc = optarg;
+		else if (opt == 't')
+			*ret_type = optarg;
+		else
+			return lxm_cli_flag_error(cmd, argv, opt, err);
+	}
+	first = optind;
+	r = lxm_cli_nargs(cmd, argc - first, nfixed, -1, expected, err);
+	if (r < 0)
+		return r;
+	config = json_object();
+	if (!config)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+	r = lxm_cli_kv_args(cmd, argc - first - nfixed, argv + first + nfixed, config, err);
+	if (r >= 0)
+		r = lxm_cli_connect(ret, err);
+	if (r < 0)
+		return r;
+	*ret_config = TAKE_PTR(config);
+	return first;
 }
 
 /* Changes the config of NAME with a GET and a PUT guarded by its ETag, so that a concurrent
@@ -337,7 +442,7 @@ static int change_object_config(const struct lxm_cli_config_kind *k, const char 
 
 	r = lxm_cli_connect(&c, err);
 	if (r >= 0)
-		r = get_config_object(c, k, name, &obj, &etag, err);
+		r = lxm_cli_kind_get(c, k, name, &obj, &etag, err);
 	if (r < 0)
 		return r;
 	if (asprintf(&what, "%s '%s'", k->kind, name) < 0)
@@ -393,7 +498,7 @@ int lxm_cli_config_get(const struct lxm_cli_config_kind *k, int argc, char **arg
 
 	r = lxm_cli_open(argc, argv, 2, 2, k->key_args, &c, err);
 	if (r >= 0)
-		r = get_config_object(c, k, argv[1], &obj, NULL, err);
+		r = lxm_cli_kind_get(c, k, argv[1], &obj, NULL, err);
 	if (r < 0)
 		return r;
 	/* An unset key prints an empty line, as in lxc, so scripts can test for "". */

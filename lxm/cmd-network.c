@@ -3,7 +3,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +26,14 @@ static int network_path(const char *name, const char *suffix, char **ret)
 	return 0;
 }
 
-/* GET /1.0/networks/NAME, with its ETag for a following PUT. */
-static int get_network(struct lxm_client *c, const char *name, json_t **ret, char **ret_etag,
-		       struct lxm_error **err)
-{
-	_cleanup_free_ char *path = NULL, *what = NULL;
-
-	if (network_path(name, NULL, &path) < 0 || asprintf(&what, "network '%s'", name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "network '%s': out of memory", name);
-	return lxm_cli_get_object(c, path, what, "network", ret, ret_etag, err);
-}
+static const struct lxm_cli_config_kind network_kind = {
+	.prefix = "/1.0/networks/",
+	.kind = "network",
+	.title = "Network",
+	.name_args = "a network NAME",
+	.rename_args = "a network's OLD and NEW names",
+	.key_args = "a network NAME and a KEY",
+};
 
 /* PUT /1.0/networks/NAME {"config","description"}, guarded by the ETag of the GET it follows. */
 static int put_network(struct lxm_client *c, const char *name, json_t *config,
@@ -150,7 +147,7 @@ static int network_show(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
 	if (r >= 0)
-		r = get_network(c, argv[1], &n, NULL, err);
+		r = lxm_cli_kind_get(c, &network_kind, argv[1], &n, NULL, err);
 	if (r < 0)
 		return r;
 	view = network_view(n);
@@ -208,106 +205,47 @@ static int network_list_leases(int argc, char **argv, struct lxm_error **err)
 
 static int network_create(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "description", required_argument, NULL, 'd' },
-		{ "type", required_argument, NULL, 't' },
-		{},
-	};
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL, *config = json_object();
-	const char *cmd = argv[0], *desc = "", *type = "bridge";
-	int r, opt;
+	_cleanup_json_ json_t *body = NULL, *config = NULL;
+	const char *desc, *type = "bridge";
+	int i;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":t:", options, NULL)) != -1) {
-		if (opt == 'd')
-			desc = optarg;
-		else if (opt == 't')
-			type = optarg;
-		else
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 1, -1, "NAME [KEY=VALUE...]", err);
-	if (r < 0)
-		return r;
-	if (!config)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_kv_args(cmd, argc - optind - 1, argv + optind + 1, config, err);
-	if (r >= 0)
-		r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[optind], "type", type, "description",
-			 desc, "config", config);
+	i = lxm_cli_create_args(argc, argv, 1, "NAME [KEY=VALUE...]", &desc, &type, &config, &c,
+				err);
+	if (i < 0)
+		return i;
+	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[i], "type", type, "description", desc,
+			 "config", config);
 	if (!body)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_client_do(c, "POST", "/1.0/networks", body, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "create network '%s'", argv[optind]);
-	printf("Network %s created\n", argv[optind]);
-	return 0;
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return lxm_cli_kind_create(c, &network_kind, argv[i], body, err);
 }
 
 static int network_delete(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
-	if (r < 0)
-		return r;
-	if (network_path(argv[1], NULL, &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "delete network '%s'", argv[1]);
-	printf("Network %s deleted\n", argv[1]);
-	return 0;
+	return lxm_cli_kind_delete(&network_kind, argc, argv, err);
 }
 
 static int network_rename(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL;
-	_cleanup_free_ char *path = NULL;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 2, 2, "a network's OLD and NEW names", &c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s}", "name", argv[2]);
-	if (!body || network_path(argv[1], NULL, &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	r = lxm_client_do(c, "POST", path, body, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "rename network '%s'", argv[1]);
-	printf("Network %s renamed to %s\n", argv[1], argv[2]);
-	return 0;
+	return lxm_cli_kind_rename(&network_kind, argc, argv, err);
 }
 
 /* ---- set, unset, get ---- */
 
-static const struct lxm_cli_config_kind config_kind = {
-	.prefix = "/1.0/networks/",
-	.kind = "network",
-	.key_args = "a network NAME and a KEY",
-};
-
 static int network_set(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_set(&config_kind, argc, argv, err);
+	return lxm_cli_config_set(&network_kind, argc, argv, err);
 }
 
 static int network_unset(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_unset(&config_kind, argc, argv, err);
+	return lxm_cli_config_unset(&network_kind, argc, argv, err);
 }
 
 static int network_get(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_get(&config_kind, argc, argv, err);
+	return lxm_cli_config_get(&network_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */
@@ -338,7 +276,7 @@ static int network_edit(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
 	if (r >= 0)
-		r = get_network(c, argv[1], &n, &etag, err);
+		r = lxm_cli_kind_get(c, &network_kind, argv[1], &n, &etag, err);
 	if (r < 0)
 		return r;
 	if (asprintf(&what, "network '%s'", argv[1]) < 0)

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +23,16 @@ static int profile_path(const char *name, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* GET /1.0/profiles/NAME, with its ETag for a following PUT. */
-static int get_profile(struct lxm_client *c, const char *name, json_t **ret, char **ret_etag,
-		       struct lxm_error **err)
-{
-	_cleanup_free_ char *path = NULL, *what = NULL;
-
-	if (profile_path(name, &path) < 0 || asprintf(&what, "profile '%s'", name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "profile '%s': out of memory", name);
-	return lxm_cli_get_object(c, path, what, "profile", ret, ret_etag, err);
-}
+static const struct lxm_cli_config_kind profile_kind = {
+	.prefix = "/1.0/profiles/",
+	.kind = "profile",
+	.title = "Profile",
+	.name_args = "a profile NAME",
+	.rename_args = "OLD and NEW profile names",
+	.key_args = "a profile NAME and a KEY",
+	.devices = true,
+	.rename_says_new = true,
+};
 
 /* PUT /1.0/profiles/NAME {"config","description","devices"}, guarded by the ETag of the GET it
  * follows, so that a concurrent change fails instead of being overwritten. */
@@ -110,8 +109,9 @@ static int fetch_profiles(struct lxm_client *c, json_t **ret, struct lxm_error *
 			const char *slash = strrchr(json_string_value(p), '/');
 			json_t *full = NULL;
 
-			r = get_profile(c, slash ? slash + 1 : json_string_value(p), &full, NULL,
-					err);
+			r = lxm_cli_kind_get(c, &profile_kind,
+					     slash ? slash + 1 : json_string_value(p), &full, NULL,
+					     err);
 			if (r < 0)
 				return r;
 			json_array_set_new(all, i, full);
@@ -175,7 +175,7 @@ static int profile_show(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
-		r = get_profile(c, argv[1], &p, NULL, err);
+		r = lxm_cli_kind_get(c, &profile_kind, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
 	view = profile_view(p);
@@ -190,7 +190,6 @@ static int profile_create(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	_cleanup_json_ json_t *body = NULL;
-	const char *cmd = argv[0];
 	int r;
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
@@ -199,76 +198,35 @@ static int profile_create(int argc, char **argv, struct lxm_error **err)
 	body = json_pack("{s:s, s:{}, s:s, s:{}}", "name", argv[1], "config", "description", "",
 			 "devices");
 	if (!body)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_client_do(c, "POST", "/1.0/profiles", body, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "create profile '%s'", argv[1]);
-	printf("Profile %s created\n", argv[1]);
-	return 0;
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return lxm_cli_kind_create(c, &profile_kind, argv[1], body, err);
 }
 
 static int profile_delete(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
-	if (r < 0)
-		return r;
-	if (profile_path(argv[1], &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "delete profile '%s'", argv[1]);
-	printf("Profile %s deleted\n", argv[1]);
-	return 0;
+	return lxm_cli_kind_delete(&profile_kind, argc, argv, err);
 }
 
 static int profile_rename(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL;
-	_cleanup_free_ char *path = NULL;
-	const char *cmd = argv[0];
-	int r;
-
-	r = lxm_cli_open(argc, argv, 2, 2, "OLD and NEW profile names", &c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s}", "name", argv[2]);
-	if (!body || profile_path(argv[1], &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_client_do(c, "POST", path, body, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "rename profile '%s' to '%s'", argv[1], argv[2]);
-	printf("Profile %s renamed to %s\n", argv[1], argv[2]);
-	return 0;
+	return lxm_cli_kind_rename(&profile_kind, argc, argv, err);
 }
 
 /* ---- set, unset, get ---- */
 
-static const struct lxm_cli_config_kind config_kind = {
-	.prefix = "/1.0/profiles/",
-	.kind = "profile",
-	.key_args = "a profile NAME and a KEY",
-	.devices = true,
-};
-
 static int profile_set(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_set(&config_kind, argc, argv, err);
+	return lxm_cli_config_set(&profile_kind, argc, argv, err);
 }
 
 static int profile_unset(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_unset(&config_kind, argc, argv, err);
+	return lxm_cli_config_unset(&profile_kind, argc, argv, err);
 }
 
 static int profile_get(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_get(&config_kind, argc, argv, err);
+	return lxm_cli_config_get(&profile_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */
@@ -385,7 +343,7 @@ static int profile_edit(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
-		r = get_profile(c, argv[1], &p, &etag, err);
+		r = lxm_cli_kind_get(c, &profile_kind, argv[1], &p, &etag, err);
 	if (r < 0)
 		return r;
 	if (asprintf(&what, "profile '%s'", argv[1]) < 0)

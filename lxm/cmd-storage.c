@@ -18,22 +18,23 @@ static const char *const pool_keys[] = {
 	"config", "description", "name", "driver", "used_by", "status", "locations", NULL,
 };
 
-static int pool_path(const char *name, char **ret)
+/* "/1.0/storage-pools/NAME" + suffix (when non-NULL), percent-encoded. */
+static int pool_path(const char *name, const char *suffix, char **ret)
 {
-	*ret = lxm_cli_path("/1.0/storage-pools/", name);
-	return *ret ? 0 : -ENOMEM;
+	_cleanup_free_ char *p = lxm_cli_path("/1.0/storage-pools/", name);
+
+	if (!p || asprintf(ret, "%s%s", p, suffix ? suffix : "") < 0)
+		return -ENOMEM;
+	return 0;
 }
 
-/* GET /1.0/storage-pools/NAME, with its ETag for a following PUT. */
-static int get_pool(struct lxm_client *c, const char *name, json_t **ret, char **ret_etag,
-		    struct lxm_error **err)
-{
-	_cleanup_free_ char *path = NULL, *what = NULL;
-
-	if (pool_path(name, &path) < 0 || asprintf(&what, "storage pool '%s'", name) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "storage pool '%s': out of memory", name);
-	return lxm_cli_get_object(c, path, what, "storage pool", ret, ret_etag, err);
-}
+static const struct lxm_cli_config_kind pool_kind = {
+	.prefix = "/1.0/storage-pools/",
+	.kind = "storage pool",
+	.title = "Storage pool",
+	.name_args = "a storage pool NAME",
+	.key_args = "a storage pool NAME and a KEY",
+};
 
 /* PUT /1.0/storage-pools/NAME {"config","description"}, guarded by the ETag of the GET it
  * follows. */
@@ -46,7 +47,7 @@ static int put_pool(struct lxm_client *c, const char *name, json_t *config, cons
 
 	body = json_pack("{s:O, s:s}", "config", config, "description",
 			 description ? description : "");
-	if (!body || pool_path(name, &path) < 0)
+	if (!body || pool_path(name, NULL, &path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "storage pool '%s': out of memory", name);
 	r = lxm_cli_put(c, path, body, etag, err);
 	if (r < 0)
@@ -162,7 +163,7 @@ static int storage_show(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
-		r = get_pool(c, argv[1], &p, NULL, err);
+		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
 	view = pool_view(p);
@@ -216,13 +217,12 @@ static int storage_info(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
-		r = get_pool(c, argv[1], &p, NULL, err);
+		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
-	if (pool_path(argv[1], &path) < 0 || asprintf(&what, "storage pool '%s'", argv[1]) < 0 ||
-	    !(path = realloc(path, strlen(path) + sizeof("/resources"))))
+	if (pool_path(argv[1], "/resources", &path) < 0 ||
+	    asprintf(&what, "storage pool '%s'", argv[1]) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	strcat(path, "/resources");
 	r = lxm_client_request(c, "GET", path, NULL, &res, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "storage pool '%s': read its space", argv[1]);
@@ -244,82 +244,42 @@ static int storage_info(int argc, char **argv, struct lxm_error **err)
 
 static int storage_create(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "description", required_argument, NULL, 'd' },
-		{},
-	};
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL, *config = json_object();
-	const char *cmd = argv[0], *desc = "";
-	int r, opt;
+	_cleanup_json_ json_t *body = NULL, *config = NULL;
+	const char *desc;
+	int i;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-		if (opt != 'd')
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-		desc = optarg;
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 2, -1, "NAME DRIVER [KEY=VALUE...]", err);
-	if (r < 0)
-		return r;
-	if (!config)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_kv_args(cmd, argc - optind - 2, argv + optind + 2, config, err);
-	if (r >= 0)
-		r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[optind], "driver", argv[optind + 1],
+	i = lxm_cli_create_args(argc, argv, 2, "NAME DRIVER [KEY=VALUE...]", &desc, NULL, &config,
+				&c, err);
+	if (i < 0)
+		return i;
+	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[i], "driver", argv[i + 1],
 			 "description", desc, "config", config);
 	if (!body)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_client_do(c, "POST", "/1.0/storage-pools", body, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "create storage pool '%s'", argv[optind]);
-	printf("Storage pool %s created\n", argv[optind]);
-	return 0;
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return lxm_cli_kind_create(c, &pool_kind, argv[i], body, err);
 }
 
 static int storage_delete(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_free_ char *path = NULL;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
-	if (r < 0)
-		return r;
-	if (pool_path(argv[1], &path) < 0)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	r = lxm_client_do(c, "DELETE", path, NULL, NULL, err);
-	if (r < 0)
-		return lxm_error_prefix(err, "delete storage pool '%s'", argv[1]);
-	printf("Storage pool %s deleted\n", argv[1]);
-	return 0;
+	return lxm_cli_kind_delete(&pool_kind, argc, argv, err);
 }
 
 /* ---- set, unset, get ---- */
 
-static const struct lxm_cli_config_kind config_kind = {
-	.prefix = "/1.0/storage-pools/",
-	.kind = "storage pool",
-	.key_args = "a storage pool NAME and a KEY",
-};
-
 static int storage_set(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_set(&config_kind, argc, argv, err);
+	return lxm_cli_config_set(&pool_kind, argc, argv, err);
 }
 
 static int storage_unset(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_unset(&config_kind, argc, argv, err);
+	return lxm_cli_config_unset(&pool_kind, argc, argv, err);
 }
 
 static int storage_get(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_get(&config_kind, argc, argv, err);
+	return lxm_cli_config_get(&pool_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */
@@ -354,7 +314,7 @@ static int storage_edit(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
-		r = get_pool(c, argv[1], &p, &etag, err);
+		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, &etag, err);
 	if (r < 0)
 		return r;
 	if (asprintf(&what, "storage pool '%s'", argv[1]) < 0)
@@ -385,10 +345,9 @@ static int volume_list(int argc, char **argv, struct lxm_error **err)
 	r = lxm_cli_list_args(argc, argv, 1, 1, "a storage pool NAME", &fmt, err);
 	if (r < 0)
 		return r;
-	if (pool_path(argv[r], &path) < 0 || !(path = realloc(path, strlen(path) + 9)) ||
+	if (pool_path(argv[r], "/volumes", &path) < 0 ||
 	    asprintf(&what, "volumes of storage pool '%s'", argv[r]) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	strcat(path, "/volumes");
 	r = lxm_cli_connect(&c, err);
 	if (r >= 0)
 		r = fetch_sorted(c, path, what, &vols, err);
@@ -438,44 +397,25 @@ static int get_volume(struct lxm_client *c, const char *pool, const char *vol, j
 
 static int volume_create(int argc, char **argv, struct lxm_error **err)
 {
-	static const struct option options[] = {
-		{ "description", required_argument, NULL, 'd' },
-		{},
-	};
 	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL, *config = json_object();
+	_cleanup_json_ json_t *body = NULL, *config = NULL;
 	_cleanup_free_ char *path = NULL;
-	const char *cmd = argv[0], *desc = "";
-	int r, opt;
+	const char *desc;
+	int i, r;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-		if (opt != 'd')
-			return lxm_cli_flag_error(cmd, argv, opt, err);
-		desc = optarg;
-	}
-	r = lxm_cli_nargs(cmd, argc - optind, 2, -1, "POOL VOLUME [KEY=VALUE...]", err);
-	if (r < 0)
-		return r;
-	if (!config)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	r = lxm_cli_kv_args(cmd, argc - optind - 2, argv + optind + 2, config, err);
-	if (r >= 0)
-		r = lxm_cli_connect(&c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[optind + 1], "description", desc,
+	i = lxm_cli_create_args(argc, argv, 2, "POOL VOLUME [KEY=VALUE...]", &desc, NULL, &config,
+				&c, err);
+	if (i < 0)
+		return i;
+	body = json_pack("{s:s, s:s, s:s, s:O}", "name", argv[i + 1], "description", desc,
 			 "content_type", "filesystem", "config", config);
-	path = lxm_cli_path("/1.0/storage-pools/", argv[optind]);
-	if (!body || !path || !(path = realloc(path, strlen(path) + 16)))
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	strcat(path, "/volumes/custom");
+	if (!body || pool_path(argv[i], "/volumes/custom", &path) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
 	r = lxm_client_do(c, "POST", path, body, NULL, err);
 	if (r < 0)
-		return lxm_error_prefix(err, "create storage volume '%s' in pool '%s'",
-					argv[optind + 1], argv[optind]);
-	printf("Storage volume %s created\n", argv[optind + 1]);
+		return lxm_error_prefix(err, "create storage volume '%s' in pool '%s'", argv[i + 1],
+					argv[i]);
+	printf("Storage volume %s created\n", argv[i + 1]);
 	return 0;
 }
 

@@ -152,14 +152,44 @@ int lxm_cli_list_args(int argc, char **argv, int min, int max, const char *expec
 int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, const char *header,
 		      lxm_cli_edit_check_fn check, void *userdata, struct lxm_error **err);
 
-/* A kind of object with a config map that set, unset and get verbs change (a network, a
- * storage pool, a profile), at PREFIX/NAME. */
+/* A kind of named object at PREFIX/NAME (a network, a storage pool, a profile): its create,
+ * delete and rename verbs, and the set, unset and get verbs that change its config map. */
 struct lxm_cli_config_kind {
-	const char *prefix;   /* its collection's path and a slash: "/1.0/networks/" */
-	const char *kind;     /* its kind in errors: "network" */
-	const char *key_args; /* what unset and get take: "a network NAME and a KEY" */
-	bool devices;	      /* whether its PUT also carries its devices map (a profile's) */
+	const char *prefix;	 /* its collection's path and a slash: "/1.0/networks/" */
+	const char *kind;	 /* its kind in errors: "network" */
+	const char *title;	 /* its kind starting a report: "Network" ("Network x deleted") */
+	const char *name_args;	 /* what delete takes: "a network NAME" */
+	const char *rename_args; /* what rename takes: "a network's OLD and NEW names" */
+	const char *key_args;	 /* what unset and get take: "a network NAME and a KEY" */
+	bool devices;		 /* whether its PUT also carries its devices map (a profile's) */
+	bool rename_says_new;	 /* whether rename errors name the new name too (a profile's) */
 };
+
+/* GET PREFIX/NAME, which must be an object, with its ETag when ret_etag is non-NULL; errors
+ * name it ("network 'br0'"). */
+int lxm_cli_kind_get(struct lxm_client *c, const struct lxm_cli_config_kind *k, const char *name,
+		     json_t **ret, char **ret_etag, struct lxm_error **err);
+
+/* POSTs body to the collection of k to create NAME and reports "Network NAME created". */
+int lxm_cli_kind_create(struct lxm_client *c, const struct lxm_cli_config_kind *k, const char *name,
+			const json_t *body, struct lxm_error **err);
+
+/* The delete verb: NAME, deleted with DELETE PREFIX/NAME. */
+int lxm_cli_kind_delete(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			struct lxm_error **err);
+
+/* The rename verb: OLD NEW, renamed with POST PREFIX/OLD {"name": NEW}. */
+int lxm_cli_kind_rename(const struct lxm_cli_config_kind *k, int argc, char **argv,
+			struct lxm_error **err);
+
+/* Parses a create verb's arguments: the --description flag (and -t/--type when ret_type is
+ * non-NULL; its default is the value it holds), nfixed positional arguments and then KEY=VALUE
+ * config keys (expected names them all: "NAME DRIVER [KEY=VALUE...]"), and connects. Returns
+ * the index of the first positional argument, or a negative errno. *ret_config is a new
+ * object. */
+int lxm_cli_create_args(int argc, char **argv, int nfixed, const char *expected,
+			const char **ret_desc, const char **ret_type, json_t **ret_config,
+			struct lxm_client **ret, struct lxm_error **err);
 
 /* The set verb: NAME KEY=VALUE... or NAME KEY VALUE, changed with a GET and an ETag-guarded
  * PUT of config and description (and devices), as lxc does. */

@@ -469,6 +469,11 @@ struct xfer {
 	int cb_err;		   /* a callback's failure, or 0 */
 };
 
+static void xfer_done(struct xfer *x)
+{
+	lxm_httpc_buf_done(&x->json);
+}
+
 static bool is_json(const char *content_type)
 {
 	return content_type && strncasecmp(content_type, "application/json", 16) == 0;
@@ -477,19 +482,14 @@ static bool is_json(const char *content_type)
 static int on_header(const char *name, const char *value, void *ud)
 {
 	struct lxm_stream *s = ((struct xfer *)ud)->s;
-	char **field = NULL;
 
 	if (strcasecmp(name, "Content-Type") == 0)
-		field = &s->content_type;
-	else if (strcasecmp(name, "Content-Disposition") == 0)
-		field = &s->content_disposition;
-	else if (strcasecmp(name, "Content-Length") == 0)
+		return lxm_httpc_keep_header(&s->content_type, value);
+	if (strcasecmp(name, "Content-Disposition") == 0)
+		return lxm_httpc_keep_header(&s->content_disposition, value);
+	if (strcasecmp(name, "Content-Length") == 0)
 		s->content_length = strtoll(value, NULL, 10);
-	if (!field)
-		return 0;
-	free(*field);
-	*field = strdup(value);
-	return *field ? 0 : -ENOMEM;
+	return 0;
 }
 
 static int on_headers(int status, void *ud)
@@ -540,7 +540,7 @@ int lxm_stream_request(struct lxm_client *c, const char *method, const char *pat
 	_cleanup_(lxm_httpc_freep) struct lxm_httpc *h = NULL;
 	_cleanup_json_ json_t *env = NULL;
 	const char *socket = lxm_client_socket(c), *type, *op;
-	struct xfer x = { .s = s, .json.max = JSON_REPLY_MAX };
+	_cleanup_(xfer_done) struct xfer x = { .s = s, .json.max = JSON_REPLY_MAX };
 	struct lxm_httpc_result res;
 	int r;
 
@@ -576,20 +576,15 @@ int lxm_stream_request(struct lxm_client *c, const char *method, const char *pat
 							 &env, err)
 				: 0;
 
-		lxm_httpc_buf_done(&x.json);
 		if (k < 0)
 			return k;
 		if (x.cb_err)
 			return lxm_error_setx(err, x.cb_err, 500, "%s %s", method, path);
 		return lxm_error_setx(err, r, 502, "%s %s on %s failed", method, path, socket);
 	}
-	if (s->raw) {
-		lxm_httpc_buf_done(&x.json);
+	if (s->raw)
 		return 0;
-	}
-	r = lxm_client_parse_reply(socket, s->status, x.json.data ? x.json.data : "", x.json.len,
-				   &env, err);
-	lxm_httpc_buf_done(&x.json);
+	r = lxm_client_parse_reply(socket, s->status, x.json.data, x.json.len, &env, err);
 	if (r < 0)
 		return r;
 	type = json_string_value(json_object_get(env, "type"));

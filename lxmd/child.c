@@ -278,12 +278,45 @@ int lxmd_find_helper(const char *name, const char *env_var, char **ret)
 	return asprintf(ret, "%s/%s", LXM_LIBEXECDIR, name) < 0 ? -ENOMEM : 0;
 }
 
+/* Keeps the end of stderr in errbuf, where a failing program says why. */
+static void sync_keep_err(char *errbuf, size_t errsize, size_t *used, const char *p, size_t n)
+{
+	if (n >= errsize - 1) {
+		p += n - (errsize - 1);
+		n = errsize - 1;
+	}
+	if (*used + n > errsize - 1) {
+		size_t drop = *used + n - (errsize - 1);
+
+		memmove(errbuf, errbuf + drop, *used - drop);
+		*used -= drop;
+	}
+	memcpy(errbuf + *used, p, n);
+	*used += n;
+	errbuf[*used] = '\0';
+}
+
+/* Waits for pid (only it: never a child that lxmd's loop waits for); its exit status, 128 +
+ * signal when killed, or -errno. */
+static int sync_wait(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
 int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize)
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
 	posix_spawn_file_actions_t fa;
 	_cleanup_close_ int rd = -1;
-	int pipefd[2], status, k;
+	int pipefd[2], k;
 	size_t used = 0;
 	pid_t pid;
 
@@ -304,30 +337,18 @@ int lxmd_run_sync(char *const argv[], char *errbuf, size_t errsize)
 	if (k != 0)
 		return -k;
 
+	errbuf[0] = '\0';
 	for (;;) {
-		ssize_t n;
+		char buf[4096];
+		ssize_t n = read(rd, buf, sizeof(buf));
 
-		/* Keep the end, where a failing program says why: when full, drop the older half.
-		 */
-		if (used == errsize - 1) {
-			memmove(errbuf, errbuf + used / 2, used - used / 2);
-			used -= used / 2;
-		}
-		n = read(rd, errbuf + used, errsize - 1 - used);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		used += (size_t)n;
+		sync_keep_err(errbuf, errsize, &used, buf, (size_t)n);
 	}
-	errbuf[used] = '\0';
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return sync_wait(pid);
 }
 
 /* Longest stdout line lxmd_run_sync_lines accepts (a whole image catalogue as one JSON line). */
@@ -369,31 +390,13 @@ static int sync_feed(struct sync_lines *l, const char *p, size_t n, lxmd_sync_li
 	return 0;
 }
 
-/* Keeps the end of stderr in errbuf, where a failing program says why. */
-static void sync_keep_err(char *errbuf, size_t errsize, size_t *used, const char *p, size_t n)
-{
-	if (n >= errsize - 1) {
-		p += n - (errsize - 1);
-		n = errsize - 1;
-	}
-	if (*used + n > errsize - 1) {
-		size_t drop = *used + n - (errsize - 1);
-
-		memmove(errbuf, errbuf + drop, *used - drop);
-		*used -= drop;
-	}
-	memcpy(errbuf + *used, p, n);
-	*used += n;
-	errbuf[*used] = '\0';
-}
-
 int lxmd_run_sync_lines(char *const argv[], const char *input, lxmd_sync_line_fn line, void *ud,
 			char *errbuf, size_t errsize)
 {
 	_cleanup_close_ int out = -1, errfd = -1, in = -1;
 	struct sync_lines l = { 0 };
 	posix_spawn_file_actions_t fa;
-	int outp[2], errp[2], inp[2] = { -1, -1 }, status, k;
+	int outp[2], errp[2], inp[2] = { -1, -1 }, k;
 	size_t used = 0, input_len = input ? strlen(input) : 0, written = 0;
 	bool killed = false;
 	pid_t pid;
@@ -485,11 +488,5 @@ int lxmd_run_sync_lines(char *const argv[], const char *input, lxmd_sync_line_fn
 		line(l.buf, ud);
 	}
 	free(l.buf);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return sync_wait(pid);
 }

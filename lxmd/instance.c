@@ -41,6 +41,7 @@
 #include "profiles/policy.h"
 #include "storage/storage.h"
 #include "util.h"
+#include "volumes.h"
 
 /* Ids each unprivileged container gets (LXD's default): root's subordinate range starts there. */
 #define IDMAP_SIZE 65536
@@ -739,23 +740,14 @@ static void start_files_done(uv_work_t *w, int status)
 static int root_volume(struct lxmd *d, const char *name, const json_t *devices,
 		       struct lxm_pool **ret_pool, uint64_t *ret_size, struct lxm_error **err)
 {
-	_cleanup_free_ char *pool_name = NULL;
-	const char *dev_name, *size = NULL;
-	json_t *dev;
+	const char *size;
 	int64_t bytes = 0;
 	int k;
 
-	k = lxm_db_storage_volume_pool(d->db, "container", name, &pool_name, NULL);
-	if (k == -ENOENT)
-		return 0;
-	if (k >= 0)
-		k = lxmd_pool_get(d, pool_name, ret_pool, err);
-	if (k < 0)
+	k = lxmd_instance_volume_pool(d, name, ret_pool, err);
+	if (k < 0 || !*ret_pool)
 		return k;
-	json_object_foreach ((json_t *)devices, dev_name, dev)
-		if (streq(json_string_value(json_object_get(dev, "type")), "disk") &&
-		    streq(json_string_value(json_object_get(dev, "path")), "/"))
-			size = json_string_value(json_object_get(dev, "size"));
+	size = json_string_value(json_object_get(lxmd_root_disk(devices, NULL), "size"));
 	if (size && *size && (k = lxm_parse_size("size", size, 0, &bytes, err)) < 0)
 		return lxm_error_prefix(err, "root disk device");
 	*ret_size = bytes > 0 ? (uint64_t)bytes : 0;

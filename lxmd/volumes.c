@@ -21,42 +21,68 @@
 /* Image volumes are made once per pool: two creates from a new image must not both make it. */
 static pthread_mutex_t image_volume_lock = PTHREAD_MUTEX_INITIALIZER;
 
+const json_t *lxmd_root_disk(const json_t *xdevices, const char **ret_name)
+{
+	const char *dev_name;
+	json_t *dev;
+
+	json_object_foreach ((json_t *)xdevices, dev_name, dev)
+		if (streq(json_string_value(json_object_get(dev, "type")), "disk") &&
+		    streq(json_string_value(json_object_get(dev, "path")), "/")) {
+			if (ret_name)
+				*ret_name = dev_name;
+			return dev;
+		}
+	return NULL;
+}
+
 int lxmd_root_pool(struct lxmd *d, const json_t *xdevices, const char *instance,
 		   struct lxm_pool **ret, struct lxm_error **err)
 {
-	const char *dev_name, *pool = NULL;
-	json_t *dev;
+	const char *dev_name = NULL, *pool;
+	const json_t *dev = lxmd_root_disk(xdevices, &dev_name);
 
-	json_object_foreach ((json_t *)xdevices, dev_name, dev) {
-		if (streq(json_string_value(json_object_get(dev, "type")), "disk") &&
-		    streq(json_string_value(json_object_get(dev, "path")), "/")) {
-			pool = json_string_value(json_object_get(dev, "pool"));
-			if (!pool || !*pool)
-				return lxm_error_set(err, -EINVAL, 400,
-						     "root disk device '%s' names no storage "
-						     "pool (set its pool=)",
-						     dev_name);
-			break;
-		}
-	}
-	if (!pool)
+	if (!dev)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "no root disk device: add one to its profile ('lxm profile "
 				     "device add default root disk path=/ pool=POOL') or run 'lxm "
 				     "init --auto'");
+	pool = json_string_value(json_object_get(dev, "pool"));
+	if (!pool || !*pool)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "root disk device '%s' names no storage pool (set its pool=)",
+				     dev_name);
+	return lxmd_pool_get(d, pool, ret, err);
+}
+
+int lxmd_instance_volume_pool(struct lxmd *d, const char *instance, struct lxm_pool **ret,
+			      struct lxm_error **err)
+{
+	_cleanup_free_ char *pool = NULL;
+	int k;
+
+	k = lxm_db_storage_volume_pool(d->db, "container", instance, &pool, NULL);
+	if (k == -ENOENT) {
+		*ret = NULL;
+		return 0;
+	}
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "instance '%s': find its storage volume",
+				      instance);
 	return lxmd_pool_get(d, pool, ret, err);
 }
 
 int lxmd_instance_pool(struct lxmd *d, const char *instance, struct lxm_pool **ret,
 		       struct lxm_error **err)
 {
-	_cleanup_free_ char *pool = NULL;
-	int k;
+	int k = lxmd_instance_volume_pool(d, instance, ret, err);
 
-	k = lxm_db_storage_volume_pool(d->db, "container", instance, &pool, err);
-	if (k < 0)
-		return lxm_error_prefix(err, "instance '%s': find its storage volume", instance);
-	return lxmd_pool_get(d, pool, ret, err);
+	if (k >= 0 && !*ret)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "instance '%s' was created before storage pools: its files "
+				     "are in a plain directory, which this needs a pool for",
+				     instance);
+	return k;
 }
 
 /* ROOT/containers/<instance> (snapshots: ROOT/containers-snapshots/<instance>) -> target. The

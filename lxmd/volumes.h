@@ -26,7 +26,15 @@ struct lxm_pool;
 int lxmd_root_pool(struct lxmd *d, const json_t *xdevices, const char *instance,
 		   struct lxm_pool **ret, struct lxm_error **err);
 
-/* The pool holding instance's volume (from the database). No I/O beyond the database. */
+/* The root disk device (type=disk, path=/) among expanded devices, or NULL; *ret_name (when
+ * non-NULL) gets its name. */
+const json_t *lxmd_root_disk(const json_t *xdevices, const char **ret_name);
+
+/* The pool holding instance's volume (from the database); *ret is NULL (and 0 is returned) for
+ * an instance from before storage pools, whose files are a plain ROOT/containers/<name>. */
+int lxmd_instance_volume_pool(struct lxmd *d, const char *instance, struct lxm_pool **ret,
+			      struct lxm_error **err);
+/* The same for what needs a pool: an instance from before storage pools is refused (400). */
 int lxmd_instance_pool(struct lxmd *d, const char *instance, struct lxm_pool **ret,
 		       struct lxm_error **err);
 

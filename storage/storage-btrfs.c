@@ -490,13 +490,11 @@ static int subvol_id(const char *path, uint64_t *ret, struct lxm_error **err)
 
 /* ---- quotas ---- */
 
-/* /sys/fs/btrfs/<fsid>/qgroups/0_<id>/<file> of the subvolume at path; -ENOENT when quotas
- * are off. */
-static int qgroup_read(const char *path, const char *file, uint64_t *ret, struct lxm_error **err)
+/* /sys/fs/btrfs/<fsid>/qgroups/0_<id> of the subvolume at path, its counters synced. */
+static int qgroup_sysdir(const char *path, char **ret, struct lxm_error **err)
 {
 	struct btrfs_ioctl_fs_info_args fi = { 0 };
 	_cleanup_close_ int fd = -1;
-	_cleanup_free_ char *sys = NULL, *text = NULL;
 	char uuid[37];
 	const unsigned char *u = fi.fsid;
 	uint64_t id;
@@ -514,7 +512,18 @@ static int qgroup_read(const char *path, const char *file, uint64_t *ret, struct
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
 		 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
 		 u[15]);
-	if (asprintf(&sys, "/sys/fs/btrfs/%s/qgroups/0_%" PRIu64 "/%s", uuid, id, file) < 0)
+	if (asprintf(ret, "/sys/fs/btrfs/%s/qgroups/0_%" PRIu64, uuid, id) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The counter file of the qgroup directory dir; -ENOENT when quotas are off. */
+static int qgroup_read_at(const char *dir, const char *file, uint64_t *ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *sys = NULL, *text = NULL;
+	int r;
+
+	if (asprintf(&sys, "%s/%s", dir, file) < 0)
 		return -ENOMEM;
 	if ((r = lxm_read_file(sys, &text, NULL)) < 0)
 		return r == -ENOENT ? r : lxm_error_setx(err, r, 500, "read %s", sys);
@@ -522,14 +531,30 @@ static int qgroup_read(const char *path, const char *file, uint64_t *ret, struct
 	return 0;
 }
 
+/* /sys/fs/btrfs/<fsid>/qgroups/0_<id>/<file> of the subvolume at path; -ENOENT when quotas
+ * are off. */
+static int qgroup_read(const char *path, const char *file, uint64_t *ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = NULL;
+	int r;
+
+	if ((r = qgroup_sysdir(path, &dir, err)) < 0)
+		return r;
+	return qgroup_read_at(dir, file, ret, err);
+}
+
 /* Usage of a subvolume: its exclusive bytes when quotas are on, else a walk of its tree. */
 static int subvol_usage(const char *path, struct lxm_storage_usage *ret, struct lxm_error **err)
 {
+	_cleanup_free_ char *dir = NULL;
 	uint64_t excl = 0, limit = 0;
-	int r = qgroup_read(path, "exclusive", &excl, err);
+	int r = qgroup_sysdir(path, &dir, err);
 
+	if (r < 0)
+		return r;
+	r = qgroup_read_at(dir, "exclusive", &excl, err);
 	if (r == 0) {
-		if ((r = qgroup_read(path, "max_referenced", &limit, err)) < 0 && r != -ENOENT)
+		if ((r = qgroup_read_at(dir, "max_referenced", &limit, err)) < 0 && r != -ENOENT)
 			return r;
 		ret->used = excl;
 		ret->total = limit == UINT64_MAX ? 0 : limit;

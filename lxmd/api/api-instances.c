@@ -262,7 +262,7 @@ int lxmd_api_instance_state_get(struct lxmd_request *r, struct lxm_error **err)
 	if (k < 0)
 		return k;
 	/* An instance from before storage pools, or on a pool that is unavailable: no usage. */
-	if (lxmd_instance_pool(r->d, inst->name, &pool, &perr) < 0) {
+	if (lxmd_instance_volume_pool(r->d, inst->name, &pool, &perr) < 0 || !pool) {
 		lxm_error_free(perr);
 		return lxmd_respond_sync(r, state, NULL);
 	}
@@ -1085,15 +1085,14 @@ static bool legacy_instance(struct lxmd *d, const char *name)
  * instances start anyway. */
 static int recover_one(struct lxmd *d, const char *name)
 {
-	_cleanup_free_ char *pool_name = NULL, *vol = NULL, *backup = NULL, *pattern = NULL;
+	_cleanup_free_ char *vol = NULL, *backup = NULL, *pattern = NULL;
 	struct lxm_pool *pool = NULL;
 	struct lxm_error *e = NULL;
 	glob_t g = { 0 };
 	int k;
 
-	k = lxm_db_storage_volume_pool(d->db, "container", name, &pool_name, &e);
-	if (k == -ENOENT) {
-		lxm_error_free(TAKE_PTR(e));
+	k = lxmd_instance_volume_pool(d, name, &pool, &e);
+	if (k >= 0 && !pool) {
 		/* From before storage pools, its files are in a directory ROOT/containers/<name>.
 		 * Without one, a kill came between the create's instance row and its volume row:
 		 * nothing else was made yet. */
@@ -1107,8 +1106,6 @@ static int recover_one(struct lxmd *d, const char *name)
 		}
 		goto out;
 	}
-	if (k >= 0)
-		k = lxmd_pool_get(d, pool_name, &pool, &e);
 	if (k >= 0 && (lxm_pool_volume_path(pool, LXM_VOLUME_CONTAINER, name, NULL, &vol) < 0 ||
 		       asprintf(&backup, "%s/backup.yaml", vol) < 0 ||
 		       asprintf(&pattern, "%s.tmp??????", backup) < 0))
@@ -1193,7 +1190,6 @@ static int delete_run(struct lxm_operation *op, void *data, struct lxm_error **e
 int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_free_ char *pool_name = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL;
 	struct lxm_operation *op = NULL;
 	struct instance_job *job;
@@ -1237,14 +1233,8 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 		job_free(job);
 		return -ENOMEM;
 	}
-	/* No volume row: an instance from before storage pools, whose directories are its own. */
-	k = lxm_db_storage_volume_pool(r->d->db, "container", inst->name, &pool_name, NULL);
-	if (k >= 0)
-		k = lxmd_pool_get(r->d, pool_name, &job->pool, err);
-	else if (k == -ENOENT)
-		k = 0;
-	else
-		k = lxm_error_setx(err, k, 500, "find its storage volume");
+	/* No pool: an instance from before storage pools, whose directories are its own. */
+	k = lxmd_instance_volume_pool(r->d, inst->name, &job->pool, err);
 	if (k < 0) {
 		job_free(job);
 		return lxm_error_prefix(err, "delete instance '%s'", inst->name);

@@ -89,9 +89,7 @@ int lxmd_api_networks_post(struct lxmd_request *r, struct lxm_error **err)
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "type", &type, err)) < 0 ||
-	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
-	    (k = lxm_json_opt_object(r->body, "config", &config, err)) < 0 ||
-	    (k = lxm_json_check_string_map(config, "config", err)) < 0)
+	    (k = lxmd_body_desc_config(r->body, &desc, &config, err)) < 0)
 		return lxm_error_prefix(err, "create network");
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400, "create network: no name given");
@@ -141,9 +139,7 @@ static int network_update(struct lxmd_request *r, bool patch, struct lxm_error *
 	if ((k = lxmd_etag_config(n->description, n->config, etag)) < 0)
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
-	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
-	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
-	    (k = lxm_json_check_string_map(in, "config", err)) < 0)
+	    (k = lxmd_body_desc_config(r->body, &desc, &in, err)) < 0)
 		return lxm_error_prefix(err, "update network '%s'", n->name);
 	if ((k = lxmd_update_config(patch, n->description, n->config, &desc, in, &config)) < 0)
 		return k;

@@ -91,9 +91,7 @@ int lxmd_api_storage_pools_post(struct lxmd_request *r, struct lxm_error **err)
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "name", &name, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "driver", &driver, err)) < 0 ||
-	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
-	    (k = lxm_json_opt_object(r->body, "config", &config, err)) < 0 ||
-	    (k = lxm_json_check_string_map(config, "config", err)) < 0)
+	    (k = lxmd_body_desc_config(r->body, &desc, &config, err)) < 0)
 		return lxm_error_prefix(err, "create storage pool");
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400, "create storage pool: no name given");
@@ -147,9 +145,7 @@ static int pool_update(struct lxmd_request *r, bool patch, struct lxm_error **er
 	if ((k = lxmd_etag_config(p->description, p->config, etag)) < 0)
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
-	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
-	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
-	    (k = lxm_json_check_string_map(in, "config", err)) < 0)
+	    (k = lxmd_body_desc_config(r->body, &desc, &in, err)) < 0)
 		return lxm_error_prefix(err, "update storage pool '%s'", p->name);
 	if ((k = lxmd_update_config(patch, p->description, p->config, &desc, in, &config)) < 0)
 		return k;
@@ -840,9 +836,7 @@ static int volume_update(struct lxmd_request *r, bool patch, struct lxm_error **
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
 	    (k = lxm_json_opt_string(r->body, "restore", &restore, err)) < 0 ||
-	    (k = lxm_json_opt_string(r->body, "description", &desc, err)) < 0 ||
-	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
-	    (k = lxm_json_check_string_map(in, "config", err)) < 0)
+	    (k = lxmd_body_desc_config(r->body, &desc, &in, err)) < 0)
 		return lxm_error_prefix(err, "update storage volume '%s'", v->name);
 	if ((k = lxmd_pool_get(r->d, r->args[0], &p, err)) < 0 ||
 	    (k = check_not_busy(p->name, v->name, err)) < 0)

@@ -376,6 +376,17 @@ int lxmd_update_config(bool patch, const char *old_desc, const json_t *old_confi
 	return 0;
 }
 
+int lxmd_body_desc_config(const json_t *body, const char **desc, json_t **config,
+			  struct lxm_error **err)
+{
+	int k;
+
+	if ((k = lxm_json_opt_string(body, "description", desc, err)) < 0 ||
+	    (k = lxm_json_opt_object(body, "config", config, err)) < 0)
+		return k;
+	return lxm_json_check_string_map(*config, "config", err);
+}
+
 static void deferred_abort(struct lxmd_request *r)
 {
 	struct lxmd_deferred *dr = r->defer_data;

@@ -67,6 +67,10 @@ int lxmd_etag_config(const char *description, const json_t *config, char ret[65]
  * NULL. */
 int lxmd_update_config(bool patch, const char *old_desc, const json_t *old_config,
 		       const char **desc, json_t *in, json_t **config);
+/* Reads the optional "description" (a string) and "config" (an object of strings) of body; the
+ * caller names the object in the message. */
+int lxmd_body_desc_config(const json_t *body, const char **desc, json_t **config,
+			  struct lxm_error **err);
 /* A request answered when a job on an object ends; the job outlives a client that went away. */
 struct lxmd;
 struct lxmd_deferred {

@@ -112,6 +112,30 @@ int db_insert_devices(struct lxm_db *db, const char *device_sql, const char *con
 int db_read_map(struct lxm_db *db, json_t **ret, struct lxm_error **err, const char *sql,
 		const char *types, ...);
 
+/* The statements of a key → value table whose rows belong to one row of another table, such as
+ * networks_config (network_id, key, value). Make one with DB_MAP_TABLE(). */
+struct db_map_table {
+	const char *select_sql; /* SELECT key, value ... WHERE <owner> = ? ORDER BY key */
+	const char *delete_sql; /* DELETE ... WHERE <owner> = ? */
+	const char *insert_sql; /* INSERT ... (<owner>, key, value) VALUES (?, ?, ?) */
+};
+
+#define DB_MAP_TABLE(table, owner)                                                                 \
+	{                                                                                          \
+		.select_sql = "SELECT key, value FROM " table " WHERE " owner " = ? ORDER BY key", \
+		.delete_sql = "DELETE FROM " table " WHERE " owner " = ?",                         \
+		.insert_sql = "INSERT INTO " table " (" owner ", key, value) VALUES (?, ?, ?)",    \
+	}
+
+/* Reads the rows of owner_id in t as a key → value object. */
+int db_map_table_read(struct lxm_db *db, const struct db_map_table *t, int64_t owner_id,
+		      json_t **ret, struct lxm_error **err);
+
+/* Replaces the rows of owner_id in t by the keys of map (checked with db_check_map()); a NULL
+ * map leaves none. */
+int db_map_table_replace(struct lxm_db *db, const struct db_map_table *t, int64_t owner_id,
+			 const json_t *map, struct lxm_error **err);
+
 /* Reads a device name → object of key → value with sql, a SELECT of (device name, key, value)
  * taking (owner_id), where key and value are NULL for a device without keys (a LEFT JOIN). */
 int db_read_devices(struct lxm_db *db, const char *sql, int64_t owner_id, json_t **ret,

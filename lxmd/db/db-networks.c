@@ -10,8 +10,7 @@
 #include "db-internal.h"
 #include "util.h"
 
-#define SQL_NETWORK_CONFIG_INSERT                                                                  \
-	"INSERT INTO networks_config (network_id, key, value) VALUES (?, ?, ?)"
+static const struct db_map_table network_config = DB_MAP_TABLE("networks_config", "network_id");
 
 void lxm_db_network_free(struct lxm_db_network *n)
 {
@@ -57,9 +56,7 @@ static int network_read(struct lxm_db *db, const char *name, struct lxm_db_netwo
 	    !(n->description = db_column_strdup(stmt, 2)))
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	id = sqlite3_column_int64(stmt, 0);
-	r = db_read_map(db, &n->config, err,
-			"SELECT key, value FROM networks_config WHERE network_id = ? ORDER BY key",
-			"i", id);
+	r = db_map_table_read(db, &network_config, id, &n->config, err);
 	if (r < 0)
 		return db_error_prefix(err, r, "read config");
 	*ret = TAKE_PTR(n);
@@ -102,7 +99,7 @@ static int network_create_tx(struct lxm_db *db, const struct lxm_db_network *n,
 		    n->description ? n->description : "");
 	if (r < 0)
 		return r;
-	r = db_insert_map(db, SQL_NETWORK_CONFIG_INSERT, sqlite3_last_insert_rowid(db->handle),
+	r = db_insert_map(db, network_config.insert_sql, sqlite3_last_insert_rowid(db->handle),
 			  n->config, err);
 	return r < 0 ? db_error_prefix(err, r, "insert config") : 0;
 }
@@ -138,9 +135,7 @@ static int network_update_tx(struct lxm_db *db, const char *name, const char *de
 	r = db_exec(db, err, "UPDATE networks SET description = ? WHERE id = ?", "ti",
 		    description ? description : "", id);
 	if (r >= 0)
-		r = db_exec(db, err, "DELETE FROM networks_config WHERE network_id = ?", "i", id);
-	if (r >= 0)
-		r = db_insert_map(db, SQL_NETWORK_CONFIG_INSERT, id, config, err);
+		r = db_map_table_replace(db, &network_config, id, config, err);
 	return r < 0 ? db_error_prefix(err, r, "update network '%s'", name) : 0;
 }
 

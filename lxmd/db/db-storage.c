@@ -10,10 +10,10 @@
 #include "db-internal.h"
 #include "util.h"
 
-#define SQL_POOL_CONFIG_INSERT                                                                     \
-	"INSERT INTO storage_pools_config (storage_pool_id, key, value) VALUES (?, ?, ?)"
-#define SQL_VOLUME_CONFIG_INSERT                                                                   \
-	"INSERT INTO storage_volumes_config (storage_volume_id, key, value) VALUES (?, ?, ?)"
+static const struct db_map_table pool_config =
+	DB_MAP_TABLE("storage_pools_config", "storage_pool_id");
+static const struct db_map_table volume_config =
+	DB_MAP_TABLE("storage_volumes_config", "storage_volume_id");
 
 /* LXD's volume type names; "virtual-machine" is recorded for the VM backend to come. */
 static const char *const volume_types[] = { "container", "virtual-machine", "image", "custom" };
@@ -94,10 +94,7 @@ static int pool_read(struct lxm_db *db, const char *name, struct lxm_db_storage_
 	    !(p->description = db_column_strdup(stmt, 2)))
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	id = sqlite3_column_int64(stmt, 0);
-	r = db_read_map(db, &p->config, err,
-			"SELECT key, value FROM storage_pools_config WHERE storage_pool_id = ?\n"
-			"	ORDER BY key",
-			"i", id);
+	r = db_map_table_read(db, &pool_config, id, &p->config, err);
 	if (r < 0)
 		return db_error_prefix(err, r, "read config");
 	*ret = TAKE_PTR(p);
@@ -142,7 +139,7 @@ static int pool_create_tx(struct lxm_db *db, const struct lxm_db_storage_pool *p
 		    p->name, p->driver, p->description ? p->description : "");
 	if (r < 0)
 		return r;
-	r = db_insert_map(db, SQL_POOL_CONFIG_INSERT, sqlite3_last_insert_rowid(db->handle),
+	r = db_insert_map(db, pool_config.insert_sql, sqlite3_last_insert_rowid(db->handle),
 			  p->config, err);
 	return r < 0 ? db_error_prefix(err, r, "insert config") : 0;
 }
@@ -180,10 +177,7 @@ static int pool_update_tx(struct lxm_db *db, const char *name, const struct lxm_
 	r = db_exec(db, err, "UPDATE storage_pools SET description = ? WHERE id = ?", "ti",
 		    p->description ? p->description : "", id);
 	if (r >= 0)
-		r = db_exec(db, err, "DELETE FROM storage_pools_config WHERE storage_pool_id = ?",
-			    "i", id);
-	if (r >= 0)
-		r = db_insert_map(db, SQL_POOL_CONFIG_INSERT, id, p->config, err);
+		r = db_map_table_replace(db, &pool_config, id, p->config, err);
 	return r < 0 ? db_error_prefix(err, r, "update storage pool '%s'", name) : 0;
 }
 
@@ -336,7 +330,7 @@ static int volume_create_tx(struct lxm_db *db, const struct lxm_db_storage_volum
 		v->description ? v->description : "", v->created_at ? v->created_at : db_now_ns());
 	if (r < 0)
 		return r;
-	r = db_insert_map(db, SQL_VOLUME_CONFIG_INSERT, sqlite3_last_insert_rowid(db->handle),
+	r = db_insert_map(db, volume_config.insert_sql, sqlite3_last_insert_rowid(db->handle),
 			  v->config, err);
 	return r < 0 ? db_error_prefix(err, r, "insert config") : 0;
 }
@@ -377,11 +371,7 @@ static int volume_from_row(struct lxm_db *db, sqlite3_stmt *stmt, const char *po
 	    !(v->description = db_column_strdup(stmt, 4)))
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	v->created_at = sqlite3_column_int64(stmt, 5);
-	r = db_read_map(
-		db, &v->config, err,
-		"SELECT key, value FROM storage_volumes_config WHERE storage_volume_id = ?\n"
-		"	ORDER BY key",
-		"i", sqlite3_column_int64(stmt, 0));
+	r = db_map_table_read(db, &volume_config, sqlite3_column_int64(stmt, 0), &v->config, err);
 	if (r < 0)
 		return db_error_prefix(err, r, "read config of volume '%s/%s'", v->type, v->name);
 	*ret = TAKE_PTR(v);
@@ -595,11 +585,7 @@ static int volume_update_tx(struct lxm_db *db, const char *pool, const char *typ
 	r = db_exec(db, err, "UPDATE storage_volumes SET description = ? WHERE id = ?", "ti",
 		    description ? description : "", id);
 	if (r >= 0)
-		r = db_exec(db, err,
-			    "DELETE FROM storage_volumes_config WHERE storage_volume_id = ?", "i",
-			    id);
-	if (r >= 0)
-		r = db_insert_map(db, SQL_VOLUME_CONFIG_INSERT, id, config, err);
+		r = db_map_table_replace(db, &volume_config, id, config, err);
 	return r < 0 ? db_error_prefix(err, r, "update storage volume '%s/%s'", type, name) : 0;
 }
 

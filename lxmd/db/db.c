@@ -237,6 +237,20 @@ char *db_column_strdup(sqlite3_stmt *stmt, int col)
 	return s ? strdup((const char *)s) : NULL;
 }
 
+int db_map_table_read(struct lxm_db *db, const struct db_map_table *t, int64_t owner_id,
+		      json_t **ret, struct lxm_error **err)
+{
+	return db_read_map(db, ret, err, t->select_sql, "i", owner_id);
+}
+
+int db_map_table_replace(struct lxm_db *db, const struct db_map_table *t, int64_t owner_id,
+			 const json_t *map, struct lxm_error **err)
+{
+	int r = db_exec(db, err, t->delete_sql, "i", owner_id);
+
+	return r < 0 ? r : db_insert_map(db, t->insert_sql, owner_id, map, err);
+}
+
 int db_query_strv(struct lxm_db *db, char ***ret, struct lxm_error **err, const char *sql,
 		  const char *types, ...)
 {

@@ -80,8 +80,6 @@ static int cmd_unpack(int argc, char **argv)
 	enum lxm_archive_kind kind;
 	int k;
 
-	if (argc != 4)
-		return bad_usage("unpack: KIND PATH DEST expected");
 	if (streq(argv[1], "unified"))
 		kind = LXM_ARCHIVE_UNIFIED;
 	else if (streq(argv[1], "metadata"))
@@ -101,8 +99,6 @@ static int cmd_read_metadata(int argc, char **argv)
 	size_t len = 0;
 	int k;
 
-	if (argc != 2)
-		return bad_usage("read-metadata: PATH expected");
 	k = lxm_archive_read_metadata(argv[1], &text, &len, &err);
 	if (k < 0)
 		return fail(k, err);
@@ -117,8 +113,6 @@ static int cmd_sha256(int argc, char **argv)
 	char fp[65];
 	int k;
 
-	if (argc < 2)
-		return bad_usage("sha256: FILE expected");
 	k = lxm_sha256_files((const char *const *)argv + 1, (size_t)argc - 1, fp, &err);
 	if (k < 0)
 		return fail(k, err);
@@ -176,6 +170,19 @@ static int ss_open(char **argv, struct lxm_sstreams **ret, struct lxm_error **er
 	return lxm_sstreams_new(argv[0], streq(argv[1], "-") ? NULL : argv[1], ret, err);
 }
 
+/* ss_open() for ss-list and ss-find: 0, or (the error reported) EXIT_BAD_SERVER. */
+static int ss_open_server(char **argv, struct lxm_sstreams **ret)
+{
+	_cleanup_error_ struct lxm_error *err = NULL;
+	int k = ss_open(argv, ret, &err);
+
+	if (k < 0) {
+		fail(k, err);
+		return EXIT_BAD_SERVER;
+	}
+	return 0;
+}
+
 /* Prints o as one line of JSON. */
 static int print_json(const json_t *o)
 {
@@ -197,13 +204,8 @@ static int cmd_ss_list(int argc, char **argv)
 	size_t n = 0;
 	int k;
 
-	if (argc != 3)
-		return bad_usage("ss-list: SERVER CAFILE expected");
-	k = ss_open(argv + 1, &s, &err);
-	if (k < 0) {
-		fail(k, err);
-		return EXIT_BAD_SERVER;
-	}
+	if ((k = ss_open_server(argv + 1, &s)) != 0)
+		return k;
 	k = lxm_sstreams_list(s, &imgs, &n, &err);
 	if (k < 0)
 		return fail(k, err);
@@ -223,13 +225,8 @@ static int cmd_ss_find(int argc, char **argv)
 	_cleanup_json_ json_t *o = NULL;
 	int k;
 
-	if (argc != 5 && argc != 6)
-		return bad_usage("ss-find: SERVER CAFILE NAME ARCH [TYPE] expected");
-	k = ss_open(argv + 1, &s, &err);
-	if (k < 0) {
-		fail(k, err);
-		return EXIT_BAD_SERVER;
-	}
+	if ((k = ss_open_server(argv + 1, &s)) != 0)
+		return k;
 	k = lxm_sstreams_find(s, argv[3], streq(argv[4], "-") ? NULL : argv[4],
 			      argc == 6 ? argv[5] : NULL, &img, &err);
 	if (k < 0)
@@ -247,8 +244,6 @@ static int cmd_ss_download(int argc, char **argv)
 	json_error_t jerr;
 	int k;
 
-	if (argc != 4)
-		return bad_usage("ss-download: SERVER CAFILE DIR expected");
 	o = json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o) {
 		lxm_error_set(&err, -EINVAL, 400, "image description on stdin: %s", jerr.text);
@@ -266,12 +261,20 @@ int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;		   /* the subcommand */
+		int min_args;			   /* arguments it needs after its name */
+		int max_args;			   /* arguments it takes at most, -1: any */
+		const char *expected;		   /* the usage error when the count is wrong */
 		int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
 	} cmds[] = {
-		{ "unpack", cmd_unpack },	    { "read-metadata", cmd_read_metadata },
-		{ "sha256", cmd_sha256 },	    { "pack", cmd_pack },
-		{ "ss-list", cmd_ss_list },	    { "ss-find", cmd_ss_find },
-		{ "ss-download", cmd_ss_download },
+		{ "unpack", 3, 3, "unpack: KIND PATH DEST expected", cmd_unpack },
+		{ "read-metadata", 1, 1, "read-metadata: PATH expected", cmd_read_metadata },
+		{ "sha256", 1, -1, "sha256: FILE expected", cmd_sha256 },
+		/* pack checks its options and arguments itself. */
+		{ "pack", 0, -1, NULL, cmd_pack },
+		{ "ss-list", 2, 2, "ss-list: SERVER CAFILE expected", cmd_ss_list },
+		{ "ss-find", 4, 5, "ss-find: SERVER CAFILE NAME ARCH [TYPE] expected",
+		  cmd_ss_find },
+		{ "ss-download", 3, 3, "ss-download: SERVER CAFILE DIR expected", cmd_ss_download },
 	};
 
 	if (argc < 2) {
@@ -284,8 +287,14 @@ int main(int argc, char **argv)
 	}
 	/* Work for a caller that is gone is wasted: end with it. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
-		if (streq(argv[1], cmds[i].name))
-			return cmds[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+		int nargs = argc - 2;
+
+		if (!streq(argv[1], cmds[i].name))
+			continue;
+		if (nargs < cmds[i].min_args || (cmds[i].max_args >= 0 && nargs > cmds[i].max_args))
+			return bad_usage(cmds[i].expected);
+		return cmds[i].run(argc - 1, argv + 1);
+	}
 	return bad_usage("unknown subcommand");
 }

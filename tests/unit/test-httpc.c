@@ -270,42 +270,99 @@ static uint64_t source_sum(uint64_t total)
 
 /* ---- handlers ---- */
 
-/* Checks the request line and headers, answers with Content-Length and keep-alive. */
-static void conn_content_length(struct peer *p, int fd, int index)
+/* ---- canned exchanges: one request, one reply ---- */
+
+/* What the peer does with the one request of a canned exchange. */
+struct canned {
+	/* Checks the request: 0, or the peer's exit status for a mismatch. NULL: any request. */
+	int (*check)(const struct lxm_http_request *req);
+	/* The reply's pieces, sent 20 ms apart to cross the client's reads; NULL-terminated. An
+	 * empty list closes the connection without a reply. */
+	const char *reply[3];
+};
+
+/* The exchange conn_canned() serves: set before peer_start(), so the child has it too. */
+static const struct canned *canned;
+
+static void conn_canned(struct peer *p, int fd, int index)
 {
 	struct sconn c;
 	struct lxm_http_request *req;
-	const char *ua, *x;
+	int k;
 
 	sconn_init(&c, fd);
 	req = next_request(&c, -1);
-	if (!req || req->method != HTTP_GET || strcmp(req->url, "/1.0?recursion=1") != 0)
+	if (!req)
 		_exit(1);
-	ua = lxm_http_request_header(req, "User-Agent");
-	x = lxm_http_request_header(req, "X-Extra");
-	if (!lxm_http_request_header(req, "Host") || !ua || strncmp(ua, "lxm/", 4) != 0 || !x ||
-	    strcmp(x, "yes") != 0 || req->content_length != -1 || req->chunked)
-		_exit(2);
-	put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test:  a b  \r\nX-Empty:\r\n\r\nhello");
+	k = canned->check ? canned->check(req) : 0;
+	if (k)
+		_exit(k);
+	for (size_t i = 0; canned->reply[i]; i++) {
+		if (i > 0)
+			usleep(20000);
+		put(fd, canned->reply[i]);
+	}
 	lxm_http_request_free(req);
 	sconn_done(&c);
 }
 
+static struct lxm_httpc *client_new(const struct peer *p)
+{
+	struct lxm_httpc *h;
+
+	if (lxm_httpc_new(p->path, &h) < 0)
+		abort();
+	return h;
+}
+
+/* Sends req once, on a new client, to a peer serving x. Returns the request's result, with the
+ * peer's exit status (0: it saw what it expected) in *peer_status. */
+static int run_canned(const struct canned *x, const struct lxm_httpc_request *req,
+		      struct lxm_httpc_result *res, int *peer_status)
+{
+	struct lxm_httpc *h;
+	struct peer p;
+	int r;
+
+	canned = x;
+	peer_start(&p, 1, conn_canned);
+	h = client_new(&p);
+	r = lxm_httpc_request(h, req, res);
+	lxm_httpc_free(h);
+	*peer_status = peer_wait(&p);
+	return r;
+}
+
+/* Checks the request line and headers of test_content_length(). */
+static int check_content_length(const struct lxm_http_request *req)
+{
+	const char *ua = lxm_http_request_header(req, "User-Agent"),
+		   *x = lxm_http_request_header(req, "X-Extra");
+
+	if (req->method != HTTP_GET || strcmp(req->url, "/1.0?recursion=1") != 0)
+		return 1;
+	if (!lxm_http_request_header(req, "Host") || !ua || strncmp(ua, "lxm/", 4) != 0 || !x ||
+	    strcmp(x, "yes") != 0 || req->content_length != -1 || req->chunked)
+		return 2;
+	return 0;
+}
+
+/* Answers with Content-Length and keep-alive. */
 static void test_content_length(void)
 {
 	static const char *const extra[] = { "X-Extra: yes", NULL };
-	struct peer p;
+	static const struct canned x = {
+		.check = check_content_length,
+		.reply = { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test:  a b  \r\nX-Empty:\r\n"
+			   "\r\nhello" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/1.0?recursion=1", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r;
 
-	peer_start(&p, 1, conn_content_length);
 	req.headers = extra;
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
+	r = run_canned(&x, &req, &res, &peer);
 	is_int(r, 0, "content-length: succeeds");
 	is_int(res.status, 200, "content-length: status 200");
 	is_int(res.fail, LXM_HTTPC_FAIL_NONE, "content-length: no failure");
@@ -314,269 +371,146 @@ static void test_content_length(void)
 	is_str(g.headers, "Content-Length=5;X-Test=a b;X-Empty=;", "content-length: headers");
 	is_int(g.body.len, 5, "content-length: 5 bytes");
 	is_str(g.body.data, "hello", "content-length: body");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "content-length: the server saw the expected request");
+	is_int(peer, 0, "content-length: the server saw the expected request");
 	got_done(&g);
-}
-
-static void conn_chunked(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	/* In pieces, to cross reads. */
-	put(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
-	usleep(20000);
-	put(fd, "lo\r\n6\r\n world\r\n0\r\n\r\n");
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_chunked(void)
 {
-	struct peer p;
+	static const struct canned x = {
+		.reply = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+			   "lo\r\n6\r\n world\r\n0\r\n\r\n" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r = run_canned(&x, &req, &res, &peer);
 
-	peer_start(&p, 1, conn_chunked);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
 	is_int(r, 0, "chunked: succeeds");
 	is_int(res.status, 200, "chunked: status 200");
 	is_str(g.body.data, "hello world", "chunked: de-chunked body");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "chunked: server done");
+	is_int(peer, 0, "chunked: server done");
 	got_done(&g);
-}
-
-static void conn_close_delimited(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	put(fd, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nbye-");
-	usleep(20000);
-	put(fd, "bye");
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_close_delimited(void)
 {
-	struct peer p;
+	static const struct canned x = {
+		.reply = { "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nbye-", "bye" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r = run_canned(&x, &req, &res, &peer);
 
-	peer_start(&p, 1, conn_close_delimited);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
 	is_int(r, 0, "close-delimited: succeeds");
 	is_int(res.status, 404, "close-delimited: status 404");
 	is_str(g.body.data, "bye-bye", "close-delimited: the body up to the close");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "close-delimited: server done");
+	is_int(peer, 0, "close-delimited: server done");
 	got_done(&g);
 }
 
-static void conn_continue(struct peer *p, int fd, int index)
+static int check_ping(const struct lxm_http_request *req)
 {
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req || req->method != HTTP_POST || req->body_len != 4 ||
-	    memcmp(req->body, "ping", 4) != 0)
-		_exit(1);
-	put(fd, "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
-		"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok");
-	lxm_http_request_free(req);
-	sconn_done(&c);
+	return req->method != HTTP_POST || req->body_len != 4 || memcmp(req->body, "ping", 4) != 0;
 }
 
 static void test_continue(void)
 {
-	struct peer p;
+	static const struct canned x = {
+		.check = check_ping,
+		.reply = { "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+			   "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r;
 
-	peer_start(&p, 1, conn_continue);
 	req.method = "POST";
 	req.body = "ping";
 	req.body_len = 4;
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
+	r = run_canned(&x, &req, &res, &peer);
 	is_int(r, 0, "100-continue: succeeds");
 	is_int(res.status, 201, "100-continue: the final status");
 	is_int(g.headers_calls, 1, "100-continue: on_headers for the final reply only");
 	is_str(g.headers, "Content-Length=2;", "100-continue: no interim headers");
 	is_str(g.body.data, "ok", "100-continue: body");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "100-continue: the server got the body");
+	is_int(peer, 0, "100-continue: the server got the body");
 	got_done(&g);
-}
-
-static void conn_garbage(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	put(fd, "SSH-2.0-OpenSSH_9.2\r\n");
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_not_http(void)
 {
-	struct peer p;
+	static const struct canned x = { .reply = { "SSH-2.0-OpenSSH_9.2\r\n" } };
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r = run_canned(&x, &req, &res, &peer);
 
-	peer_start(&p, 1, conn_garbage);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
 	is_int(r, -EPROTO, "not HTTP: -EPROTO");
 	is_int(res.fail, LXM_HTTPC_FAIL_NOT_HTTP, "not HTTP: reported as such");
 	is_str(res.detail, "not HTTP", "not HTTP: detail");
 	is_int(g.headers_calls, 0, "not HTTP: no headers");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "not HTTP: server done");
+	is_int(peer, 0, "not HTTP: server done");
 	got_done(&g);
-}
-
-static void conn_no_reply(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_no_reply(void)
 {
-	struct peer p;
+	static const struct canned x = {};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r = run_canned(&x, &req, &res, &peer);
 
-	peer_start(&p, 1, conn_no_reply);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
 	ok(r < 0, "no reply: fails");
 	is_int(res.fail, LXM_HTTPC_FAIL_NO_REPLY, "no reply: reported as such");
 	is_int(res.status, 0, "no reply: no status");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "no reply: server done");
+	is_int(peer, 0, "no reply: server done");
 	got_done(&g);
-}
-
-static void conn_truncated(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_truncated(void)
 {
-	struct peer p;
+	static const struct canned x = {
+		.reply = { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r = run_canned(&x, &req, &res, &peer);
 
-	peer_start(&p, 1, conn_truncated);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
 	ok(r < 0, "truncated: fails");
 	is_int(res.fail, LXM_HTTPC_FAIL_TRUNCATED, "truncated: reported as such");
 	is_str(g.body.data, "abc", "truncated: what came was delivered");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "truncated: server done");
+	is_int(peer, 0, "truncated: server done");
 	got_done(&g);
-}
-
-static void conn_big(struct peer *p, int fd, int index)
-{
-	struct sconn c;
-	struct lxm_http_request *req;
-
-	sconn_init(&c, fd);
-	req = next_request(&c, -1);
-	if (!req)
-		_exit(1);
-	put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789");
-	lxm_http_request_free(req);
-	sconn_done(&c);
 }
 
 static void test_cap(void)
 {
-	struct peer p;
+	static const struct canned x = {
+		.reply = { "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789" },
+	};
 	struct got g = {};
 	struct lxm_httpc_request req = get_req("/x", &g);
 	struct lxm_httpc_result res;
-	struct lxm_httpc *h;
-	int r;
+	int peer, r;
 
-	peer_start(&p, 1, conn_big);
 	g.body.max = 8;
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
-	r = lxm_httpc_request(h, &req, &res);
+	r = run_canned(&x, &req, &res, &peer);
 	is_int(r, -EFBIG, "cap: a body over the cap fails with -EFBIG");
 	is_int(res.fail, LXM_HTTPC_FAIL_CALLBACK, "cap: as a callback failure");
 	ok(g.body.len <= 8, "cap: no more than the cap kept");
-	lxm_httpc_free(h);
-	is_int(peer_wait(&p), 0, "cap: server done");
+	is_int(peer, 0, "cap: server done");
 	got_done(&g);
 }
 
+/* ---- requests on a kept connection ---- */
+
+#define REPLY_FIRST  "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+#define REPLY_SECOND "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
 /* Two requests on one connection; a second connection fails the test. */
 static void conn_keep_alive(struct peer *p, int fd, int index)
 {
@@ -588,8 +522,7 @@ static void conn_keep_alive(struct peer *p, int fd, int index)
 		req = next_request(&c, p->lfd);
 		if (!req)
 			_exit(c.new_conn ? 2 : 1);
-		put(fd, i == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
-			       : "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond");
+		put(fd, i == 0 ? REPLY_FIRST : REPLY_SECOND);
 		lxm_http_request_free(req);
 	}
 	/* The client closes when it is freed. */
@@ -607,8 +540,7 @@ static void test_keep_alive(void)
 	struct lxm_httpc *h;
 
 	peer_start(&p, 1, conn_keep_alive);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
+	h = client_new(&p);
 	is_int(lxm_httpc_request(h, &r1, &res), 0, "keep-alive: first request");
 	is_str(g1.body.data, "first", "keep-alive: first body");
 	is_int(lxm_httpc_request(h, &r2, &res), 0, "keep-alive: second request");
@@ -629,8 +561,7 @@ static void conn_idle_close(struct peer *p, int fd, int index)
 	req = next_request(&c, -1);
 	if (!req)
 		_exit(1);
-	put(fd, index == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
-			   : "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond");
+	put(fd, index == 0 ? REPLY_FIRST : REPLY_SECOND);
 	lxm_http_request_free(req);
 	sconn_done(&c);
 	if (index == 0) {
@@ -648,8 +579,7 @@ static void test_idle_close(void)
 	struct lxm_httpc *h;
 
 	peer_start(&p, 2, conn_idle_close);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
+	h = client_new(&p);
 	is_int(lxm_httpc_request(h, &r1, &res), 0, "idle close: first request");
 	parent_wait_notify(&p);
 	is_int(lxm_httpc_request(h, &r2, &res), 0,
@@ -674,7 +604,7 @@ static void conn_close_on_second(struct peer *p, int fd, int index)
 	if (!req)
 		_exit(1);
 	if (index == 0) {
-		put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+		put(fd, REPLY_FIRST);
 		lxm_http_request_free(req);
 		req = next_request(&c, -1);
 		if (!req || strcmp(req->url, "/two") != 0)
@@ -682,7 +612,7 @@ static void conn_close_on_second(struct peer *p, int fd, int index)
 	} else {
 		if (strcmp(req->url, "/two") != 0)
 			_exit(3);
-		put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond");
+		put(fd, REPLY_SECOND);
 	}
 	lxm_http_request_free(req);
 	sconn_done(&c);
@@ -697,8 +627,7 @@ static void test_close_on_second(void)
 	struct lxm_httpc *h;
 
 	peer_start(&p, 2, conn_close_on_second);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
+	h = client_new(&p);
 	is_int(lxm_httpc_request(h, &r1, &res), 0, "reconnect: first request");
 	is_int(lxm_httpc_request(h, &r2, &res), 0,
 	       "reconnect: a kept connection closed without a reply is retried once");
@@ -776,8 +705,7 @@ static void test_upload(bool chunked)
 	char want[64];
 
 	peer_start(&p, 1, conn_upload);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
+	h = client_new(&p);
 	is_int(lxm_httpc_request(h, &req, &res), 0, what);
 	is_int(res.status, 200, what);
 	snprintf(want, sizeof(want), "%" PRIu64 " %" PRIu64 " %s", total, source_sum(total),
@@ -827,8 +755,7 @@ static void test_early_refusal(bool close_at_once, bool chunked)
 	snprintf(what, sizeof(what), "early refusal (%s, %s)", close_at_once ? "close" : "stay",
 		 chunked ? "chunked" : "sized");
 	peer_start(&p, 1, close_at_once ? conn_refuse_and_close : conn_refuse_and_stay);
-	if (lxm_httpc_new(p.path, &h) < 0)
-		abort();
+	h = client_new(&p);
 	r = lxm_httpc_request(h, &req, &res);
 	if (!close_at_once)
 		parent_go(&p);
