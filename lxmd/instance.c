@@ -32,6 +32,7 @@
 #include "images/metadata.h"
 #include "instance.h"
 #include "nic.h"
+#include "proxy.h"
 #include "json.h"
 #include "log.h"
 #include "monitor/monitor.h"
@@ -259,8 +260,10 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	if (rundir)
 		clear_rundir(d, i->name, rundir);
 	rt_remove(i);
-	if (name)
+	if (name) {
+		lxmd_proxies_stop(d, name);
 		lifecycle(d, "instance-stopped", name);
+	}
 
 	if (kill_op)
 		lxm_operation_finish(kill_op, NULL);
@@ -322,7 +325,7 @@ static void nics_started(struct lxmd *d, const char *name, struct lxm_error *err
 		lxm_error_free(err);
 		return;
 	}
-	if (err) {
+	if (err || lxmd_proxies_start(d, name, &err) < 0) {
 		start_abort(i, err);
 		return;
 	}
@@ -358,6 +361,9 @@ static void monitor_ready(int status, const char *out, const char *errout, void 
 		lifecycle(d, "instance-started", ctx->name);
 		/* Its network namespace exists now: the start ends once its nics are in. */
 		k = lxmd_nics_start(d, ctx->name, i->init_pid, nics_started, &err);
+		/* Without nics, its proxy devices go in at once. */
+		if (k == 0 && lxmd_proxies_start(d, ctx->name, &err) < 0)
+			k = -EINVAL;
 		if (k != 0)
 			i->op = TAKE_PTR(op);
 		if (k < 0)
@@ -1408,6 +1414,11 @@ static void reattach(struct lxmd *d)
 		}
 		log_info("instance '%s' is running (init pid %d): re-attached to its monitor", *n,
 			 (int)i->init_pid);
+		/* lxmd's nftables table was written anew: its proxy devices go in again. */
+		if (lxmd_proxies_start(d, *n, &err) < 0) {
+			log_error("%s", err->msg);
+			lxm_error_free(TAKE_PTR(err));
+		}
 	}
 }
 

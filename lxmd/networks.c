@@ -62,6 +62,9 @@ struct lxmd_networks {
 	char *forward_drop; /* a foreign forward drop policy found at start-up, or NULL */
 	char nft_table[32]; /* this lxmd's nftables table: "lxm", or "lxm_<root tag>" */
 	bool busy;	    /* a change runs on the thread pool */
+	json_t *proxies;    /* DNAT entries of running instances' proxy devices: instance name ->
+			     * array of forwards with their "network" (lxmd_networks_set_proxies) */
+	bool proxies_dirty; /* proxies changed while a change ran: rewrite the table after it */
 };
 
 static void spec_clear(struct net_spec *s)
@@ -318,9 +321,23 @@ static int host_setup(struct net_spec *s, char **taken, struct lxm_error **err)
 	return 0;
 }
 
-/* Writes the whole nftables table from specs (n of them). */
+/* The entries of proxies (instance -> array of forwards) on network name, as a new array. */
+static json_t *forwards_of(const json_t *proxies, const char *name)
+{
+	json_t *ret = json_array(), *list, *fw;
+	const char *inst;
+	size_t i;
+
+	json_object_foreach ((json_t *)proxies, inst, list)
+		json_array_foreach (list, i, fw)
+			if (ret && streq(json_string_value(json_object_get(fw, "network")), name))
+				json_array_append(ret, fw);
+	return ret;
+}
+
+/* Writes the whole nftables table from specs (n of them) and the proxies' forwards. */
 static int host_nft(const char *table, const struct net_spec *specs, size_t n,
-		    struct lxm_error **err)
+		    const json_t *proxies, struct lxm_error **err)
 {
 	_cleanup_free_ struct lxm_nft_network *rules = calloc(n ? n : 1, sizeof(*rules));
 	char **subnets = calloc(2 * n + 1, sizeof(char *));
@@ -333,6 +350,8 @@ static int host_nft(const char *table, const struct net_spec *specs, size_t n,
 						     .bridge = specs[i].name,
 						     .nat4 = specs[i].nat4 && specs[i].ipv4,
 						     .nat6 = specs[i].nat6 && specs[i].ipv6 };
+		if (proxies && !(rules[i].forwards = forwards_of(proxies, specs[i].name)))
+			goto out;
 		if (specs[i].ipv4 &&
 		    !(rules[i].ipv4_subnet = subnets[2 * i] = subnet_of(specs[i].ipv4, false)))
 			goto out;
@@ -349,6 +368,8 @@ out:
 	for (size_t i = 0; subnets && i < 2 * n; i++)
 		free(subnets[i]);
 	free(subnets);
+	for (size_t i = 0; rules && i < n; i++)
+		json_decref(rules[i].forwards);
 	return r;
 }
 
@@ -825,6 +846,7 @@ struct net_job {
 	char *old_name;		   /* rename and delete: the network (bridge) before */
 	struct net_spec old;	   /* rename and delete: its spec, to restore on failure */
 	char **taken;		   /* the other networks' addresses, for "auto" */
+	json_t *proxies;	   /* a copy of the proxies' forwards when it started */
 	char *description;	   /* create, update: the new description */
 	json_t *config;		   /* create, update: the config as given */
 	bool bridge_made;	   /* create: the bridge did not exist before */
@@ -843,6 +865,7 @@ static void job_free(struct net_job *j)
 	spec_clear(&j->old);
 	free(j->old_name);
 	lxm_strv_free(j->taken);
+	json_decref(j->proxies);
 	free(j->description);
 	json_decref(j->config);
 	lxm_error_free(j->err);
@@ -883,7 +906,7 @@ static void job_work(uv_work_t *w)
 		if (r < 0)
 			goto undo;
 	}
-	r = host_nft(j->d->networks->nft_table, j->specs, j->n, &j->err);
+	r = host_nft(j->d->networks->nft_table, j->specs, j->n, j->proxies, &j->err);
 	if (r < 0)
 		goto undo;
 	if (j->kind == JOB_DELETE)
@@ -895,6 +918,66 @@ undo:
 	return;
 oom:
 	lxm_error_set(&j->err, -ENOMEM, 500, "out of memory");
+}
+
+/* Rewrites the table at once (on the loop thread: short nftables work) from the networks as
+ * applied and the proxies' forwards. */
+static int nft_now(struct lxmd *d, struct lxm_error **err)
+{
+	_cleanup_free_ struct net_spec *specs = NULL;
+	size_t cnt = 0, n = 0;
+
+	for (struct net *x = d->networks->list; x; x = x->next)
+		cnt++;
+	specs = calloc(cnt + 1, sizeof(*specs));
+	if (!specs)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	for (struct net *x = d->networks->list; x; x = x->next)
+		if (!x->cause)
+			specs[n++] = x->s;
+	return host_nft(d->networks->nft_table, specs, n, d->networks->proxies, err);
+}
+
+int lxmd_networks_set_proxies(struct lxmd *d, const char *instance, json_t *forwards,
+			      struct lxm_error **err)
+{
+	json_t *old;
+	int k;
+
+	if (!d->networks)
+		return forwards && json_array_size(forwards)
+			       ? lxm_error_set(err, -ENOENT, 500, "no managed networks")
+			       : 0;
+	old = json_object_get(d->networks->proxies, instance);
+	if (!old && !json_array_size(forwards))
+		return 0;
+	json_incref(old);
+	if (!d->networks->proxies && !(d->networks->proxies = json_object()))
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (json_array_size(forwards))
+		k = json_object_set(d->networks->proxies, instance, forwards);
+	else
+		k = json_object_del(d->networks->proxies, instance);
+	if (k < 0) {
+		json_decref(old);
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	if (d->networks->busy) {
+		/* The change running has the old entries: the table is written again after it. */
+		d->networks->proxies_dirty = true;
+		json_decref(old);
+		return 0;
+	}
+	k = nft_now(d, err);
+	if (k < 0) {
+		/* Put the previous entries back, so that the next rewrite does not fail too. */
+		if (old)
+			json_object_set(d->networks->proxies, instance, old);
+		else
+			json_object_del(d->networks->proxies, instance);
+	}
+	json_decref(old);
+	return k;
 }
 
 static void job_after(uv_work_t *w, int status)
@@ -965,6 +1048,13 @@ static void job_after(uv_work_t *w, int status)
 			log_error("network '%s': %s", n->s.name, lerr->msg);
 		dnsmasq_start(n);
 	}
+	if (d->networks->proxies_dirty) {
+		_cleanup_error_ struct lxm_error *perr = NULL;
+
+		d->networks->proxies_dirty = false;
+		if (nft_now(d, &perr) < 0)
+			log_error("networks: proxy devices: %s", perr->msg);
+	}
 	j->done(d, j->userdata, err);
 	job_free(j);
 }
@@ -1004,6 +1094,8 @@ static int job_start(struct lxmd *d, struct net_job *j, const char *skip,
 			return -ENOMEM;
 		j->n++;
 	}
+	if (d->networks->proxies && !(j->proxies = json_deep_copy(d->networks->proxies)))
+		return -ENOMEM;
 	j->d = d;
 	j->work.data = j;
 	r = uv_queue_work(d->loop, &j->work, job_work, job_after);
@@ -1231,7 +1323,7 @@ int lxmd_networks_init(struct lxmd *d, struct lxm_error **err)
 		}
 		specs[ok++] = n->s;
 	}
-	k = host_nft(d->networks->nft_table, specs, ok, &nerr);
+	k = host_nft(d->networks->nft_table, specs, ok, NULL, &nerr);
 	if (k < 0)
 		log_error("networks: %s", nerr->msg);
 	k = lxm_nft_forward_drop(&where, NULL);
@@ -1275,5 +1367,6 @@ void lxmd_networks_fini(struct lxmd *d)
 			net_free(n);
 	}
 	free(d->networks->forward_drop);
+	json_decref(d->networks->proxies);
 	free(TAKE_PTR(d->networks));
 }

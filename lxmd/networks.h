@@ -71,5 +71,12 @@ int lxmd_network_delete(struct lxmd *d, const char *name, lxmd_network_done_fn d
 /* The URLs of the profiles and instances whose nic devices name network name, sorted. */
 int lxmd_network_used_by(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);
 
+/* Sets the DNAT forwards of instance's proxy devices to forwards (an array of struct
+ * lxm_nft_network forwards, each with the "network" it belongs to; NULL or empty: none) and
+ * rewrites the nftables table at once (on the loop thread); while a network change runs, the
+ * table is rewritten when it ends. On failure the previous forwards stay. */
+int lxmd_networks_set_proxies(struct lxmd *d, const char *instance, json_t *forwards,
+			      struct lxm_error **err);
+
 /* The leases of network name (lxm_dnsmasq_leases()). 404 for an unknown network. */
 int lxmd_network_leases(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);

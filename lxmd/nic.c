@@ -24,8 +24,8 @@
 
 /* The keys a nic device may have. */
 static const char *const nic_keys[] = {
-	"type",	  "nictype",   "network", "parent",	  "name",
-	"hwaddr", "host_name", "mtu",	  "ipv4.address",
+	"type",	     "nictype", "network",	"parent",	  "name",	   "hwaddr",
+	"host_name", "mtu",	"ipv4.address", "limits.ingress", "limits.egress",
 };
 
 static const char *str(const json_t *dev, const char *key)
@@ -86,7 +86,7 @@ int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 			return lxm_error_set(err, -EINVAL, 400,
 					     "nic device '%s': unknown key '%s' (known: nictype, "
 					     "network, parent, name, hwaddr, host_name, mtu, "
-					     "ipv4.address)",
+					     "ipv4.address, limits.ingress, limits.egress)",
 					     name, key);
 	}
 	k.network = str(dev, "network");
@@ -163,6 +163,29 @@ int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 				     "nic device '%s': key 'ipv4.address' needs network= (a static "
 				     "lease of a managed network)",
 				     name);
+	for (int i = 0; i < 2; i++) {
+		const char *lim = i == 0 ? "limits.ingress" : "limits.egress",
+			   *rate = str(dev, lim);
+		uint64_t *bps = i == 0 ? &k.ingress : &k.egress;
+		int r;
+
+		if (!rate)
+			continue;
+		r = lxm_parse_bitrate(rate, bps);
+		if (r == -ERANGE)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"nic device '%s': key '%s': '%s' is out of range (8bit "
+				"to 17Gbit)",
+				name, lim, rate);
+		if (r < 0)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"nic device '%s': key '%s': '%s' is not a bit rate (a "
+				"number and a unit: bit, kbit, Mbit, Gbit, Tbit, Kibit, "
+				"Mibit, Gibit or Tibit, as in 10Mbit)",
+				name, lim, rate);
+	}
 	*ret = k;
 	return 1;
 }
@@ -172,14 +195,16 @@ int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 /* One veth to create (or, for a removal, the device's veth as it was, to create it again when
  * the change fails). */
 struct nic_op {
-	char *device;	 /* the device's name */
-	char *network;	 /* its managed network, or NULL */
-	char *bridge;	 /* the bridge the host end joins, or NULL when it cannot be resolved */
-	char *inner;	 /* the name inside */
-	char *hwaddr;	 /* the MAC inside */
-	char *host_name; /* the host end */
-	unsigned mtu;	 /* 0: the bridge's */
-	bool done;	 /* the worker did it */
+	char *device;	  /* the device's name */
+	char *network;	  /* its managed network, or NULL */
+	char *bridge;	  /* the bridge the host end joins, or NULL when it cannot be resolved */
+	char *inner;	  /* the name inside */
+	char *hwaddr;	  /* the MAC inside */
+	char *host_name;  /* the host end */
+	unsigned mtu;	  /* 0: the bridge's */
+	uint64_t ingress; /* bit/s the host end sends to the instance, 0: no limit */
+	uint64_t egress;  /* bit/s the instance sends, 0: no limit */
+	bool done;	  /* the worker did it */
 };
 
 struct nic_job {
@@ -296,6 +321,8 @@ static int nic_op_fill(struct lxmd *d, const struct lxmd_nic *k, json_t *config,
 	}
 	memset(e, 0, sizeof(*e));
 	e->mtu = k->mtu;
+	e->ingress = k->ingress;
+	e->egress = k->egress;
 	if (!(e->device = strdup(k->name)) || !(e->inner = strdup(k->inner)) ||
 	    (k->network && !(e->network = strdup(k->network))) ||
 	    (bridge && !(e->bridge = strdup(bridge))) || (hw && !(e->hwaddr = strdup(hw))) ||
@@ -378,6 +405,21 @@ static int veth_create(const struct nic_op *e, pid_t pid, struct lxm_error **err
 	if (lxm_veth_create(&v, err) < 0)
 		return lxm_error_prefix(err, "nic device '%s': create veth %s on %s", e->device,
 					e->host_name, e->bridge);
+	/* limits.ingress shapes what the host end sends into the instance; limits.egress what
+	 * the instance sends, at its own end of the veth. */
+	const char *key = NULL;
+
+	if (e->ingress && lxm_link_set_rate(0, e->host_name, e->ingress, err) < 0)
+		key = "limits.ingress";
+	else if (e->egress && lxm_link_set_rate(pid, e->inner, e->egress, err) < 0)
+		key = "limits.egress";
+	if (key) {
+		struct lxm_error *e2 = NULL;
+
+		if (lxm_link_delete(e->host_name, &e2) < 0)
+			lxm_error_free(e2);
+		return lxm_error_prefix(err, "nic device '%s': key '%s'", e->device, key);
+	}
 	return 0;
 }
 

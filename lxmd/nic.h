@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -31,11 +32,13 @@ struct lxmd_nic {
 	const char *host_name; /* host_name=, or NULL: volatile.<dev>.host_name */
 	const char *ipv4;      /* ipv4.address=: a static DHCP lease (network= only), or NULL */
 	unsigned mtu;	       /* mtu=, 0: the bridge's */
+	uint64_t ingress;      /* limits.ingress= in bit/s (to the instance), 0: none */
+	uint64_t egress;       /* limits.egress= in bit/s (from the instance), 0: none */
 };
 
 /* Classifies device name: 1 with *ret filled for a nic, 0 for another type, -EINVAL (400) naming
  * the device and the key for a nic that cannot work (an unknown key, no network= or parent=, a
- * bad MAC, MTU, name or address). Pure: no I/O. */
+ * bad MAC, MTU, name, address or bit rate). Pure: no I/O. */
 int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 		   struct lxm_error **err);
 

@@ -87,11 +87,21 @@ static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_n
 	else
 		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]" : "%s", taddr);
 	const char *ipf = family == AF_INET6 ? "ip6" : "ip";
+	char match[96];
 
-	fprintf(prert, "\t\t%s daddr %s %s dport %s dnat %s to %s\n", ipf, laddr, proto, dport, ipf,
-		to);
-	fprintf(out, "\t\t%s daddr %s %s dport %s dnat %s to %s\n", ipf, laddr, proto, dport, ipf,
-		to);
+	/* A wildcard listen address (a proxy device's 0.0.0.0) means every local address. */
+	if (streq(laddr, "0.0.0.0") || streq(laddr, "::"))
+		snprintf(match, sizeof(match), "meta nfproto %s fib daddr type local",
+			 family == AF_INET6 ? "ipv6" : "ipv4");
+	else
+		snprintf(match, sizeof(match), "%s daddr %s", ipf, laddr);
+	fprintf(prert, "\t\t%s %s dport %s dnat %s to %s\n", match, proto, dport, ipf, to);
+	fprintf(out, "\t\t%s %s dport %s dnat %s to %s\n", match, proto, dport, ipf, to);
+	/* The host reaching it through 127.0.0.1 (its bridge has route_localnet): the reply must
+	 * come back through the bridge, so the loopback source is rewritten. */
+	if (family == AF_INET && (streq(laddr, "0.0.0.0") || strncmp(laddr, "127.", 4) == 0))
+		fprintf(post, "\t\tip saddr 127.0.0.0/8 ip daddr %s %s dport %s masquerade\n",
+			taddr, proto, tport && *tport && !strchr(tport, ',') ? tport : dport);
 	/* An instance reaching its own forward comes back to itself: the reply must go through
 	 * the host, so the source is rewritten. */
 	fprintf(post, "\t\t%s saddr %s %s daddr %s %s dport %s masquerade\n", ipf, taddr, ipf,

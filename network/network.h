@@ -57,6 +57,16 @@ int lxm_link_delete_in(pid_t netns_pid, const char *inner_name, struct lxm_error
 /* A random LXD-style MAC, "00:16:3e:xx:xx:xx", into buf. */
 void lxm_random_hwaddr(char buf[static 18]);
 
+/* ---- rate limits (network-tc.c) ---- */
+
+/* An LXD bit rate ("10Mbit", "512kbit", "1Gibit"; units bit, kbit, Mbit, Gbit, Tbit and Kibit
+ * to Tibit, case-sensitive) into *ret in bits per second. -EINVAL when it is not a rate, -ERANGE
+ * when it is below 8bit or above what a token bucket holds (about 17Gbit). */
+int lxm_parse_bitrate(const char *s, uint64_t *ret);
+/* Shapes what link name (in the network namespace of netns_pid, 0: the caller's) sends to bps
+ * bits per second: a tbf qdisc at its root, replacing the one there. */
+int lxm_link_set_rate(pid_t netns_pid, const char *name, uint64_t bps, struct lxm_error **err);
+
 /* ---- addressing (network-addr.c) ---- */
 
 /* A private IPv4 /24 that collides with no address and no route of the host (nor any of

@@ -21,6 +21,7 @@
 #include "db/db.h"
 #include "disks.h"
 #include "nic.h"
+#include "proxy.h"
 #include "events.h"
 #include "images/images.h"
 #include "images/metadata.h"
@@ -1287,6 +1288,8 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 			      *xdevices = NULL;
 	_cleanup_(lxmd_disks_hotplug_freep) struct lxmd_hotplug *plan = NULL;
 	_cleanup_(lxmd_nics_hotplug_freep) struct lxmd_nic_hotplug *nplan = NULL;
+	_cleanup_json_ json_t *pplan = NULL;
+	bool running;
 	const char *desc = NULL, *arch = NULL, *restore = NULL;
 	json_t *in_config = NULL, *in_devices = NULL;
 	struct lxm_operation *op = NULL;
@@ -1311,6 +1314,12 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if (restore && *restore)
 		return lxmd_snapshot_restore(r, inst, restore, err);
+	{
+		int code;
+
+		lxmd_instance_status(r->d, inst->name, &code);
+		running = code != LXM_STATUS_STOPPED;
+	}
 	if (arch && *arch && inst->architecture && !streq(arch, inst->architecture))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update instance '%s': the architecture cannot change (%s)",
@@ -1354,6 +1363,7 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	if ((k = lxmd_instance_expand(r->d, inst, &xconfig, &xdevices, err)) < 0 ||
 	    (k = lxmd_disks_hotplug_plan(r->d, inst->name, xdevices, &plan, err)) < 0 ||
 	    (k = lxmd_nics_hotplug_plan(r->d, inst, xdevices, &nplan, err)) < 0 ||
+	    (running && (k = lxmd_proxies_plan(r->d, inst->name, xdevices, &pplan, err)) < 0) ||
 	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if (plan && nplan)
@@ -1366,6 +1376,9 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	k = lxmd_instance_apply_config(r->d, inst->name, xconfig, true, err);
 	if (k < 0)
 		return k;
+	/* The proxy devices of a running instance change at once. */
+	if (running && (k = lxmd_proxies_apply(r->d, inst->name, pplan, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Updating instance",
 			      resources_for(r, inst->name), NULL, NULL, NULL, NULL, &op);
 	if (k < 0)

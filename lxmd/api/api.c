@@ -15,6 +15,7 @@
 #include "http.h"
 #include "json.h"
 #include "nic.h"
+#include "proxy.h"
 #include "server.h"
 #include "snapshot-schedule.h"
 #include "util.h"
@@ -616,8 +617,10 @@ int lxmd_check_devices(const json_t *devices, struct lxm_error **err)
 					     name);
 		{
 			struct lxmd_nic nic;
+			struct lxmd_proxy proxy;
 
-			if ((k = lxmd_nic_parse(name, dev, &nic, err)) < 0)
+			if ((k = lxmd_nic_parse(name, dev, &nic, err)) < 0 ||
+			    (k = lxmd_proxy_parse(name, dev, &proxy, err)) < 0)
 				return k;
 		}
 	}

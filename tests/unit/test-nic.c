@@ -12,6 +12,7 @@
 #include "error.h"
 #include "json.h"
 #include "lxmd/nic.h"
+#include "network/network.h"
 #include "util.h"
 #include "tests/unit/tap.h"
 
@@ -29,7 +30,7 @@ static int parse(const char *json, struct lxmd_nic *ret, char msg[static 512])
 	snprintf(msg, 512, "%s", err ? err->msg : "");
 	lxm_error_free(err);
 	if (ret)
-		*ret = (struct lxmd_nic){ .mtu = k.mtu };
+		*ret = (struct lxmd_nic){ .mtu = k.mtu, .ingress = k.ingress, .egress = k.egress };
 	if (ret && r == 1) {
 		ret->inner = k.inner && streq(k.inner, "n0") ? "n0" : k.inner ? "other" : NULL;
 		ret->parent = k.parent ? "set" : NULL;
@@ -85,5 +86,53 @@ int main(void)
 	refused("{\"type\": \"nic\", \"nictype\": \"bridged\", \"parent\": \"br0\", "
 		"\"ipv4.address\": \"10.1.2.3\"}",
 		"ipv4.address");
+
+	/* Bit rates: LXD's units, decimal and binary, case-sensitive. */
+	static const struct {
+		const char *s; /* the text */
+		int r;	       /* what the parser returns */
+		uint64_t bps;  /* and the rate when it is 0 */
+	} rates[] = {
+		{ "10Mbit", 0, 10000000ULL },
+		{ "512kbit", 0, 512000ULL },
+		{ "1Gbit", 0, 1000000000ULL },
+		{ "8bit", 0, 8 },
+		{ "1Kibit", 0, 1024 },
+		{ "3Mibit", 0, 3ULL << 20 },
+		{ "16Gbit", 0, 16000000000ULL },
+		{ "1Tbit", -ERANGE, 0 },
+		{ "7bit", -ERANGE, 0 },
+		{ "0Mbit", -ERANGE, 0 },
+		{ "10", -EINVAL, 0 },
+		{ "10mbit", -EINVAL, 0 },
+		{ "10 Mbit", -EINVAL, 0 },
+		{ "Mbit", -EINVAL, 0 },
+		{ "-10Mbit", -EINVAL, 0 },
+		{ "1.5Mbit", -EINVAL, 0 },
+		{ "10MB", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "99999999999999999999999bit", -ERANGE, 0 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(rates); i++) {
+		uint64_t bps = 0;
+		int r = lxm_parse_bitrate(rates[i].s, &bps);
+
+		ok(r == rates[i].r && (r < 0 || bps == rates[i].bps), "rate '%s': %d, %llu",
+		   rates[i].s, r, (unsigned long long)bps);
+	}
+	ok(parse("{\"type\": \"nic\", \"network\": \"n\", \"limits.ingress\": \"10Mbit\", "
+		 "\"limits.egress\": \"2Mibit\"}",
+		 &k, msg) == 1 &&
+		   k.ingress == 10000000ULL && k.egress == 2ULL << 20,
+	   "limits.ingress and limits.egress (%s)", msg);
+	ok(parse("{\"type\": \"nic\", \"network\": \"n\"}", &k, msg) == 1 && k.ingress == 0 &&
+		   k.egress == 0,
+	   "no limits by default (%s)", msg);
+	refused("{\"type\": \"nic\", \"network\": \"n\", \"limits.ingress\": \"fast\"}",
+		"limits.ingress");
+	refused("{\"type\": \"nic\", \"network\": \"n\", \"limits.egress\": \"10MB\"}",
+		"limits.egress");
+	refused("{\"type\": \"nic\", \"network\": \"n\", \"limits.egress\": \"1Tbit\"}",
+		"out of range");
 	return tap_done();
 }
