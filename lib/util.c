@@ -323,3 +323,20 @@ const char *lxm_entity_name_invalid_reason(const char *name)
 	}
 	return NULL;
 }
+
+bool lxm_path_is_clean(const char *p)
+{
+	if (!p || p[0] != '/')
+		return false;
+	for (const char *c = p; *c;) {
+		size_t n;
+
+		while (*c == '/')
+			c++;
+		n = strcspn(c, "/");
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += n;
+	}
+	return true;
+}

@@ -56,6 +56,9 @@ void lxm_unescape_octal(char *s);
  * errno alone. Reads the log empty. */
 void lxm_fs_log(int fsfd, char *buf, size_t len);
 
+/* Whether p is an absolute path without "." or ".." components. */
+bool lxm_path_is_clean(const char *p);
+
 /* Writes all of data to fd (a blocking fd), retrying on EINTR and short writes. 0 or -errno. */
 int lxm_write_all(int fd, const void *data, size_t len);
 /* Writes data to path atomically (tmp file + fsync + rename). */

@@ -103,15 +103,42 @@ int lxm_cli_get_object(struct lxm_client *c, const char *path, const char *what,
 	return 0;
 }
 
+/* Says what an update recorded that a running instance only takes at its next start: lxmd's
+ * "restart_required" (keys for an instance's update, instance -> keys for a profile's). */
+static void print_restart_required(const char *path, const json_t *metadata)
+{
+	const json_t *rr = json_object_get(metadata, "restart_required");
+	const char *slash = strrchr(path, '/'), *name;
+	json_t *list, *v;
+	size_t i;
+
+	if (json_is_array(rr)) {
+		json_array_foreach ((json_t *)rr, i, v)
+			fprintf(stderr, "Instance '%s': %s takes effect at its next start\n",
+				slash ? slash + 1 : path, json_string_value(v));
+		return;
+	}
+	json_object_foreach ((json_t *)rr, name, list)
+		json_array_foreach (list, i, v)
+			fprintf(stderr, "Instance '%s': %s takes effect at its next start\n", name,
+				json_string_value(v));
+}
+
 int lxm_cli_put(struct lxm_client *c, const char *path, const json_t *body, const char *etag,
 		struct lxm_error **err)
 {
 	struct lxm_client_response resp = { .if_match = etag };
+	_cleanup_json_ json_t *metadata = NULL, *op = NULL;
 	int r;
 
-	r = lxm_client_request(c, "PUT", path, body, NULL, &resp, err);
-	if (r >= 0 && resp.operation)
-		r = lxm_client_wait_operation(c, resp.operation, NULL, err);
+	r = lxm_client_request(c, "PUT", path, body, &metadata, &resp, err);
+	if (r >= 0 && resp.operation) {
+		r = lxm_client_wait_operation(c, resp.operation, &op, err);
+		if (r >= 0)
+			print_restart_required(path, json_object_get(op, "metadata"));
+	} else if (r >= 0) {
+		print_restart_required(path, metadata);
+	}
 	lxm_client_response_done(&resp);
 	return r;
 }
@@ -738,35 +765,54 @@ void lxm_cli_config_edit_done(struct lxm_cli_config_edit *e)
 	free(TAKE_PTR(e->description));
 }
 
-int lxm_cli_check_config_doc(const json_t *doc, void *userdata, struct lxm_error **err)
+int lxm_cli_check_doc_fields(const json_t *doc, const char *const *fields, const char *what,
+			     const char *known, struct lxm_error **err)
 {
-	struct lxm_cli_config_edit *e = userdata;
-	const json_t *desc;
 	const char *key;
 	json_t *v;
 
-	lxm_cli_config_edit_done(e);
 	if (json_is_null(doc))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "the document is empty; nothing was changed");
 	if (!json_is_object(doc))
-		return lxm_error_set(err, -EINVAL, 400, "the document must be a map of %s fields",
-				     e->kind);
+		return lxm_error_set(err, -EINVAL, 400, "the document must be %s", what);
 	json_object_foreach ((json_t *)doc, key, v) {
 		size_t i;
 
-		for (i = 0; e->fields[i] && !streq(key, e->fields[i]); i++)
+		for (i = 0; fields[i] && !streq(key, fields[i]); i++)
 			;
-		if (!e->fields[i])
-			return lxm_error_set(err, -EINVAL, 400,
-					     "unknown field '%s' (a %s has config and description)",
-					     key, e->kind);
+		if (!fields[i])
+			return lxm_error_set(err, -EINVAL, 400, "unknown field '%s' (%s)", key,
+					     known);
 	}
-	desc = json_object_get(doc, "description");
+	return 0;
+}
+
+int lxm_cli_doc_description(const json_t *doc, char **ret, struct lxm_error **err)
+{
+	const json_t *desc = json_object_get(doc, "description");
+
 	if (desc && !json_is_null(desc) && !json_is_string(desc))
 		return lxm_error_set(err, -EINVAL, 400, "description must be text");
-	e->description = strdup(json_string_value(desc) ? json_string_value(desc) : "");
-	if (!e->description)
+	*ret = strdup(json_string_value(desc) ? json_string_value(desc) : "");
+	if (!*ret)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return 0;
+}
+
+int lxm_cli_check_config_doc(const json_t *doc, void *userdata, struct lxm_error **err)
+{
+	struct lxm_cli_config_edit *e = userdata;
+	char what[64], known[64];
+	int r;
+
+	lxm_cli_config_edit_done(e);
+	snprintf(what, sizeof(what), "a map of %s fields", e->kind);
+	snprintf(known, sizeof(known), "a %s has config and description", e->kind);
+	r = lxm_cli_check_doc_fields(doc, e->fields, what, known, err);
+	if (r >= 0)
+		r = lxm_cli_doc_description(doc, &e->description, err);
+	if (r < 0)
+		return r;
 	return lxm_cli_string_map(json_object_get(doc, "config"), "config", &e->config, err);
 }

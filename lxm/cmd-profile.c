@@ -1,16 +1,19 @@
-/* lxm profile list|show|create|delete|set|unset|get|rename|edit. */
+/* lxm profile list|show|create|copy|delete|set|unset|get|rename|edit|device, and the profiles
+ * of instances: add, remove, assign. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/cleanup.h"
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
+#include "profiles/keys.h"
 
 /* lxc shows a profile in the order of Go's api.Profile fields. */
 static const char *const profile_keys[] = {
@@ -23,7 +26,10 @@ static int profile_path(const char *name, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-static const struct lxm_cli_config_kind profile_kind = {
+/* What PUT /1.0/profiles/NAME takes back. */
+static const char *const profile_put_fields[] = { "config", "description", "devices", NULL };
+
+const struct lxm_cli_config_kind lxm_cli_profile_kind = {
 	.prefix = "/1.0/profiles/",
 	.kind = "profile",
 	.title = "Profile",
@@ -32,6 +38,7 @@ static const struct lxm_cli_config_kind profile_kind = {
 	.key_args = "a profile NAME and a KEY",
 	.devices = true,
 	.rename_says_new = true,
+	.put_fields = profile_put_fields,
 };
 
 /* PUT /1.0/profiles/NAME {"config","description","devices"}, guarded by the ETag of the GET it
@@ -109,7 +116,7 @@ static int fetch_profiles(struct lxm_client *c, json_t **ret, struct lxm_error *
 			const char *slash = strrchr(json_string_value(p), '/');
 			json_t *full = NULL;
 
-			r = lxm_cli_kind_get(c, &profile_kind,
+			r = lxm_cli_kind_get(c, &lxm_cli_profile_kind,
 					     slash ? slash + 1 : json_string_value(p), &full, NULL,
 					     err);
 			if (r < 0)
@@ -175,7 +182,7 @@ static int profile_show(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
-		r = lxm_cli_kind_get(c, &profile_kind, argv[1], &p, NULL, err);
+		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, NULL, err);
 	if (r < 0)
 		return r;
 	view = profile_view(p);
@@ -186,47 +193,38 @@ static int profile_show(int argc, char **argv, struct lxm_error **err)
 
 /* ---- create, delete, rename ---- */
 
-static int profile_create(int argc, char **argv, struct lxm_error **err)
-{
-	_cleanup_client_ struct lxm_client *c = NULL;
-	_cleanup_json_ json_t *body = NULL;
-	int r;
-
-	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
-	if (r < 0)
-		return r;
-	body = json_pack("{s:s, s:{}, s:s, s:{}}", "name", argv[1], "config", "description", "",
-			 "devices");
-	if (!body)
-		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	return lxm_cli_kind_create(c, &profile_kind, argv[1], body, err);
-}
-
 static int profile_delete(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_kind_delete(&profile_kind, argc, argv, err);
+	return lxm_cli_kind_delete(&lxm_cli_profile_kind, argc, argv, err);
 }
 
 static int profile_rename(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_kind_rename(&profile_kind, argc, argv, err);
+	return lxm_cli_kind_rename(&lxm_cli_profile_kind, argc, argv, err);
 }
 
 /* ---- set, unset, get ---- */
 
 static int profile_set(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_set(&profile_kind, argc, argv, err);
+	_cleanup_json_ json_t *set = NULL;
+	int r = 0;
+
+	/* The keys are checked here as lxmd checks them, before any request. */
+	if (argc > 2 && (r = lxm_cli_set_args(argv[0], argc - 2, argv + 2, &set, err)) >= 0 &&
+	    (r = lxm_config_check(NULL, set, LXM_CONFIG_PROFILE, err)) < 0)
+		return lxm_error_prefix(err, "update profile '%s'", argv[1]);
+	return r < 0 ? r : lxm_cli_config_set(&lxm_cli_profile_kind, argc, argv, err);
 }
 
 static int profile_unset(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_unset(&profile_kind, argc, argv, err);
+	return lxm_cli_config_unset(&lxm_cli_profile_kind, argc, argv, err);
 }
 
 static int profile_get(int argc, char **argv, struct lxm_error **err)
 {
-	return lxm_cli_config_get(&profile_kind, argc, argv, err);
+	return lxm_cli_config_get(&lxm_cli_profile_kind, argc, argv, err);
 }
 
 /* ---- edit ---- */
@@ -260,77 +258,23 @@ static void profile_edit_done(struct profile_edit *e)
 	*e = (struct profile_edit){};
 }
 
-static int check_devices(const json_t *in, json_t **ret, struct lxm_error **err)
-{
-	_cleanup_json_ json_t *out = json_object();
-	const char *dev;
-	json_t *v;
-
-	if (!out)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	if (in && !json_is_null(in) && !json_is_object(in))
-		return lxm_error_set(err, -EINVAL, 400, "devices must be a map of device names");
-	json_object_foreach ((json_t *)in, dev, v) {
-		_cleanup_free_ char *what = NULL;
-		json_t *keys = NULL;
-		int r;
-
-		if (asprintf(&what, "device '%s'", dev) < 0) {
-			what = NULL;
-			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-		}
-		r = lxm_cli_string_map(v, what, &keys, err);
-		if (r < 0)
-			return r;
-		if (json_object_set_new(out, dev, keys) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	}
-	*ret = TAKE_PTR(out);
-	return 0;
-}
-
 static int check_profile_doc(const json_t *doc, void *userdata, struct lxm_error **err)
 {
-	static const char *const known[] = { "config", "description", "devices",
-					     "name",   "used_by",     "project" };
+	static const char *const known[] = { "config",	"description", "devices", "name",
+					     "used_by", "project",     NULL };
 	struct profile_edit *e = userdata;
-	const json_t *desc;
-	const char *key;
-	json_t *v;
 	int r;
 
 	profile_edit_done(e);
-	if (!json_is_object(doc))
-		return lxm_error_set(err, -EINVAL, 400,
-				     json_is_null(doc)
-					     ? "the document is empty; nothing was changed"
-					     : "the document must be a map of profile fields");
-	json_object_foreach ((json_t *)doc, key, v) {
-		size_t i;
-
-		for (i = 0; i < ARRAY_SIZE(known); i++)
-			if (streq(key, known[i]))
-				break;
-		if (i == ARRAY_SIZE(known))
-			return lxm_error_set(
-				err, -EINVAL, 400,
-				"unknown field '%s' (a profile has config, description "
-				"and devices)",
-				key);
-	}
-	r = lxm_cli_string_map(json_object_get(doc, "config"), "config", &e->config, err);
-	if (r < 0)
-		return r;
-	r = check_devices(json_object_get(doc, "devices"), &e->devices, err);
-	if (r < 0)
-		return r;
-	desc = json_object_get(doc, "description");
-	if (desc && !json_is_null(desc) && !json_is_string(desc))
-		return lxm_error_set(err, -EINVAL, 400, "description must be text");
-	e->description = strdup(json_string_value(desc) ? json_string_value(desc) : "");
-	if (!e->description)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	return 0;
+	r = lxm_cli_check_doc_fields(doc, known, "a map of profile fields",
+				     "a profile has config, description and devices", err);
+	if (r >= 0)
+		r = lxm_cli_string_map(json_object_get(doc, "config"), "config", &e->config, err);
+	if (r >= 0)
+		r = lxm_cli_devices_map(json_object_get(doc, "devices"), &e->devices, err);
+	if (r >= 0)
+		r = lxm_cli_doc_description(doc, &e->description, err);
+	return r < 0 ? r : 0;
 }
 
 static int profile_edit(int argc, char **argv, struct lxm_error **err)
@@ -343,7 +287,7 @@ static int profile_edit(int argc, char **argv, struct lxm_error **err)
 
 	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
-		r = lxm_cli_kind_get(c, &profile_kind, argv[1], &p, &etag, err);
+		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, &etag, err);
 	if (r < 0)
 		return r;
 	if (asprintf(&what, "profile '%s'", argv[1]) < 0)
@@ -355,9 +299,250 @@ static int profile_edit(int argc, char **argv, struct lxm_error **err)
 	return put_profile(c, argv[1], e.config, e.description, e.devices, etag, err);
 }
 
+/* ---- create, copy ---- */
+
+/* An empty document (or stdin at its end) makes an empty profile. */
+static int check_create_doc(const json_t *doc, void *userdata, struct lxm_error **err)
+{
+	struct profile_edit *e = userdata;
+
+	if (!json_is_null(doc))
+		return check_profile_doc(doc, userdata, err);
+	profile_edit_done(e);
+	e->config = json_object();
+	e->devices = json_object();
+	e->description = strdup("");
+	if (!e->config || !e->devices || !e->description)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return 0;
+}
+
+/* create NAME: with the config, description and devices of a YAML document on stdin when stdin
+ * is not a terminal (lxm profile create web < web.yaml), as lxc does. */
+static int profile_create(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_(profile_edit_done) struct profile_edit e = {};
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *body = NULL, *doc = NULL;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	if (r < 0)
+		return r;
+	if (!isatty(STDIN_FILENO)) {
+		r = lxm_cli_edit_yaml("", "", check_create_doc, &e, &doc, err);
+		if (r < 0)
+			return lxm_error_prefix(err, "create profile '%s'", argv[1]);
+	}
+	body = json_pack("{s:s, s:o, s:s, s:o}", "name", argv[1], "config",
+			 e.config ? json_incref(e.config) : json_object(), "description",
+			 e.description ? e.description : "", "devices",
+			 e.devices ? json_incref(e.devices) : json_object());
+	if (!body)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return lxm_cli_kind_create(c, &lxm_cli_profile_kind, argv[1], body, err);
+}
+
+/* copy SOURCE DESTINATION: a new profile with the source's config, description and devices. */
+static int profile_copy(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_json_ json_t *p = NULL, *body = NULL;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 2, 2, "SOURCE and DESTINATION profile names", &c, err);
+	if (r >= 0)
+		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "copy profile '%s' to '%s'", argv[1], argv[2]);
+	body = json_pack("{s:s, s:s}", "name", argv[2], "description",
+			 json_string_value(json_object_get(p, "description")) ?: "");
+	for (size_t i = 0; body && i < 2; i++) {
+		const char *field = i == 0 ? "config" : "devices";
+		json_t *v = json_object_get(p, field);
+
+		if (json_object_set_new(body, field,
+					json_is_object(v) ? json_incref(v) : json_object()) < 0)
+			json_decref(TAKE_PTR(body));
+	}
+	if (!body)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	r = lxm_client_do(c, "POST", "/1.0/profiles", body, NULL, err);
+	if (r < 0)
+		return lxm_error_prefix(err, "copy profile '%s' to '%s'", argv[1], argv[2]);
+	return 0;
+}
+
+/* ---- the profiles of an instance: add, remove, assign ---- */
+
+/* An instance read for a change of its profile list: its object, ETag and a copy of the list. */
+struct applied {
+	struct lxm_client *c; /* the connection */
+	json_t *inst;	      /* the instance as the GET gave it */
+	char *etag;	      /* its ETag, for the PUT */
+	json_t *profiles;     /* a copy of its profile list, to change */
+};
+
+static void applied_done(struct applied *a)
+{
+	lxm_client_free(a->c);
+	json_decref(a->inst);
+	free(a->etag);
+	json_decref(a->profiles);
+	*a = (struct applied){};
+}
+
+static int applied_open(int argc, char **argv, const char *expected, struct applied *a,
+			struct lxm_error **err)
+{
+	const json_t *p;
+	int r;
+
+	r = lxm_cli_open(argc, argv, 2, 2, expected, &a->c, err);
+	if (r >= 0)
+		r = lxm_cli_kind_get(a->c, &lxm_cli_instance_kind, argv[1], &a->inst, &a->etag,
+				     err);
+	if (r < 0)
+		return r;
+	p = json_object_get(a->inst, "profiles");
+	a->profiles = json_is_array(p) ? json_copy((json_t *)p) : json_array();
+	if (!a->profiles)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	return 0;
+}
+
+/* The index of profile name in the list, or -1. */
+static ssize_t applied_find(const struct applied *a, const char *name)
+{
+	for (size_t i = 0; i < json_array_size(a->profiles); i++)
+		if (streq(json_string_value(json_array_get(a->profiles, i)), name))
+			return (ssize_t)i;
+	return -1;
+}
+
+static int applied_put(struct applied *a, const char *instance, struct lxm_error **err)
+{
+	if (json_object_set(a->inst, "profiles", a->profiles) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	return lxm_cli_kind_put(a->c, &lxm_cli_instance_kind, instance, a->inst, a->etag, err);
+}
+
+/* add INSTANCE PROFILE: appended, so it applies after (over) the others. */
+static int profile_add(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_(applied_done) struct applied a = {};
+	int r;
+
+	r = applied_open(argc, argv, "an INSTANCE and a PROFILE", &a, err);
+	if (r < 0)
+		return r;
+	if (applied_find(&a, argv[2]) >= 0)
+		return lxm_error_set(err, -EEXIST, 409,
+				     "profile '%s' is already applied to instance '%s'", argv[2],
+				     argv[1]);
+	if (json_array_append_new(a.profiles, json_string(argv[2])) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+	r = applied_put(&a, argv[1], err);
+	if (r < 0)
+		return r;
+	printf("Profile %s added to %s\n", argv[2], argv[1]);
+	return 0;
+}
+
+/* remove INSTANCE PROFILE */
+static int profile_remove(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_(applied_done) struct applied a = {};
+	ssize_t i;
+	int r;
+
+	r = applied_open(argc, argv, "an INSTANCE and a PROFILE", &a, err);
+	if (r < 0)
+		return r;
+	i = applied_find(&a, argv[2]);
+	if (i < 0)
+		return lxm_error_set(err, -ENOENT, 404,
+				     "profile '%s' is not applied to instance '%s'", argv[2],
+				     argv[1]);
+	json_array_remove(a.profiles, (size_t)i);
+	r = applied_put(&a, argv[1], err);
+	if (r < 0)
+		return r;
+	printf("Profile %s removed from %s\n", argv[2], argv[1]);
+	return 0;
+}
+
+/* assign INSTANCE P1,P2,...: the whole list, in that order; "" applies none. */
+static int profile_assign(int argc, char **argv, struct lxm_error **err)
+{
+	_cleanup_(applied_done) struct applied a = {};
+	const char *s;
+	int r;
+
+	r = applied_open(argc, argv, "an INSTANCE and PROFILES (comma-separated)", &a, err);
+	if (r < 0)
+		return r;
+	json_array_clear(a.profiles);
+	for (s = argv[2]; *argv[2];) {
+		size_t n = strcspn(s, ",");
+
+		if (n == 0)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "%s: invalid profile list '%s': an empty name "
+					     "(expected P1,P2,... or '' for none)",
+					     argv[0], argv[2]);
+		if (json_array_append_new(a.profiles, json_stringn(s, n)) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
+		if (!s[n])
+			break;
+		s += n + 1;
+	}
+	r = applied_put(&a, argv[1], err);
+	if (r < 0)
+		return r;
+	if (*argv[2])
+		printf("Profiles %s applied to %s\n", argv[2], argv[1]);
+	else
+		printf("All profiles removed from %s\n", argv[1]);
+	return 0;
+}
+
 const struct lxm_command lxm_profile_commands[] = {
-	LXM_CMD("create", profile_create, "Create a profile", "profile create NAME"),
+	LXM_CMD("add", profile_add, "Add a profile to an instance (applied last)",
+		"profile add INSTANCE PROFILE"),
+	{
+		.name = "assign",
+		.run = profile_assign,
+		.summary = "Set the profiles of an instance",
+		.usage = "profile assign INSTANCE PROFILE[,PROFILE...]",
+		.help = "Replaces the instance's list; later profiles apply over earlier ones:\n"
+			"  lxm profile assign c1 default,web\n"
+			"  lxm profile assign c1 ''      (no profile at all)\n",
+	},
+	LXM_CMD("copy", profile_copy, "Copy a profile", "profile copy SOURCE DESTINATION"),
+	{
+		.name = "create",
+		.run = profile_create,
+		.summary = "Create a profile",
+		.usage = "profile create NAME",
+		.help = "When standard input is not a terminal, the profile's config, description\n"
+			"and devices are read from it as YAML (as 'profile show' prints them):\n"
+			"  lxm profile create web < web.yaml\n",
+	},
 	LXM_CMD_DELETE(profile_delete, "Delete a profile", "profile delete NAME"),
+	{
+		.name = "device",
+		.run = lxm_cli_profile_device,
+		.summary = "Manage a profile's devices",
+		.usage = "profile device add|get|list|remove|set|show|unset PROFILE ...",
+		.help = "  profile device add PROFILE DEVICE TYPE [KEY=VALUE...]\n"
+			"  profile device remove PROFILE DEVICE...\n"
+			"  profile device set PROFILE DEVICE KEY=VALUE... | set PROFILE DEVICE KEY "
+			"VALUE\n"
+			"  profile device unset PROFILE DEVICE KEY\n"
+			"  profile device get PROFILE DEVICE KEY\n"
+			"  profile device list PROFILE | show PROFILE\n",
+	},
 	{
 		.name = "edit",
 		.run = profile_edit,
@@ -370,6 +555,8 @@ const struct lxm_command lxm_profile_commands[] = {
 	LXM_CMD("get", profile_get, "Get the value of a profile config key",
 		"profile get NAME KEY"),
 	LXM_CMD_LIST(profile_list, "List profiles", "profile list [flags]"),
+	LXM_CMD("remove", profile_remove, "Remove a profile from an instance",
+		"profile remove INSTANCE PROFILE"),
 	LXM_CMD_RENAME(profile_rename, "Rename a profile", "profile rename OLD NEW"),
 	LXM_CMD("set", profile_set, "Set profile config keys",
 		"profile set NAME KEY=VALUE... | profile set NAME KEY VALUE"),

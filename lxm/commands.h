@@ -163,7 +163,29 @@ struct lxm_cli_config_kind {
 	const char *key_args;	 /* what unset and get take: "a network NAME and a KEY" */
 	bool devices;		 /* whether its PUT also carries its devices map (a profile's) */
 	bool rename_says_new;	 /* whether rename errors name the new name too (a profile's) */
+	const char *const *put_fields; /* the writable fields lxm_cli_kind_put() sends, or NULL */
+	bool inherits; /* whether it also has devices from profiles (an instance's) */
 };
+
+/* The instances and the profiles as kinds (cmd-config.c, cmd-profile.c). */
+extern const struct lxm_cli_config_kind lxm_cli_instance_kind;
+extern const struct lxm_cli_config_kind lxm_cli_profile_kind;
+
+/* PUT PREFIX/NAME with the put_fields of obj (a changed copy of what a GET gave), guarded by the
+ * ETag of that GET: a concurrent change fails ("changed since it was read ... retry") instead of
+ * being lost (cmd-device.c). */
+int lxm_cli_kind_put(struct lxm_client *c, const struct lxm_cli_config_kind *k, const char *name,
+		     const json_t *obj, const char *etag, struct lxm_error **err);
+
+/* The "device" verb groups of config and profile: add, remove, set, unset, get, list, show (and
+ * override for instances), one implementation for both kinds (cmd-device.c). */
+int lxm_cli_config_device(int argc, char **argv, struct lxm_error **err);
+int lxm_cli_profile_device(int argc, char **argv, struct lxm_error **err);
+/* A devices map as an edited document gives it (name -> string map, as lxm_cli_string_map()
+ * takes each); NULL or null give an empty map. *ret is a new object. */
+int lxm_cli_devices_map(const json_t *in, json_t **ret, struct lxm_error **err);
+extern const struct lxm_command lxm_config_device_commands[];
+extern const struct lxm_command lxm_profile_device_commands[];
 
 /* GET PREFIX/NAME, which must be an object, with its ETag when ret_etag is non-NULL; errors
  * name it ("network 'br0'"). */
@@ -215,6 +237,16 @@ struct lxm_cli_config_edit {
 
 /* Frees the config and description of e (not kind and fields). */
 void lxm_cli_config_edit_done(struct lxm_cli_config_edit *e);
+
+/* Checks the shape of an edited document: "the document is empty; nothing was changed" when it is
+ * empty, "the document must be <what>" when it is not a map, "unknown field 'x' (<known>)" for a
+ * field not in fields (NULL-terminated). */
+int lxm_cli_check_doc_fields(const json_t *doc, const char *const *fields, const char *what,
+			     const char *known, struct lxm_error **err);
+
+/* Stores the description of an edited document, "" when it has none, into *ret (to free); an
+ * error when it is not text. */
+int lxm_cli_doc_description(const json_t *doc, char **ret, struct lxm_error **err);
 
 /* An lxm_cli_edit_check_fn for a struct lxm_cli_config_edit: the document must be a map of its
  * fields, with a text description and a string map config, which it stores into e. */

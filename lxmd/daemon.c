@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "boot.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
@@ -21,6 +22,7 @@
 #include "operations.h"
 #include "networks.h"
 #include "pools.h"
+#include "server-config.h"
 #include "server.h"
 #include "snapshot-schedule.h"
 #include "util.h"
@@ -279,6 +281,14 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_snapshot_schedule_start(d, err);
 	if (k < 0)
 		goto fail;
+	/* images.auto_update_interval and images.remote_cache_expiry. */
+	k = lxmd_server_config_start(d, err);
+	if (k < 0)
+		goto fail;
+	/* Instances that should autostart start once the loop runs; SIGPWR stops them all. */
+	k = lxmd_boot_init(d, err);
+	if (k < 0)
+		goto fail;
 	/* Writes to a client that went away must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	log_info("lxmd %s ready: root %s, socket %s", PACKAGE_VERSION, cfg->root, cfg->socket_path);
@@ -300,6 +310,8 @@ static void finish_shutdown(struct lxmd *d)
 	lxmd_runtime_fini(d);
 	/* dnsmasq ends with lxmd and starts again with it; bridges and rules stay. */
 	lxmd_networks_stop(d);
+	/* Before the operations it may wait on are freed. */
+	lxmd_boot_fini(d);
 	lxm_operations_free(TAKE_PTR(d->ops));
 }
 
@@ -323,6 +335,7 @@ void lxmd_shutdown(struct lxmd *d)
 		return;
 	d->shutting_down = true;
 	lxmd_snapshot_schedule_stop(d);
+	lxmd_server_config_stop(d);
 	/* No new requests; then wait (bounded) for work already in the thread pool, whose
 	 * callbacks still use the operations table. */
 	lxmd_server_close(TAKE_PTR(d->server));
@@ -335,6 +348,8 @@ void lxmd_fini(struct lxmd *d)
 	/* Only reached without a running loop on init failure: nothing async is pending then. */
 	if (d->server)
 		lxmd_server_close(TAKE_PTR(d->server));
+	/* The image timers of an init that failed later (the caller's uv_run closes them). */
+	lxmd_server_config_stop(d);
 	lxmd_images_fini(d);
 	lxmd_runtime_fini(d);
 	if (d->ops)

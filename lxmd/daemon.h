@@ -16,6 +16,8 @@ struct lxmd_runtime;
 struct lxmd_pools;
 struct lxmd_networks;
 struct lxmd_snapshot_scheduler;
+struct lxmd_boot;
+struct lxmd_server_config;
 
 struct lxmd_config {
 	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
@@ -42,6 +44,8 @@ struct lxmd {
 	uint64_t shutdown_deadline; /* monotonic ms after which shutdown stops waiting */
 	struct lxmd_snapshot_scheduler *scheduler; /* snapshots.schedule/expiry timer */
 	struct lxmd_networks *networks;		   /* managed networks (networks.c) */
+	struct lxmd_boot *boot;			   /* autostart and host shutdown (boot.c) */
+	struct lxmd_server_config *server_config;  /* images.* timers (server-config.c) */
 	int lock_fd;				   /* holds the root's lock for the daemon's life */
 	bool shutting_down;			   /* a shutdown has begun */
 	int64_t started_at;			   /* ns since the epoch */

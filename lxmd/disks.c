@@ -37,24 +37,6 @@ static int parse_bool(const char *v)
 	return -EINVAL;
 }
 
-/* An absolute path without "." or ".." components. */
-static bool path_clean(const char *p)
-{
-	if (!p || p[0] != '/')
-		return false;
-	for (const char *c = p; *c;) {
-		size_t n;
-
-		while (*c == '/')
-			c++;
-		n = strcspn(c, "/");
-		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		c += n;
-	}
-	return true;
-}
-
 static const char *str(const json_t *dev, const char *key)
 {
 	return json_string_value(json_object_get(dev, key));
@@ -73,7 +55,7 @@ int lxmd_disk_parse(const char *name, const json_t *dev, struct lxmd_disk *ret,
 		return 0;
 	if (!path || !*path)
 		return lxm_error_set(err, -EINVAL, 400, "disk device '%s': no path= given", name);
-	if (!path_clean(path))
+	if (!lxm_path_is_clean(path))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "disk device '%s': path=%s must be absolute, without '.' or "
 				     "'..'",
@@ -93,7 +75,7 @@ int lxmd_disk_parse(const char *name, const json_t *dev, struct lxmd_disk *ret,
 				     "disk device '%s': source=%s: a custom volume name has no "
 				     "'/' (snapshots cannot be attached)",
 				     name, k.source);
-	if (!k.pool && !path_clean(k.source))
+	if (!k.pool && !lxm_path_is_clean(k.source))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "disk device '%s': source=%s must be an absolute host path "
 				     "without '.' or '..' (or a custom volume with pool=)",

@@ -21,6 +21,7 @@
 #include <netlink/route/link.h>
 #include <sched.h>
 
+#include "boot.h"
 #include "cgroup/cgroup.h"
 #include "child.h"
 #include "cleanup.h"
@@ -30,7 +31,9 @@
 #include "db/db.h"
 #include "events.h"
 #include "images/metadata.h"
+#include "idmap.h"
 #include "instance.h"
+#include "unixdev.h"
 #include "nic.h"
 #include "proxy.h"
 #include "json.h"
@@ -75,7 +78,7 @@ struct rt_instance {
 	int jobs;		       /* thread-pool jobs that still use this record */
 	int requests;		       /* monitor requests in flight that still use it */
 	bool released;		       /* removed and closed: free once jobs and requests end */
-	struct lxm_error *fail;	       /* a start that failed after the clone (a nic): its
+	struct lxm_error *fail;	       /* a start that failed after the clone (a proxy): its
 					* operation ends with this once the container is gone */
 };
 
@@ -85,6 +88,7 @@ struct lxmd_runtime {
 	struct lxm_policy_host host;	   /* what the policy compiler needs to know */
 	uint32_t uid_base;		   /* root's subordinate uid range start */
 	uint32_t gid_base;		   /* root's subordinate gid range start */
+	struct lxmd_subids subids;	   /* root's subordinate ids, for isolated id maps */
 	char *monitor;			   /* path of lxm-monitor */
 };
 
@@ -136,7 +140,7 @@ static int rundir_of(struct lxmd *d, const char *name, char **ret)
 /* ---- id ranges ---- */
 
 /* Finds root's range in /etc/subuid-style file, adding the default one when there is none. */
-static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
+static int subid_base(const char *path, uint32_t *ret, uint32_t *ret_count, struct lxm_error **err)
 {
 	_cleanup_free_ char *text = NULL;
 	_cleanup_close_ int fd = -1;
@@ -154,6 +158,8 @@ static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
 		if (sscanf(line, "%63[^:]:%lu:%lu", who, &base, &count) == 3 &&
 		    (streq(who, "root") || streq(who, "0")) && count >= IDMAP_SIZE) {
 			*ret = (uint32_t)base;
+			*ret_count = count > UINT32_MAX - base ? UINT32_MAX - (uint32_t)base
+							       : (uint32_t)count;
 			return 0;
 		}
 	}
@@ -165,7 +171,30 @@ static int subid_base(const char *path, uint32_t *ret, struct lxm_error **err)
 	log_info("added root:%d:%d to %s (subordinate ids for unprivileged containers)",
 		 SUBID_DEFAULT_BASE, SUBID_DEFAULT_COUNT, path);
 	*ret = SUBID_DEFAULT_BASE;
+	*ret_count = SUBID_DEFAULT_COUNT;
 	return 0;
+}
+
+/* The huge page sizes limits.hugepages.<size> can limit: those the kernel has, when a hugetlb
+ * controller is there to limit them. */
+static void host_hugepages(struct lxmd_runtime *rt)
+{
+	bool controller = lxm_cgroup_controller_available(rt->cgroups, "hugetlb");
+
+	for (int n = 0; n < LXM_HUGEPAGE_N; n++) {
+		char path[96];
+
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB",
+			 (unsigned long long)lxm_hugepage_kb[n]);
+		if (access(path, F_OK) < 0)
+			continue;
+		if (controller)
+			rt->host.hugepages |= 1u << n;
+		else
+			log_info("%s huge pages cannot be limited: no hugetlb cgroup controller is "
+				 "mounted (limits.hugepages.%s is refused)",
+				 lxm_hugepage_names[n], lxm_hugepage_names[n]);
+	}
 }
 
 /* ---- monitors ---- */
@@ -227,6 +256,7 @@ static void clear_rundir(struct lxmd *d, const char *name, const char *rundir)
 		if (asprintf(&p, "%s/%s", rundir, files[k]) >= 0)
 			unlink(p);
 	}
+	lxmd_unixdevs_clear(rundir);
 	if (rmdir(rundir) < 0 && errno != ENOENT)
 		log_warn("instance '%s': %s not empty after stop", name, rundir);
 }
@@ -263,6 +293,7 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	if (name) {
 		lxmd_proxies_stop(d, name);
 		lifecycle(d, "instance-stopped", name);
+		lxmd_boot_record_power(d, name, false);
 	}
 
 	if (kill_op)
@@ -298,8 +329,8 @@ struct start_ctx {
 static int send_stop(struct lxmd *d, struct rt_instance *i, int timeout, bool force,
 		     struct lxm_error **err);
 
-/* A start that failed after the container was cloned (one of its nics): the container is killed,
- * and its monitor's exit ends the start's operation (i->op) with err. */
+/* A start that failed after the container was cloned (one of its proxies): the container is
+ * killed, and its monitor's exit ends the start's operation (i->op) with err. */
 static void start_abort(struct rt_instance *i, struct lxm_error *err)
 {
 	struct lxm_error *e2 = NULL;
@@ -314,26 +345,6 @@ static void start_abort(struct rt_instance *i, struct lxm_error *err)
 	}
 }
 
-/* The nics of a start are in place (or failed): the start ends here. */
-static void nics_started(struct lxmd *d, const char *name, struct lxm_error *err)
-{
-	struct rt_instance *i = rt_find(d, name);
-	struct lxm_operation *op;
-
-	if (!i || i->starting) {
-		/* The container went away meanwhile: its exit ended the start. */
-		lxm_error_free(err);
-		return;
-	}
-	if (err || lxmd_proxies_start(d, name, &err) < 0) {
-		start_abort(i, err);
-		return;
-	}
-	op = TAKE_PTR(i->op);
-	if (op)
-		lxm_operation_finish(op, NULL);
-}
-
 static void monitor_ready(int status, const char *out, const char *errout, void *ud)
 {
 	struct start_ctx *ctx = ud;
@@ -343,7 +354,6 @@ static void monitor_ready(int status, const char *out, const char *errout, void 
 	struct lxm_operation *op = i ? TAKE_PTR(i->op) : NULL;
 	struct lxm_error *err = NULL;
 	const char *msg;
-	int k;
 
 	line = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
 	msg = json_string_value(json_object_get(line, "error"));
@@ -359,15 +369,12 @@ static void monitor_ready(int status, const char *out, const char *errout, void 
 		log_info("instance '%s' started: init pid %d, monitor pid %d", ctx->name,
 			 (int)i->init_pid, (int)i->monitor_pid);
 		lifecycle(d, "instance-started", ctx->name);
-		/* Its network namespace exists now: the start ends once its nics are in. */
-		k = lxmd_nics_start(d, ctx->name, i->init_pid, nics_started, &err);
-		/* Without nics, its proxy devices go in at once. */
-		if (k == 0 && lxmd_proxies_start(d, ctx->name, &err) < 0)
-			k = -EINVAL;
-		if (k != 0)
+		lxmd_boot_record_power(d, ctx->name, true);
+		/* The monitor created its nics before init ran: its proxy devices go in now. */
+		if (lxmd_proxies_start(d, ctx->name, &err) < 0) {
 			i->op = TAKE_PTR(op);
-		if (k < 0)
 			start_abort(i, TAKE_PTR(err));
+		}
 	} else {
 		if (msg)
 			lxm_error_set(&err, -EIO, 500, "%s", msg);
@@ -495,7 +502,7 @@ static int build_spec(struct lxmd *d, const char *name, const struct lxm_policy 
 /* cgroup v2 delegation: the container's root owns its cgroup dir and the files that manage
  * sub-cgroups, so that an init like systemd can organise its services (the kernel's delegation
  * model; the limits stay in files it does not own). */
-static void delegate_cgroup(struct lxmd *d, const char *dir)
+static void delegate_cgroup(const char *dir, uid_t uid, gid_t gid)
 {
 	static const char *const files[] = { "", "/cgroup.procs", "/cgroup.threads",
 					     "/cgroup.subtree_control" };
@@ -503,8 +510,8 @@ static void delegate_cgroup(struct lxmd *d, const char *dir)
 	for (size_t k = 0; k < ARRAY_SIZE(files); k++) {
 		_cleanup_free_ char *p = NULL;
 
-		if (asprintf(&p, "%s%s", dir, files[k]) >= 0 &&
-		    chown(p, d->rt->uid_base, d->rt->gid_base) < 0 && errno != ENOENT)
+		if (asprintf(&p, "%s%s", dir, files[k]) >= 0 && chown(p, uid, gid) < 0 &&
+		    errno != ENOENT)
 			log_warn("delegate %s to the container's root: %s", p, strerror(errno));
 	}
 }
@@ -760,6 +767,27 @@ static int root_volume(struct lxmd *d, const char *name, const json_t *devices,
 	return 0;
 }
 
+/* The unix devices of a start: their nodes and mounts in the spec, their nodes in the device
+ * cgroup's allow-list. */
+static int start_unixdevs(struct lxmd *d, const char *name, const json_t *devices,
+			  struct start_files *j, struct lxm_error **err)
+{
+	_cleanup_free_ struct lxm_cgroup_device *nodes = NULL;
+	size_t n = 0;
+	int k;
+
+	k = lxmd_unixdevs_to_spec(name, devices, j->rundir, j->spec, &nodes, &n, err);
+	if (k >= 0 && n > 0 &&
+	    (k = lxm_cgroup_set_devices(d->rt->cgroups, name, nodes, n, err)) < 0)
+		lxm_error_prefix(err, "start '%s'", name);
+	return k;
+}
+
+struct lxm_cgroup_layout *lxmd_instance_cgroups(struct lxmd *d)
+{
+	return d->rt->cgroups;
+}
+
 static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
@@ -815,11 +843,19 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 		start_files_free(j);
 		return lxm_error_prefix(err, "start '%s'", i->name);
 	}
-	if (!pol->privileged && cg.v2)
-		delegate_cgroup(d, cg.v2);
 	k = build_spec(d, i->name, pol, &cg, j->rundir, &j->spec, err);
+	/* The id map (idmap.h) is recorded in inst's volatile keys, saved below. */
+	if (k >= 0)
+		k = lxmd_idmap_for_start(d, &d->rt->subids, inst, config, pol, j->spec, err);
+	if (k >= 0 && !pol->privileged && cg.v2)
+		delegate_cgroup(cg.v2, j->spec->uidmap[0].nsid == 0 ? j->spec->uidmap[0].hostid : 0,
+				j->spec->gidmap[0].nsid == 0 ? j->spec->gidmap[0].hostid : 0);
 	if (k >= 0)
 		k = lxmd_disks_to_spec(d, i->name, devices, j->spec, err);
+	if (k >= 0)
+		k = lxmd_nics_to_spec(d, inst, devices, j->spec, err);
+	if (k >= 0)
+		k = start_unixdevs(d, i->name, devices, j, err);
 	if (k >= 0 && pol->apparmor_text &&
 	    (!(j->aa_text = strdup(pol->apparmor_text)) ||
 	     asprintf(&j->aa_cache, "%s/security/apparmor/cache", d->cfg.root) < 0 ||
@@ -835,6 +871,7 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 				      uv_strerror(k));
 	}
 	if (k < 0) {
+		lxmd_unixdevs_clear(j->rundir);
 		start_files_free(j);
 		lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL);
 		return k;
@@ -843,7 +880,7 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	i->starting = true;
 	inst->last_used_at = lxm_now_ns();
 	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
-		log_warn("instance '%s': could not record last_used_at", i->name);
+		log_warn("instance '%s': could not record last_used_at and its id map", i->name);
 	return 0;
 }
 
@@ -1438,9 +1475,11 @@ int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err)
 	k = lxm_cgroup_set_owner(rt->cgroups, d->cfg.root, err);
 	if (k < 0)
 		return k;
-	if ((k = subid_base("/etc/subuid", &rt->uid_base, err)) < 0 ||
-	    (k = subid_base("/etc/subgid", &rt->gid_base, err)) < 0)
+	if ((k = subid_base("/etc/subuid", &rt->uid_base, &rt->subids.uid_count, err)) < 0 ||
+	    (k = subid_base("/etc/subgid", &rt->gid_base, &rt->subids.gid_count, err)) < 0)
 		return k;
+	rt->subids.uid_base = rt->uid_base;
+	rt->subids.gid_base = rt->gid_base;
 	if (find_monitor(&rt->monitor) < 0)
 		return -ENOMEM;
 	sysinfo(&si);
@@ -1448,6 +1487,7 @@ int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err)
 	rt->host.ncpus = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	rt->host.apparmor = access("/sys/kernel/security/apparmor", F_OK) == 0;
 	rt->host.selinux = access("/sys/fs/selinux/enforce", F_OK) == 0;
+	host_hugepages(rt);
 	rt->host.root = d->cfg.root;
 	if (!rt->host.apparmor)
 		log_info("AppArmor is not enabled in this kernel: containers run without an "
@@ -1493,21 +1533,35 @@ json_t *lxmd_instance_template_ctx(const struct lxm_db_instance *inst, const jso
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err)
 {
+	return lxmd_instance_expand_with(d, inst, NULL, ret_config, ret_devices, err);
+}
+
+int lxmd_instance_expand_with(struct lxmd *d, const struct lxm_db_instance *inst,
+			      const struct lxm_db_profile *profile, json_t **ret_config,
+			      json_t **ret_devices, struct lxm_error **err)
+{
 	_cleanup_json_ json_t *config = json_object(), *devices = json_object();
 	size_t n;
 	json_t *name;
 	int k;
 
+	if (!config || !devices)
+		return lxm_error_set(err, -ENOMEM, 500, "expand instance '%s': out of memory",
+				     inst->name);
 	json_array_foreach (inst->profiles, n, name) {
 		_cleanup_db_profile_ struct lxm_db_profile *p = NULL;
+		const struct lxm_db_profile *use = profile;
 
-		k = lxm_db_profile_get(d->db, json_string_value(name), &p, err);
-		if (k < 0)
-			return lxm_error_prefix(err, "expand instance '%s'", inst->name);
-		if (p->config)
-			json_object_update(config, p->config);
-		if (p->devices)
-			json_object_update(devices, p->devices);
+		if (!profile || !streq(json_string_value(name), profile->name)) {
+			k = lxm_db_profile_get(d->db, json_string_value(name), &p, err);
+			if (k < 0)
+				return lxm_error_prefix(err, "expand instance '%s'", inst->name);
+			use = p;
+		}
+		if (use->config)
+			json_object_update(config, use->config);
+		if (use->devices)
+			json_object_update(devices, use->devices);
 	}
 	if (inst->config)
 		json_object_update(config, inst->config);
@@ -1528,7 +1582,11 @@ int lxmd_instance_apply_config(struct lxmd *d, const char *name, const json_t *e
 	k = lxm_policy_compile(name, expanded_config, &d->rt->host, &pol, err);
 	if (k < 0)
 		return k;
-	if (apply && i && !i->starting) {
+	/* A running instance keeps the id map it started with (idmap.h). */
+	if (!apply)
+		k = lxmd_idmap_check_change(&d->rt->subids, name, expanded_config, pol, i != NULL,
+					    err);
+	if (k >= 0 && apply && i && !i->starting) {
 		/* Writes to cgroup files are immediate kernel operations, not disk I/O. */
 		k = lxm_cgroup_apply(d->rt->cgroups, name, &pol->limits, err);
 		if (k < 0)

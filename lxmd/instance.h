@@ -12,6 +12,8 @@
 struct lxmd;
 struct lxm_operation;
 struct lxm_db_instance;
+struct lxm_db_profile;
+struct lxm_cgroup_layout;
 
 /* Sets up the runtime: cgroup layout, id range, policy host facts; re-attaches to live monitors. */
 int lxmd_runtime_init(struct lxmd *d, struct lxm_error **err);
@@ -20,6 +22,9 @@ void lxmd_runtime_fini(struct lxmd *d);
 /* The lxm-monitor binary found at start-up ($LXM_MONITOR, next to lxmd, or the libexec dir); it
  * also runs exec sessions. */
 const char *lxmd_monitor_path(struct lxmd *d);
+
+/* The cgroup layout instances run in (unix devices change a running one's allow-list). */
+struct lxm_cgroup_layout *lxmd_instance_cgroups(struct lxmd *d);
 
 /* "Running", "Stopped", "Frozen" and LXD's matching status code for an instance. */
 const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code);
@@ -41,6 +46,11 @@ int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool freeze,
 /* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */
 int lxmd_instance_expand(struct lxmd *d, const struct lxm_db_instance *inst, json_t **ret_config,
 			 json_t **ret_devices, struct lxm_error **err);
+/* The same with profile (when non-NULL) in place of the recorded profile of its name: what the
+ * instance becomes once profile is recorded. */
+int lxmd_instance_expand_with(struct lxmd *d, const struct lxm_db_instance *inst,
+			      const struct lxm_db_profile *profile, json_t **ret_config,
+			      json_t **ret_devices, struct lxm_error **err);
 
 /* What an image's file templates see of an instance (lxm_template_render's context): its name,
  * type, architecture and expanded config and devices. NULL when out of memory. */

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,13 +32,15 @@
 
 /* What a network asks of the host, resolved from its config. */
 struct net_spec {
-	char *name;   /* the network, also its bridge */
-	char *ipv4;   /* "10.1.2.1/24", "auto" (before the pick) or NULL */
-	char *ipv6;   /* "fd..::1/64", "auto" or NULL */
-	bool nat4;    /* ipv4.nat */
-	bool nat6;    /* ipv6.nat */
-	char *domain; /* dns.domain */
-	unsigned mtu; /* bridge.mtu, 0: default */
+	char *name;	  /* the network, also its bridge */
+	char *ipv4;	  /* "10.1.2.1/24", "auto" (before the pick) or NULL */
+	char *ipv6;	  /* "fd..::1/64", "auto" or NULL */
+	bool nat4;	  /* ipv4.nat */
+	bool nat6;	  /* ipv6.nat */
+	char *domain;	  /* dns.domain */
+	unsigned mtu;	  /* bridge.mtu, 0: default */
+	json_t *forwards; /* the network's forwards as stored (LXD's objects, sorted by listen
+			   * address), shared between copies and never changed in place; or NULL */
 };
 
 struct net {
@@ -59,7 +62,7 @@ struct net {
 struct lxmd_networks {
 	struct net *list;   /* the networks */
 	struct net *dying;  /* removed, waiting for their handles to close */
-	char *forward_drop; /* a foreign forward drop policy found at start-up, or NULL */
+	char *forward_drop; /* foreign forward chains with policy drop (last check), or NULL */
 	char nft_table[32]; /* this lxmd's nftables table: "lxm", or "lxm_<root tag>" */
 	bool busy;	    /* a change runs on the thread pool */
 	json_t *proxies;    /* DNAT entries of running instances' proxy devices: instance name ->
@@ -73,12 +76,16 @@ static void spec_clear(struct net_spec *s)
 	free(s->ipv4);
 	free(s->ipv6);
 	free(s->domain);
+	json_decref(s->forwards);
 	memset(s, 0, sizeof(*s));
 }
 
 static int spec_copy(struct net_spec *dst, const struct net_spec *src)
 {
-	*dst = (struct net_spec){ .nat4 = src->nat4, .nat6 = src->nat6, .mtu = src->mtu };
+	*dst = (struct net_spec){ .nat4 = src->nat4,
+				  .nat6 = src->nat6,
+				  .mtu = src->mtu,
+				  .forwards = json_incref(src->forwards) };
 	if (!(dst->name = strdup(src->name)) || (src->ipv4 && !(dst->ipv4 = strdup(src->ipv4))) ||
 	    (src->ipv6 && !(dst->ipv6 = strdup(src->ipv6))) ||
 	    (src->domain && !(dst->domain = strdup(src->domain)))) {
@@ -335,6 +342,49 @@ static json_t *forwards_of(const json_t *proxies, const char *name)
 	return ret;
 }
 
+/* Whether addr (text) is an IPv4 loopback address. */
+static bool is_loopback4(const char *addr)
+{
+	return addr && strncmp(addr, "127.", 4) == 0;
+}
+
+/* Appends the DNAT entries (struct lxm_nft_network forwards) of the network forwards of s to
+ * out: one per port entry, then the default target_address for everything else. Sets
+ * *ret_localnet when one listens on a loopback address. */
+static int forward_rules(const struct net_spec *s, json_t *out, bool *ret_localnet)
+{
+	size_t i, j;
+	json_t *fw, *p;
+
+	json_array_foreach (s->forwards, i, fw) {
+		const char *listen = json_string_value(json_object_get(fw, "listen_address"));
+		const char *dflt = json_string_value(
+			json_object_get(json_object_get(fw, "config"), "target_address"));
+
+		if (is_loopback4(listen))
+			*ret_localnet = true;
+		json_array_foreach (json_object_get(fw, "ports"), j, p) {
+			json_t *e = json_pack("{s:s, s:s, s:O, s:O, s:O}", "network", s->name,
+					      "listen_address", listen, "protocol",
+					      json_object_get(p, "protocol"), "listen_port",
+					      json_object_get(p, "listen_port"), "target_address",
+					      json_object_get(p, "target_address"));
+			const char *tp = json_string_value(json_object_get(p, "target_port"));
+
+			if (!e ||
+			    (tp && *tp && json_object_set_new(e, "target_port", json_string(tp))) ||
+			    json_array_append_new(out, e) < 0)
+				return -ENOMEM;
+		}
+		if (dflt && *dflt &&
+		    json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "network", s->name,
+							 "listen_address", listen, "target_address",
+							 dflt)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Writes the whole nftables table from specs (n of them) and the proxies' forwards. */
 static int host_nft(const char *table, const struct net_spec *specs, size_t n,
 		    const json_t *proxies, struct lxm_error **err)
@@ -350,8 +400,16 @@ static int host_nft(const char *table, const struct net_spec *specs, size_t n,
 						     .bridge = specs[i].name,
 						     .nat4 = specs[i].nat4 && specs[i].ipv4,
 						     .nat6 = specs[i].nat6 && specs[i].ipv6 };
-		if (proxies && !(rules[i].forwards = forwards_of(proxies, specs[i].name)))
+		bool localnet = false;
+
+		if (!(rules[i].forwards =
+			      proxies ? forwards_of(proxies, specs[i].name) : json_array()) ||
+		    forward_rules(&specs[i], rules[i].forwards, &localnet) < 0)
 			goto out;
+		if (localnet && lxm_bridge_route_localnet(specs[i].name, err) < 0) {
+			r = lxm_error_prefix(err, "network '%s': forwards", specs[i].name);
+			goto out;
+		}
 		if (specs[i].ipv4 &&
 		    !(rules[i].ipv4_subnet = subnets[2 * i] = subnet_of(specs[i].ipv4, false)))
 			goto out;
@@ -1047,6 +1105,8 @@ static void job_after(uv_work_t *w, int status)
 		if (leases_write_now(d, n, &lerr) < 0)
 			log_error("network '%s': %s", n->s.name, lerr->msg);
 		dnsmasq_start(n);
+		if (j->kind == JOB_CREATE)
+			lxmd_networks_check_forward_drop(d, n->s.name);
 	}
 	if (d->networks->proxies_dirty) {
 		_cleanup_error_ struct lxm_error *perr = NULL;
@@ -1143,6 +1203,8 @@ static int check_new_name(struct lxmd *d, const char *name, struct lxm_error **e
 	return 0;
 }
 
+static int forwards_fit(const struct net_spec *s, struct lxm_error **err);
+
 /* Starts the job that creates network name or applies a new config to it. */
 static int start_config_job(struct lxmd *d, enum job_kind kind, const char *name,
 			    const char *description, json_t *config, lxmd_network_done_fn done,
@@ -1156,6 +1218,11 @@ static int start_config_job(struct lxmd *d, enum job_kind kind, const char *name
 	r = config_check(name, config, create, &s, err);
 	if (r >= 0 && !(s.name = strdup(name)))
 		r = -ENOMEM;
+	/* The forwards stay with the network through a config change, and must still fit. */
+	if (r >= 0 && !create && net_find(d, name)) {
+		s.forwards = json_incref(net_find(d, name)->s.forwards);
+		r = forwards_fit(&s, err);
+	}
 	if (r >= 0 && !(j = job_new(kind, description, config, done, userdata)))
 		r = -ENOMEM;
 	if (r >= 0 && (r = job_start(d, j, create ? NULL : name, &s, err)) < 0)
@@ -1247,6 +1314,566 @@ int lxmd_network_delete(struct lxmd *d, const char *name, lxmd_network_done_fn d
 	return start_removal(d, JOB_DELETE, name, NULL, done, userdata, err);
 }
 
+/* ---- forwards ---- */
+
+/* addr (text) in canonical form into buf, with its family and bytes; false when no address. */
+static bool addr_parse(const char *addr, char buf[static INET6_ADDRSTRLEN], int *ret_family,
+		       unsigned char bin[static 16])
+{
+	if (!addr || !*addr)
+		return false;
+	*ret_family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+	return inet_pton(*ret_family, addr, bin) == 1 &&
+	       inet_ntop(*ret_family, bin, buf, INET6_ADDRSTRLEN);
+}
+
+/* Whether address bin of family lies in the subnet of cidr ("10.1.2.1/24", "fd42::1/64"). */
+static bool addr_in_cidr(int family, const unsigned char bin[static 16], const char *cidr)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	unsigned char net[16];
+	const char *slash = cidr ? strchr(cidr, '/') : NULL;
+	unsigned prefix;
+
+	if (!slash || (size_t)(slash - cidr) >= sizeof(buf) ||
+	    (family == AF_INET6) != (strchr(cidr, ':') != NULL))
+		return false;
+	memcpy(buf, cidr, slash - cidr);
+	buf[slash - cidr] = '\0';
+	prefix = (unsigned)atoi(slash + 1);
+	if (inet_pton(family, buf, net) != 1)
+		return false;
+	for (unsigned i = 0; i < (family == AF_INET6 ? 16u : 4u); i++) {
+		unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
+		unsigned char mask = bits >= 8 ? 0xff : (unsigned char)(0xff00 >> bits);
+
+		if ((bin[i] & mask) != (net[i] & mask))
+			return false;
+	}
+	return true;
+}
+
+/* Checks a target address of forward listen (family of the listen address): an address of the
+ * network's subnet. what names it in the message ("config key target_address"). */
+static int check_target(const struct net_spec *s, const char *listen, int family, const char *what,
+			const char *v, char out[static INET6_ADDRSTRLEN], struct lxm_error **err)
+{
+	const char *cidr = family == AF_INET6 ? s->ipv6 : s->ipv4;
+	unsigned char bin[16];
+	int fam;
+
+	if (!addr_parse(v, out, &fam, bin))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: %s '%s': not an IP address",
+				     s->name, listen, what, v ? v : "");
+	if (fam != family)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: %s '%s': not of the listen "
+				     "address's family",
+				     s->name, listen, what, v);
+	if (!addr_in_cidr(fam, bin, cidr))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: %s '%s': not in the network's "
+				     "subnet (%s)",
+				     s->name, listen, what, v, cidr ? cidr : "none");
+	return 0;
+}
+
+/* Sets the bits of ports (n of them) in used (65536 bits); false when one was set already. */
+static bool ports_claim(unsigned char *used, const uint16_t *ports, size_t n, uint16_t *ret_dup)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (used[ports[i] / 8] & (1u << (ports[i] % 8))) {
+			*ret_dup = ports[i];
+			return false;
+		}
+		used[ports[i] / 8] |= (unsigned char)(1u << (ports[i] % 8));
+	}
+	return true;
+}
+
+/* Checks the ports of forward listen on s and puts them, cleaned up, into *ret. */
+static int check_ports(const struct net_spec *s, const char *listen, int family, const json_t *in,
+		       json_t **ret, struct lxm_error **err)
+{
+	_cleanup_free_ unsigned char *used = calloc(2, 65536 / 8);
+	_cleanup_json_ json_t *out = json_array();
+	size_t i;
+	json_t *p;
+
+	if (!used || !out)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (in && !json_is_null(in) && !json_is_array(in))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: ports: not a list", s->name,
+				     listen);
+	json_array_foreach (in, i, p) {
+		_cleanup_free_ uint16_t *lp = NULL, *tp = NULL;
+		const char *key, *proto, *lport, *taddr, *tport, *desc;
+		char t[INET6_ADDRSTRLEN], what[64];
+		size_t nl = 0, nt = 0;
+		uint16_t dup;
+		json_t *v, *e;
+		int k;
+
+		snprintf(what, sizeof(what), "port %zu", i + 1);
+		if (!json_is_object(p))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: %s: not an object", s->name,
+					     listen, what);
+		json_object_foreach ((json_t *)p, key, v) {
+			if (!streq(key, "description") && !streq(key, "protocol") &&
+			    !streq(key, "listen_port") && !streq(key, "target_address") &&
+			    !streq(key, "target_port"))
+				return lxm_error_set(err, -EINVAL, 400,
+						     "network '%s': forward %s: %s: unknown key "
+						     "'%s'",
+						     s->name, listen, what, key);
+			if (!json_is_string(v))
+				return lxm_error_set(err, -EINVAL, 400,
+						     "network '%s': forward %s: %s: %s: not a "
+						     "string",
+						     s->name, listen, what, key);
+		}
+		proto = json_string_value(json_object_get(p, "protocol"));
+		lport = json_string_value(json_object_get(p, "listen_port"));
+		taddr = json_string_value(json_object_get(p, "target_address"));
+		tport = json_string_value(json_object_get(p, "target_port"));
+		desc = json_string_value(json_object_get(p, "description"));
+		if (!proto || (!streq(proto, "tcp") && !streq(proto, "udp")))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: %s: protocol '%s': not tcp "
+					     "or udp",
+					     s->name, listen, what, proto ? proto : "");
+		k = lxm_ports_parse(lport, &lp, &nl);
+		if (k == -ENOMEM)
+			return lxm_error_set(err, k, 500, "out of memory");
+		if (k < 0)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: %s: listen_port '%s': not "
+					     "a port, range or list of ports from 1 to 65535 "
+					     "(80, 8080-8082, 80,443)",
+					     s->name, listen, what, lport ? lport : "");
+		if (tport && *tport) {
+			k = lxm_ports_parse(tport, &tp, &nt);
+			if (k == -ENOMEM)
+				return lxm_error_set(err, k, 500, "out of memory");
+			if (k < 0)
+				return lxm_error_set(
+					err, -EINVAL, 400,
+					"network '%s': forward %s: %s: target_port "
+					"'%s': not a port, range or list of ports from "
+					"1 to 65535",
+					s->name, listen, what, tport);
+			if (nt != 1 && nt != nl)
+				return lxm_error_set(err, -EINVAL, 400,
+						     "network '%s': forward %s: %s: target_port "
+						     "'%s' has %zu ports and listen_port '%s' has "
+						     "%zu: "
+						     "give one target port or as many as listen "
+						     "ports",
+						     s->name, listen, what, tport, nt, lport, nl);
+		}
+		if (!taddr)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: %s: target_address is "
+					     "required",
+					     s->name, listen, what);
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), " target_address");
+		k = check_target(s, listen, family, what, taddr, t, err);
+		if (k < 0)
+			return k;
+		if (!ports_claim(used + (streq(proto, "udp") ? 65536 / 8 : 0), lp, nl, &dup))
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"network '%s': forward %s: port %zu: listen_port '%s': "
+				"%s port %u is forwarded twice",
+				s->name, listen, i + 1, lport, proto, dup);
+		e = json_pack("{s:s, s:s, s:s, s:s, s:s}", "description", desc ? desc : "",
+			      "protocol", proto, "listen_port", lport, "target_port",
+			      tport ? tport : "", "target_address", t);
+		if (!e || json_array_append_new(out, e) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	*ret = TAKE_PTR(out);
+	return 0;
+}
+
+/* Checks forward in (LXD's object: listen_address, description, config, ports) of network n and
+ * builds the object stored, *ret. */
+static int forward_check(struct lxmd *d, const struct net *n, const json_t *in, json_t **ret,
+			 struct lxm_error **err)
+{
+	const struct net_spec *s = &n->s;
+	const char *listen = json_string_value(json_object_get(in, "listen_address"));
+	const char *desc = NULL, *key;
+	_cleanup_json_ json_t *config = json_object(), *ports = NULL;
+	char laddr[INET6_ADDRSTRLEN], t[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	json_t *v, *cfg;
+	int family, k;
+
+	if (!config)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (!json_is_object(in))
+		return lxm_error_set(err, -EINVAL, 400, "network '%s': forward: not an object",
+				     s->name);
+	if (!addr_parse(listen, laddr, &family, bin))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: listen_address '%s': not an IP "
+				     "address",
+				     s->name, listen ? listen : "");
+	json_object_foreach ((json_t *)in, key, v)
+		if (!streq(key, "listen_address") && !streq(key, "description") &&
+		    !streq(key, "config") && !streq(key, "ports") && !streq(key, "location"))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: unknown field '%s'",
+					     s->name, laddr, key);
+	if (streq(laddr, "0.0.0.0") || streq(laddr, "::"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: listen_address '%s': a wildcard "
+				     "address cannot be forwarded; give one address of the host",
+				     s->name, listen);
+	if ((family == AF_INET && (bin[0] >= 224)) || (family == AF_INET6 && bin[0] == 0xff))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: listen_address '%s': not a unicast "
+				     "address",
+				     s->name, listen);
+	if (family == AF_INET6 && streq(laddr, "::1"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: listen_address '::1': IPv6 loopback "
+				     "traffic cannot be routed to a bridge",
+				     s->name);
+	if (addr_in_cidr(family, bin, family == AF_INET6 ? s->ipv6 : s->ipv4))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward: listen_address '%s': inside the "
+				     "network's own subnet (%s)",
+				     s->name, listen, family == AF_INET6 ? s->ipv6 : s->ipv4);
+	/* One listen address belongs to one network. */
+	for (struct net *o = d->networks->list; o; o = o->next) {
+		size_t i;
+		json_t *fw;
+
+		if (o == n)
+			continue;
+		json_array_foreach (o->s.forwards, i, fw)
+			if (streq(json_string_value(json_object_get(fw, "listen_address")), laddr))
+				return lxm_error_set(err, -EEXIST, 409,
+						     "network '%s': forward %s: network '%s' "
+						     "already forwards that address",
+						     s->name, laddr, o->s.name);
+	}
+	v = json_object_get(in, "description");
+	if (v && !json_is_null(v) && !(desc = json_string_value(v)))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: description: not a string", s->name,
+				     laddr);
+	cfg = json_object_get(in, "config");
+	if (cfg && !json_is_null(cfg) && !json_is_object(cfg))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward %s: config: not an object", s->name,
+				     laddr);
+	json_object_foreach (cfg, key, v) {
+		const char *sv = json_string_value(v);
+
+		if (!sv)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: config key '%s': not a "
+					     "string",
+					     s->name, laddr, key);
+		if (streq(key, "target_address")) {
+			if (*sv) {
+				k = check_target(s, laddr, family, "config key target_address", sv,
+						 t, err);
+				if (k < 0)
+					return k;
+				if (is_loopback4(laddr))
+					return lxm_error_set(
+						err, -EINVAL, 400,
+						"network '%s': forward %s: config key "
+						"target_address: a loopback listen address "
+						"takes only ports, not all its traffic",
+						s->name, laddr);
+				sv = t;
+			}
+		} else if (strncmp(key, "user.", 5) != 0) {
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s: unknown config key '%s'",
+					     s->name, laddr, key);
+		}
+		if (json_object_set_new(config, key, json_string(sv)) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	k = check_ports(s, laddr, family, json_object_get(in, "ports"), &ports, err);
+	if (k < 0)
+		return k;
+	*ret = json_pack("{s:s, s:s, s:O, s:O}", "listen_address", laddr, "description",
+			 desc ? desc : "", "config", config, "ports", ports);
+	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+}
+
+/* Whether the forwards of s still fit its (new) subnets: every target address inside, every
+ * listen address outside. 400 naming the forward and the address otherwise. */
+/* Whether target address addr of forward listen still lies in a subnet of s. */
+static int target_fits(const struct net_spec *s, const char *listen, const char *addr,
+		       struct lxm_error **err)
+{
+	char buf[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	const char *cidr;
+	int family;
+
+	if (!addr || !addr_parse(addr, buf, &family, bin))
+		return 0;
+	cidr = family == AF_INET6 ? s->ipv6 : s->ipv4;
+	if (cidr && !streq(cidr, "auto") && addr_in_cidr(family, bin, cidr))
+		return 0;
+	return lxm_error_set(err, -EINVAL, 400,
+			     "network '%s': %s '%s': forward %s targets %s outside it; change or "
+			     "delete the forward first",
+			     s->name, family == AF_INET6 ? "ipv6.address" : "ipv4.address",
+			     cidr ? cidr : "none", listen, addr);
+}
+
+static int forwards_fit(const struct net_spec *s, struct lxm_error **err)
+{
+	size_t i, j;
+	json_t *fw, *p;
+	int k;
+
+	json_array_foreach (s->forwards, i, fw) {
+		const char *listen = json_string_value(json_object_get(fw, "listen_address"));
+		char buf[INET6_ADDRSTRLEN];
+		unsigned char bin[16];
+		const char *cidr;
+		int family;
+
+		if (addr_parse(listen, buf, &family, bin) &&
+		    (cidr = family == AF_INET6 ? s->ipv6 : s->ipv4) && !streq(cidr, "auto") &&
+		    addr_in_cidr(family, bin, cidr))
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"network '%s': %s '%s': it holds the listen address of "
+				"forward %s; change or delete the forward first",
+				s->name, family == AF_INET6 ? "ipv6.address" : "ipv4.address", cidr,
+				listen);
+		k = target_fits(s, listen,
+				json_string_value(json_object_get(json_object_get(fw, "config"),
+								  "target_address")),
+				err);
+		if (k < 0)
+			return k;
+		json_array_foreach (json_object_get(fw, "ports"), j, p) {
+			k = target_fits(s, listen,
+					json_string_value(json_object_get(p, "target_address")),
+					err);
+			if (k < 0)
+				return k;
+		}
+	}
+	return 0;
+}
+
+/* The index of listen (canonical) in forwards, or -1. */
+static ssize_t forward_index(const json_t *forwards, const char *listen)
+{
+	size_t i;
+	json_t *fw;
+
+	json_array_foreach (forwards, i, fw)
+		if (streq(json_string_value(json_object_get(fw, "listen_address")), listen))
+			return (ssize_t)i;
+	return -1;
+}
+
+static int listen_cmp(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "listen_address"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "listen_address"));
+
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+/* A new array of forwards with fw in place of the one at idx (-1: added; fw NULL: removed),
+ * sorted by listen address. */
+static json_t *forwards_with(const json_t *forwards, ssize_t idx, json_t *fw)
+{
+	size_t n = json_array_size(forwards) + 1, cnt = 0, i;
+	_cleanup_free_ json_t **v = calloc(n, sizeof(*v));
+	json_t *out = json_array(), *e;
+
+	if (!v || !out) {
+		json_decref(out);
+		return NULL;
+	}
+	json_array_foreach (forwards, i, e)
+		if ((ssize_t)i != idx)
+			v[cnt++] = e;
+	if (fw)
+		v[cnt++] = fw;
+	qsort(v, cnt, sizeof(*v), listen_cmp);
+	for (i = 0; i < cnt; i++)
+		if (json_array_append(out, v[i]) < 0) {
+			json_decref(out);
+			return NULL;
+		}
+	return out;
+}
+
+/* The network of a forward request: 404 when unknown. listen (when not NULL) in canonical form
+ * into buf (400 when it is no address). */
+static int forward_lookup(struct lxmd *d, const char *name, const char *listen,
+			  char buf[static INET6_ADDRSTRLEN], struct net **ret,
+			  struct lxm_error **err)
+{
+	unsigned char bin[16];
+	int family;
+
+	*ret = d->networks ? net_find(d, name) : NULL;
+	if (!*ret)
+		return lxm_error_set(err, -ENOENT, 404, "network '%s' not found", name);
+	if (listen && !addr_parse(listen, buf, &family, bin))
+		return lxm_error_set(err, -ENOENT, 404,
+				     "network '%s': forward %s not found (not an IP address)", name,
+				     listen);
+	return 0;
+}
+
+int lxmd_network_forwards(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct net *n;
+	int k = forward_lookup(d, name, NULL, buf, &n, err);
+
+	if (k < 0 || !n)
+		return k < 0 ? k : -ENOENT;
+	*ret = n->s.forwards ? json_deep_copy(n->s.forwards) : json_array();
+	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+}
+
+int lxmd_network_forward_get(struct lxmd *d, const char *name, const char *listen, json_t **ret,
+			     struct lxm_error **err)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct net *n;
+	ssize_t idx;
+	int k = forward_lookup(d, name, listen, buf, &n, err);
+
+	if (k < 0 || !n)
+		return k < 0 ? k : -ENOENT;
+	idx = forward_index(n->s.forwards, buf);
+	if (idx < 0)
+		return lxm_error_set(err, -ENOENT, 404, "network '%s': forward %s not found", name,
+				     buf);
+	*ret = json_deep_copy(json_array_get(n->s.forwards, (size_t)idx));
+	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "out of memory");
+}
+
+int lxmd_network_forward_change(struct lxmd *d, const char *name, const char *listen,
+				const json_t *in, enum lxmd_forward_op op, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *fw = NULL, *copy = NULL, *next = NULL, *old = NULL;
+	char buf[INET6_ADDRSTRLEN];
+	struct net *n;
+	ssize_t idx;
+	int k;
+
+	if (op == LXMD_FORWARD_CREATE)
+		listen = json_string_value(json_object_get(in, "listen_address"));
+	k = forward_lookup(d, name, op == LXMD_FORWARD_CREATE ? NULL : listen, buf, &n, err);
+	if (k < 0 || !n)
+		return k < 0 ? k : -ENOENT;
+	if (op == LXMD_FORWARD_CREATE) {
+		unsigned char bin[16];
+		int family;
+
+		if (!addr_parse(listen, buf, &family, bin))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward: listen_address '%s': not an "
+					     "IP address",
+					     name, listen ? listen : "");
+	}
+	if (d->networks->busy)
+		return lxm_error_set(err, -EBUSY, 409,
+				     "network '%s': forward %s: another network change is in "
+				     "progress; try again",
+				     name, buf);
+	idx = forward_index(n->s.forwards, buf);
+	if (op == LXMD_FORWARD_CREATE && idx >= 0)
+		return lxm_error_set(err, -EEXIST, 409,
+				     "network '%s': a forward of listen address %s already exists",
+				     name, buf);
+	if (op != LXMD_FORWARD_CREATE && idx < 0)
+		return lxm_error_set(err, -ENOENT, 404, "network '%s': forward %s not found", name,
+				     buf);
+	if (op != LXMD_FORWARD_DELETE) {
+		/* The listen address is the forward's name: the URL's wins over the body's. */
+		if (!(copy = json_deep_copy(in)) ||
+		    json_object_set_new(copy, "listen_address", json_string(buf)) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		k = forward_check(d, n, copy, &fw, err);
+		if (k < 0)
+			return k;
+	}
+	next = forwards_with(n->s.forwards, idx, fw);
+	if (!next)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	old = n->s.forwards;
+	n->s.forwards = json_incref(next);
+	if (!n->cause && (k = nft_now(d, err)) < 0) {
+		json_decref(n->s.forwards);
+		n->s.forwards = TAKE_PTR(old);
+		return lxm_error_prefix(err, "network '%s': forward %s", name, buf);
+	}
+	k = op == LXMD_FORWARD_DELETE
+		    ? lxm_db_network_forward_delete(d->db, name, buf, err)
+		    : lxm_db_network_forward_put(d->db, name, fw, op == LXMD_FORWARD_CREATE, err);
+	if (k < 0) {
+		_cleanup_error_ struct lxm_error *e2 = NULL;
+
+		json_decref(n->s.forwards);
+		n->s.forwards = TAKE_PTR(old);
+		if (!n->cause && nft_now(d, &e2) < 0)
+			log_error("network '%s': forward %s: restore the rules: %s", name, buf,
+				  e2->msg);
+		return k;
+	}
+	log_info("network '%s': forward %s %s", name, buf,
+		 op == LXMD_FORWARD_CREATE    ? "created"
+		 : op == LXMD_FORWARD_REPLACE ? "updated"
+					      : "deleted");
+	return 0;
+}
+
+/* ---- foreign forward drop policies ---- */
+
+void lxmd_networks_check_forward_drop(struct lxmd *d, const char *network)
+{
+	_cleanup_error_ struct lxm_error *e = NULL;
+	_cleanup_free_ char *where = NULL;
+	int k;
+
+	if (!d->networks)
+		return;
+	k = lxm_nft_forward_drop(&where, &e);
+	if (k < 0) {
+		log_warn("networks: check other nftables tables for a forward drop policy: %s",
+			 e ? e->msg : "failed");
+		return;
+	}
+	if (where &&
+	    (network || !d->networks->forward_drop || !streq(where, d->networks->forward_drop)))
+		log_warn("network%s%s%s: %s %s a forward hook with policy drop: traffic routed to "
+			 "and from lxm's bridges (NAT to the outside, network forwards) is dropped "
+			 "there unless that table accepts it; lxm's own table inet %s cannot "
+			 "override another table's drop (accept it there, e.g. for Docker: "
+			 "iptables -I DOCKER-USER -i <bridge> -j ACCEPT and -o <bridge>)",
+			 network ? " '" : "s", network ? network : "", network ? "'" : "", where,
+			 strstr(where, ", ") ? "have" : "has", d->networks->nft_table);
+	free(d->networks->forward_drop);
+	d->networks->forward_drop = TAKE_PTR(where);
+}
+
 /* ---- life cycle ---- */
 
 int lxmd_networks_init(struct lxmd *d, struct lxm_error **err)
@@ -1254,7 +1881,6 @@ int lxmd_networks_init(struct lxmd *d, struct lxm_error **err)
 	_cleanup_strv_ char **names = NULL;
 	_cleanup_error_ struct lxm_error *nerr = NULL;
 	_cleanup_free_ struct net_spec *specs = NULL;
-	_cleanup_free_ char *where = NULL;
 	struct net **tail;
 	char tag[LXM_CGROUP_TAG_SIZE];
 	size_t cnt = 0, ok = 0;
@@ -1282,7 +1908,8 @@ int lxmd_networks_init(struct lxmd *d, struct lxm_error **err)
 		struct net *n;
 
 		if (lxm_db_network_get(d->db, *p, &row, &e) < 0 ||
-		    config_check(*p, row->config, false, &s, &e) < 0 || !(s.name = strdup(*p))) {
+		    config_check(*p, row->config, false, &s, &e) < 0 || !(s.name = strdup(*p)) ||
+		    lxm_db_network_forwards(d->db, *p, &s.forwards, &e) < 0) {
 			log_error("network '%s': %s", *p, e ? e->msg : "out of memory");
 			spec_clear(&s);
 			continue;
@@ -1326,13 +1953,7 @@ int lxmd_networks_init(struct lxmd *d, struct lxm_error **err)
 	k = host_nft(d->networks->nft_table, specs, ok, NULL, &nerr);
 	if (k < 0)
 		log_error("networks: %s", nerr->msg);
-	k = lxm_nft_forward_drop(&where, NULL);
-	if (k > 0 || (k >= 0 && where)) {
-		log_warn("networks: %s has a forward policy of drop: routed traffic of lxm's "
-			 "networks may be dropped there",
-			 where);
-		d->networks->forward_drop = TAKE_PTR(where);
-	}
+	lxmd_networks_check_forward_drop(d, NULL);
 	for (struct net *n = d->networks->list; n; n = n->next) {
 		_cleanup_error_ struct lxm_error *e = NULL;
 

@@ -45,8 +45,38 @@ void lxmd_network_leases_changed(struct lxmd *d, const char *name);
 /* "Created", "Unavailable" (then *ret_cause, when non-NULL, says why) or NULL when unknown. */
 const char *lxmd_network_status(struct lxmd *d, const char *name, const char **ret_cause);
 
-/* Where another table's forward hook drops routed traffic (found at start-up), or NULL. */
+/* Where other tables' forward hooks drop routed traffic ("table ip filter chain FORWARD"; as
+ * last checked), or NULL. */
 const char *lxmd_networks_forward_drop(struct lxmd *d);
+/* Looks (again) for other nftables tables whose forward hook has policy drop, which lxm's own
+ * accept rules cannot override; logs a warning naming them (and network, the one just created,
+ * when not NULL) when found and new or when network is given. Other tables are only read. Runs at
+ * start-up, after a network is created and when a network's state is read. */
+void lxmd_networks_check_forward_drop(struct lxmd *d, const char *network);
+
+/* ---- network forwards: listen address -> instance addresses, as DNAT rules ---- */
+
+/* The forwards of network name: LXD's objects {"listen_address", "description", "config",
+ * "ports"} (without location), sorted by listen address. 404 for an unknown network. */
+int lxmd_network_forwards(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);
+/* One forward; 404 for an unknown network or listen address. */
+int lxmd_network_forward_get(struct lxmd *d, const char *name, const char *listen, json_t **ret,
+			     struct lxm_error **err);
+
+enum lxmd_forward_op {
+	LXMD_FORWARD_CREATE,  /* a new listen address (409 when taken) */
+	LXMD_FORWARD_REPLACE, /* description, config and ports of an existing one (404 otherwise) */
+	LXMD_FORWARD_DELETE,  /* remove it (404 when missing) */
+};
+/* Creates, replaces or deletes forward listen of network name (for create, the listen address is
+ * fw's listen_address; for delete fw is unused). Checks fw (400 naming the forward, the port
+ * entry, the key and the value): a unicast listen address outside the network's subnets, not
+ * 0.0.0.0 or ::, not another network's; ports tcp or udp, 1-65535, single, ranges or lists,
+ * target ports one or as many as the listen ports, no listen port twice per protocol; target
+ * addresses in the network's subnet. Then rewrites the nftables table at once (on the loop
+ * thread) and records the forward; on failure nothing changed. 409 while a network change runs. */
+int lxmd_network_forward_change(struct lxmd *d, const char *name, const char *listen,
+				const json_t *fw, enum lxmd_forward_op op, struct lxm_error **err);
 
 /* Called on the loop thread when a change ended: err is NULL on success, else the failure, which
  * the callback takes. */
@@ -80,3 +110,12 @@ int lxmd_networks_set_proxies(struct lxmd *d, const char *instance, json_t *forw
 
 /* The leases of network name (lxm_dnsmasq_leases()). 404 for an unknown network. */
 int lxmd_network_leases(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);
+
+/* The handlers of /1.0/networks/<net>/forwards[/<listen address>] (api-networks.c). */
+struct lxmd_request;
+int lxmd_api_network_forwards_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_forwards_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_forward_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_forward_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_forward_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_network_forward_delete(struct lxmd_request *r, struct lxm_error **err);

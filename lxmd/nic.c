@@ -195,18 +195,13 @@ int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 /* One veth to create (or, for a removal, the device's veth as it was, to create it again when
  * the change fails). */
 struct nic_op {
-	char *device;	  /* the device's name */
-	char *network;	  /* its managed network, or NULL */
-	char *bridge;	  /* the bridge the host end joins, or NULL when it cannot be resolved */
-	char *inner;	  /* the name inside */
-	char *hwaddr;	  /* the MAC inside */
-	char *host_name;  /* the host end */
-	unsigned mtu;	  /* 0: the bridge's */
-	uint64_t ingress; /* bit/s the host end sends to the instance, 0: no limit */
-	uint64_t egress;  /* bit/s the instance sends, 0: no limit */
-	bool done;	  /* the worker did it */
+	struct lxm_spec_nic nic; /* the veth; for a removal, bridge, hwaddr or host_name may be NULL
+				    (they could not be resolved) */
+	char *network;		 /* its managed network, or NULL */
+	bool done;		 /* the worker did it */
 };
 
+/* A hot-plug: the work on the thread pool. */
 struct nic_job {
 	uv_work_t work;		     /* the thread pool's request */
 	struct lxmd *d;		     /* the daemon */
@@ -214,22 +209,16 @@ struct nic_job {
 	pid_t pid;		     /* its init: the network namespace */
 	struct nic_op *del, *add;    /* veths to remove, then to create */
 	size_t n_del, n_add;	     /* entries */
-	const char *step;	     /* "start" or "hot-plug", for messages */
-	lxmd_nics_cb done;	     /* a start's callback */
-	struct lxm_operation *op;    /* a hot-plug's operation */
-	struct lxm_db_instance *old; /* a hot-plug's instance as recorded before the change */
+	struct lxm_operation *op;    /* the hot-plug's operation */
+	struct lxm_db_instance *old; /* the instance as recorded before the change */
 	struct lxm_error *err;	     /* the worker's failure */
 };
 
 static void nic_ops_free(struct nic_op *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		free(v[i].device);
+		lxm_spec_nic_clear(&v[i].nic);
 		free(v[i].network);
-		free(v[i].bridge);
-		free(v[i].inner);
-		free(v[i].hwaddr);
-		free(v[i].host_name);
 	}
 	free(v);
 }
@@ -320,13 +309,13 @@ static int nic_op_fill(struct lxmd *d, const struct lxmd_nic *k, json_t *config,
 		*changed = true;
 	}
 	memset(e, 0, sizeof(*e));
-	e->mtu = k->mtu;
-	e->ingress = k->ingress;
-	e->egress = k->egress;
-	if (!(e->device = strdup(k->name)) || !(e->inner = strdup(k->inner)) ||
+	e->nic.mtu = k->mtu;
+	e->nic.ingress = k->ingress;
+	e->nic.egress = k->egress;
+	if (!(e->nic.device = strdup(k->name)) || !(e->nic.inner = strdup(k->inner)) ||
 	    (k->network && !(e->network = strdup(k->network))) ||
-	    (bridge && !(e->bridge = strdup(bridge))) || (hw && !(e->hwaddr = strdup(hw))) ||
-	    (host && !(e->host_name = strdup(host))))
+	    (bridge && !(e->nic.bridge = strdup(bridge))) ||
+	    (hw && !(e->nic.hwaddr = strdup(hw))) || (host && !(e->nic.host_name = strdup(host))))
 		return -ENOMEM;
 	return 0;
 }
@@ -387,65 +376,34 @@ static void leases_changed(struct lxmd *d, const struct nic_op *v, size_t n)
 	}
 }
 
-static int veth_create(const struct nic_op *e, pid_t pid, struct lxm_error **err)
-{
-	struct lxm_veth v = {
-		.host_name = e->host_name,
-		.bridge = e->bridge,
-		.netns_pid = pid,
-		.inner_name = e->inner,
-		.hwaddr = e->hwaddr,
-		.mtu = e->mtu,
-	};
-
-	/* After a restart the host end of the last run may still exist: the kernel tears down a
-	 * dead network namespace in the background. Give it a moment to go. */
-	for (int i = 0; i < 60 && lxm_link_exists(e->host_name); i++)
-		usleep(50 * 1000);
-	if (lxm_veth_create(&v, err) < 0)
-		return lxm_error_prefix(err, "nic device '%s': create veth %s on %s", e->device,
-					e->host_name, e->bridge);
-	/* limits.ingress shapes what the host end sends into the instance; limits.egress what
-	 * the instance sends, at its own end of the veth. */
-	const char *key = NULL;
-
-	if (e->ingress && lxm_link_set_rate(0, e->host_name, e->ingress, err) < 0)
-		key = "limits.ingress";
-	else if (e->egress && lxm_link_set_rate(pid, e->inner, e->egress, err) < 0)
-		key = "limits.egress";
-	if (key) {
-		struct lxm_error *e2 = NULL;
-
-		if (lxm_link_delete(e->host_name, &e2) < 0)
-			lxm_error_free(e2);
-		return lxm_error_prefix(err, "nic device '%s': key '%s'", e->device, key);
-	}
-	return 0;
-}
-
 static void nic_work(uv_work_t *w)
 {
 	struct nic_job *j = w->data;
 	struct lxm_error *e2 = NULL;
 
 	for (size_t i = 0; i < j->n_del && !j->err; i++) {
-		j->del[i].done = lxm_link_delete_in(j->pid, j->del[i].inner, &j->err) >= 0;
+		const struct lxm_spec_nic *n = &j->del[i].nic;
+
+		j->del[i].done = lxm_link_delete_in(j->pid, n->inner, &j->err) >= 0;
 		if (j->err)
-			lxm_error_prefix(&j->err, "nic device '%s': remove %s inside",
-					 j->del[i].device, j->del[i].inner);
+			lxm_error_prefix(&j->err, "nic device '%s': remove %s inside", n->device,
+					 n->inner);
 	}
 	for (size_t i = 0; i < j->n_add && !j->err; i++)
-		j->add[i].done = veth_create(&j->add[i], j->pid, &j->err) >= 0;
+		j->add[i].done = lxmd_nic_veth_create(&j->add[i].nic, j->pid, &j->err) >= 0;
 	if (!j->err)
 		return;
 	/* Put back what was there. */
 	for (size_t i = 0; i < j->n_add; i++)
-		if (j->add[i].done && lxm_link_delete(j->add[i].host_name, &e2) < 0)
+		if (j->add[i].done && lxm_link_delete(j->add[i].nic.host_name, &e2) < 0)
 			lxm_error_free(TAKE_PTR(e2));
-	for (size_t i = 0; i < j->n_del; i++)
-		if (j->del[i].done && j->del[i].bridge && j->del[i].hwaddr && j->del[i].host_name &&
-		    veth_create(&j->del[i], j->pid, &e2) < 0)
+	for (size_t i = 0; i < j->n_del; i++) {
+		const struct lxm_spec_nic *n = &j->del[i].nic;
+
+		if (j->del[i].done && n->bridge && n->hwaddr && n->host_name &&
+		    lxmd_nic_veth_create(n, j->pid, &e2) < 0)
 			lxm_error_free(TAKE_PTR(e2));
+	}
 }
 
 static void nic_done(uv_work_t *w, int status)
@@ -455,13 +413,6 @@ static void nic_done(uv_work_t *w, int status)
 
 	if (status < 0 && !j->err)
 		lxm_error_set(&j->err, -ECANCELED, 500, "cancelled");
-	if (j->done) {
-		if (j->err)
-			lxm_error_prefix(&j->err, "start '%s'", j->instance);
-		j->done(j->d, j->instance, TAKE_PTR(j->err));
-		nic_job_free(j);
-		return;
-	}
 	if (j->err) {
 		lxm_error_prefix(&j->err, "update instance '%s': hot-plug", j->instance);
 		if (lxm_db_instance_update(j->d->db, j->instance, j->old, &e2) < 0) {
@@ -478,62 +429,60 @@ static void nic_done(uv_work_t *w, int status)
 	nic_job_free(j);
 }
 
-int lxmd_nics_start(struct lxmd *d, const char *instance, pid_t init_pid, lxmd_nics_cb done,
-		    struct lxm_error **err)
+int lxmd_nics_to_spec(struct lxmd *d, struct lxm_db_instance *inst, const json_t *xdevices,
+		      struct lxm_container_spec *spec, struct lxm_error **err)
 {
-	_cleanup_(nic_job_freep) struct nic_job *j = NULL;
-	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	struct nic_op *v = NULL;
+	size_t n = 0;
 	bool changed = false;
 	const char *name;
 	json_t *dev;
-	int k;
+	int k = 0;
 
-	if ((k = lxm_db_instance_get(d->db, instance, &inst, err)) < 0 ||
-	    (k = lxmd_instance_expand(d, inst, &config, &devices, err)) < 0)
-		return lxm_error_prefix(err, "start '%s'", instance);
-	j = calloc(1, sizeof(*j));
-	if (!j || !(j->instance = strdup(instance)))
-		return -ENOMEM;
 	if (!inst->config && !(inst->config = json_object()))
 		return -ENOMEM;
-	json_object_foreach (devices, name, dev) {
+	json_object_foreach ((json_t *)xdevices, name, dev) {
 		struct lxmd_nic nic;
 		struct nic_op *e;
 
 		k = lxmd_nic_parse(name, dev, &nic, err);
 		if (k < 0)
-			return lxm_error_prefix(err, "start '%s'", instance);
+			goto out;
 		if (k == 0)
 			continue;
-		if ((k = ops_grow(&j->add, &j->n_add, &e)) < 0)
-			return k;
-		k = nic_op_fill(d, &nic, inst->config, true, e, &changed, err);
-		if (k < 0)
-			return lxm_error_prefix(err, "start '%s'", instance);
+		if ((k = ops_grow(&v, &n, &e)) < 0 ||
+		    (k = nic_op_fill(d, &nic, inst->config, true, e, &changed, err)) < 0)
+			goto out;
 	}
-	if (j->n_add == 0)
-		return 0;
-	if ((k = check_inner_unique(devices, err)) < 0)
-		return lxm_error_prefix(err, "start '%s'", instance);
+	k = 0;
+	if (n == 0)
+		goto out;
+	if ((k = check_inner_unique(xdevices, err)) < 0)
+		goto out;
 	if (changed) {
-		k = lxm_db_instance_update(d->db, instance, inst, err);
-		if (k < 0)
-			return lxm_error_prefix(err, "start '%s': record its nics' volatile keys",
-						instance);
+		k = lxm_db_instance_update(d->db, inst->name, inst, err);
+		if (k < 0) {
+			lxm_error_prefix(err, "record its nics' volatile keys");
+			goto out;
+		}
 		/* The network's DHCP learns the MAC (static leases) before the container asks. */
-		leases_changed(d, j->add, j->n_add);
+		leases_changed(d, v, n);
 	}
-	j->d = d;
-	j->pid = init_pid;
-	j->done = done;
-	j->work.data = j;
-	k = uv_queue_work(d->loop, &j->work, nic_work, nic_done);
-	if (k < 0)
-		return lxm_error_set(err, k, 500, "start '%s': queue its nics: %s", instance,
-				     uv_strerror(k));
-	TAKE_PTR(j);
-	return 1;
+	spec->nics = calloc(n, sizeof(*spec->nics));
+	if (!spec->nics) {
+		k = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		spec->nics[i] = v[i].nic;
+		memset(&v[i].nic, 0, sizeof(v[i].nic));
+	}
+	spec->n_nics = n;
+out:
+	nic_ops_free(v, n);
+	if (k < 0 && err && *err)
+		lxm_error_prefix(err, "start '%s'", inst->name);
+	return k;
 }
 
 int lxmd_nics_hotplug_plan(struct lxmd *d, struct lxm_db_instance *inst, const json_t *new_xdevices,

@@ -3,12 +3,13 @@
  * existing one), its peer in the container's network namespace as name= (default: the device's
  * name) with hwaddr= (else volatile.<dev>.hwaddr, generated once and recorded) and mtu=.
  *
- * A container's network namespace exists once lxm-monitor has cloned its init: lxmd creates the
- * veths right after the monitor reports the init pid, on the thread pool. A nic that cannot be
- * created fails the start: the container is killed and the start's operation ends with the
- * error, naming the device and the step. The host end (volatile.<dev>.host_name, "veth" + 8 hex)
- * goes away with the container's network namespace when it stops. Nics of a running instance
- * are hot-plugged when its devices change. */
+ * At a start lxmd works out each nic (its bridge, MAC and host end, recording the volatile keys)
+ * into the container spec, and lxm-monitor creates the veths once it has cloned the container
+ * and before it lets the child exec init: init finds its interfaces in place. A nic that cannot
+ * be created fails the start before init runs (the monitor kills the child and removes the veths
+ * it made), with the error naming the device and the step. The host end
+ * (volatile.<dev>.host_name, "veth" + 8 hex) goes away with the container's network namespace
+ * when it stops. Nics of a running instance are hot-plugged by lxmd when its devices change. */
 #pragma once
 
 #include <jansson.h>
@@ -16,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "container/spec.h"
 #include "error.h"
 
 struct lxmd;
@@ -42,16 +44,18 @@ struct lxmd_nic {
 int lxmd_nic_parse(const char *name, const json_t *dev, struct lxmd_nic *ret,
 		   struct lxm_error **err);
 
-/* Called on the loop thread when the nics of a start are in place (err NULL) or failed (err,
- * which the callee owns). */
-typedef void (*lxmd_nics_cb)(struct lxmd *d, const char *instance, struct lxm_error *err);
+/* The nics of a start, into spec->nics (inst is the instance as recorded, xdevices its expanded
+ * devices): resolves each one's bridge and records the volatile keys it generates in inst's
+ * config and the database, and tells managed networks about new MACs (static leases). Errors name
+ * the device (a managed network or a parent bridge that does not exist, say). On the loop
+ * thread. */
+int lxmd_nics_to_spec(struct lxmd *d, struct lxm_db_instance *inst, const json_t *xdevices,
+		      struct lxm_container_spec *spec, struct lxm_error **err);
 
-/* Creates the veths of instance's nics for its init init_pid: records the volatile keys it
- * generates first (on the loop thread), then works on the thread pool. Returns 1 when the work
- * is queued (done is called later), 0 when the instance has no nic (done is not called), or a
- * negative errno with err set (a managed network that does not exist, say). */
-int lxmd_nics_start(struct lxmd *d, const char *instance, pid_t init_pid, lxmd_nics_cb done,
-		    struct lxm_error **err);
+/* Creates nic n's veth with its peer in the network namespace of pid, and its rate limits; on
+ * failure nothing is left and err names the device and the step. Blocks (it waits up to 3 s for
+ * a host end of the last run to go): lxm-monitor and lxmd's thread pool call it. */
+int lxmd_nic_veth_create(const struct lxm_spec_nic *n, pid_t pid, struct lxm_error **err);
 
 /* Hot-plug: the nics that change when a running (or frozen) instance's devices change. */
 struct lxmd_nic_hotplug;

@@ -337,3 +337,15 @@ int lxm_enable_forwarding(const char *bridge, bool ipv6, struct lxm_error **err)
 				      path);
 	return 0;
 }
+
+int lxm_bridge_route_localnet(const char *bridge, struct lxm_error **err)
+{
+	char path[96];
+	int k;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", bridge);
+	k = sysctl_write(path, "1");
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "bridge %s: write 1 to %s", bridge, path);
+	return 0;
+}

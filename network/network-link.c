@@ -404,6 +404,24 @@ static int veth_configure_inner(const struct lxm_veth *v, const char *tmp, unsig
 	return 0;
 }
 
+/* Turns on hairpin mode of bridge port l (IFLA_BRPORT_MODE): an AF_BRIDGE change, whose
+ * original must be of that family too. */
+static int bridge_port_hairpin(struct nl_sock *sk, struct rtnl_link *l)
+{
+	_cleanup_(rtnl_link_putp) struct rtnl_link *o = rtnl_link_alloc(), *c = rtnl_link_alloc();
+	int k;
+
+	if (!o || !c)
+		return -NLE_NOMEM;
+	rtnl_link_set_ifindex(o, rtnl_link_get_ifindex(l));
+	rtnl_link_set_family(o, AF_BRIDGE);
+	rtnl_link_set_family(c, AF_BRIDGE);
+	k = rtnl_link_bridge_set_flags(c, RTNL_BRIDGE_HAIRPIN_MODE);
+	if (k >= 0)
+		k = rtnl_link_change(sk, o, c, 0);
+	return k;
+}
+
 /* Attaches the host end to its bridge (when any) and sets it up. */
 static int veth_configure_host(struct nl_sock *sk, const struct lxm_veth *v, int bridge_index,
 			       struct lxm_error **err)
@@ -426,6 +444,16 @@ static int veth_configure_host(struct nl_sock *sk, const struct lxm_veth *v, int
 		return lxm_error_set(err, network_nl_errno(k), 500,
 				     "attach %s to %s and set it up: %s", v->host_name,
 				     v->bridge ? v->bridge : "no bridge", nl_geterror(k));
+	if (bridge_index > 0) {
+		/* Hairpin: the bridge may send a frame back out of the port it came in on, so that
+		 * an instance reaches itself through a DNAT of its own address (a network forward
+		 * or a proxy device) when br_netfilter hands bridged traffic to nftables. */
+		k = bridge_port_hairpin(sk, l);
+		if (k < 0)
+			return lxm_error_set(err, network_nl_errno(k), 500,
+					     "set hairpin mode on %s (port of %s): %s",
+					     v->host_name, v->bridge, nl_geterror(k));
+	}
 	return 0;
 }
 

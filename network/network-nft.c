@@ -52,7 +52,93 @@ static bool ports_ok(const char *s)
 	return s && *s && strspn(s, "0123456789,-") == strlen(s) && strlen(s) < 256;
 }
 
-/* Appends one forward's DNAT (prerouting and output) and hairpin masquerade rules. */
+int lxm_ports_parse(const char *s, uint16_t **ret, size_t *ret_n)
+{
+	_cleanup_free_ uint16_t *v = NULL;
+	size_t n = 0, cap = 0;
+	const char *p = s;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (;;) {
+		unsigned long lo, hi;
+		char *end;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		lo = strtoul(p, &end, 10);
+		hi = lo;
+		if (*end == '-') {
+			p = end + 1;
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			hi = strtoul(p, &end, 10);
+		}
+		if (lo < 1 || hi > 65535 || lo > hi)
+			return -ERANGE;
+		if (n + (hi - lo + 1) > 65535)
+			return -E2BIG;
+		if (n + (hi - lo + 1) > cap) {
+			uint16_t *nv;
+
+			cap = (n + (hi - lo + 1)) * 2;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				return -ENOMEM;
+			v = nv;
+		}
+		for (unsigned long i = lo; i <= hi; i++)
+			v[n++] = (uint16_t)i;
+		if (*end == '\0')
+			break;
+		if (*end != ',')
+			return -EINVAL;
+		p = end + 1;
+	}
+	*ret = TAKE_PTR(v);
+	*ret_n = n;
+	return 0;
+}
+
+/* A port spec in nft's syntax: "80" and "8000-8010" as they are, a list "80,443" as a set. */
+static void nft_ports(const char *spec, char *buf, size_t size)
+{
+	snprintf(buf, size, strchr(spec, ',') ? "{ %s }" : "%s", spec);
+}
+
+/* The anonymous map "{ l1 : t1, l2 : t2, ... }" from listen ports to target ports (one to one)
+ * into *ret; -EINVAL when the counts differ. *ret stays NULL when both lists are the same (the
+ * DNAT then keeps the port). */
+static int port_map(const char *lport, const char *tport, char **ret)
+{
+	_cleanup_free_ uint16_t *l = NULL, *t = NULL;
+	_cleanup_free_ char *buf = NULL;
+	size_t nl, nt, len = 0;
+	FILE *f;
+	int k;
+
+	*ret = NULL;
+	if ((k = lxm_ports_parse(lport, &l, &nl)) < 0 || (k = lxm_ports_parse(tport, &t, &nt)) < 0)
+		return k == -ENOMEM ? k : -EINVAL;
+	if (nl != nt)
+		return -EINVAL;
+	if (memcmp(l, t, nl * sizeof(*l)) == 0)
+		return 0;
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -ENOMEM;
+	fputs("{ ", f);
+	for (size_t i = 0; i < nl; i++)
+		fprintf(f, "%s%u : %u", i ? ", " : "", l[i], t[i]);
+	fputs(" }", f);
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+/* Appends one forward's DNAT (prerouting and output) and hairpin masquerade rules. Without
+ * protocol and listen_port, every packet to the listen address goes to the target address. */
 static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_nft_network *nw,
 			  json_t *fw, struct lxm_error **err)
 {
@@ -61,15 +147,17 @@ static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_n
 	const char *lport = json_string_value(json_object_get(fw, "listen_port"));
 	const char *taddr = json_string_value(json_object_get(fw, "target_address"));
 	const char *tport = json_string_value(json_object_get(fw, "target_port"));
+	_cleanup_free_ char *map = NULL;
 	unsigned char bin[16];
+	bool all = (!proto || !*proto) && (!lport || !*lport);
 	int family;
-	char dport[300], to[128];
+	char dport[300], tports[300], to[128], sel[340];
 
-	if (!proto || (!streq(proto, "tcp") && !streq(proto, "udp")))
+	if (!all && (!proto || (!streq(proto, "tcp") && !streq(proto, "udp"))))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "network '%s': forward: protocol must be tcp or udp",
 				     nw->name);
-	if (!laddr || !taddr || !ports_ok(lport) || (tport && *tport && !ports_ok(tport)))
+	if (!laddr || !taddr || (!all && !ports_ok(lport)) || (tport && *tport && !ports_ok(tport)))
 		return lxm_error_set(
 			err, -EINVAL, 400,
 			"network '%s': forward: listen_address, listen_port and "
@@ -81,31 +169,67 @@ static int append_forward(FILE *prert, FILE *out, FILE *post, const struct lxm_n
 			err, -EINVAL, 400,
 			"network '%s': forward %s -> %s: addresses must be of one family", nw->name,
 			laddr, taddr);
-	snprintf(dport, sizeof(dport), strchr(lport, ',') ? "{ %s }" : "%s", lport);
-	if (tport && *tport)
-		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]:%s" : "%s:%s", taddr, tport);
-	else
-		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]" : "%s", taddr);
 	const char *ipf = family == AF_INET6 ? "ip6" : "ip";
 	char match[96];
 
+	if (!all)
+		nft_ports(lport, dport, sizeof(dport));
+	/* Several target ports: one to one with the listen ports, through a map. */
+	if (!all && tport && (strchr(tport, ',') || strchr(tport, '-'))) {
+		int k = port_map(lport, tport, &map);
+
+		if (k == -ENOMEM)
+			return lxm_error_set(err, k, 500, "network '%s': out of memory", nw->name);
+		if (k < 0)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "network '%s': forward %s port %s: target ports %s "
+					     "do not match the listen ports one to one",
+					     nw->name, laddr, lport, tport);
+		if (!map)
+			tport = NULL;
+	}
+	if (tport && *tport && !map)
+		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]:%s" : "%s:%s", taddr, tport);
+	else
+		snprintf(to, sizeof(to), family == AF_INET6 ? "[%s]" : "%s", taddr);
 	/* A wildcard listen address (a proxy device's 0.0.0.0) means every local address. */
 	if (streq(laddr, "0.0.0.0") || streq(laddr, "::"))
 		snprintf(match, sizeof(match), "meta nfproto %s fib daddr type local",
 			 family == AF_INET6 ? "ipv6" : "ipv4");
 	else
 		snprintf(match, sizeof(match), "%s daddr %s", ipf, laddr);
-	fprintf(prert, "\t\t%s %s dport %s dnat %s to %s\n", match, proto, dport, ipf, to);
-	fprintf(out, "\t\t%s %s dport %s dnat %s to %s\n", match, proto, dport, ipf, to);
+	if (all) {
+		*sel = '\0';
+		*tports = '\0';
+	} else {
+		snprintf(sel, sizeof(sel), " %s dport %s", proto, dport);
+		if (tport && *tport)
+			nft_ports(tport, tports, sizeof(tports));
+		else
+			snprintf(tports, sizeof(tports), "%s", dport);
+	}
+	if (map) {
+		fprintf(prert, "\t\t%s%s dnat %s to %s : %s dport map %s\n", match, sel, ipf, to,
+			proto, map);
+		fprintf(out, "\t\t%s%s dnat %s to %s : %s dport map %s\n", match, sel, ipf, to,
+			proto, map);
+	} else {
+		fprintf(prert, "\t\t%s%s dnat %s to %s\n", match, sel, ipf, to);
+		fprintf(out, "\t\t%s%s dnat %s to %s\n", match, sel, ipf, to);
+	}
 	/* The host reaching it through 127.0.0.1 (its bridge has route_localnet): the reply must
 	 * come back through the bridge, so the loopback source is rewritten. */
 	if (family == AF_INET && (streq(laddr, "0.0.0.0") || strncmp(laddr, "127.", 4) == 0))
-		fprintf(post, "\t\tip saddr 127.0.0.0/8 ip daddr %s %s dport %s masquerade\n",
-			taddr, proto, tport && *tport && !strchr(tport, ',') ? tport : dport);
-	/* An instance reaching its own forward comes back to itself: the reply must go through
-	 * the host, so the source is rewritten. */
-	fprintf(post, "\t\t%s saddr %s %s daddr %s %s dport %s masquerade\n", ipf, taddr, ipf,
-		taddr, proto, tport && *tport && !strchr(tport, ',') ? tport : dport);
+		fprintf(post, "\t\tip saddr 127.0.0.0/8 ip daddr %s%s%s%s%s masquerade\n", taddr,
+			all ? "" : " ", all ? "" : proto, all ? "" : " dport ", tports);
+	/* An instance of the network reaching a forward (its own or another's) is sent back into
+	 * the bridge: the reply must go through the host to be un-NATed, so the source of such
+	 * DNATed connections is rewritten. */
+	const char *from = family == AF_INET6 ? nw->ipv6_subnet : nw->ipv4_subnet;
+
+	fprintf(post, "\t\t%s saddr %s %s daddr %s%s%s%s%s ct status dnat masquerade\n", ipf,
+		from ? from : taddr, ipf, taddr, all ? "" : " ", all ? "" : proto,
+		all ? "" : " dport ", tports);
 	return 0;
 }
 
@@ -253,24 +377,31 @@ int lxm_nft_apply(const char *table, const struct lxm_nft_network *networks, siz
 	return 0;
 }
 
-int lxm_nft_forward_drop(char **ret_where, struct lxm_error **err)
+/* Whether table (of family) is one an lxmd owns: inet "lxm" or "lxm_<tag>". */
+static bool own_table(const char *family, const char *table)
 {
-	_cleanup_free_ char *out = NULL;
+	return streq(family, "inet") && (streq(table, "lxm") || startswith(table, "lxm_"));
+}
+
+int lxm_nft_forward_drop_parse(const char *json, char **ret_where, struct lxm_error **err)
+{
 	_cleanup_json_ json_t *root = NULL;
+	_cleanup_free_ char *where = NULL;
+	size_t len = 0, i;
 	json_error_t jerr;
 	json_t *items, *item;
-	size_t i;
-	char e[512];
-	int k;
+	FILE *f;
+	int found = 0;
 
-	k = nft_run("list chains", NFT_CTX_OUTPUT_JSON, &out, e, sizeof(e));
-	if (k < 0)
-		return lxm_error_set(err, k, 500, "nftables: list chains: %s", e);
-	root = json_loads(out, 0, &jerr);
+	*ret_where = NULL;
+	root = json_loads(json ? json : "", 0, &jerr);
 	items = json_object_get(root, "nftables");
 	if (!json_is_array(items))
 		return lxm_error_set(err, -EIO, 500, "nftables: list chains: unexpected JSON: %s",
 				     root ? "no nftables array" : jerr.text);
+	f = open_memstream(&where, &len);
+	if (!f)
+		return -ENOMEM;
 	json_array_foreach (items, i, item) {
 		json_t *c = json_object_get(item, "chain");
 		const char *family = json_string_value(json_object_get(c, "family"));
@@ -279,14 +410,32 @@ int lxm_nft_forward_drop(char **ret_where, struct lxm_error **err)
 		const char *hook = json_string_value(json_object_get(c, "hook"));
 		const char *policy = json_string_value(json_object_get(c, "policy"));
 
+		/* Only IPv4 and IPv6 routing passes the forward hook of these families; a bridge
+		 * family table filters bridged frames, not what the host routes. */
 		if (!c || !family || !table || !name || !hook || !policy ||
 		    !streq(hook, "forward") || !streq(policy, "drop") ||
-		    (streq(family, "inet") && startswith(table, "lxm")))
+		    (!streq(family, "ip") && !streq(family, "ip6") && !streq(family, "inet")) ||
+		    own_table(family, table))
 			continue;
-		if (asprintf(ret_where, "table %s %s chain %s", family, table, name) < 0)
-			return -ENOMEM;
-		return 1;
+		fprintf(f, "%stable %s %s chain %s", found ? ", " : "", family, table, name);
+		found++;
 	}
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	if (found)
+		*ret_where = TAKE_PTR(where);
+	return found;
+}
+
+int lxm_nft_forward_drop(char **ret_where, struct lxm_error **err)
+{
+	_cleanup_free_ char *out = NULL;
+	char e[512];
+	int k;
+
 	*ret_where = NULL;
-	return 0;
+	k = nft_run("list chains", NFT_CTX_OUTPUT_JSON, &out, e, sizeof(e));
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "nftables: list chains: %s", e);
+	return lxm_nft_forward_drop_parse(out, ret_where, err);
 }

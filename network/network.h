@@ -90,6 +90,11 @@ int lxm_parse_ipv4_cidr(const char *cidr, struct lxm_ipv4_net *ret);
  * needs (net.ipv4.ip_forward=1 and the bridge's forwarding). */
 int lxm_enable_forwarding(const char *bridge, bool ipv6, struct lxm_error **err);
 
+/* Lets the host's own connections to a 127.x address be routed out of bridge after a DNAT to
+ * an instance (the kernel drops loopback sources on other links unless route_localnet is
+ * set). */
+int lxm_bridge_route_localnet(const char *bridge, struct lxm_error **err);
+
 /* ---- nftables (network-nft.c) ---- */
 
 /* What one network asks of the firewall. */
@@ -101,7 +106,11 @@ struct lxm_nft_network {
 	bool nat4;		 /* masquerade IPv4 leaving through another link */
 	bool nat6;		 /* the same for IPv6 */
 	json_t *forwards;	 /* DNAT rules: array of {"protocol": "tcp"|"udp", "listen_address",
-				  * "listen_port", "target_address", "target_port"}, or NULL */
+				  * "listen_port", "target_address", "target_port"}, or NULL; ports
+				  * as LXD writes them ("80", "80-82", "80,443"); several target
+				  * ports map one to one onto the listen ports, one target port
+				  * takes them all, none keeps the port; without protocol and
+				  * listen_port every packet to the listen address is forwarded */
 };
 
 /* Replaces the whole "inet TABLE" table with the rules of networks (n of them) in one atomic
@@ -111,10 +120,20 @@ struct lxm_nft_network {
 int lxm_nft_apply(const char *table, const struct lxm_nft_network *networks, size_t n,
 		  struct lxm_error **err);
 
-/* Whether another table (not an lxm one)'s forward hook has policy drop (Docker, ufw, firewalld):
- * then routed traffic of lxm's networks may be dropped there; *ret_where names the table and chain.
- */
+/* Whether another table (not inet lxm or lxm_<tag>)'s forward hook has policy drop (Docker's
+ * iptables-nft "filter FORWARD", ufw, firewalld): then routed traffic of lxm's networks may be
+ * dropped there whatever lxm's own table accepts (every base chain of a hook sees the packet, and
+ * a drop anywhere is final). Returns how many such chains there are (0: none) and, when some,
+ * *ret_where naming them ("table ip filter chain FORWARD, ..."; NULL otherwise). Other tables are
+ * only read. */
 int lxm_nft_forward_drop(char **ret_where, struct lxm_error **err);
+/* The same from the JSON text of `nft -j list chains` (or `list ruleset`). */
+int lxm_nft_forward_drop_parse(const char *json, char **ret_where, struct lxm_error **err);
+
+/* Parses an LXD port list ("80", "8080-8082", "80,443,1000-1002") into its ports, in order, as a
+ * new array (*ret, *ret_n of them). -EINVAL when it is not such a list, -ERANGE for a port out of
+ * 1-65535 or a range going down, -E2BIG above 65535 ports in all. */
+int lxm_ports_parse(const char *s, uint16_t **ret, size_t *ret_n);
 
 /* ---- dnsmasq (network-dnsmasq.c) ---- */
 

@@ -4,7 +4,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,6 +21,12 @@
  * type the distributions' container-selinux policy confines containers with (as Podman and
  * CRI-O use it), at the base level, since lxm does not assign per-instance categories yet. */
 #define SELINUX_DEFAULT_LABEL "system_u:system_r:container_t:s0"
+
+const char *const lxm_hugepage_names[LXM_HUGEPAGE_N] = { "64KB", "1MB", "2MB", "1GB" };
+const uint64_t lxm_hugepage_kb[LXM_HUGEPAGE_N] = { 64, 1024, 2048, 1024 * 1024 };
+
+/* What an isolated instance maps when security.idmap.size says nothing (LXD's default). */
+#define IDMAP_SIZE_DEFAULT 65536
 
 static void lxm_policy_freep(struct lxm_policy **p)
 {
@@ -114,6 +122,32 @@ static int compile_cpu(struct lxm_policy *p, const json_t *cfg, const struct lxm
 	return 0;
 }
 
+/* limits.hugepages.<size>: a size in bytes, for a page size the host has. */
+static int compile_hugepages(struct lxm_policy *p, const json_t *cfg,
+			     const struct lxm_policy_host *host, struct lxm_error **err)
+{
+	for (int n = 0; n < LXM_HUGEPAGE_N; n++) {
+		char key[32];
+		const char *v;
+		int r;
+
+		snprintf(key, sizeof(key), KEY_HUGEPAGES "%s", lxm_hugepage_names[n]);
+		if ((r = cfg_get(cfg, key, &v, err)) < 0 ||
+		    (v && (r = lxm_parse_size(key, v, host->memory_bytes, &p->limits.hugepages[n],
+					      err)) < 0))
+			return r;
+		if (v && !(host->hugepages & (1u << n)))
+			return lxm_policy_bad_value(err, key, v,
+						    "this host cannot limit %s huge pages: it has "
+						    "none (no /sys/kernel/mm/hugepages/"
+						    "hugepages-%llukB) or no hugetlb cgroup "
+						    "controller",
+						    lxm_hugepage_names[n],
+						    (unsigned long long)lxm_hugepage_kb[n]);
+	}
+	return 0;
+}
+
 static int compile_limits(struct lxm_policy *p, const json_t *cfg,
 			  const struct lxm_policy_host *host, struct lxm_error **err)
 {
@@ -136,6 +170,149 @@ static int compile_limits(struct lxm_policy *p, const json_t *cfg,
 	if ((r = cfg_get(cfg, KEY_PROCESSES, &v, err)) < 0 ||
 	    (v && (r = lxm_parse_int(KEY_PROCESSES, v, 1, INT64_MAX, &l->processes, err)) < 0))
 		return r;
+	if ((r = cfg_get(cfg, KEY_DISK_PRIORITY, &v, err)) < 0 ||
+	    (v && (r = lxm_parse_int(KEY_DISK_PRIORITY, v, 0, 10, &l->disk_priority, err)) < 0))
+		return r;
+	return compile_hugepages(p, cfg, host, err);
+}
+
+/* An integer key in [min, max], or def when unset. */
+static int cfg_int(const json_t *cfg, const char *key, int64_t min, int64_t max, int64_t def,
+		   int64_t *ret, struct lxm_error **err)
+{
+	const char *v;
+	int r;
+
+	*ret = def;
+	if ((r = cfg_get(cfg, key, &v, err)) < 0)
+		return r;
+	return v ? lxm_parse_int(key, v, min, max, ret, err) : 0;
+}
+
+/* The id map keys: security.idmap.* and raw.idmap. The range itself is allocated by lxmd, which
+ * knows the host's subordinate ids and the other instances. */
+static int compile_idmap(struct lxm_policy *p, const json_t *cfg, struct lxm_error **err)
+{
+	const char *v, *base, *size;
+	int r;
+
+	if ((r = cfg_bool(cfg, KEY_IDMAP_ISOLATED, false, &p->idmap_isolated, err)) < 0 ||
+	    (r = cfg_bool(cfg, KEY_PROTECT_SHIFT, false, &p->protect_shift, err)) < 0 ||
+	    (r = cfg_int(cfg, KEY_IDMAP_BASE, 0, UINT32_MAX, -1, &p->idmap_base, err)) < 0 ||
+	    (r = cfg_int(cfg, KEY_IDMAP_SIZE, 1, UINT32_MAX, IDMAP_SIZE_DEFAULT, &p->idmap_size,
+			 err)) < 0 ||
+	    (r = cfg_get(cfg, KEY_IDMAP_BASE, &base, err)) < 0 ||
+	    (r = cfg_get(cfg, KEY_IDMAP_SIZE, &size, err)) < 0 ||
+	    (r = cfg_get(cfg, KEY_RAW_IDMAP, &v, err)) < 0)
+		return r;
+	if (v &&
+	    (r = lxm_parse_raw_idmap(KEY_RAW_IDMAP, v, &p->raw_idmap, &p->n_raw_idmap, err)) < 0)
+		return r;
+	if (p->idmap_base >= 0 && p->idmap_base + p->idmap_size - 1 > UINT32_MAX - 1)
+		return lxm_policy_bad_value(err, KEY_IDMAP_BASE, base,
+					    "the range of %" PRId64 " ids from there passes the "
+					    "largest id, %u",
+					    p->idmap_size, UINT32_MAX - 1);
+	if ((base || size) && !p->idmap_isolated)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "config key '%s' only applies to an isolated id map: set "
+				     "'%s' to true as well",
+				     base ? KEY_IDMAP_BASE : KEY_IDMAP_SIZE, KEY_IDMAP_ISOLATED);
+	if (p->privileged && (p->idmap_isolated || p->n_raw_idmap > 0))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "config key '%s' needs an unprivileged container: a "
+				     "privileged one ('%s' true) has no id map",
+				     p->idmap_isolated ? KEY_IDMAP_ISOLATED : KEY_RAW_IDMAP,
+				     KEY_PRIVILEGED);
+	return 0;
+}
+
+/* "N" or "N-M" (inclusive) into first and count. */
+static bool parse_id_range(const char *s, uint32_t *first, uint32_t *count)
+{
+	char *end;
+	unsigned long long a, z;
+
+	if (!*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	a = strtoull(s, &end, 10);
+	z = a;
+	if (*end == '-') {
+		if (!end[1] || end[1] == '-' || end[1] == '+')
+			return false;
+		z = strtoull(end + 1, &end, 10);
+	}
+	if (errno || *end || z < a || z >= UINT32_MAX)
+		return false;
+	*first = (uint32_t)a;
+	*count = (uint32_t)(z - a + 1);
+	return true;
+}
+
+static bool ranges_meet(uint32_t a, uint32_t an, uint32_t b, uint32_t bn)
+{
+	return (uint64_t)a < (uint64_t)b + bn && (uint64_t)b < (uint64_t)a + an;
+}
+
+#define RAW_IDMAP_EXPECTED                                                                         \
+	"expected lines 'both|uid|gid HOST NS', each a number or a range first-last of the same "  \
+	"length, e.g. 'both 1000 1000' or 'uid 2000-2009 1000-1009'"
+
+int lxm_parse_raw_idmap(const char *key, const char *value, struct lxm_raw_idmap **ret,
+			size_t *ret_n, struct lxm_error **err)
+{
+	_cleanup_free_ char *copy = strdup(value ? value : "");
+	_cleanup_free_ struct lxm_raw_idmap *v = NULL;
+	char *line, *save = NULL;
+	size_t n = 0;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (!copy)
+		return -ENOMEM;
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char kind[8], host[32], ns[32], extra[2];
+		struct lxm_raw_idmap e = { 0 }, *nv;
+		uint32_t nscount;
+		int k = sscanf(line, "%7s %31s %31s %1s", kind, host, ns, extra);
+
+		if (k <= 0)
+			continue; /* a blank line */
+		if (k != 3)
+			return lxm_policy_bad_value(err, key, value, "line '%s': %s", line,
+						    RAW_IDMAP_EXPECTED);
+		e.uid = streq(kind, "uid") || streq(kind, "both");
+		e.gid = streq(kind, "gid") || streq(kind, "both");
+		if (!e.uid && !e.gid)
+			return lxm_policy_bad_value(err, key, value,
+						    "line '%s': '%s' is not both, uid or gid", line,
+						    kind);
+		if (!parse_id_range(host, &e.host, &e.count) ||
+		    !parse_id_range(ns, &e.ns, &nscount))
+			return lxm_policy_bad_value(err, key, value, "line '%s': %s", line,
+						    RAW_IDMAP_EXPECTED);
+		if (nscount != e.count)
+			return lxm_policy_bad_value(err, key, value,
+						    "line '%s': the host range has %u ids, the "
+						    "container's %u",
+						    line, e.count, nscount);
+		for (size_t i = 0; i < n; i++)
+			if (((v[i].uid && e.uid) || (v[i].gid && e.gid)) &&
+			    (ranges_meet(v[i].host, v[i].count, e.host, e.count) ||
+			     ranges_meet(v[i].ns, v[i].count, e.ns, e.count)))
+				return lxm_policy_bad_value(err, key, value,
+							    "line '%s' overlaps an earlier line: "
+							    "an id can be mapped once",
+							    line);
+		nv = realloc(v, (n + 1) * sizeof(*v));
+		if (!nv)
+			return -ENOMEM;
+		v = nv;
+		v[n++] = e;
+	}
+	*ret = TAKE_PTR(v);
+	*ret_n = n;
 	return 0;
 }
 
@@ -317,6 +494,8 @@ int lxm_policy_compile(const char *name, const json_t *expanded_config,
 		.cpu_period_us = -1,
 		.cpu_weight = -1,
 		.processes = -1,
+		.hugepages = { -1, -1, -1, -1 },
+		.disk_priority = -1,
 	};
 
 	if ((r = cfg_bool(expanded_config, KEY_PRIVILEGED, false, &p->privileged, err)) < 0 ||
@@ -326,7 +505,8 @@ int lxm_policy_compile(const char *name, const json_t *expanded_config,
 	    (r = compile_syscalls(p, expanded_config, err)) < 0 ||
 	    (r = compile_apparmor(p, name, expanded_config, host, err)) < 0 ||
 	    (r = compile_selinux(p, expanded_config, host, err)) < 0 ||
-	    (r = compile_boot(p, expanded_config, err)) < 0) {
+	    (r = compile_boot(p, expanded_config, err)) < 0 ||
+	    (r = compile_idmap(p, expanded_config, err)) < 0) {
 		if (r == -ENOMEM)
 			return lxm_error_set(err, r, 500, "compile policy: out of memory");
 		return r;
@@ -345,5 +525,6 @@ void lxm_policy_free(struct lxm_policy *p)
 	free(p->apparmor_profile);
 	free(p->apparmor_text);
 	free(p->selinux_label);
+	free(p->raw_idmap);
 	free(p);
 }

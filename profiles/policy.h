@@ -9,6 +9,21 @@
 
 #include "error.h"
 
+/* The huge page sizes of the limits.hugepages.<size> keys, as the keys and the kernel's hugetlb
+ * cgroup files name them (lxm_hugepage_names). */
+enum lxm_hugepage_size {
+	LXM_HUGEPAGE_64KB,
+	LXM_HUGEPAGE_1MB,
+	LXM_HUGEPAGE_2MB,
+	LXM_HUGEPAGE_1GB,
+	LXM_HUGEPAGE_N,
+};
+
+/* "64KB", "1MB", "2MB", "1GB": the key's suffix and the hugetlb.<size>.* file names. */
+extern const char *const lxm_hugepage_names[LXM_HUGEPAGE_N];
+/* Each size in kB, as /sys/kernel/mm/hugepages/hugepages-<kB>kB names it. */
+extern const uint64_t lxm_hugepage_kb[LXM_HUGEPAGE_N];
+
 /* Resource limits; -1 (or NULL) means "not set". */
 struct lxm_limits {
 	int64_t memory;	       /* limits.memory in bytes ("512MiB", "1GB"; "50%" of host_memory) */
@@ -19,6 +34,8 @@ struct lxm_limits {
 	int64_t cpu_period_us; /* period for cpu_quota_us */
 	int64_t cpu_weight;    /* limits.cpu.priority 0-10 as a cgroup v2 weight 1-100 (policy.c) */
 	int64_t processes;     /* limits.processes */
+	int64_t hugepages[LXM_HUGEPAGE_N]; /* limits.hugepages.<size>: bytes of huge pages */
+	int64_t disk_priority; /* limits.disk.priority 0-10; each driver makes it an io weight */
 };
 
 struct lxm_policy_host {
@@ -26,6 +43,8 @@ struct lxm_policy_host {
 	unsigned ncpus;	       /* online CPUs, for counts and validation */
 	bool apparmor;	       /* the kernel has AppArmor enabled */
 	bool selinux;	       /* the kernel has SELinux enabled */
+	unsigned hugepages;    /* bit n: the host has huge pages of size n (lxm_hugepage_size) and a
+				  hugetlb cgroup controller to limit them */
 	const char *root;      /* lxmd's root dir: part of the generated AppArmor profile name */
 };
 
@@ -50,8 +69,14 @@ struct lxm_policy {
 	   boot.stop.signal, else image.init / image.os (systemd SIGRTMIN+3, busybox SIGUSR2),
 	   else SIGPWR. */
 	int halt_signal;
-	int64_t time_offset_monotonic; /* linux.time.offset: seconds */
-	int64_t time_offset_boottime;  /* linux.time.offset: seconds */
+	int64_t time_offset_monotonic;	 /* linux.time.offset: seconds */
+	int64_t time_offset_boottime;	 /* linux.time.offset: seconds */
+	bool idmap_isolated;		 /* security.idmap.isolated: a host id range of its own */
+	int64_t idmap_base;		 /* security.idmap.base: its first host id, or -1 */
+	int64_t idmap_size;		 /* security.idmap.size: ids mapped (default 65536) */
+	struct lxm_raw_idmap *raw_idmap; /* raw.idmap: host ids mapped on top of the range */
+	size_t n_raw_idmap;		 /* entries in raw_idmap */
+	bool protect_shift;		 /* security.protection.shift: the id map may not change */
 };
 
 /* Compiles the policy for instance name. */
@@ -65,6 +90,18 @@ int lxm_parse_size(const char *key, const char *value, uint64_t percent_of, int6
 		   struct lxm_error **err);
 int lxm_parse_cpu(const char *key, const char *value, unsigned ncpus, char **ret_cpuset,
 		  struct lxm_error **err);
+/* raw.idmap: lines "uid|gid|both HOST[-HOST2] NS[-NS2]" (ranges of equal length). */
+struct lxm_raw_idmap {
+	bool uid;	/* maps user ids */
+	bool gid;	/* maps group ids */
+	uint32_t host;	/* first host id */
+	uint32_t ns;	/* first id in the container */
+	uint32_t count; /* ids in the range */
+};
+/* Parses raw.idmap into *ret (n entries, malloc'd; NULL and 0 for an empty value). Ranges of one
+ * kind that overlap on either side are refused. */
+int lxm_parse_raw_idmap(const char *key, const char *value, struct lxm_raw_idmap **ret,
+			size_t *ret_n, struct lxm_error **err);
 int lxm_parse_allowance(const char *key, const char *value, int64_t *ret_quota_us,
 			int64_t *ret_period_us, struct lxm_error **err);
 

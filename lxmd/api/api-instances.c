@@ -19,9 +19,11 @@
 #include "daemon.h"
 #include "child.h"
 #include "db/db.h"
+#include "apply.h"
 #include "disks.h"
 #include "nic.h"
 #include "proxy.h"
+#include "unixdev.h"
 #include "events.h"
 #include "images/images.h"
 #include "images/metadata.h"
@@ -1253,31 +1255,23 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 
 /* ---- update ---- */
 
-/* Keys only lxmd writes: a client sends them back as it read them (lxc, pylxd do). */
-static bool key_readonly(const char *key)
+/* Keys lxmd writes (image.*, volatile.*): a client sends them back as it read them (lxc, pylxd
+ * do), or not at all. */
+static bool key_lxmd_owned(const char *key)
 {
 	return startswith(key, "volatile.") || startswith(key, "image.");
 }
 
-/* lxmd-owned keys stay as they are: a PUT that leaves them out keeps them (clients send back what
- * they read, or nothing), and one that changes or adds one is refused, never silently dropped. */
-static int keep_readonly_keys(const char *name, const json_t *old, json_t *config,
-			      struct lxm_error **err)
+/* A PUT that leaves lxmd's keys out keeps them; one that changes them was checked by
+ * lxmd_check_config_change() (read-only ones refused, a nic's hwaddr validated). */
+static void keep_lxmd_keys(const json_t *old, json_t *config)
 {
 	const char *key;
 	json_t *v;
 
-	json_object_foreach (config, key, v) {
-		if (key_readonly(key) && !json_equal(v, json_object_get(old, key)))
-			return lxm_error_set(err, -EPERM, 400,
-					     "update instance '%s': key '%s' is set by lxmd and "
-					     "cannot be changed",
-					     name, key);
-	}
 	json_object_foreach ((json_t *)old, key, v)
-		if (key_readonly(key))
+		if (key_lxmd_owned(key) && !json_object_get(config, key))
 			json_object_set(config, key, v);
-	return 0;
 }
 
 /* PUT replaces the writable fields; PATCH merges config and devices and replaces what it names. */
@@ -1285,11 +1279,8 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 	_cleanup_json_ json_t *config = NULL, *devices = NULL, *profiles = NULL, *xconfig = NULL,
-			      *xdevices = NULL;
-	_cleanup_(lxmd_disks_hotplug_freep) struct lxmd_hotplug *plan = NULL;
-	_cleanup_(lxmd_nics_hotplug_freep) struct lxmd_nic_hotplug *nplan = NULL;
-	_cleanup_json_ json_t *pplan = NULL;
-	bool running;
+			      *xdevices = NULL, *old_xconfig = NULL, *old_xdevices = NULL;
+	_cleanup_(lxmd_change_freep) struct lxmd_change *change = NULL;
 	const char *desc = NULL, *arch = NULL, *restore = NULL;
 	json_t *in_config = NULL, *in_devices = NULL;
 	struct lxm_operation *op = NULL;
@@ -1314,12 +1305,8 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if (restore && *restore)
 		return lxmd_snapshot_restore(r, inst, restore, err);
-	{
-		int code;
-
-		lxmd_instance_status(r->d, inst->name, &code);
-		running = code != LXM_STATUS_STOPPED;
-	}
+	if ((k = lxmd_instance_expand(r->d, inst, &old_xconfig, &old_xdevices, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if (arch && *arch && inst->architecture && !streq(arch, inst->architecture))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update instance '%s': the architecture cannot change (%s)",
@@ -1338,11 +1325,10 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 		json_object_update(config, inst->config);
 	if (!patch && !in_devices && inst->devices)
 		json_object_update(devices, inst->devices);
-	if ((k = keep_readonly_keys(inst->name, inst->config, in_config, err)) < 0)
-		return k;
-	keep_readonly_keys(inst->name, inst->config, config, NULL);
-	if ((k = lxmd_check_config(config, err)) < 0 || (k = lxmd_check_devices(devices, err)) < 0)
+	if ((k = lxmd_check_config_change(inst->config, config, false, err)) < 0 ||
+	    (k = lxmd_check_devices(devices, err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
+	keep_lxmd_keys(inst->config, config);
 	if (json_object_get(r->body, "profiles") &&
 	    !json_is_null(json_object_get(r->body, "profiles"))) {
 		if ((k = parse_profiles(r->body, &profiles, err)) < 0)
@@ -1359,47 +1345,37 @@ static int instance_update(struct lxmd_request *r, bool patch, struct lxm_error 
 	json_decref(inst->devices);
 	inst->devices = json_incref(devices);
 
-	/* Everything is checked before anything is saved: a bad value loses nothing. */
+	/* Everything is checked before anything is saved: a bad value loses nothing (apply.h). */
 	if ((k = lxmd_instance_expand(r->d, inst, &xconfig, &xdevices, err)) < 0 ||
-	    (k = lxmd_disks_hotplug_plan(r->d, inst->name, xdevices, &plan, err)) < 0 ||
-	    (k = lxmd_nics_hotplug_plan(r->d, inst, xdevices, &nplan, err)) < 0 ||
-	    (running && (k = lxmd_proxies_plan(r->d, inst->name, xdevices, &pplan, err)) < 0) ||
-	    (k = lxmd_instance_apply_config(r->d, inst->name, xconfig, false, err)) < 0)
+	    (k = lxmd_change_plan(r->d, inst, old_xconfig, old_xdevices, xconfig, xdevices, &change,
+				  err)) < 0)
 		return lxm_error_prefix(err, "update instance '%s'", inst->name);
-	if (plan && nplan)
-		return lxm_error_set(err, -EINVAL, 400,
-				     "update instance '%s': change its disks and its nics in "
-				     "separate updates while it runs",
-				     inst->name);
+	/* Limits, unix devices and proxies of a running instance change at once, before the
+	 * change is saved: one that fails (a port in use) puts the recorded ones back and saves
+	 * nothing. */
+	if ((k = lxmd_change_apply(r->d, change, err)) < 0)
+		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	if ((k = lxm_db_instance_update(r->d->db, inst->name, inst, err)) < 0)
 		return k;
-	k = lxmd_instance_apply_config(r->d, inst->name, xconfig, true, err);
-	if (k < 0)
-		return k;
-	/* The proxy devices of a running instance change at once. */
-	if (running && (k = lxmd_proxies_apply(r->d, inst->name, pplan, err)) < 0)
-		return lxm_error_prefix(err, "update instance '%s'", inst->name);
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Updating instance",
 			      resources_for(r, inst->name), NULL, NULL, NULL, NULL, &op);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "update instance '%s': new operation",
 				      inst->name);
 	lxm_operation_start(op);
+	/* What waits for the next start is said, not only recorded. */
+	if (lxmd_change_restart(change))
+		lxm_operation_set_metadata(
+			op, json_pack("{s:O}", "restart_required", lxmd_change_restart(change)));
 	{
 		_cleanup_free_ char *url = NULL;
 
 		if (asprintf(&url, "/1.0/instances/%s", inst->name) >= 0)
 			lxm_events_lifecycle(r->d->events, "instance-updated", url, NULL);
 	}
-	/* Disks of a running instance are hot-plugged: the operation ends when they are. */
-	if (plan) {
-		lxmd_disks_hotplug_run(r->d, TAKE_PTR(plan), op);
+	/* Disks and nics of a running instance are hot-plugged: the operation ends with them. */
+	if (lxmd_change_hotplug(r->d, change, op))
 		return lxmd_respond_async(r, op);
-	}
-	if (nplan) {
-		lxmd_nics_hotplug_run(r->d, TAKE_PTR(nplan), op);
-		return lxmd_respond_async(r, op);
-	}
 	/* The change is complete when the reply goes out; LXD answers with an operation. */
 	lxm_operation_finish(op, NULL);
 	return lxmd_respond_async(r, op);

@@ -289,5 +289,166 @@ int lxmd_api_network_state_get(struct lxmd_request *r, struct lxm_error **err)
 		      oper && streq(oper, "down") ? "down" : "up", "type", "broadcast");
 	if (!j)
 		return -ENOMEM;
+	/* Not an LXD field: other tables' forward drop policies that may drop this network's
+	 * routed traffic (lxm's own accept rules cannot override them). */
+	lxmd_networks_check_forward_drop(r->d, NULL);
+	if (lxmd_networks_forward_drop(r->d) &&
+	    json_object_set_new(j, "forward_drop", json_string(lxmd_networks_forward_drop(r->d))) <
+		    0) {
+		json_decref(j);
+		return -ENOMEM;
+	}
 	return lxmd_respond_sync(r, j, NULL);
+}
+
+/* ---- forwards ---- */
+
+/* The lifecycle event of a forward change (network-forward-created, -updated, -deleted). */
+static void forward_lifecycle(struct lxmd_request *r, const char *action, const char *listen)
+{
+	_cleanup_free_ char *url = NULL;
+
+	if (listen && asprintf(&url, "/1.0/networks/%s/forwards/%s", r->args[0], listen) >= 0)
+		lxm_events_lifecycle(r->d->events, action, url, NULL);
+}
+
+/* The forward as LXD shows it: with its location ("none": no cluster). */
+static json_t *forward_view(json_t *fw)
+{
+	if (!fw || json_object_set_new(fw, "location", json_string("none")) < 0) {
+		json_decref(fw);
+		return NULL;
+	}
+	return fw;
+}
+
+int lxmd_api_network_forwards_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *all = NULL;
+	json_t *out, *fw;
+	int recursion, k;
+	size_t i;
+
+	if ((k = lxmd_query_recursion(r, &recursion, err)) < 0 ||
+	    (k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxmd_network_forwards(r->d, r->args[0], &all, err)) < 0)
+		return k;
+	out = json_array();
+	if (!out)
+		return -ENOMEM;
+	json_array_foreach (all, i, fw) {
+		_cleanup_free_ char *url = NULL;
+		json_t *e;
+
+		if (recursion > 0)
+			e = forward_view(json_incref(fw));
+		else if (asprintf(&url, "/1.0/networks/%s/forwards/%s", r->args[0],
+				  json_string_value(json_object_get(fw, "listen_address"))) >= 0)
+			e = json_string(url);
+		else
+			e = NULL;
+		if (!e || json_array_append_new(out, e) < 0) {
+			json_decref(out);
+			return -ENOMEM;
+		}
+	}
+	return lxmd_respond_sync(r, out, NULL);
+}
+
+int lxmd_api_network_forwards_post(struct lxmd_request *r, struct lxm_error **err)
+{
+	int k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': create forward: request body is empty",
+				     r->args[0]);
+	if ((k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxmd_network_forward_change(r->d, r->args[0], NULL, r->body, LXMD_FORWARD_CREATE,
+					     err)) < 0)
+		return k;
+	forward_lifecycle(r, "network-forward-created",
+			  json_string_value(json_object_get(r->body, "listen_address")));
+	return lxmd_respond_sync(r, NULL, NULL);
+}
+
+int lxmd_api_network_forward_get(struct lxmd_request *r, struct lxm_error **err)
+{
+	json_t *fw = NULL;
+	char etag[65];
+	int k;
+
+	if ((k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxmd_network_forward_get(r->d, r->args[0], r->args[1], &fw, err)) < 0)
+		return k;
+	if (lxmd_etag(fw, etag) < 0 || !(fw = forward_view(fw)))
+		return -ENOMEM;
+	return lxmd_respond_sync(r, fw, etag);
+}
+
+/* PUT replaces description, config and ports; PATCH merges config, replaces the description
+ * and the ports when given. */
+static int forward_update(struct lxmd_request *r, bool patch, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *cur = NULL, *next = NULL;
+	const char *key;
+	char etag[65];
+	json_t *v;
+	int k;
+
+	if (!r->body || !json_is_object(r->body))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': update forward %s: request body is not an "
+				     "object",
+				     r->args[0], r->args[1]);
+	if ((k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxmd_network_forward_get(r->d, r->args[0], r->args[1], &cur, err)) < 0)
+		return k;
+	if ((k = lxmd_etag(cur, etag)) < 0)
+		return k;
+	if ((k = lxmd_check_if_match(r, etag, err)) < 0)
+		return lxm_error_prefix(err, "network '%s': update forward %s", r->args[0],
+					r->args[1]);
+	next = patch ? json_deep_copy(cur)
+		     : json_pack("{s:O}", "listen_address", json_object_get(cur, "listen_address"));
+	if (!next)
+		return -ENOMEM;
+	json_object_foreach (r->body, key, v) {
+		json_t *old = json_object_get(next, key);
+
+		if (patch && streq(key, "config") && json_is_object(v) && json_is_object(old)) {
+			if (json_object_update(old, v) < 0)
+				return -ENOMEM;
+		} else if (!streq(key, "listen_address") && json_object_set(next, key, v) < 0) {
+			return -ENOMEM;
+		}
+	}
+	k = lxmd_network_forward_change(r->d, r->args[0], r->args[1], next, LXMD_FORWARD_REPLACE,
+					err);
+	if (k < 0)
+		return k;
+	forward_lifecycle(r, "network-forward-updated", r->args[1]);
+	return lxmd_respond_sync(r, NULL, NULL);
+}
+
+int lxmd_api_network_forward_put(struct lxmd_request *r, struct lxm_error **err)
+{
+	return forward_update(r, false, err);
+}
+
+int lxmd_api_network_forward_patch(struct lxmd_request *r, struct lxm_error **err)
+{
+	return forward_update(r, true, err);
+}
+
+int lxmd_api_network_forward_delete(struct lxmd_request *r, struct lxm_error **err)
+{
+	int k;
+
+	if ((k = lxmd_query_project(r, err)) < 0 ||
+	    (k = lxmd_network_forward_change(r->d, r->args[0], r->args[1], NULL,
+					     LXMD_FORWARD_DELETE, err)) < 0)
+		return k;
+	forward_lifecycle(r, "network-forward-deleted", r->args[1]);
+	return lxmd_respond_sync(r, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* GET / and GET /1.0: the API versions and the server description clients read first. */
+/* GET / and GET /1.0: the API versions and the server description clients read first; PUT and
+ * PATCH /1.0: the server's config (the keys of server-config.h), guarded by GET's ETag. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,13 +13,15 @@
 #include "daemon.h"
 #include "db/db.h"
 #include "json.h"
+#include "events.h"
 #include "pools.h"
+#include "server-config.h"
 #include "server.h"
 #include "util.h"
 
 /* Only what lxmd really implements: an extension promises clients a behaviour. */
 static const char *const api_extensions[] = {
-	"etag",		     /* ETag on profiles, If-Match checked on PUT/PATCH */
+	"etag",		     /* ETag on profiles and /1.0, If-Match checked on PUT/PATCH */
 	"instances",	     /* the /1.0/instances tree (and /1.0/containers) */
 	"api_filtering",     /* ?filter= on instance lists */
 	"container_full",    /* ?recursion=2 on instance lists */
@@ -42,6 +45,12 @@ static const char *const api_extensions[] = {
 	 * delete answer with operations), PUT {"restore"} */
 	"storage_api_volume_rename",
 	"storage_api_volume_snapshots",
+	/* /1.0/networks: create, update (PUT/PATCH), rename (POST {name}), delete; .../leases;
+	 * .../state; .../forwards with port ranges and a default target_address */
+	"network",
+	"network_leases",
+	"network_state",
+	"network_forward",
 };
 
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err)
@@ -79,7 +88,7 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *ext = json_array(), *config = NULL, *env = NULL, *meta = NULL;
 	_cleanup_free_ char *storage = lxmd_pools_drivers_in_use(r->d);
-	char host[256] = "", osname[64], osver[64];
+	char host[256] = "", osname[64], osver[64], etag[65];
 	struct utsname u;
 	int k;
 
@@ -110,5 +119,68 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 			 false, "auth_methods", "tls", "api_extensions", ext, "environment", env);
 	if (!meta)
 		return -ENOMEM;
-	return lxmd_respond_sync(r, TAKE_PTR(meta), NULL);
+	/* The config is the only writable part: its hash is the ETag a PUT must match. */
+	if ((k = lxmd_etag(config, etag)) < 0)
+		return k;
+	return lxmd_respond_sync(r, TAKE_PTR(meta), etag);
+}
+
+/* Stores config in place of old: the keys it drops are removed, all in one transaction. */
+static int store_config(struct lxmd *d, const json_t *old, const json_t *config,
+			struct lxm_error **err)
+{
+	const char *key;
+	json_t *v;
+	int k;
+
+	if ((k = lxm_db_begin(d->db, err)) < 0)
+		return k;
+	json_object_foreach ((json_t *)old, key, v)
+		if (!json_object_get(config, key) &&
+		    (k = lxm_db_config_set(d->db, key, NULL, err)) < 0)
+			goto fail;
+	json_object_foreach ((json_t *)config, key, v)
+		if (!json_equal(v, json_object_get(old, key)) &&
+		    (k = lxm_db_config_set(d->db, key, json_string_value(v), err)) < 0)
+			goto fail;
+	return lxm_db_commit(d->db, err);
+fail:
+	lxm_db_rollback(d->db, NULL);
+	return k;
+}
+
+/* PUT replaces the config with the body's (what it leaves out is removed); PATCH merges the
+ * body's into it ("" or null removes a key). */
+static int server_update(struct lxmd_request *r, bool patch, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *old = NULL, *config = NULL;
+	json_t *in = NULL;
+	char etag[65];
+	int k;
+
+	if (!r->body)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "update server config: request body is empty");
+	if ((k = lxm_db_config_get_all(r->d->db, &old, err)) < 0)
+		return lxm_error_prefix(err, "update server config");
+	if ((k = lxmd_etag(old, etag)) < 0)
+		return k;
+	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
+	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
+	    (k = lxm_server_config_update(old, in, patch, &config, err)) < 0 ||
+	    (k = store_config(r->d, old, config, err)) < 0)
+		return lxm_error_prefix(err, "update server config");
+	lxmd_server_config_changed(r->d, old, config);
+	lxm_events_lifecycle(r->d->events, "config-updated", "/1.0", NULL);
+	return lxmd_respond_sync(r, NULL, NULL);
+}
+
+int lxmd_api_server_put(struct lxmd_request *r, struct lxm_error **err)
+{
+	return server_update(r, false, err);
+}
+
+int lxmd_api_server_patch(struct lxmd_request *r, struct lxm_error **err)
+{
+	return server_update(r, true, err);
 }

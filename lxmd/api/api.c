@@ -11,10 +11,13 @@
 #include "api.h"
 #include "cleanup.h"
 #include "daemon.h"
+#include "devices.h"
 #include "events.h"
 #include "http.h"
 #include "json.h"
+#include "networks.h"
 #include "nic.h"
+#include "profiles/keys.h"
 #include "proxy.h"
 #include "server.h"
 #include "snapshot-schedule.h"
@@ -24,7 +27,10 @@
  * comes before a '*' in the same place (/1.0/images/aliases before /1.0/images/ *). */
 static const struct lxmd_route routes[] = {
 	{ "/", { [LXMD_GET] = lxmd_api_root_get } },
-	{ "/1.0", { [LXMD_GET] = lxmd_api_server_get } },
+	{ "/1.0",
+	  { [LXMD_GET] = lxmd_api_server_get,
+	    [LXMD_PUT] = lxmd_api_server_put,
+	    [LXMD_PATCH] = lxmd_api_server_patch } },
 	{ "/1.0/events", { [LXMD_GET] = lxmd_api_events_get }, LXMD_ROUTE_WEBSOCKET },
 	{ "/1.0/operations", { [LXMD_GET] = lxmd_api_operations_get } },
 	{ "/1.0/operations/*",
@@ -123,6 +129,14 @@ static const struct lxmd_route routes[] = {
 	    [LXMD_DELETE] = lxmd_api_network_delete } },
 	{ "/1.0/networks/*/leases", { [LXMD_GET] = lxmd_api_network_leases_get } },
 	{ "/1.0/networks/*/state", { [LXMD_GET] = lxmd_api_network_state_get } },
+	{ "/1.0/networks/*/forwards",
+	  { [LXMD_GET] = lxmd_api_network_forwards_get,
+	    [LXMD_POST] = lxmd_api_network_forwards_post } },
+	{ "/1.0/networks/*/forwards/*",
+	  { [LXMD_GET] = lxmd_api_network_forward_get,
+	    [LXMD_PUT] = lxmd_api_network_forward_put,
+	    [LXMD_PATCH] = lxmd_api_network_forward_patch,
+	    [LXMD_DELETE] = lxmd_api_network_forward_delete } },
 };
 
 static const char *const method_names[_LXMD_METHOD_MAX] = {
@@ -563,33 +577,23 @@ int lxmd_apply_filter(struct lxmd_request *r, json_t *list, struct lxm_error **e
 	return 0;
 }
 
-static const char *const config_namespaces[] = {
-	"boot.",      "cloud-init.", "environment.", "image.", "limits.",
-	"linux.",     "migration.",  "nvidia.",	     "raw.",   "security.",
-	"snapshots.", "user.",	     "volatile.",
-};
-
-int lxmd_check_config(const json_t *config, struct lxm_error **err)
+/* The key table's check (profiles/keys.c), then the snapshots.* values, which lxmd's scheduler
+ * parses; keys that keep their old value are not checked again. */
+static int check_config(const json_t *old, const json_t *config, enum lxm_config_target target,
+			struct lxm_error **err)
 {
 	const char *key;
 	json_t *v;
 	int k;
 
-	k = lxm_json_check_string_map(config, "config", err);
+	k = lxm_config_check(old, config, target, err);
 	if (k < 0 || !config)
 		return k;
 	json_object_foreach ((json_t *)config, key, v) {
-		bool known = false;
+		json_t *was = old ? json_object_get(old, key) : NULL;
 
-		for (size_t i = 0; i < ARRAY_SIZE(config_namespaces) && !known; i++)
-			known = startswith(key, config_namespaces[i]) &&
-				key[strlen(config_namespaces[i])] != '\0';
-		if (!known)
-			return lxm_error_set(err, -EINVAL, 400,
-					     "unknown config key '%s': keys start with limits., "
-					     "security., boot., environment., user., raw., linux., "
-					     "image., snapshots. or volatile.",
-					     key);
+		if (was && json_equal(was, v))
+			continue;
 		k = lxm_snapshot_config_check(key, json_string_value(v), err);
 		if (k < 0)
 			return k;
@@ -597,34 +601,26 @@ int lxmd_check_config(const json_t *config, struct lxm_error **err)
 	return 0;
 }
 
+int lxmd_check_config(const json_t *config, struct lxm_error **err)
+{
+	return check_config(NULL, config, LXM_CONFIG_CREATE, err);
+}
+
+int lxmd_check_config_change(const json_t *old, const json_t *config, bool profile,
+			     struct lxm_error **err)
+{
+	return check_config(old, config, profile ? LXM_CONFIG_PROFILE : LXM_CONFIG_UPDATE, err);
+}
+
 int lxmd_check_devices(const json_t *devices, struct lxm_error **err)
 {
-	const char *name;
-	json_t *dev;
 	int k;
 
 	k = lxm_json_check_devices(devices, err);
 	if (k < 0 || !devices)
 		return k;
-	json_object_foreach ((json_t *)devices, name, dev) {
-		const char *reason = lxm_entity_name_invalid_reason(name);
-
-		if (reason)
-			return lxm_error_set(err, -EINVAL, 400, "invalid device name '%s': %s",
-					     name, reason);
-		if (!json_string_value(json_object_get(dev, "type")))
-			return lxm_error_set(err, -EINVAL, 400, "device '%s': missing key 'type'",
-					     name);
-		{
-			struct lxmd_nic nic;
-			struct lxmd_proxy proxy;
-
-			if ((k = lxmd_nic_parse(name, dev, &nic, err)) < 0 ||
-			    (k = lxmd_proxy_parse(name, dev, &proxy, err)) < 0)
-				return k;
-		}
-	}
-	return 0;
+	/* Each device by its type's validator (devices.c). */
+	return lxmd_devices_validate(devices, err);
 }
 
 int lxmd_parse_rfc3339(const char *s, int64_t *ret_sec, int64_t *ret_nsec)

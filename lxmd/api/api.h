@@ -103,6 +103,8 @@ int lxmd_list_collection(struct lxmd_request *r, const char *prefix, const char 
 /* Resource handlers, one file each. */
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_server_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_server_patch(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_events_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_operations_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_operation_get(struct lxmd_request *r, struct lxm_error **err);
@@ -196,10 +198,15 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 /* Whether a snapshot or restore of instance is copying its files (a delete must wait). */
 bool lxmd_snapshot_busy(const char *instance);
 
-/* Checks a config map: string values, and keys in a namespace lxm knows (limits., security.,
- * boot., environment., user., ...). The full key table arrives with the config model; until then
- * an unknown namespace is refused rather than silently stored. */
+/* Checks a new instance's config map against the key table (profiles/keys.h): string values,
+ * known and supported keys with valid values; read-only keys (image.*, volatile.*) may come along
+ * (a copy's). */
 int lxmd_check_config(const json_t *config, struct lxm_error **err);
+/* Checks config replacing old (an instance's PUT/PATCH, or a profile's write with profile true):
+ * as lxmd_check_config(), but keys that keep their old value pass unchecked, read-only keys may
+ * only be sent back unchanged, and profiles refuse instance-only keys. */
+int lxmd_check_config_change(const json_t *old, const json_t *config, bool profile,
+			     struct lxm_error **err);
 /* Checks devices: an object of objects of strings, each with a "type". */
 int lxmd_check_devices(const json_t *devices, struct lxm_error **err);
 

@@ -1,8 +1,9 @@
 /* The device allow-list on cgroup v2, which has no devices controller: a BPF_CGROUP_DEVICE
  * program attached to the instance's cgroup decides each open and mknod. The program is built
  * here from raw instructions (the kernel's documented interface, no compiler needed) and stays
- * attached until the cgroup is removed. The rules are the v1 driver's: mknod of anything, open
- * only of the standard character devices and ptys. */
+ * attached until the cgroup is removed (or replaced by one with other extra devices). The rules
+ * are the v1 driver's: mknod of anything, open only of the standard character devices and ptys,
+ * and of the instance's unix devices. */
 #include "config.h"
 
 #include <errno.h>
@@ -17,31 +18,41 @@
 #include "cgroup/cgroup-internal.h"
 #include "cleanup.h"
 
-/* A char device (major, minor) that may be opened; minor -1 means any. */
+/* A device (type, major, minor) that may be opened; minor -1 means any. */
 struct dev_rule {
-	uint32_t major;
-	int64_t minor;
+	uint32_t type;	/* BPF_DEVCG_DEV_CHAR or BPF_DEVCG_DEV_BLOCK */
+	uint32_t major; /* device major */
+	int64_t minor;	/* device minor, -1: any */
 };
 
 static const struct dev_rule allowed[] = {
-	{ 1, 3 },    /* null */ { 1, 5 },    /* zero */ { 1, 7 },    /* full */
-	{ 1, 8 },    /* random */ { 1, 9 },  /* urandom */ { 5, 0 }, /* tty */
-	{ 5, 1 },    /* console */ { 5, 2 }, /* ptmx */ { 136, -1 }, /* pts */
-	{ 10, 229 },						     /* fuse */
+	{ BPF_DEVCG_DEV_CHAR, 1, 3 },	 /* null */
+	{ BPF_DEVCG_DEV_CHAR, 1, 5 },	 /* zero */
+	{ BPF_DEVCG_DEV_CHAR, 1, 7 },	 /* full */
+	{ BPF_DEVCG_DEV_CHAR, 1, 8 },	 /* random */
+	{ BPF_DEVCG_DEV_CHAR, 1, 9 },	 /* urandom */
+	{ BPF_DEVCG_DEV_CHAR, 5, 0 },	 /* tty */
+	{ BPF_DEVCG_DEV_CHAR, 5, 1 },	 /* console */
+	{ BPF_DEVCG_DEV_CHAR, 5, 2 },	 /* ptmx */
+	{ BPF_DEVCG_DEV_CHAR, 136, -1 }, /* pts */
+	{ BPF_DEVCG_DEV_CHAR, 10, 229 }, /* fuse */
 };
 
 #define INSN(c, d, s, o, i)                                                                        \
 	((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 
-/* Room for the fixed part plus two instructions per rule. */
-#define MAX_INSNS (16 + 3 * ARRAY_SIZE(allowed))
+/* Room for the fixed part plus three instructions per rule. */
+#define FIXED_INSNS 16
+#define RULE_INSNS  3
 
 /* Emits: r2 = type/access word, r3 = type, r4 = access, r5 = major, r6 = minor; mknod-only
  * requests pass; then one test per rule jumping to "allow"; "deny" returns 0, "allow" 1. Jump
- * offsets are relative to the next instruction, so they are fixed up once the end is known. */
-static size_t build_program(struct bpf_insn *p)
+ * offsets are relative to the next instruction, so the jumps to "allow" (listed in jumps) are
+ * fixed up once the end is known. */
+static size_t build_program(struct bpf_insn *p, const struct dev_rule *rules, size_t n_rules,
+			    size_t *jumps)
 {
-	size_t n = 0, jumps[2 * ARRAY_SIZE(allowed) + 2], nj = 0, deny;
+	size_t n = 0, nj = 0, allow;
 
 	p[n++] = INSN(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 0, 0); /* access_type */
 	p[n++] = INSN(BPF_LDX | BPF_MEM | BPF_W, 5, 1, 4, 0); /* major */
@@ -54,34 +65,30 @@ static size_t build_program(struct bpf_insn *p)
 	p[n++] = INSN(BPF_ALU64 | BPF_AND | BPF_K, 4, 0, 0, ~(int32_t)BPF_DEVCG_ACC_MKNOD);
 	jumps[nj++] = n;
 	p[n++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 0 /* -> allow */, 0);
-	/* Anything but a char device is denied. */
-	jumps[nj++] = n | ((size_t)1 << 62);
-	p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 3, 0, 0 /* -> deny */, BPF_DEVCG_DEV_CHAR);
-	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
-		if (allowed[i].minor < 0) {
+	for (size_t i = 0; i < n_rules; i++) {
+		const struct dev_rule *r = &rules[i];
+
+		if (r->minor < 0) {
+			/* type differs: skip the major test; major equal: allow. */
+			p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 3, 0, 1, (int32_t)r->type);
 			jumps[nj++] = n;
-			p[n++] =
-				INSN(BPF_JMP | BPF_JEQ | BPF_K, 5, 0, 0, (int32_t)allowed[i].major);
+			p[n++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, 5, 0, 0, (int32_t)r->major);
 			continue;
 		}
-		/* major differs: skip the minor test; minor equal: allow. */
-		p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, 1, (int32_t)allowed[i].major);
+		/* type or major differs: skip the rest of the rule; minor equal: allow. */
+		p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 3, 0, 2, (int32_t)r->type);
+		p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, 1, (int32_t)r->major);
 		jumps[nj++] = n;
-		p[n++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 0, (int32_t)allowed[i].minor);
+		p[n++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 0, (int32_t)r->minor);
 	}
-	deny = n;
+	/* deny: */
 	p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
 	p[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
-	/* allow: */
+	allow = n;
 	p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
 	p[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
-	for (size_t j = 0; j < nj; j++) {
-		bool to_deny = jumps[j] & ((size_t)1 << 62);
-		size_t at = jumps[j] & ~((size_t)1 << 62);
-		size_t target = to_deny ? deny : deny + 2;
-
-		p[at].off = (int16_t)(target - (at + 1));
-	}
+	for (size_t j = 0; j < nj; j++)
+		p[jumps[j]].off = (int16_t)(allow - (jumps[j] + 1));
 	return n;
 }
 
@@ -102,13 +109,28 @@ static int load_program(const struct bpf_insn *prog, size_t n, char *log, size_t
 	return (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
 }
 
-int cgroup_bpf_devices(const char *dir, struct lxm_error **err)
+int cgroup_bpf_devices(const char *dir, const struct lxm_cgroup_device *extra, size_t n_extra,
+		       struct lxm_error **err)
 {
-	struct bpf_insn prog[MAX_INSNS];
+	size_t n_rules = ARRAY_SIZE(allowed) + n_extra;
+	_cleanup_free_ struct dev_rule *rules = calloc(n_rules, sizeof(*rules));
+	_cleanup_free_ struct bpf_insn *prog =
+		calloc(FIXED_INSNS + RULE_INSNS * n_rules, sizeof(*prog));
+	_cleanup_free_ size_t *jumps = calloc(n_rules + 1, sizeof(*jumps));
 	_cleanup_close_ int prog_fd = -1, dir_fd = -1;
 	union bpf_attr attr;
-	size_t n = build_program(prog);
+	size_t n;
 
+	if (!rules || !prog || !jumps)
+		return lxm_error_set(err, -ENOMEM, 500, "device filter: out of memory");
+	memcpy(rules, allowed, sizeof(allowed));
+	for (size_t i = 0; i < n_extra; i++)
+		rules[ARRAY_SIZE(allowed) + i] = (struct dev_rule){
+			.type = extra[i].type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR,
+			.major = extra[i].major,
+			.minor = extra[i].minor,
+		};
+	n = build_program(prog, rules, n_rules, jumps);
 	prog_fd = load_program(prog, n, NULL, 0);
 	if (prog_fd < 0) {
 		/* Load again with the verifier's log, only to say why. */

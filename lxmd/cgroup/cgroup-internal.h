@@ -33,6 +33,11 @@
 /* The default CFS period (100 ms), used when a quota comes without one and to reset. */
 #define CGROUP_CPU_PERIOD_DEFAULT_US 100000
 
+/* limits.disk.priority 0-10 as a weight of v2's io.weight and of BFQ's weights (io.bfq.weight,
+ * blkio.bfq.weight), whose default is 100: 5, LXD's default priority, is the default weight, and
+ * each step is the same ratio (about 1.6x) up to 1000 and down to 10. */
+int64_t cgroup_io_weight(int64_t priority);
+
 /* One mounted hierarchy. */
 struct cgroup_hierarchy {
 	char *mount;	    /* prefix + mount point: where instance cgroups are made */
@@ -43,8 +48,10 @@ struct cgroup_hierarchy {
 
 struct cgroup_ops;
 
-/* Attaches the device allow-list program to a cgroup v2 dir (cgroup-bpf.c). */
-int cgroup_bpf_devices(const char *dir, struct lxm_error **err);
+/* Attaches the device allow-list program to a cgroup v2 dir (cgroup-bpf.c): the default list
+ * plus the n nodes of extra. A program attached before is replaced. */
+int cgroup_bpf_devices(const char *dir, const struct lxm_cgroup_device *extra, size_t n,
+		       struct lxm_error **err);
 
 struct lxm_cgroup_layout {
 	enum lxm_cgroup_mode mode;    /* what detection found; picks ops */
@@ -79,6 +86,9 @@ struct cgroup_ops {
 	/* Reads usage; a figure the host does not account stays -1. */
 	int (*stats)(struct lxm_cgroup_layout *l, const char *name, struct lxm_cgroup_stats *ret,
 		     struct lxm_error **err);
+	/* Sets the device allow-list: the default plus extra (lxm_cgroup_set_devices). */
+	int (*devices)(struct lxm_cgroup_layout *l, const char *name,
+		       const struct lxm_cgroup_device *extra, size_t n, struct lxm_error **err);
 	/* Kills what is left and removes the dirs (descendants first); missing dirs are fine. */
 	int (*destroy)(struct lxm_cgroup_layout *l, const char *name, struct lxm_error **err);
 };

@@ -4,6 +4,7 @@
  * the v2 hierarchy that the runtime uses for CLONE_INTO_CGROUP and the cgroup namespace. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,6 +48,13 @@ static const struct cgroup_hierarchy *cgroup_v1_find(const struct lxm_cgroup_lay
 		if (cgroup_has_controller(&l->v1[i], controller))
 			return &l->v1[i];
 	return NULL;
+}
+
+/* Whether hugetlb is on the hybrid host's v2 hierarchy rather than on a v1 one: a kernel binds
+ * to v2 the controllers no v1 hierarchy is mounted for. */
+static bool cgroup_v1_hugetlb_on_v2(const struct lxm_cgroup_layout *l)
+{
+	return !cgroup_v1_find(l, "hugetlb") && l->v2 && cgroup_has_controller(l->v2, "hugetlb");
 }
 
 /* The instance's dir for controller in *ret, or NULL there when no hierarchy has it: an error
@@ -114,6 +122,106 @@ static int cgroup_v1_devices(const char *dir, struct lxm_error **err)
 	return r;
 }
 
+/* The devices.allow line of a node. */
+static void device_line(const struct lxm_cgroup_device *e, char *buf, size_t len)
+{
+	snprintf(buf, len, "%c %u:%u rwm", e->type == 'b' ? 'b' : 'c', e->major, e->minor);
+}
+
+/* Whether line is one of the lines of list. */
+static bool line_in(const char *list, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = list; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* Whether cgroup dir has sub-cgroups. */
+static bool has_children(const char *dir)
+{
+	_cleanup_closedir_ DIR *dh = opendir(dir);
+	struct dirent *e;
+
+	while (dh && (e = readdir(dh)))
+		if (e->d_type == DT_DIR && !streq(e->d_name, ".") && !streq(e->d_name, ".."))
+			return true;
+	return false;
+}
+
+/* Allows extra in dir's devices controller, then denies each node that devices.list allows
+ * beyond the default list and extra (one of the instance's unix devices that went). */
+static int cgroup_v1_devices_extra(const char *dir, const struct lxm_cgroup_device *extra, size_t n,
+				   struct lxm_error **err)
+{
+	_cleanup_free_ char *list = NULL;
+	char line[64];
+	int r;
+
+	r = cgroup_read(dir, "devices.list", &list);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "read %s/devices.list", dir);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		device_line(&extra[i], line, sizeof(line));
+		if (line_in(list, line))
+			continue;
+		/* An allow reaches no cgroup made below (the container's own): those keep the list
+		 * they were made with. */
+		if (has_children(dir))
+			return lxm_error_set(err, -EBUSY, 400,
+					     "allow %s: the container made cgroups below %s, which "
+					     "would not get it: the change requires restart",
+					     line, dir);
+		r = cgroup_set(dir, "devices.allow", line, false, err);
+	}
+	if (r < 0)
+		return r;
+	for (char *save = NULL, *l = strtok_r(list, "\n", &save); l && r >= 0;
+	     l = strtok_r(NULL, "\n", &save)) {
+		bool keep = false;
+
+		for (size_t i = 0; i < ARRAY_SIZE(device_allow) && !keep; i++)
+			keep = streq(l, device_allow[i]);
+		for (size_t i = 0; i < n && !keep; i++) {
+			device_line(&extra[i], line, sizeof(line));
+			keep = streq(l, line);
+		}
+		/* "a *:* rwm": the controller allows everything (not ours to narrow). */
+		if (!keep && l[0] != 'a')
+			r = cgroup_set(dir, "devices.deny", l, false, err);
+	}
+	return r;
+}
+
+static int cgroup_v1_devices_set(struct lxm_cgroup_layout *l, const char *name,
+				 const struct lxm_cgroup_device *extra, size_t n,
+				 struct lxm_error **err)
+{
+	_cleanup_free_ char *unified = NULL;
+	int r = 0;
+
+	for (size_t i = 0; i < l->n_v1 && r >= 0; i++) {
+		_cleanup_free_ char *dir = NULL;
+
+		if (!cgroup_has_controller(&l->v1[i], "devices"))
+			continue;
+		dir = cgroup_v1_dir(l, &l->v1[i], name);
+		r = dir ? cgroup_v1_devices_extra(dir, extra, n, err)
+			: lxm_error_setx(err, -ENOMEM, 500, "devices");
+	}
+	if (r < 0 || !l->v2 || *l->prefix)
+		return r;
+	/* The second fence on the v2 dir (see create) must let the same nodes through. A host
+	 * that could not load it at create cannot now either. */
+	unified = cgroup_v1_unified_dir(l, name);
+	if (!unified)
+		return lxm_error_setx(err, -ENOMEM, 500, "devices");
+	(void)cgroup_bpf_devices(unified, extra, n, NULL);
+	return 0;
+}
+
 static int cgroup_v1_create_one(const struct lxm_cgroup_layout *l, const struct cgroup_hierarchy *h,
 				const char *name, char **ret, struct lxm_error **err)
 {
@@ -164,7 +272,11 @@ static int cgroup_v1_create(struct lxm_cgroup_layout *l, const char *name,
 		 * the v2 dir is a second fence where the kernel supports it, so a failure is not
 		 * fatal. */
 		if (r >= 0 && !*l->prefix)
-			(void)cgroup_bpf_devices(unified, NULL);
+			(void)cgroup_bpf_devices(unified, NULL, 0, NULL);
+		/* hugetlb on v2 reaches the instance's dir once the root passes it down; a failure
+		   shows when a limit is set (the files are missing). */
+		if (r >= 0 && cgroup_v1_hugetlb_on_v2(l))
+			(void)cgroup_write(l->v2->mount, "cgroup.subtree_control", "+hugetlb");
 	}
 	if (r < 0) {
 		for (size_t i = 0; i < l->n_v1; i++)
@@ -263,6 +375,79 @@ static int cgroup_v1_apply_cpuset(const struct lxm_cgroup_layout *l, const char 
 	return cgroup_set(dir, "cpuset.cpus", cpus, false, err);
 }
 
+/* hugetlb.<size>.limit_in_bytes per page size (hugetlb.<size>.max when the controller is on the
+ * v2 hierarchy); a size the host lacks has no file, fine when unset, as is a host without the
+ * hugetlb controller. */
+static int cgroup_v1_apply_hugetlb(const struct lxm_cgroup_layout *l, const char *name,
+				   const struct lxm_limits *lim, struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = NULL;
+	bool any = false, v2 = cgroup_v1_hugetlb_on_v2(l);
+	int r;
+
+	for (int n = 0; n < LXM_HUGEPAGE_N; n++)
+		any |= lim->hugepages[n] >= 0;
+	if (v2 && !(dir = cgroup_v1_unified_dir(l, name)))
+		return lxm_error_setx(err, -ENOMEM, 500, "hugetlb");
+	r = v2 ? 0 : cgroup_v1_controller_dir(l, name, "hugetlb", any, &dir, err);
+	if (r < 0 || !dir)
+		return r;
+	for (int n = 0; n < LXM_HUGEPAGE_N; n++) {
+		char file[48];
+		bool set = lim->hugepages[n] >= 0;
+
+		snprintf(file, sizeof(file), "hugetlb.%s.%s", lxm_hugepage_names[n],
+			 v2 ? "max" : "limit_in_bytes");
+		if (v2 && !set)
+			r = cgroup_set(dir, file, "max", true, err);
+		else
+			r = cgroup_set_int64(dir, file, set ? lim->hugepages[n] : -1, !set, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* limits.disk.priority 0-10 as blkio.weight (CFQ: 10-1000, default 500, so 10 + 99 per step)
+ * and blkio.bfq.weight (BFQ: default 100, cgroup_io_weight()); the kernel has the files of its
+ * schedulers only, and at least one must take a priority that is set. */
+static int cgroup_v1_apply_blkio(const struct lxm_cgroup_layout *l, const char *name,
+				 const struct lxm_limits *lim, struct lxm_error **err)
+{
+	bool set = lim->disk_priority >= 0, written = false;
+	_cleanup_free_ char *dir = NULL, *cfq = NULL, *bfq = NULL;
+	int r;
+
+	r = cgroup_v1_controller_dir(l, name, "blkio", set, &dir, err);
+	if (r < 0 || !dir)
+		return r;
+	cfq = cgroup_path(dir, "blkio.weight");
+	bfq = cgroup_path(dir, "blkio.bfq.weight");
+	if (!cfq || !bfq)
+		return lxm_error_setx(err, -ENOMEM, 500, "blkio weight");
+	if (access(cfq, F_OK) == 0) {
+		r = cgroup_set_int64(dir, "blkio.weight", set ? 10 + 99 * lim->disk_priority : 500,
+				     false, err);
+		if (r < 0)
+			return r;
+		written = true;
+	}
+	if (access(bfq, F_OK) == 0) {
+		r = cgroup_set_int64(dir, "blkio.bfq.weight", cgroup_io_weight(lim->disk_priority),
+				     false, err);
+		if (r < 0)
+			return r;
+		written = true;
+	}
+	if (set && !written)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "set limits.disk.priority: %s has neither blkio.weight nor "
+				     "blkio.bfq.weight: the host's disks' io schedulers have no "
+				     "weights (use the bfq scheduler)",
+				     dir);
+	return 0;
+}
+
 static int cgroup_v1_apply(struct lxm_cgroup_layout *l, const char *name,
 			   const struct lxm_limits *lim, struct lxm_error **err)
 {
@@ -276,6 +461,12 @@ static int cgroup_v1_apply(struct lxm_cgroup_layout *l, const char *name,
 	if (r < 0)
 		return r;
 	r = cgroup_v1_apply_cpuset(l, name, lim, err);
+	if (r < 0)
+		return r;
+	r = cgroup_v1_apply_hugetlb(l, name, lim, err);
+	if (r < 0)
+		return r;
+	r = cgroup_v1_apply_blkio(l, name, lim, err);
 	if (r < 0)
 		return r;
 	r = cgroup_v1_controller_dir(l, name, "pids", lim->processes >= 0, &pids, err);
@@ -437,6 +628,8 @@ const struct cgroup_ops cgroup_v1_ops = {
 	.freeze = cgroup_v1_freeze,
 	/* memory.{usage,max_usage,memsw.usage}_in_bytes, cpuacct.usage, pids.current. */
 	.stats = cgroup_v1_stats,
+	/* devices.allow and devices.deny, and the v2 dir's BPF filter on a hybrid host. */
+	.devices = cgroup_v1_devices_set,
 	/* SIGKILL per pid (cgroup.kill in the v2 dir), thaw, rmdir deepest first. */
 	.destroy = cgroup_v1_destroy,
 };

@@ -17,7 +17,9 @@
 #include "cgroup-internal.h"
 
 /* What an instance can be limited by, in the order they are enabled. */
-static const char *const cgroup_v2_wanted[] = { "cpu", "memory", "pids", "cpuset", "io" };
+static const char *const cgroup_v2_wanted[] = {
+	"cpu", "memory", "pids", "cpuset", "io", "hugetlb"
+};
 
 static char *cgroup_v2_dir(const struct lxm_cgroup_layout *l, const char *name)
 {
@@ -83,7 +85,7 @@ static int cgroup_v2_create(struct lxm_cgroup_layout *l, const char *name,
 	/* v2 has no devices controller: the allow-list is a BPF program (not on fake test trees,
 	 * which are plain directories). */
 	if (!*l->prefix) {
-		r = cgroup_bpf_devices(dir, err);
+		r = cgroup_bpf_devices(dir, NULL, 0, err);
 		if (r < 0) {
 			cgroup_rmdir_quiet(&dir, 1);
 			return r;
@@ -154,6 +156,53 @@ static int cgroup_v2_apply_cpu(const char *dir, const struct lxm_limits *lim,
 	return cgroup_set(dir, "cpuset.cpus", cpuset ? lim->cpuset : "", !cpuset, err);
 }
 
+/* hugetlb.<size>.max per page size; a size the host lacks has no file, fine when unset. */
+static int cgroup_v2_apply_hugetlb(const char *dir, const struct lxm_limits *lim,
+				   struct lxm_error **err)
+{
+	for (int n = 0; n < LXM_HUGEPAGE_N; n++) {
+		char file[48];
+		int r;
+
+		snprintf(file, sizeof(file), "hugetlb.%s.max", lxm_hugepage_names[n]);
+		r = cgroup_v2_set_max(dir, file, lim->hugepages[n], err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The io weight: io.bfq.weight where the device's scheduler is BFQ, io.weight where the kernel
+ * has the io cost model; at least one of them must take a priority that is set. */
+static int cgroup_v2_apply_io(const char *dir, const struct lxm_limits *lim, struct lxm_error **err)
+{
+	static const char *const files[] = { "io.weight", "io.bfq.weight" };
+	bool set = lim->disk_priority >= 0, written = false;
+	char value[32];
+	int r;
+
+	snprintf(value, sizeof(value), "%" PRId64, cgroup_io_weight(lim->disk_priority));
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		_cleanup_free_ char *path = cgroup_path(dir, files[i]);
+
+		if (!path)
+			return lxm_error_setx(err, -ENOMEM, 500, "io weight");
+		if (access(path, F_OK) < 0)
+			continue;
+		r = cgroup_set(dir, files[i], value, false, err);
+		if (r < 0)
+			return r;
+		written = true;
+	}
+	if (set && !written)
+		return lxm_error_set(err, -EOPNOTSUPP, 400,
+				     "set limits.disk.priority: %s has neither io.weight nor "
+				     "io.bfq.weight: the host's io controller or its disks' io "
+				     "scheduler has no weights (use the bfq scheduler)",
+				     dir);
+	return 0;
+}
+
 static int cgroup_v2_apply(struct lxm_cgroup_layout *l, const char *name,
 			   const struct lxm_limits *lim, struct lxm_error **err)
 {
@@ -166,6 +215,12 @@ static int cgroup_v2_apply(struct lxm_cgroup_layout *l, const char *name,
 	if (r < 0)
 		return r;
 	r = cgroup_v2_apply_cpu(dir, lim, err);
+	if (r < 0)
+		return r;
+	r = cgroup_v2_apply_hugetlb(dir, lim, err);
+	if (r < 0)
+		return r;
+	r = cgroup_v2_apply_io(dir, lim, err);
 	if (r < 0)
 		return r;
 	return cgroup_v2_set_max(dir, "pids.max", lim->processes, err);
@@ -267,6 +322,20 @@ static int cgroup_v2_destroy(struct lxm_cgroup_layout *l, const char *name, stru
 	return cgroup_remove(&dir, 1, err);
 }
 
+static int cgroup_v2_devices(struct lxm_cgroup_layout *l, const char *name,
+			     const struct lxm_cgroup_device *extra, size_t n,
+			     struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = cgroup_v2_dir(l, name);
+
+	if (!dir)
+		return lxm_error_setx(err, -ENOMEM, 500, "devices");
+	/* Fake test trees have no BPF filter (see create). */
+	if (*l->prefix)
+		return 0;
+	return cgroup_bpf_devices(dir, extra, n, err);
+}
+
 const struct cgroup_ops cgroup_v2_ops = {
 	/* For messages. */
 	.name = "v2",
@@ -278,6 +347,8 @@ const struct cgroup_ops cgroup_v2_ops = {
 	.freeze = cgroup_v2_freeze,
 	/* memory.current, memory.peak, memory.swap.current, cpu.stat, pids.current. */
 	.stats = cgroup_v2_stats,
+	/* The BPF device filter, replaced. */
+	.devices = cgroup_v2_devices,
 	/* cgroup.kill (or SIGKILL per pid), then rmdir deepest first. */
 	.destroy = cgroup_v2_destroy,
 };

@@ -86,6 +86,15 @@ int cgroup_write(const char *dir, const char *file, const char *value)
 	return (size_t)n == len ? 0 : -EIO;
 }
 
+int64_t cgroup_io_weight(int64_t priority)
+{
+	static const int64_t weight[] = { 10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000 };
+
+	if (priority < 0)
+		return 100;
+	return weight[priority > 10 ? 10 : priority];
+}
+
 int cgroup_set(const char *dir, const char *file, const char *value, bool optional,
 	       struct lxm_error **err)
 {
@@ -384,6 +393,17 @@ enum lxm_cgroup_mode lxm_cgroup_mode(const struct lxm_cgroup_layout *l)
 	return l->mode;
 }
 
+bool lxm_cgroup_controller_available(const struct lxm_cgroup_layout *l, const char *controller)
+{
+	if (l->mode == LXM_CGROUP_UNIFIED)
+		return l->v2 && cgroup_has_controller(l->v2, controller);
+	for (size_t i = 0; i < l->n_v1; i++)
+		if (cgroup_has_controller(&l->v1[i], controller))
+			return true;
+	/* The v1 driver limits huge pages on the v2 hierarchy when no v1 one has hugetlb. */
+	return streq(controller, "hugetlb") && l->v2 && cgroup_has_controller(l->v2, controller);
+}
+
 static int strv_push(char ***v, size_t *n, const char *s)
 {
 	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
@@ -671,6 +691,8 @@ static const struct lxm_limits cgroup_no_limits = {
 	.cpu_period_us = -1,
 	.cpu_weight = -1,
 	.processes = -1,
+	.hugepages = { -1, -1, -1, -1 },
+	.disk_priority = -1,
 };
 
 static int cgroup_unsupported(const struct lxm_cgroup_layout *l, const char *name, const char *what,
@@ -742,6 +764,19 @@ int lxm_cgroup_freeze(struct lxm_cgroup_layout *l, const char *name, bool freeze
 	if (!l->ops->freeze)
 		return cgroup_unsupported(l, name, "freeze", err);
 	r = l->ops->freeze(l, name, freeze, err);
+	return r < 0 ? cgroup_fail(err, r, name) : 0;
+}
+
+int lxm_cgroup_set_devices(struct lxm_cgroup_layout *l, const char *name,
+			   const struct lxm_cgroup_device *extra, size_t n, struct lxm_error **err)
+{
+	int r = cgroup_check(l, name, err);
+
+	if (r < 0)
+		return r;
+	if (!l->ops->devices)
+		return cgroup_unsupported(l, name, "set the device allow-list", err);
+	r = l->ops->devices(l, name, extra, n, err);
 	return r < 0 ? cgroup_fail(err, r, name) : 0;
 }
 

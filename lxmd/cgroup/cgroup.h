@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -37,6 +38,9 @@ int lxm_cgroup_owner_tag(const char *root, char ret[static LXM_CGROUP_TAG_SIZE])
  * right after detection; a daemon restarted on the same root finds the same names. */
 int lxm_cgroup_set_owner(struct lxm_cgroup_layout *l, const char *root, struct lxm_error **err);
 enum lxm_cgroup_mode lxm_cgroup_mode(const struct lxm_cgroup_layout *l);
+/* Whether the driver that applies limits has controller ("hugetlb"): on v2 for a unified host,
+ * on a v1 hierarchy otherwise (and hugetlb on the v2 hierarchy of a hybrid host). */
+bool lxm_cgroup_controller_available(const struct lxm_cgroup_layout *l, const char *controller);
 
 /* Where an instance's cgroups are (for the container spec). */
 struct lxm_cgroup_paths {
@@ -65,6 +69,17 @@ struct lxm_cgroup_stats {
 };
 int lxm_cgroup_stats(struct lxm_cgroup_layout *l, const char *name, struct lxm_cgroup_stats *ret,
 		     struct lxm_error **err);
+/* A device node an instance may open beyond the default allow-list (unix-char, unix-block). */
+struct lxm_cgroup_device {
+	char type;	/* 'c' or 'b' */
+	uint32_t major; /* device major */
+	uint32_t minor; /* device minor */
+};
+/* Makes the instance's device allow-list the default one plus the n nodes of extra (all of the
+ * instance's unix devices; n 0: the default alone): on v2 the BPF filter is replaced, on v1 the
+ * nodes are allowed and the extra ones allowed before but not any more are denied. */
+int lxm_cgroup_set_devices(struct lxm_cgroup_layout *l, const char *name,
+			   const struct lxm_cgroup_device *extra, size_t n, struct lxm_error **err);
 /* Kills every process left (cgroup.kill on v2, else SIGKILL to each pid) and removes the dirs,
  * retrying while the kernel still empties them. Missing dirs are fine. */
 int lxm_cgroup_destroy(struct lxm_cgroup_layout *l, const char *name, struct lxm_error **err);

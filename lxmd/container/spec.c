@@ -384,6 +384,64 @@ static int get_devices(const json_t *obj, struct lxm_container_spec *s, struct l
 	return 0;
 }
 
+void lxm_spec_nic_clear(struct lxm_spec_nic *n)
+{
+	free(n->device);
+	free(n->host_name);
+	free(n->bridge);
+	free(n->inner);
+	free(n->hwaddr);
+}
+
+static int get_nics(const json_t *obj, struct lxm_container_spec *s, struct lxm_error **err)
+{
+	char path[128], prefix[64];
+	json_t *a = field(obj, "", "nics", path, sizeof(path)), *e;
+	size_t i;
+	int r;
+
+	if (!a)
+		return 0;
+	if (!json_is_array(a))
+		return bad_field(err, path, "an array of nic objects", a);
+	if (json_array_size(a) == 0)
+		return 0;
+	s->nics = calloc(json_array_size(a), sizeof(*s->nics));
+	if (!s->nics)
+		return -ENOMEM;
+	json_array_foreach (a, i, e) {
+		struct lxm_spec_nic *n = &s->nics[i];
+		int64_t ingress = 0, egress = 0;
+		uint32_t mtu = 0;
+
+		s->n_nics = i + 1;
+		snprintf(prefix, sizeof(prefix), "nics[%zu]", i);
+		if (!json_is_object(e))
+			return bad_field(err, prefix, "an object", e);
+		r = get_string(e, prefix, "device", true, &n->device, err);
+		if (r >= 0)
+			r = get_string(e, prefix, "host_name", true, &n->host_name, err);
+		if (r >= 0)
+			r = get_string(e, prefix, "bridge", true, &n->bridge, err);
+		if (r >= 0)
+			r = get_string(e, prefix, "name", true, &n->inner, err);
+		if (r >= 0)
+			r = get_string(e, prefix, "hwaddr", true, &n->hwaddr, err);
+		if (r >= 0)
+			r = get_u32(e, prefix, "mtu", false, 0, 65535, &mtu, err);
+		if (r >= 0)
+			r = get_int(e, prefix, "ingress", false, 0, INT64_MAX, &ingress, err);
+		if (r >= 0)
+			r = get_int(e, prefix, "egress", false, 0, INT64_MAX, &egress, err);
+		if (r < 0)
+			return r;
+		n->mtu = mtu;
+		n->ingress = (uint64_t)ingress;
+		n->egress = (uint64_t)egress;
+	}
+	return 0;
+}
+
 static int check_spec(const struct lxm_container_spec *s, struct lxm_error **err)
 {
 	const char *reason;
@@ -467,6 +525,8 @@ int lxm_container_spec_from_json(const json_t *j, struct lxm_container_spec **re
 		r = get_mounts(j, s, err);
 	if (r >= 0)
 		r = get_devices(j, s, err);
+	if (r >= 0)
+		r = get_nics(j, s, err);
 	if (r >= 0)
 		r = get_int(j, "", "time_offset_monotonic", false, INT32_MIN, INT32_MAX,
 			    &s->time_offset_monotonic, err);
@@ -572,6 +632,26 @@ static json_t *devices_json(const struct lxm_container_spec *s)
 	return a;
 }
 
+static json_t *nics_json(const struct lxm_container_spec *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < s->n_nics; i++) {
+		const struct lxm_spec_nic *n = &s->nics[i];
+
+		if (json_array_append_new(
+			    a, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "device", n->device,
+					 "host_name", n->host_name, "bridge", n->bridge, "name",
+					 n->inner, "hwaddr", n->hwaddr, "mtu", (json_int_t)n->mtu,
+					 "ingress", (json_int_t)n->ingress, "egress",
+					 (json_int_t)n->egress)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 json_t *lxm_container_spec_to_json(const struct lxm_container_spec *s)
 {
 	_cleanup_json_ json_t *o = json_object();
@@ -617,6 +697,8 @@ json_t *lxm_container_spec_to_json(const struct lxm_container_spec *s)
 	r |= set_new(o, "allow_forced_umount", json_boolean(s->allow_forced_umount));
 	r |= set_new(o, "mounts", mounts_json(s));
 	r |= set_new(o, "devices", devices_json(s));
+	if (s->n_nics)
+		r |= set_new(o, "nics", nics_json(s));
 	r |= set_new(o, "time_offset_monotonic", json_integer(s->time_offset_monotonic));
 	r |= set_new(o, "time_offset_boottime", json_integer(s->time_offset_boottime));
 	r |= set_new(o, "run_size", json_integer((json_int_t)s->run_size));
@@ -692,6 +774,9 @@ void lxm_container_spec_free(struct lxm_container_spec *s)
 	for (size_t i = 0; i < s->n_devices; i++)
 		free(s->devices[i].path);
 	free(s->devices);
+	for (size_t i = 0; i < s->n_nics; i++)
+		lxm_spec_nic_clear(&s->nics[i]);
+	free(s->nics);
 	free(s->rundir);
 	free(s->control_socket);
 	free(s->console_log);

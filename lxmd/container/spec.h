@@ -38,6 +38,18 @@ struct lxm_spec_device {
 	uint32_t gid;	/* group inside the container */
 };
 
+/* A nic's veth, created by lxm-monitor before init runs (lxmd/nic.c works it out). */
+struct lxm_spec_nic {
+	char *device;	  /* the nic device's name, for messages */
+	char *host_name;  /* the host end ("veth" + 8 hex) */
+	char *bridge;	  /* the bridge the host end joins */
+	char *inner;	  /* the peer's name inside ("eth0") */
+	char *hwaddr;	  /* the peer's MAC */
+	unsigned mtu;	  /* 0: the bridge's */
+	uint64_t ingress; /* bit/s the host end sends to the container, 0: no limit */
+	uint64_t egress;  /* bit/s the container sends, 0: no limit */
+};
+
 struct lxm_container_spec {
 	char *name;	 /* instance name */
 	char *hostname;	 /* UTS hostname (defaults to the name) */
@@ -72,6 +84,8 @@ struct lxm_container_spec {
 	size_t n_mounts;		 /* entries in mounts */
 	struct lxm_spec_device *devices; /* device nodes for /dev, n_devices entries */
 	size_t n_devices;		 /* entries in devices */
+	struct lxm_spec_nic *nics;	 /* veths into the container, n_nics entries */
+	size_t n_nics;			 /* entries in nics */
 
 	int64_t time_offset_monotonic; /* time namespace offsets in seconds (linux.time.offset) */
 	int64_t time_offset_boottime;  /* idem for CLOCK_BOOTTIME */
@@ -96,3 +110,5 @@ int lxm_container_spec_load(const char *path, struct lxm_container_spec **ret,
 int lxm_container_spec_save(const struct lxm_container_spec *s, const char *path,
 			    struct lxm_error **err);
 void lxm_container_spec_free(struct lxm_container_spec *s);
+/* Frees the strings of n (not n itself). */
+void lxm_spec_nic_clear(struct lxm_spec_nic *n);

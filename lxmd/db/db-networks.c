@@ -248,3 +248,170 @@ int lxm_db_network_used_by(struct lxm_db *db, const char *name, char ***ret_prof
 	*ret_instances = TAKE_PTR(instances);
 	return np + ni;
 }
+
+/* ---- forwards ---- */
+
+static const struct db_map_table forward_config =
+	DB_MAP_TABLE("networks_forwards_config", "network_forward_id");
+
+static int forwards_read(struct lxm_db *db, int64_t net_id, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_db_json_ json_t *list = json_array();
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	int r, rc;
+
+	if (!list)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	r = db_prepare(db,
+		       "SELECT id, listen_address, description, ports FROM networks_forwards\n"
+		       "	WHERE network_id = ? ORDER BY listen_address",
+		       &stmt, err);
+	if (r >= 0)
+		r = db_bind(db, stmt, err, "i", net_id);
+	if (r < 0)
+		return r;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *listen = (const char *)sqlite3_column_text(stmt, 1);
+		const char *desc = (const char *)sqlite3_column_text(stmt, 2);
+		const char *ports = (const char *)sqlite3_column_text(stmt, 3);
+		json_t *config = NULL, *pj, *fw;
+
+		pj = json_loads(ports ? ports : "[]", 0, NULL);
+		if (!json_is_array(pj)) {
+			json_decref(pj);
+			return lxm_error_set(err, -EIO, 500,
+					     "forward '%s': the stored ports are not a JSON array",
+					     listen ? listen : "");
+		}
+		r = db_map_table_read(db, &forward_config, sqlite3_column_int64(stmt, 0), &config,
+				      err);
+		if (r < 0) {
+			json_decref(pj);
+			return db_error_prefix(err, r, "forward '%s': read config",
+					       listen ? listen : "");
+		}
+		fw = json_pack("{s:s, s:s, s:o, s:o}", "listen_address", listen ? listen : "",
+			       "description", desc ? desc : "", "config", config, "ports", pj);
+		if (!fw || json_array_append_new(list, fw) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	if (rc != SQLITE_DONE)
+		return db_sqlite_error(db, rc, err);
+	*ret = TAKE_PTR(list);
+	return 0;
+}
+
+int lxm_db_network_forwards(struct lxm_db *db, const char *name, json_t **ret,
+			    struct lxm_error **err)
+{
+	_cleanup_db_json_ json_t *list = NULL;
+	int64_t id;
+	bool owned;
+	int r;
+
+	r = db_tx_begin(db, false, &owned, err, "list forwards of network '%s'", name);
+	if (r < 0)
+		return r;
+	r = network_id(db, name, &id, err);
+	if (r >= 0 && (r = forwards_read(db, id, &list, err)) < 0)
+		db_error_prefix(err, r, "list forwards of network '%s'", name);
+	r = db_tx_end(db, owned, r, err, "list forwards of network '%s'", name);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(list);
+	return 0;
+}
+
+static int forward_put_tx(struct lxm_db *db, const char *name, const json_t *fw, bool create,
+			  struct lxm_error **err)
+{
+	const char *listen = json_string_value(json_object_get(fw, "listen_address"));
+	const char *desc = json_string_value(json_object_get(fw, "description"));
+	json_t *ports = json_object_get(fw, "ports");
+	_cleanup_free_ char *ports_s = NULL;
+	int64_t net_id, id;
+	int r;
+
+	r = network_id(db, name, &net_id, err);
+	if (r < 0)
+		return r;
+	ports_s = json_is_array(ports) ? json_dumps(ports, JSON_COMPACT) : strdup("[]");
+	if (!ports_s)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	r = db_query_int64(db, &id, err,
+			   "SELECT id FROM networks_forwards WHERE network_id = ? AND "
+			   "listen_address = ?",
+			   "it", net_id, listen);
+	if (r >= 0 && create)
+		return lxm_error_set(err, -EEXIST, 409,
+				     "network '%s': a forward of listen address %s already exists",
+				     name, listen);
+	if (r == -ENOENT && !create)
+		return lxm_error_set(err, -ENOENT, 404, "network '%s': forward %s not found", name,
+				     listen);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (create) {
+		r = db_exec(db, err,
+			    "INSERT INTO networks_forwards (network_id, listen_address, "
+			    "description, ports) VALUES (?, ?, ?, ?)",
+			    "ittt", net_id, listen, desc ? desc : "", ports_s);
+		id = sqlite3_last_insert_rowid(db->handle);
+	} else {
+		r = db_exec(db, err,
+			    "UPDATE networks_forwards SET description = ?, ports = ? WHERE id = ?",
+			    "tti", desc ? desc : "", ports_s, id);
+	}
+	if (r >= 0)
+		r = db_map_table_replace(db, &forward_config, id, json_object_get(fw, "config"),
+					 err);
+	return r;
+}
+
+int lxm_db_network_forward_put(struct lxm_db *db, const char *name, const json_t *fw, bool create,
+			       struct lxm_error **err)
+{
+	const char *listen = json_string_value(json_object_get(fw, "listen_address"));
+	bool owned;
+	int r;
+
+	if (!listen)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "network '%s': forward without listen_address", name);
+	r = db_check_map(json_object_get(fw, "config"), "config", err);
+	if (r < 0)
+		return db_error_prefix(err, r, "network '%s': forward %s", name, listen);
+	r = db_tx_begin(db, true, &owned, err, "network '%s': store forward %s", name, listen);
+	if (r < 0)
+		return r;
+	r = forward_put_tx(db, name, fw, create, err);
+	if (r < 0 && r != -ENOENT && r != -EEXIST)
+		db_error_prefix(err, r, "network '%s': store forward %s", name, listen);
+	return db_tx_end(db, owned, r, err, "network '%s': store forward %s", name, listen);
+}
+
+int lxm_db_network_forward_delete(struct lxm_db *db, const char *name, const char *listen,
+				  struct lxm_error **err)
+{
+	int64_t net_id;
+	bool owned;
+	int r;
+
+	r = db_tx_begin(db, true, &owned, err, "network '%s': delete forward %s", name, listen);
+	if (r < 0)
+		return r;
+	r = network_id(db, name, &net_id, err);
+	if (r >= 0) {
+		r = db_exec(db, err,
+			    "DELETE FROM networks_forwards WHERE network_id = ? AND "
+			    "listen_address = ?",
+			    "it", net_id, listen);
+		if (r == 0)
+			r = lxm_error_set(err, -ENOENT, 404, "network '%s': forward %s not found",
+					  name, listen);
+		else if (r < 0)
+			db_error_prefix(err, r, "network '%s': delete forward %s", name, listen);
+	}
+	return db_tx_end(db, owned, r < 0 ? r : 0, err, "network '%s': delete forward %s", name,
+			 listen);
+}

@@ -245,6 +245,26 @@ static const char schema_v7[] =
 	"	UNIQUE (storage_volume_id, name)\n"
 	");\n";
 
+/* v8: network forwards (LXD's /1.0/networks/<net>/forwards): one row per listen address of a
+ * network, its ports a JSON array as the API gives them; they go with their network. */
+static const char schema_v8[] =
+	"CREATE TABLE networks_forwards (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	network_id INTEGER NOT NULL REFERENCES networks (id) ON DELETE CASCADE,\n"
+	"	listen_address TEXT NOT NULL,\n"
+	"	description TEXT NOT NULL DEFAULT '',\n"
+	"	ports TEXT NOT NULL DEFAULT '[]',\n"
+	"	UNIQUE (network_id, listen_address)\n"
+	");\n"
+	"CREATE TABLE networks_forwards_config (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	network_forward_id INTEGER NOT NULL\n"
+	"		REFERENCES networks_forwards (id) ON DELETE CASCADE,\n"
+	"	key TEXT NOT NULL,\n"
+	"	value TEXT NOT NULL,\n"
+	"	UNIQUE (network_forward_id, key)\n"
+	");\n";
+
 const struct db_migration db_migrations[] = {
 	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
 	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
@@ -253,6 +273,7 @@ const struct db_migration db_migrations[] = {
 	{ .version = 5, .what = "image sources", .sql = schema_v5 },
 	{ .version = 6, .what = "snapshot profiles and size", .sql = schema_v6 },
 	{ .version = 7, .what = "custom volume snapshots", .sql = schema_v7 },
+	{ .version = 8, .what = "network forwards", .sql = schema_v8 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

@@ -357,6 +357,18 @@ int lxm_db_network_delete(struct lxm_db *db, const char *name, struct lxm_error 
  * instances (local devices), each sorted, as NULL-terminated arrays. Returns the total. */
 int lxm_db_network_used_by(struct lxm_db *db, const char *name, char ***ret_profiles,
 			   char ***ret_instances, struct lxm_error **err);
+/* The forwards of network name as LXD's objects ({"listen_address", "description", "config",
+ * "ports"}), sorted by listen address. -ENOENT (404) for an unknown network. */
+int lxm_db_network_forwards(struct lxm_db *db, const char *name, json_t **ret,
+			    struct lxm_error **err);
+/* Records forward fw (such an object) of network name: create, -EEXIST (409) when its listen
+ * address has one already; else replaces it, -ENOENT (404) when there is none. */
+int lxm_db_network_forward_put(struct lxm_db *db, const char *name, const json_t *fw, bool create,
+			       struct lxm_error **err);
+/* Deletes the forward of listen address listen. -ENOENT (404) when there is none. A network's
+ * forwards also go with the network. */
+int lxm_db_network_forward_delete(struct lxm_db *db, const char *name, const char *listen,
+				  struct lxm_error **err);
 
 /* ---- storage pools and volumes (db-storage.c) ---- */
 

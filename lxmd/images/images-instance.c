@@ -22,6 +22,7 @@
 #include "instance.h"
 #include "json.h"
 #include "log.h"
+#include "server-config.h"
 #include "util.h"
 #include "volumes.h"
 #include "yaml.h"
@@ -450,6 +451,7 @@ int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
 		       struct lxm_error **err)
 {
 	_cleanup_(lxm_db_instance_freep) struct lxm_db_instance *inst = NULL;
+	_cleanup_free_ char *compression = NULL;
 	enum lxm_compression c = LXM_COMPRESS_GZIP;
 	struct publish_job *pj;
 	json_t *v;
@@ -472,12 +474,17 @@ int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
 				     "publish instance '%s': it is %s; stop it first (an image is "
 				     "taken from a stopped instance only)",
 				     pub->instance, lxmd_instance_status(d, pub->instance, &code));
-	if (pub->compression && *pub->compression &&
-	    lxm_compression_from_name(pub->compression, &c) < 0)
+	/* No compression asked for: the server's images.compression_algorithm. */
+	compression = pub->compression && *pub->compression
+			      ? strdup(pub->compression)
+			      : lxmd_server_config_string(d, LXM_KEY_COMPRESSION);
+	if (!compression)
+		return lxm_error_set(err, -ENOMEM, 500, "publish: out of memory");
+	if (lxm_compression_from_name(compression, &c) < 0)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "publish instance '%s': unknown compression '%s' (gzip, xz, "
 				     "zstd or none)",
-				     pub->instance, pub->compression);
+				     pub->instance, compression);
 	json_object_foreach ((json_t *)pub->properties, key, v)
 		if (!json_is_string(v))
 			return lxm_error_set(err, -EINVAL, 400,

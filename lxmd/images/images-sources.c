@@ -19,6 +19,7 @@
 #include "images/images.h"
 #include "json.h"
 #include "log.h"
+#include "server-config.h"
 #include "util.h"
 
 /* ---- templates ---- */
@@ -167,6 +168,7 @@ static void pull_imported(struct lxmd *d, int result, const char *fp, const stru
 	if (result >= 0) {
 		/* Cached until a user's request says otherwise (req_apply). */
 		lxm_db_image_set_cached(d->db, pj->j.key, true, NULL);
+		lxmd_image_cached_auto_update(d, pj->j.key);
 		log_info("image %s pulled from %s (%s)", pj->j.key, pj->server, pj->alias);
 	}
 	pull_end(pj, result, err);

@@ -1486,6 +1486,7 @@ static int alias_set(struct lxmd *d, const char *name, const char *desc, const c
 static int req_apply(struct lxmd *d, struct image_req *q, const char *fp, struct lxm_error **err)
 {
 	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL, *old = NULL;
+	bool users = false;
 	json_t *a;
 	size_t i;
 	int k;
@@ -1502,10 +1503,14 @@ static int req_apply(struct lxmd *d, struct image_req *q, const char *fp, struct
 		k = lxm_db_image_set_cached(d->db, fp, false, err);
 		if (k < 0)
 			return k;
+		/* Now a user's image: auto_update as the request says, not as
+		 * images.auto_update_cached made it. */
+		users = true;
 	}
-	if ((q->public && !img->public) || (q->auto_update && !img->auto_update)) {
+	if ((q->public && !img->public) || (q->auto_update && !img->auto_update) ||
+	    (users && img->auto_update != q->auto_update)) {
 		img->public |= q->public;
-		img->auto_update |= q->auto_update;
+		img->auto_update = users ? q->auto_update : img->auto_update || q->auto_update;
 		k = lxm_db_image_update(d->db, img, err);
 		if (k < 0)
 			return k;

@@ -64,7 +64,7 @@ int lxmd_image_import(struct lxmd *d, const struct lxmd_image_import *imp, struc
 struct lxmd_image_publish {
 	const char *instance;	  /* its name */
 	const char *snapshot;	  /* the snapshot's short name, or NULL: the instance itself */
-	const char *compression;  /* "gzip", "xz", "zstd", "none", or NULL for the default (gzip) */
+	const char *compression;  /* "gzip", "xz", "zstd", "none"; NULL: the server's default */
 	bool public;		  /* served to other hosts */
 	const json_t *properties; /* laid over those of the instance's image, or NULL */
 	const json_t *aliases;	  /* array of {"name", "description"}, or NULL */

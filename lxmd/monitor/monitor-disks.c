@@ -125,6 +125,7 @@ int monitor_clone_mount(const char *what, const char *path, int userns, bool rec
 	unsigned int at = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
 	struct mount_attr attr = { 0 };
 	_cleanup_close_ int fd = -1;
+	struct stat st;
 
 	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (at & AT_RECURSIVE));
 	if (fd < 0)
@@ -135,11 +136,15 @@ int monitor_clone_mount(const char *what, const char *path, int userns, bool rec
 	}
 	if (readonly)
 		attr.attr_set |= MOUNT_ATTR_RDONLY;
-	if (attr.attr_set && mount_setattr(fd, "", at, &attr, sizeof(attr)) < 0)
+	/* A device node (a unix device's, made in a runtime dir that may be nodev) is there to be
+	 * opened. */
+	if (fstat(fd, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+		attr.attr_clr |= MOUNT_ATTR_NODEV;
+	if ((attr.attr_set || attr.attr_clr) && mount_setattr(fd, "", at, &attr, sizeof(attr)) < 0)
 		return lxm_error_setx(err, -errno, 500, "%s %s: %s", what, path,
 				      userns >= 0 ? "idmap the clone (does its file system support "
 						    "idmapped mounts?)"
-						  : "make the clone read-only");
+						  : "set the clone's mount flags");
 	*ret = TAKE_FD(fd);
 	return 0;
 }
@@ -242,6 +247,40 @@ static int mkdir_inside(const char *path, int *ret, struct lxm_error **err)
 	return 0;
 }
 
+/* Creates an empty file at path (absolute; its directories too) inside the current root, as a
+ * mount point for something that is not a directory (a unix device's node); returns an O_PATH
+ * fd of it. */
+static int mkfile_inside(const char *path, int *ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	_cleanup_close_ int dfd = -1, fd = -1;
+	char *base;
+	int r;
+
+	if (!dir)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	base = strrchr(dir, '/');
+	*base++ = '\0';
+	if (!*base)
+		return lxm_error_set(err, -EINVAL, 400, "create %s: not a file name", path);
+	r = mkdir_inside(dir[0] ? dir : "/", &dfd, err);
+	if (r < 0)
+		return r;
+	fd = lxm_openat2(dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+			 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+	if (fd == -ENOENT) {
+		/* dfd is an O_PATH fd, which mknodat takes (openat with O_CREAT would not). */
+		if (mknodat(dfd, base, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
+			return lxm_error_setx(err, -errno, 500, "create %s", path);
+		fd = lxm_openat2(dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+				 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+	}
+	if (fd < 0)
+		return lxm_error_setx(err, fd, 500, "create %s: open", path);
+	*ret = TAKE_FD(fd);
+	return 0;
+}
+
 /* Joins init's mount namespace, and its user namespace when user is set. */
 static int join(pid_t pid, bool user, struct lxm_error **err)
 {
@@ -267,6 +306,7 @@ static int disk_attach(pid_t pid, const char *source, const char *target, bool r
 		       struct lxm_error **err)
 {
 	_cleanup_close_ int userns = -1, tree = -1, tfd = -1;
+	struct stat st;
 	int r;
 
 	if (idmap && (r = monitor_open_userns(pid, &userns, err)) < 0)
@@ -274,10 +314,13 @@ static int disk_attach(pid_t pid, const char *source, const char *target, bool r
 	r = monitor_clone_mount("disk", source, userns, false, readonly, &tree, err);
 	if (r < 0)
 		return r;
+	if (fstat(tree, &st) < 0)
+		return lxm_error_setx(err, -errno, 500, "disk %s: stat the clone", source);
 	r = join(pid, idmap, err);
 	if (r < 0)
 		return r;
-	r = mkdir_inside(target, &tfd, err);
+	r = S_ISDIR(st.st_mode) ? mkdir_inside(target, &tfd, err)
+				: mkfile_inside(target, &tfd, err);
 	if (r < 0)
 		return r;
 	if (move_mount(tree, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
@@ -285,7 +328,8 @@ static int disk_attach(pid_t pid, const char *source, const char *target, bool r
 	return 0;
 }
 
-static int disk_detach(pid_t pid, const char *target, bool user, struct lxm_error **err)
+static int disk_detach(pid_t pid, const char *target, bool user, bool remove,
+		       struct lxm_error **err)
 {
 	int r = join(pid, user, err);
 
@@ -295,13 +339,16 @@ static int disk_detach(pid_t pid, const char *target, bool user, struct lxm_erro
 	 * followed. */
 	if (umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
 		return lxm_error_setx(err, -errno, 500, "unmount %s", target);
+	/* --remove: the mount point was made for the mount (a unix device's node). */
+	if (remove && unlink(target) < 0 && errno != ENOENT)
+		return lxm_error_setx(err, -errno, 500, "remove %s", target);
 	return 0;
 }
 
 int lxm_monitor_disk_main(int argc, char **argv)
 {
 	struct lxm_error *err = NULL;
-	bool readonly = false, idmap = false;
+	bool readonly = false, idmap = false, remove = false;
 	const char *pos[4];
 	size_t n = 0;
 	char *end;
@@ -313,6 +360,8 @@ int lxm_monitor_disk_main(int argc, char **argv)
 			readonly = true;
 		else if (streq(argv[i], "--idmap"))
 			idmap = true;
+		else if (streq(argv[i], "--remove"))
+			remove = true;
 		else if (n < ARRAY_SIZE(pos))
 			pos[n++] = argv[i];
 		else
@@ -320,7 +369,7 @@ int lxm_monitor_disk_main(int argc, char **argv)
 	}
 	if (n < 3 || (streq(pos[0], "attach") ? n != 4 : !streq(pos[0], "detach") || n != 3)) {
 		fprintf(stderr, "usage: disk attach PID SOURCE TARGET [--readonly] [--idmap] | "
-				"disk detach PID TARGET [--idmap]\n");
+				"disk detach PID TARGET [--idmap] [--remove]\n");
 		return 2;
 	}
 	errno = 0;
@@ -336,7 +385,7 @@ int lxm_monitor_disk_main(int argc, char **argv)
 	if (streq(pos[0], "attach"))
 		r = disk_attach((pid_t)pid, pos[2], pos[3], readonly, idmap, &err);
 	else
-		r = disk_detach((pid_t)pid, pos[2], idmap, &err);
+		r = disk_detach((pid_t)pid, pos[2], idmap, remove, &err);
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err ? err->msg : "failed");
 		lxm_error_free(err);

@@ -50,9 +50,10 @@ int monitor_disks_recv(const struct lxm_container_spec *s, int sync_fd, int **re
 
 /* lxm-monitor disk: hot-plugs a disk into a running container, run by lxmd (argv[0] is "disk"):
  *   disk attach <init_pid> <source> <target> [--readonly] [--idmap]
- *   disk detach <init_pid> <target>
+ *   disk detach <init_pid> <target> [--idmap] [--remove]
  * attach clones source on the host (idmapped through init's user namespace with --idmap), joins
  * init's user (with --idmap) and mount namespaces, creates target (directories, as the
- * container's root, resolved inside its root) and attaches the clone there; detach unmounts
- * target there. Exit 0, or 1 with the reason on stderr. */
+ * container's root, resolved inside its root; an empty file for a source that is no directory)
+ * and attaches the clone there; detach unmounts target there (and with --remove unlinks it).
+ * Exit 0, or 1 with the reason on stderr. */
 int lxm_monitor_disk_main(int argc, char **argv);

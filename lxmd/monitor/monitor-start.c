@@ -7,6 +7,8 @@
  *   clone3 (CLONE_INTO_CGROUP v2 dir)  ---->  waits for GO
  *   writes uid_map / gid_map
  *   joins the v1 cgroups
+ *   creates the nics' veths (peers into the
+ *     child's network namespace)
  *   open_tree + MOUNT_ATTR_IDMAP (needs the
  *     child's user namespace)
  *   GO + {rootfs tree, console slave}  ---->  unshare(cgroup ns): its root is now the container's
@@ -63,6 +65,8 @@
 #include "monitor/monitor.h"
 #include "monitor/monitor-internal.h"
 #include "monitor/monitor-overlay.h"
+#include "network/network.h"
+#include "nic.h"
 
 /* Connections served at once; more wait in the listen backlog. */
 #define MONITOR_MAX_CLIENTS 8
@@ -117,6 +121,7 @@ struct monitor {
 	siginfo_t init_exit; /* how init ended, once init_reaped */
 	struct monitor_client clients[MONITOR_MAX_CLIENTS];
 	struct monitor_console console; /* the attached console client, if any */
+	size_t nics_up; /* spec->nics[0..nics_up-1] have their veth (removed if the start fails) */
 };
 
 /* Writes j as one line to fd and releases it. */
@@ -599,6 +604,12 @@ static int configure_child(struct monitor *m, struct lxm_error **err)
 	r = join_v1_cgroups(m->init_pid, s->cgroup_v1, err);
 	if (r < 0)
 		return r;
+	/* The child's network namespace exists: its nics go in before init can look for them. */
+	for (; m->nics_up < s->n_nics; m->nics_up++) {
+		r = lxmd_nic_veth_create(&s->nics[m->nics_up], m->init_pid, err);
+		if (r < 0)
+			return r;
+	}
 	r = open_rootfs_tree(m, &tree, err);
 	if (r < 0)
 		return r;
@@ -715,6 +726,16 @@ static void reap_init(struct monitor *m, bool block)
 /* The start failed after the control socket or the child existed: undo what we made. */
 static void undo_start(struct monitor *m)
 {
+	struct lxm_error *e2 = NULL;
+
+	/* The peers would go with the network namespace, but in the background: remove the pairs
+	 * now, so that a failed start leaves nothing. */
+	for (size_t i = 0; i < m->nics_up; i++)
+		if (lxm_link_delete(m->spec->nics[i].host_name, &e2) < 0) {
+			log_warn("nic device '%s': remove veth %s: %s", m->spec->nics[i].device,
+				 m->spec->nics[i].host_name, e2->msg);
+			lxm_error_free(TAKE_PTR(e2));
+		}
 	if (m->pidfd >= 0 && !m->init_reaped) {
 		(void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
 		reap_init(m, true);

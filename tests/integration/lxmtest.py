@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PREFIX = "lxm-it-"
 
@@ -839,3 +841,32 @@ class FakeHTTPPeer:
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise
+
+
+def sh(d, name, script, check=True):
+    """`sh -c script` run in instance name of d through `lxm exec`."""
+    return d.cli("exec", name, "--", "sh", "-c", script, check=check)
+
+
+def patch(d, name, body):
+    """PATCH /1.0/instances/<name>, waited for: the finished operation (or the refusal)."""
+    r = d.api("PATCH", "/1.0/instances/" + name, body)
+    if r.status != 202:
+        return r
+    return d.wait_op(assert_async(r)["id"])
+
+
+def made_fixture(daemon="lxmd"):
+    """A fixture for a test module: the list of instance names the test makes, force-deleted at
+    teardown through the fixture named daemon (while its lxmd runs)."""
+
+    @pytest.fixture
+    def made(request):
+        d = request.getfixturevalue(daemon)
+        names = []
+        yield names
+        if d.proc is not None:
+            for n in names:
+                d.cli("delete", "-f", n, check=False)
+
+    return made

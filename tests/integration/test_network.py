@@ -13,48 +13,17 @@ import uuid
 import pytest
 import yaml
 
-import lxmtest
 from lxmtest import assert_error_envelope, assert_sync, pid_alive, wait_for
-
-
-def bridge_name():
-    """Test bridges never collide with the host's: lxmt + 8 hex digits (12 characters)."""
-    return "lxmt" + uuid.uuid4().hex[:8]
+from nettest import dnsmasq_pid, free_link_name, link_exists, nft_table
 
 
 def sh(*args, check=True):
     return subprocess.run(list(args), capture_output=True, text=True, check=check)
 
 
-def link_exists(name):
-    return sh("ip", "link", "show", "dev", name, check=False).returncode == 0
-
-
 def ipv4_addrs(name):
     out = sh("ip", "-4", "-o", "addr", "show", "dev", name).stdout
     return [line.split()[3] for line in out.splitlines()]
-
-
-def nft_table(d):
-    """d's nftables table (lxmtest.nft_table_name), listed, or "" when it does not exist."""
-    p = sh("nft", "list", "table", "inet", lxmtest.nft_table_name(d.root), check=False)
-    return p.stdout if p.returncode == 0 else ""
-
-
-def dnsmasq_pid(d, net):
-    try:
-        with open(os.path.join(d.root, "networks", net, "dnsmasq.pid")) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return None
-    if not argv[0].endswith(b"dnsmasq") or ("--interface=%s" % net).encode() not in argv:
-        return None
-    return pid
 
 
 def dnsmasq_argv(pid):
@@ -70,7 +39,7 @@ class Host:
         self.nets, self.veths, self.netns = [], [], []
 
     def net(self):
-        name = bridge_name()
+        name = free_link_name("lxmt")
         self.nets.append(name)
         return name
 

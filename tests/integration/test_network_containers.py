@@ -7,15 +7,14 @@ Traffic goes only to the bridge this test creates (a 10.X.Y.0/24 that collides w
 address of the host); the containers and the network are removed at the end even when a step
 fails."""
 
-import ipaddress
 import os
-import random
 import subprocess
 import uuid
 
 import pytest
 
-from lxmtest import assert_async, unique, wait_for
+from lxmtest import assert_async, made_fixture, sh, unique, wait_for
+from nettest import create_network, delete_network, ping, two_on_network
 
 BUSYBOX = "/bin/busybox"
 DOMAIN = "lxmtest"
@@ -24,70 +23,16 @@ pytestmark = pytest.mark.skipif(not os.access(BUSYBOX, os.X_OK),
                                 reason="busybox-static is not installed")
 
 
-def ip(*args):
-    p = subprocess.run(["ip"] + list(args), capture_output=True, text=True)
-    assert p.returncode == 0, "ip %s: %s" % (" ".join(args), p.stderr)
-    return p.stdout
-
-
-def link_exists(name):
-    return subprocess.run(["ip", "link", "show", "dev", name],
-                          capture_output=True).returncode == 0
-
-
-def free_subnet():
-    """A 10.X.Y.0/24 that overlaps no route and no address of the host."""
-    taken = []
-    for args in (("-4", "route", "show", "table", "all"), ("-4", "-o", "addr")):
-        for line in ip(*args).splitlines():
-            for word in line.split():
-                try:
-                    taken.append(ipaddress.ip_network(word, strict=False))
-                except ValueError:
-                    pass
-    rng = random.Random()
-    for _ in range(200):
-        net = ipaddress.ip_network("10.%d.%d.0/24" % (rng.randint(100, 250), rng.randint(1, 250)))
-        if not any(net.overlaps(t) for t in taken if t.prefixlen > 0):
-            return net
-    pytest.skip("no free 10.x.y.0/24 on this host")
-
-
 @pytest.fixture
 def network(lxmd):
     """A managed network of this test's own; deleted (with its bridge) at teardown."""
-    name = "lxmt" + uuid.uuid4().hex[:8]
-    while link_exists(name):
-        name = "lxmt" + uuid.uuid4().hex[:8]
-    net = free_subnet()
-    gw = str(net.network_address + 1)
-    lxmd.cli("network", "create", name, "ipv4.address=%s/24" % gw, "ipv4.nat=false",
-             "ipv6.address=none", "dns.domain=" + DOMAIN)
+    name, net, gw = create_network(lxmd, "lxmt", "ipv4.nat=false", "ipv6.address=none",
+                                   "dns.domain=" + DOMAIN)
     yield {"name": name, "gw": gw, "net": net}
-    lxmd.cli("network", "delete", name, check=False)
-    assert not link_exists(name)
+    delete_network(lxmd, name)
 
 
-@pytest.fixture
-def made(lxmd):
-    names = []
-    yield names
-    for n in names:
-        lxmd.cli("delete", "-f", n, check=False)
-
-
-def sh(d, name, script, check=True):
-    return d.cli("exec", name, "--", "sh", "-c", script, check=check)
-
-
-def eth0_ipv4(d, name):
-    """The IPv4 address on eth0 inside name, or None."""
-    out = sh(d, name, "ip -4 -o addr show dev eth0", check=False).stdout
-    for line in out.splitlines():
-        words = line.split()
-        if "inet" in words:
-            return words[words.index("inet") + 1].split("/")[0]
-    return None
+made = made_fixture()
 
 
 def leases(d, net):
@@ -101,33 +46,12 @@ def leases(d, net):
     return got
 
 
-def ping(d, name, target):
-    p = sh(d, name, "ping -c 1 -W 2 %s" % target, check=False)
-    if p.returncode != 0:  # the first ARP may race the other side coming up
-        p = sh(d, name, "ping -c 2 -W 2 %s" % target, check=False)
-    return p
-
-
 def test_two_containers_lease_resolve_and_ping(lxmd, made, network):
     d = lxmd
     net, gw = network["name"], network["gw"]
-    names = [unique("c"), unique("c")]
-    for c in names:
-        made.append(c)
-        d.cli("init", "busybox", c, timeout=120)
-        r = d.api("PATCH", "/1.0/instances/" + c,
-                  {"devices": {"eth0": {"type": "nic", "network": net}}})
-        done = d.wait_op(assert_async(r)["id"])
-        assert done["status"] == "Success", done
-    for c in names:
-        d.cli("start", c, timeout=60)
-
     # The image's rcS runs udhcpc on eth0: both get a dynamic address in the network's subnet.
-    addrs = {}
+    names, addrs = two_on_network(d, made, network)
     for c in names:
-        wait_for(lambda: eth0_ipv4(d, c) is not None, 30, "a DHCP lease on eth0 of " + c)
-        addrs[c] = eth0_ipv4(d, c)
-        assert ipaddress.ip_address(addrs[c]) in network["net"], addrs
         assert addrs[c] != gw
     assert addrs[names[0]] != addrs[names[1]], addrs
 

@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from lxmtest import assert_async, unique, wait_for
+from lxmtest import assert_async, made_fixture, patch, sh, unique, wait_for
+from nettest import free_link_name, free_subnet, host_links, ip, ping
 
 BUSYBOX = "/bin/busybox"
 
@@ -23,43 +24,10 @@ pytestmark = pytest.mark.skipif(not os.access(BUSYBOX, os.X_OK),
                                 reason="busybox-static is not installed")
 
 
-def ip(*args, check=True):
-    p = subprocess.run(["ip"] + list(args), capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError("ip %s: %s" % (" ".join(args), p.stderr))
-    return p
-
-
-def host_links():
-    """The host's link names (without the @peer part of veths)."""
-    out = ip("-br", "link").stdout
-    return {line.split()[0].split("@")[0] for line in out.splitlines() if line.strip()}
-
-
-def free_subnet():
-    """A 10.X.Y.0/24 that overlaps no route and no address of the host."""
-    taken = []
-    for args in (("-4", "route", "show", "table", "all"), ("-4", "-o", "addr")):
-        for line in ip(*args).stdout.splitlines():
-            for word in line.split():
-                try:
-                    taken.append(ipaddress.ip_network(word, strict=False))
-                except ValueError:
-                    pass
-    rng = random.Random()
-    for _ in range(200):
-        net = ipaddress.ip_network("10.%d.%d.0/24" % (rng.randint(100, 250), rng.randint(1, 250)))
-        if not any(net.overlaps(t) for t in taken if t.prefixlen > 0):
-            return net
-    pytest.skip("no free 10.x.y.0/24 on this host")
-
-
 @pytest.fixture
 def bridge():
     """A bridge of this test's own, 10.X.Y.1/24, up; deleted at teardown."""
-    name = "lxmt%04x" % random.randrange(0x10000)
-    while name in host_links():
-        name = "lxmt%04x" % random.randrange(0x10000)
+    name = free_link_name("lxmt")
     net = free_subnet()
     hosts = list(net.hosts())
     ip("link", "add", name, "type", "bridge")
@@ -72,20 +40,7 @@ def bridge():
     assert name not in host_links()
 
 
-@pytest.fixture
-def made(lxmd):
-    names = []
-    yield names
-    for n in names:
-        lxmd.cli("delete", "-f", n, check=False)
-
-
-def patch(d, name, body):
-    """PATCH /1.0/instances/<name>, waited for: the finished operation."""
-    r = d.api("PATCH", "/1.0/instances/" + name, body)
-    if r.status != 202:
-        return r
-    return d.wait_op(assert_async(r)["id"])
+made = made_fixture()
 
 
 def instance(d, name):
@@ -94,12 +49,8 @@ def instance(d, name):
     return r.json["metadata"]
 
 
-def sh(d, name, script, check=True):
-    return d.cli("exec", name, "--", "sh", "-c", script, check=check)
-
-
 def veths_of_bridge(bridge):
-    out = ip("-br", "link", "show", "master", bridge).stdout
+    out = ip("-br", "link", "show", "master", bridge)
     return sorted(line.split()[0].split("@")[0] for line in out.splitlines() if line.strip())
 
 
@@ -125,14 +76,15 @@ def test_bridged_nic_hotplug_and_cleanup(lxmd, made, bridge):
     assert re.fullmatch(r"veth[0-9a-f]{8}", host_end), inst["config"]
     # The host end is on the test's bridge; the peer is eth0 inside, with the recorded MAC.
     assert veths_of_bridge(bridge["name"]) == [host_end]
+    # In hairpin mode, so that the instance reaches itself through a DNAT of its own address.
+    with open("/sys/class/net/%s/brport/hairpin_mode" % host_end) as f:
+        assert f.read().strip() == "1"
     out = sh(d, c, "cat /sys/class/net/eth0/address").stdout.strip()
     assert out == hw
 
     # A static address inside; both directions over the bridge.
     sh(d, c, "ip link set eth0 up && ip addr add %s/24 dev eth0" % bridge["c1"])
-    p = sh(d, c, "ping -c 1 -W 2 %s" % bridge["gw"], check=False)
-    if p.returncode != 0:  # the first ARP may race the link coming up
-        p = sh(d, c, "ping -c 2 -W 2 %s" % bridge["gw"], check=False)
+    p = ping(d, c, bridge["gw"])
     assert p.returncode == 0, p.stdout + p.stderr
     h = subprocess.run([BUSYBOX, "ping", "-c", "1", "-W", "2", bridge["c1"]],
                        capture_output=True, text=True)
@@ -152,6 +104,8 @@ def test_bridged_nic_hotplug_and_cleanup(lxmd, made, bridge):
     host1 = inst["config"].get("volatile.net1.host_name", "")
     assert host1 and host1 != host_end, inst["config"]
     assert veths_of_bridge(bridge["name"]) == sorted([host_end, host1])
+    with open("/sys/class/net/%s/brport/hairpin_mode" % host1) as f:
+        assert f.read().strip() == "1"
     out = sh(d, c, "cat /sys/class/net/eth1/address /sys/class/net/eth1/mtu").stdout.split()
     assert out == ["00:16:3e:aa:bb:cc", "1400"], out
 
@@ -267,7 +221,7 @@ def test_managed_network_nic_gets_its_static_lease(lxmd, made, managed):
     hw = inst["config"]["volatile.eth0.hwaddr"]
     host_end = inst["config"]["volatile.eth0.host_name"]
     assert veths_of_bridge(managed) == [host_end]
-    # The image's rcS waits for eth0 and runs udhcpc: dnsmasq hands out the static lease.
+    # The image's rcS brings up eth0 and runs udhcpc: dnsmasq hands out the static lease.
 
     def leased():
         out = sh(d, c, "ip -4 -o addr show dev eth0", check=False).stdout
@@ -280,3 +234,73 @@ def test_managed_network_nic_gets_its_static_lease(lxmd, made, managed):
     d.cli("delete", "-f", c, timeout=60)
     made.remove(c)
     wait_for(lambda: host_end not in host_links(), 10, "veth %s to go" % host_end)
+
+
+def test_eth0_is_there_when_init_starts(lxmd, made, managed):
+    """lxm-monitor creates the veths before init runs: the first sysinit step of the container
+    sees eth0, the host end is on the bridge when `lxm start` returns, and the image's rcS gets a
+    lease without waiting for eth0."""
+    d = lxmd
+    c = unique("c")
+    made.append(c)
+    d.cli("init", "busybox", c, timeout=120)
+    done = patch(d, c, {"devices": {"eth0": {"type": "nic", "network": managed}}})
+    assert done["status"] == "Success", done
+    # A sysinit step before rcS records what init finds.
+    inittab = os.path.join(d.root, "containers", c, "rootfs", "etc", "inittab")
+    with open(inittab) as f:
+        text = f.read()
+    with open(inittab, "w") as f:
+        f.write("::sysinit:/bin/sh -c 'ip -o link show eth0 >/eth0-at-boot 2>&1; "
+                "echo rc=$? >>/eth0-at-boot'\n" + text)
+    d.cli("start", c, timeout=60)
+    inst = instance(d, c)
+    host_end = inst["config"]["volatile.eth0.host_name"]
+    hw = inst["config"]["volatile.eth0.hwaddr"]
+    assert veths_of_bridge(managed) == [host_end]
+    wait_for(lambda: "rc=" in sh(d, c, "cat /eth0-at-boot", check=False).stdout, 10,
+             "the first sysinit step to run")
+    seen = sh(d, c, "cat /eth0-at-boot").stdout
+    assert "rc=0" in seen and hw in seen, seen
+
+    def leased():
+        out = sh(d, c, "ip -4 -o addr show dev eth0", check=False).stdout
+        return " inet " in out
+
+    wait_for(leased, 10, "a DHCP lease on eth0")
+    d.cli("delete", "-f", c, timeout=60)
+    made.remove(c)
+    wait_for(lambda: host_end not in host_links(), 10, "veth %s to go" % host_end)
+
+
+def test_nic_failure_in_the_monitor_leaves_nothing(lxmd, made, bridge):
+    """A veth that cannot be created (its host end's name is taken by another link) fails the
+    start before init runs: the message names the device, and no veth, process or cgroup is left
+    when `lxm start` returns."""
+    from lxmtest import cgroup_dirs, pids_mentioning
+
+    d = lxmd
+    c = unique("c")
+    made.append(c)
+    taken = free_link_name("lxmt")
+    ip("link", "add", taken, "type", "bridge")
+    try:
+        d.cli("init", "busybox", c, timeout=120)
+        done = patch(d, c, {"devices": {"a0": nic(bridge["name"]),
+                                        "z9": nic(bridge["name"], name="eth1",
+                                                  host_name=taken)}})
+        assert done["status"] == "Success", done
+        p = d.cli("start", c, check=False, timeout=60)
+        assert p.returncode != 0
+        assert "'z9'" in p.stderr and taken in p.stderr, p.stderr
+        # Nothing is left, at once: not a0's veth, not the container.
+        assert veths_of_bridge(bridge["name"]) == []
+        a0 = instance(d, c)["config"]["volatile.a0.host_name"]
+        assert a0 not in host_links()
+        assert instance(d, c)["status"] == "Stopped"
+        assert pids_mentioning(os.path.join(c, "spec.json")) == []
+        assert cgroup_dirs(c) == []
+        # The link of that name is untouched.
+        assert taken in host_links()
+    finally:
+        ip("link", "del", taken, check=False)

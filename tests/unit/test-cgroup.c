@@ -131,7 +131,9 @@ static struct lxm_limits limits_none(void)
 				    .cpu_quota_us = -1,
 				    .cpu_period_us = -1,
 				    .cpu_weight = -1,
-				    .processes = -1 };
+				    .processes = -1,
+				    .hugepages = { -1, -1, -1, -1 },
+				    .disk_priority = -1 };
 }
 
 /* 512 MiB hard without swap, cpus 0-1, half a cpu, weight 200, 100 processes. */
@@ -235,6 +237,10 @@ static void fake_unified_instance(void)
 		{ "memory.swap.current", "30\n" },
 		{ "cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n" },
 		{ "pids.current", "3\n" },
+		/* A host with 2 MB and 1 GB pages, and weights for its disks. */
+		{ "hugetlb.2MB.max", "max\n" },
+		{ "hugetlb.1GB.max", "max\n" },
+		{ "io.weight", "default 100\n" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
@@ -254,7 +260,7 @@ static void test_unified_limits(struct lxm_cgroup_layout *l)
 		printf("# %s\n", err->msg);
 	is_str(paths.v2, tpath(U_C1), "unified: paths.v2 is lxm.payload.c1 under the root");
 	ok(paths.v1 == NULL, "unified: no v1 paths");
-	is_str(get(tpath(U_ROOT "/cgroup.subtree_control")), "+pids +cpuset +io",
+	is_str(get(tpath(U_ROOT "/cgroup.subtree_control")), "+pids +cpuset +io +hugetlb",
 	       "unified: enables the missing controllers the root offers, in one write");
 	is_str(get(tpath(U_C1 "/memory.max")), "536870912", "unified: memory.max");
 	is_str(get(tpath(U_C1 "/memory.low")), "0", "unified: memory.low none");
@@ -284,6 +290,26 @@ static void test_unified_limits(struct lxm_cgroup_layout *l)
 	is_str(get(tpath(U_C1 "/memory.max")), "max", "unified: soft: no memory.max");
 	is_str(get(tpath(U_C1 "/memory.low")), "268435456", "unified: soft: memory.low");
 	is_str(get(tpath(U_C1 "/cpu.max")), "25000 100000", "unified: quota without period");
+
+	lim = limits_none();
+	lim.hugepages[LXM_HUGEPAGE_2MB] = 4 * MiB;
+	lim.disk_priority = 0;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "unified: apply huge pages and a disk priority");
+	is_str(get(tpath(U_C1 "/hugetlb.2MB.max")), "4194304", "unified: hugetlb.2MB.max");
+	is_str(get(tpath(U_C1 "/hugetlb.1GB.max")), "max", "unified: unset hugetlb.1GB.max");
+	ok(!exists(tpath(U_C1 "/hugetlb.64KB.max")), "unified: no file made for a size the host "
+						     "lacks");
+	is_str(get(tpath(U_C1 "/io.weight")), "10", "unified: disk priority 0 is io.weight 10");
+	lim.disk_priority = 10;
+	lim.hugepages[LXM_HUGEPAGE_2MB] = -1;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "unified: apply disk priority 10");
+	is_str(get(tpath(U_C1 "/io.weight")), "1000", "unified: disk priority 10 is 1000");
+	is_str(get(tpath(U_C1 "/hugetlb.2MB.max")), "max", "unified: hugetlb.2MB.max reset");
+	r = lxm_cgroup_apply(l, "c1", NULL, &err);
+	is_int(r, 0, "unified: apply nothing");
+	is_str(get(tpath(U_C1 "/io.weight")), "100", "unified: unset disk priority is 100");
 }
 
 static void test_unified_stats_freeze(struct lxm_cgroup_layout *l)
@@ -327,11 +353,11 @@ static void test_unified_errors(struct lxm_cgroup_layout *l)
 	int r;
 
 	/* Controllers already on: nothing to write (the fake file would show it). */
-	put(tpath(U_ROOT "/cgroup.subtree_control"), "cpuset cpu io memory pids\n");
+	put(tpath(U_ROOT "/cgroup.subtree_control"), "cpuset cpu io memory pids hugetlb\n");
 	r = lxm_cgroup_create(l, "c2", NULL, &paths, &e1);
 	is_int(r, 0, "unified: create c2 without limits on a bare dir");
 	ok(exists(tpath(U_ROOT "/lxm.payload.c2")), "unified: c2 made");
-	is_str(get(tpath(U_ROOT "/cgroup.subtree_control")), "cpuset cpu io memory pids",
+	is_str(get(tpath(U_ROOT "/cgroup.subtree_control")), "cpuset cpu io memory pids hugetlb",
 	       "unified: no write when the controllers are on");
 	lxm_cgroup_paths_free(&paths);
 
@@ -538,6 +564,7 @@ static void fake_hybrid(void)
 		{ "freezer/lxm.payload/c1/freezer.state", "THAWED\n" },
 		{ "devices/lxm.payload/c1/devices.deny", "" },
 		{ "devices/lxm.payload/c1/devices.allow", "" },
+		{ "blkio/lxm.payload/c1/blkio.bfq.weight", "100\n" },
 		{ "unified/cgroup.controllers", "" },
 	};
 
@@ -627,6 +654,45 @@ static void test_hybrid_apply(struct lxm_cgroup_layout *l)
 	is_str(h_file("memory", "memory.limit_in_bytes"), "536870912", "hybrid: limit still set");
 	ok(!exists(tpath(H_ROOT "/memory/lxm.payload/c1/memory.memsw.limit_in_bytes")),
 	   "hybrid: no memsw file made");
+
+	/* BFQ's weight only (no CFQ on current kernels): priority 8 is 400, unset is 100. */
+	lim = limits_none();
+	lim.disk_priority = 8;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "hybrid: apply a disk priority");
+	is_str(h_file("blkio", "blkio.bfq.weight"), "400", "hybrid: priority 8 is bfq weight 400");
+	ok(!exists(tpath(H_ROOT "/blkio/lxm.payload/c1/blkio.weight")),
+	   "hybrid: no blkio.weight made without CFQ");
+	put(tpath(H_ROOT "/blkio/lxm.payload/c1/blkio.weight"), "500\n");
+	lim.disk_priority = 10;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "hybrid: apply a disk priority with CFQ too");
+	is_str(h_file("blkio", "blkio.weight"), "1000", "hybrid: priority 10 is CFQ weight 1000");
+	is_str(h_file("blkio", "blkio.bfq.weight"), "1000", "hybrid: and bfq weight 1000");
+	lim.disk_priority = -1;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "hybrid: unset disk priority");
+	is_str(h_file("blkio", "blkio.weight"), "500", "hybrid: CFQ default 500");
+	is_str(h_file("blkio", "blkio.bfq.weight"), "100", "hybrid: bfq default 100");
+	unlink(tpath(H_ROOT "/blkio/lxm.payload/c1/blkio.weight"));
+	unlink(tpath(H_ROOT "/blkio/lxm.payload/c1/blkio.bfq.weight"));
+	{
+		_cleanup_error_ struct lxm_error *e1 = NULL, *e2 = NULL;
+
+		lim.disk_priority = 3;
+		r = lxm_cgroup_apply(l, "c1", &lim, &e1);
+		is_int(r, -EOPNOTSUPP, "hybrid: a priority without weight files is refused");
+		ok(e1 && strstr(e1->msg, "limits.disk.priority") &&
+			   strstr(e1->msg, "neither blkio.weight nor blkio.bfq.weight"),
+		   "hybrid: the message names the key and the files: %s", e1 ? e1->msg : "");
+		lim.disk_priority = -1;
+		lim.hugepages[LXM_HUGEPAGE_2MB] = 4 * MiB;
+		r = lxm_cgroup_apply(l, "c1", &lim, &e2);
+		is_int(r, -EOPNOTSUPP, "hybrid: huge pages without the hugetlb hierarchy refused");
+		ok(e2 && strstr(e2->msg, "the hugetlb controller is not mounted"),
+		   "hybrid: the message names hugetlb: %s", e2 ? e2->msg : "");
+	}
+	put(tpath(H_ROOT "/blkio/lxm.payload/c1/blkio.bfq.weight"), "100\n");
 }
 
 static void test_hybrid_stats_freeze(struct lxm_cgroup_layout *l)
@@ -693,6 +759,47 @@ static void test_hybrid_destroy(struct lxm_cgroup_layout *l)
 	ok(!exists(tpath(H_ROOT "/unified/lxm.payload.c1")), "hybrid: the v2 dir gone");
 }
 
+/* A hybrid host whose kernel has hugetlb on the v2 hierarchy (no v1 one mounted for it): the
+ * limits go to the instance's v2 dir, and its root passes hugetlb down. */
+static void test_hybrid_hugetlb_v2(void)
+{
+	_cleanup_error_ struct lxm_error *err = NULL;
+	struct lxm_cgroup_paths paths = { 0 };
+	struct lxm_limits lim = limits_none();
+	struct lxm_cgroup_layout *l;
+	int r;
+
+	put(tpath(H_ROOT "/unified/cgroup.controllers"), "hugetlb\n");
+	put(tpath(H_ROOT "/unified/cgroup.subtree_control"), "");
+	put(tpath(H_ROOT "/unified/lxm.payload.c1/hugetlb.2MB.max"), "max\n");
+	l = detect_text("mi-hybrid-hugetlb", hybrid_mountinfo, tpath("h"), &err);
+	ok(l && lxm_cgroup_controller_available(l, "hugetlb"),
+	   "hybrid: hugetlb on v2 can limit huge pages");
+	ok(l && !lxm_cgroup_controller_available(l, "io"), "hybrid: io on v2 is not used");
+	if (!l)
+		return;
+	r = lxm_cgroup_create(l, "c1", NULL, &paths, &err);
+	is_int(r, 0, "hybrid: create with hugetlb on v2");
+	if (err)
+		printf("# %s\n", err->msg);
+	is_str(get(tpath(H_ROOT "/unified/cgroup.subtree_control")), "+hugetlb",
+	       "hybrid: the v2 root passes hugetlb down");
+	lim.hugepages[LXM_HUGEPAGE_2MB] = 8 * MiB;
+	r = lxm_cgroup_apply(l, "c1", &lim, &err);
+	is_int(r, 0, "hybrid: apply a 2MB huge page limit");
+	is_str(get(tpath(H_ROOT "/unified/lxm.payload.c1/hugetlb.2MB.max")), "8388608",
+	       "hybrid: hugetlb.2MB.max in the v2 dir");
+	r = lxm_cgroup_apply(l, "c1", NULL, &err);
+	is_int(r, 0, "hybrid: unset");
+	is_str(get(tpath(H_ROOT "/unified/lxm.payload.c1/hugetlb.2MB.max")), "max",
+	       "hybrid: unset is max");
+	lxm_cgroup_paths_free(&paths);
+	lxm_cgroup_layout_free(l);
+	unlink(tpath(H_ROOT "/unified/lxm.payload.c1/hugetlb.2MB.max"));
+	unlink(tpath(H_ROOT "/unified/cgroup.subtree_control"));
+	put(tpath(H_ROOT "/unified/cgroup.controllers"), "");
+}
+
 static void test_hybrid(void)
 {
 	_cleanup_error_ struct lxm_error *err = NULL;
@@ -708,6 +815,7 @@ static void test_hybrid(void)
 	is_int(lxm_cgroup_mode(l), LXM_CGROUP_HYBRID, "hybrid: mode");
 	test_hybrid_create(l);
 	test_hybrid_apply(l);
+	test_hybrid_hugetlb_v2();
 	test_hybrid_stats_freeze(l);
 	test_hybrid_failures(l);
 	test_hybrid_destroy(l);

@@ -383,6 +383,20 @@ static char *nft_list(const char *cmd)
 	return r;
 }
 
+/* The text listing of cmd, or NULL. */
+static char *nft_list_text(const char *cmd)
+{
+	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	char *r = NULL;
+
+	nft_ctx_buffer_output(ctx);
+	nft_ctx_buffer_error(ctx);
+	if (nft_run_cmd_from_buffer(ctx, cmd) == 0)
+		r = strdup(nft_ctx_get_output_buffer(ctx));
+	nft_ctx_free(ctx);
+	return r;
+}
+
 static void test_nft(void)
 {
 	_cleanup_error_ struct lxm_error *err = NULL;
@@ -451,7 +465,127 @@ static void test_nft(void)
 	   "nft: n == 0 deletes table inet lxm and leaves the foreign one");
 	free(j);
 	ok(lxm_nft_apply("lxm", NULL, 0, NULL) == 0, "nft: deleting a missing table is fine");
+
+	/* Network forwards: a range mapped one to one, a list to one port, every port, IPv6. */
 	json_decref(fwds);
+	fwds = json_pack("[{s:s, s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s, s:s},"
+			 " {s:s, s:s}, {s:s, s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s, s:s}]",
+			 "protocol", "tcp", "listen_address", "198.18.0.5", "listen_port",
+			 "9001-9002", "target_address", "10.20.30.40", "target_port", "81-82",
+			 "protocol", "udp", "listen_address", "198.18.0.5", "listen_port",
+			 "53,5353", "target_address", "10.20.30.41", "target_port", "5300",
+			 "listen_address", "198.18.0.6", "target_address", "10.20.30.42",
+			 "protocol", "tcp", "listen_address", "2001:db8::5", "listen_port", "80-81",
+			 "target_address", "fd42:1::5", "target_port", "8080-8081", "protocol",
+			 "tcp", "listen_address", "198.18.0.7", "listen_port", "100-101",
+			 "target_address", "10.20.30.40", "target_port", "100-101");
+	nets[0].forwards = fwds;
+	lxm_error_free(TAKE_PTR(err));
+	k = lxm_nft_apply("lxm", nets, 1, &err);
+	ok(k == 0, "nft: forwards applied (%s)", err ? err->msg : "");
+	j = nft_list_text("list table inet lxm");
+	ok(j && strstr(j, "tcp dport 9001-9002 dnat ip to 10.20.30.40:tcp dport map { 9001 : 81, "
+			  "9002 : 82 }"),
+	   "nft: a range mapped one to one");
+	ok(j && strstr(j, "udp dport { 53, 5353 } dnat ip to 10.20.30.41:5300"),
+	   "nft: a list to one port");
+	ok(j && strstr(j, "ip daddr 198.18.0.6 dnat ip to 10.20.30.42"),
+	   "nft: every port to the default target");
+	ok(j && strstr(j, "ip6 daddr 2001:db8::5 tcp dport 80-81 dnat ip6 to [fd42:1::5]:tcp dport "
+			  "map { 80 : 8080, 81 : 8081 }"),
+	   "nft: an IPv6 range mapped");
+	ok(j && strstr(j, "ip daddr 198.18.0.7 tcp dport 100-101 dnat ip to 10.20.30.40\n"),
+	   "nft: the same ports need no map");
+	free(j);
+	json_object_set_new(json_array_get(fwds, 0), "target_port", json_string("81-83"));
+	lxm_error_free(TAKE_PTR(err));
+	k = lxm_nft_apply("lxm", nets, 1, &err);
+	ok(k == -EINVAL && err && strstr(err->msg, "one to one"),
+	   "nft: target ports that do not match are refused (%s)", err ? err->msg : "");
+	ok(lxm_nft_apply("lxm", NULL, 0, NULL) == 0, "nft: forwards' table deleted");
+	json_decref(fwds);
+}
+
+/* LXD port lists: single ports, ranges and lists, in order; bad ones refused. */
+static void test_ports_parse(void)
+{
+	uint16_t *v = NULL;
+	size_t n = 0;
+
+	ok(lxm_ports_parse("80", &v, &n) == 0 && n == 1 && v[0] == 80, "ports: one port");
+	free(TAKE_PTR(v));
+	ok(lxm_ports_parse("8080-8082,443", &v, &n) == 0 && n == 4 && v[0] == 8080 &&
+		   v[2] == 8082 && v[3] == 443,
+	   "ports: a range and a port, in order");
+	free(TAKE_PTR(v));
+	ok(lxm_ports_parse("1-65535", &v, &n) == 0 && n == 65535 && v[65534] == 65535,
+	   "ports: the whole range");
+	free(TAKE_PTR(v));
+	ok(lxm_ports_parse("0", &v, &n) == -ERANGE, "ports: 0 refused");
+	ok(lxm_ports_parse("65536", &v, &n) == -ERANGE, "ports: 65536 refused");
+	ok(lxm_ports_parse("90-80", &v, &n) == -ERANGE, "ports: a range going down refused");
+	ok(lxm_ports_parse("", &v, &n) == -EINVAL && lxm_ports_parse("80,", &v, &n) == -EINVAL &&
+		   lxm_ports_parse("a", &v, &n) == -EINVAL &&
+		   lxm_ports_parse("80-", &v, &n) == -EINVAL &&
+		   lxm_ports_parse("-80", &v, &n) == -EINVAL &&
+		   lxm_ports_parse("80 ", &v, &n) == -EINVAL,
+	   "ports: malformed lists refused");
+	ok(lxm_ports_parse("1-65535,80", &v, &n) == -E2BIG, "ports: more than 65535 refused");
+	ok(v == NULL, "ports: nothing returned on failure");
+}
+
+/* The forward drop check on canned `nft -j list chains` output: Docker's iptables-nft FORWARD
+ * chain with policy drop is found; lxm's own tables, accept policies, other hooks and bridge
+ * family tables are not. */
+static void test_forward_drop_parse(void)
+{
+	static const char docker[] =
+		"{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\", \"json_schema_version\": "
+		"1}},"
+		"{\"chain\": {\"family\": \"inet\", \"table\": \"lxm\", \"name\": \"forward\", "
+		"\"handle\": 1, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0, "
+		"\"policy\": \"accept\"}},"
+		"{\"chain\": {\"family\": \"inet\", \"table\": \"lxm_1a2b3c4d\", \"name\": \"fw\", "
+		"\"handle\": 1, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0, "
+		"\"policy\": \"drop\"}},"
+		"{\"chain\": {\"family\": \"ip\", \"table\": \"filter\", \"name\": \"INPUT\", "
+		"\"handle\": 1, \"type\": \"filter\", \"hook\": \"input\", \"prio\": 0, "
+		"\"policy\": \"drop\"}},"
+		"{\"chain\": {\"family\": \"ip\", \"table\": \"filter\", \"name\": \"FORWARD\", "
+		"\"handle\": 2, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0, "
+		"\"policy\": \"drop\"}},"
+		"{\"chain\": {\"family\": \"ip\", \"table\": \"filter\", \"name\": "
+		"\"DOCKER-USER\", "
+		"\"handle\": 3}},"
+		"{\"chain\": {\"family\": \"bridge\", \"table\": \"br\", \"name\": \"f\", "
+		"\"handle\": 1, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0, "
+		"\"policy\": \"drop\"}},"
+		"{\"chain\": {\"family\": \"inet\", \"table\": \"lxmtest_x\", \"name\": \"f\", "
+		"\"handle\": 1, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 10, "
+		"\"policy\": \"drop\"}}]}";
+	static const char clean[] =
+		"{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\"}},"
+		"{\"chain\": {\"family\": \"ip\", \"table\": \"filter\", \"name\": \"FORWARD\", "
+		"\"handle\": 2, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0, "
+		"\"policy\": \"accept\"}}]}";
+	_cleanup_error_ struct lxm_error *err = NULL;
+	char *where = NULL;
+	int k;
+
+	k = lxm_nft_forward_drop_parse(docker, &where, NULL);
+	ok(k == 2 && where &&
+		   streq(where, "table ip filter chain FORWARD, table inet lxmtest_x chain f"),
+	   "forward drop: Docker's FORWARD and a foreign inet table found, lxm's and bridge "
+	   "ones not (%s)",
+	   where ? where : "none");
+	free(TAKE_PTR(where));
+	k = lxm_nft_forward_drop_parse(clean, &where, NULL);
+	ok(k == 0 && !where, "forward drop: an accept policy is fine");
+	k = lxm_nft_forward_drop_parse("{\"nftables\": []}", &where, NULL);
+	ok(k == 0 && !where, "forward drop: an empty ruleset is fine");
+	k = lxm_nft_forward_drop_parse("not json", &where, &err);
+	ok(k == -EIO && err && strstr(err->msg, "unexpected JSON") && !where,
+	   "forward drop: bad JSON is an error (%s)", err ? err->msg : "");
 }
 
 /* dnsmasq accepts the argv: it runs on a bridge of the private namespace. */
@@ -533,6 +667,8 @@ int main(void)
 	test_cidr();
 	test_hwaddr();
 	test_dnsmasq();
+	test_ports_parse();
+	test_forward_drop_parse();
 	if (geteuid() == 0)
 		in_private_netns();
 	else

@@ -20,6 +20,7 @@ static const struct lxm_policy_host host2 = {
 	.memory_bytes = 8 * GiB,
 	.ncpus = 2,
 	.root = "/var/lib/lxm",
+	.hugepages = 1u << LXM_HUGEPAGE_2MB | 1u << LXM_HUGEPAGE_1GB,
 };
 
 static bool strv_has(char **v, const char *s)
@@ -784,6 +785,96 @@ static void test_helpers(void)
 	}
 }
 
+static void test_hugepages_disk(void)
+{
+	struct lxm_policy *p;
+
+	p = good_key("limits.hugepages.2MB", "64MiB");
+	if (p) {
+		is_int(p->limits.hugepages[LXM_HUGEPAGE_2MB], 64 << 20, "2MB huge pages in bytes");
+		is_int(p->limits.hugepages[LXM_HUGEPAGE_1GB], -1, "1GB huge pages unset");
+		is_int(p->limits.disk_priority, -1, "disk priority unset");
+	}
+	lxm_policy_free(p);
+	p = good_key("limits.hugepages.1GB", "2GiB");
+	if (p)
+		is_int(p->limits.hugepages[LXM_HUGEPAGE_1GB], 2 * GiB, "1GB huge pages in bytes");
+	lxm_policy_free(p);
+	bad_key("limits.hugepages.64KB", "1MiB", "this host cannot limit 64KB huge pages");
+	bad_key("limits.hugepages.1MB", "1MiB", "hugepages-1024kB");
+	bad_key("limits.hugepages.2MB", "lots", "unit");
+	p = good_key("limits.disk.priority", "0");
+	if (p)
+		is_int(p->limits.disk_priority, 0, "disk priority 0 kept (not unset)");
+	lxm_policy_free(p);
+	bad_key("limits.disk.priority", "11", "");
+	bad_key("limits.disk.priority", "high", "");
+}
+
+static void test_idmap(void)
+{
+	struct lxm_error *err = NULL;
+	struct lxm_policy *p = NULL;
+	struct lxm_raw_idmap *m = NULL;
+	size_t n = 0;
+
+	p = good_key("security.idmap.isolated", "true");
+	if (p) {
+		ok(p->idmap_isolated, "isolated");
+		is_int(p->idmap_base, -1, "no base: lxmd allocates");
+		is_int(p->idmap_size, 65536, "size 65536 by default");
+		ok(!p->protect_shift && p->n_raw_idmap == 0, "no shift protection, no raw map");
+	}
+	lxm_policy_free(p);
+	p = NULL;
+	is_int(compile_with(&host2, &p, &err, "security.idmap.isolated", "true",
+			    "security.idmap.base", "2000000", "security.idmap.size", "100000",
+			    "security.protection.shift", "true", NULL),
+	       0, "isolated with base, size and shift protection");
+	if (p) {
+		is_int(p->idmap_base, 2000000, "base");
+		is_int(p->idmap_size, 100000, "size");
+		ok(p->protect_shift, "security.protection.shift");
+	}
+	lxm_policy_free(p);
+	p = NULL;
+	is_int(compile_with(&host2, &p, &err, "security.idmap.size", "1000", NULL), -EINVAL,
+	       "size without isolated refused");
+	ok(err && contains(err->msg, "security.idmap.isolated"), "names isolated: %s",
+	   err ? err->msg : "");
+	lxm_error_free(err);
+	err = NULL;
+	is_int(compile_with(&host2, &p, &err, "security.privileged", "true", "raw.idmap",
+			    "both 1000 1000", NULL),
+	       -EINVAL, "raw.idmap on a privileged container refused");
+	ok(err && contains(err->msg, "'raw.idmap'") && contains(err->msg, "privileged"),
+	   "names raw.idmap and privileged: %s", err ? err->msg : "");
+	lxm_error_free(err);
+	err = NULL;
+	bad_key("security.idmap.base", "4294967000", "passes the largest id");
+	bad_key("raw.idmap", "both 1000", "expected lines");
+	bad_key("raw.idmap", "uid 10-20 30-35", "the host range has 11 ids, the container's 6");
+	bad_key("raw.idmap", "gid 20-10 20-10", "expected lines");
+	bad_key("raw.idmap", "uid 1000 1000\nboth 1000 2000", "overlaps an earlier line");
+
+	is_int(lxm_parse_raw_idmap("raw.idmap", "both 1000 1000\n\nuid 2000-2009 100-109\ngid 5 6",
+				   &m, &n, &err),
+	       0, "three lines and a blank one parse");
+	is_int(n, 3, "three entries");
+	if (n == 3) {
+		ok(m[0].uid && m[0].gid && m[0].host == 1000 && m[0].ns == 1000 && m[0].count == 1,
+		   "both 1000 1000");
+		ok(m[1].uid && !m[1].gid && m[1].host == 2000 && m[1].ns == 100 && m[1].count == 10,
+		   "uid 2000-2009 100-109");
+		ok(!m[2].uid && m[2].gid && m[2].host == 5 && m[2].ns == 6, "gid 5 6");
+	}
+	free(m);
+	m = NULL;
+	is_int(lxm_parse_raw_idmap("raw.idmap", "uid 1000 1000\ngid 1000 1000", &m, &n, &err), 0,
+	       "a uid and a gid line may use the same ids");
+	free(m);
+}
+
 int main(void)
 {
 	test_size();
@@ -798,5 +889,7 @@ int main(void)
 	test_lsm();
 	test_boot();
 	test_helpers();
+	test_hugepages_disk();
+	test_idmap();
 	return tap_done();
 }
