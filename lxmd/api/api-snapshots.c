@@ -297,6 +297,7 @@ struct snap_job {
 	bool freeze;		      /* create: freeze the running instance around the copy */
 	bool busy;		      /* holds the instance's busy mark */
 	bool scheduled;		      /* the scheduler's: expired snapshots are looked for after */
+	bool restart;		      /* restore: it ran; stopped first, started again after */
 	int result;		      /* 0 or -errno, set by the worker */
 	struct lxm_error *err;	      /* the worker's error */
 };
@@ -896,6 +897,78 @@ int lxmd_api_instance_snapshot_delete(struct lxmd_request *r, struct lxm_error *
 
 /* ---- restore ---- */
 
+static void restore_work(uv_work_t *w);
+static void restore_done(uv_work_t *w, int status);
+static void restore_step_done(struct lxm_operation *sub, bool timed_out, void *data);
+
+/* Runs a stop (forced: the files are replaced anyway) or a start of the restored instance in an
+ * operation of its own, as a user's would be, and carries on in restore_step_done(). */
+static int restore_step(struct snap_job *j, const char *action, struct lxm_error **err)
+{
+	const char *name = j->s->instance;
+	struct lxm_operation *sub = NULL;
+	struct lxm_error *copy = NULL;
+	int k;
+
+	k = lxm_operation_new(j->d->ops, LXM_OP_TASK,
+			      streq(action, "stop") ? "Stopping instance" : "Starting instance",
+			      json_pack("{s:[s+]}", "instances", "/1.0/instances/", name), NULL,
+			      NULL, NULL, NULL, &sub);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "%s '%s': new operation", action, name);
+	lxm_operation_start(sub);
+	k = lxmd_instance_change_state(j->d, name, action, -1, streq(action, "stop"), sub, err);
+	if (k < 0) {
+		lxm_error_set(&copy, -(*err)->errnum, (*err)->status, "%s", (*err)->msg);
+		lxm_operation_finish(sub, copy);
+		return lxm_error_prefix(err, "%s '%s'", action, name);
+	}
+	k = lxm_operation_wait(sub, -1, restore_step_done, j, NULL);
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "%s '%s': wait for it", action, name);
+	return 0;
+}
+
+/* With the instance stopped: records the snapshot's config, then restores the files on the
+ * thread pool (a failed restore puts the old config back). */
+static int restore_files(struct snap_job *j, struct lxm_error **err)
+{
+	int k;
+
+	k = lxm_db_instance_update(j->d->db, j->s->instance, j->inst, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", j->s->instance,
+					j->s->name);
+	k = queue(j, j->op, restore_work, restore_done, err);
+	if (k < 0)
+		lxm_db_instance_update(j->d->db, j->s->instance, j->old, NULL);
+	return k;
+}
+
+static void restore_step_done(struct lxm_operation *sub, bool timed_out, void *data)
+{
+	struct snap_job *j = data;
+	_cleanup_json_ json_t *o = NULL;
+	struct lxm_error *err = NULL;
+	bool started;
+
+	if (!sub)
+		return; /* the operations are being torn down */
+	o = lxm_operation_to_json(sub);
+	started = strstr(json_string_value(json_object_get(o, "description")), "Starting") != NULL;
+	if (lxm_operation_status(sub) != 200) {
+		lxm_error_set(&err, -EIO, 500, "restore '%s' from snapshot '%s': %s: %s",
+			      j->s->instance, j->s->name, started ? "start it again" : "stop it",
+			      json_string_value(json_object_get(o, "err")));
+		job_finish(j, err);
+	} else if (started) {
+		job_finish(j, NULL);
+	} else if (restore_files(j, &err) < 0) {
+		job_finish(j, err);
+	}
+	(void)timed_out;
+}
+
 static void restore_work(uv_work_t *w)
 {
 	struct snap_job *j = w->data;
@@ -918,18 +991,32 @@ static void restore_done(uv_work_t *w, int status)
 			log_error("restore '%s': put the old config back: %s", s->instance,
 				  uerr->msg);
 		lxm_error_free(uerr);
+		/* It ran before: it runs again, on its old files and config. */
+		if (j->restart && lxmd_instance_change_state(j->d, s->instance, "start", -1, false,
+							     NULL, &uerr) < 0)
+			log_error("restore '%s': start it again: %s", s->instance, uerr->msg);
+		lxm_error_free(uerr);
 		job_failed(j, "restore '%s' from snapshot '%s'", s->instance, s->name);
 		return;
 	}
 	if (asprintf(&url, "/1.0/instances/%s", s->instance) >= 0)
 		lxm_events_lifecycle(j->d->events, "instance-restored", url,
 				     json_pack("{s:s}", "snapshot", s->name));
-	job_finish(j, NULL);
+	if (j->restart && restore_step(j, "start", &uerr) < 0) {
+		job_finish(j, uerr);
+		return;
+	}
+	if (!j->restart)
+		job_finish(j, NULL);
 }
 
 static int restore_run(struct lxm_operation *op, void *data, struct lxm_error **err)
 {
-	return queue(data, op, restore_work, restore_done, err);
+	struct snap_job *j = data;
+
+	j->op = op;
+	/* A running instance is stopped first and started again after, as LXD does. */
+	return j->restart ? restore_step(j, "stop", err) : restore_files(j, err);
 }
 
 /* The instance as restoring s makes it: its config, devices and profiles are the snapshot's. */
@@ -957,7 +1044,7 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 {
 	_cleanup_db_snapshot_ struct lxm_db_snapshot *s = NULL;
 	_cleanup_json_ json_t *xconfig = NULL, *xdevices = NULL;
-	const char *slash = strchr(restore, '/'), *name = slash ? slash + 1 : restore;
+	const char *slash = strchr(restore, '/'), *name = slash ? slash + 1 : restore, *status;
 	struct lxm_operation *op = NULL;
 	struct snap_job *j;
 	int code, k;
@@ -971,12 +1058,12 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 	k = lxm_db_snapshot_get(r->d->db, inst->name, name, &s, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "restore '%s'", inst->name);
-	if (!streq(lxmd_instance_status(r->d, inst->name, &code), "Stopped"))
+	status = lxmd_instance_status(r->d, inst->name, &code);
+	if (!streq(status, "Stopped") && !streq(status, "Running"))
 		return lxm_error_set(err, -EBUSY, 400,
 				     "restore '%s' from snapshot '%s': the instance is %s; stop "
-				     "it first",
-				     inst->name, name,
-				     lxmd_instance_status(r->d, inst->name, &code));
+				     "it or wait until it runs",
+				     inst->name, name, status);
 	if (lxmd_snapshot_busy(inst->name))
 		return lxm_error_set(err, -EBUSY, 409,
 				     "restore '%s' from snapshot '%s': a snapshot or restore of "
@@ -985,6 +1072,7 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 	if ((k = snap_job_new(r->d, inst, s, &j, err)) < 0)
 		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
 	s = NULL;
+	j->restart = streq(status, "Running");
 	if (restored_instance(inst, j->s, &j->inst) < 0 ||
 	    restored_instance(inst,
 			      &(struct lxm_db_snapshot){ .config = inst->config,
@@ -1000,17 +1088,10 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 		snap_job_free(j);
 		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
 	}
-	/* The config first, then the files; a failed restore puts the config back. */
-	k = lxm_db_instance_update(r->d->db, inst->name, j->inst, err);
-	if (k < 0) {
-		snap_job_free(j);
-		return lxm_error_prefix(err, "restore '%s' from snapshot '%s'", inst->name, name);
-	}
 	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Restoring snapshot",
 			      resources_for(inst->name, name), restore_run, NULL, j, snap_job_free,
 			      &op);
 	if (k < 0) {
-		lxm_db_instance_update(r->d->db, inst->name, j->old, NULL);
 		snap_job_free(j);
 		return lxm_error_setx(err, k, 500, "restore '%s': new operation", inst->name);
 	}

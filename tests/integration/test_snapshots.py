@@ -181,13 +181,21 @@ def test_snapshot_running_is_consistent_and_keeps_it_running(lxmd, names):
     assert os.path.isfile(snap_file(lxmd, c, "frozen", "/root/after"))
     lxmd.cli("start", c)
 
-    # A running instance is not restored under its feet.
+    # A frozen instance is not restored under its feet.
+    lxmd.cli("pause", c)
     r = lxmd.api("PUT", "/1.0/instances/" + c, {"restore": c + "/live"})
     msg = assert_error_envelope(r, 400)
-    assert "stop it first" in msg, msg
-    p = lxmd.cli("restore", c, "live", check=False)
-    assert p.returncode != 0 and "stop it first" in p.stderr, p
+    assert "the instance is Frozen" in msg, msg
+    lxmd.cli("start", c)
     assert sh(lxmd, c, "cat /root/after") == "after\n"
+
+    # A running one is stopped, restored and started again, as LXD does.
+    pid = assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % c))["pid"]
+    lxmd.cli("restore", c, "live")
+    st = assert_sync(lxmd.api("GET", "/1.0/instances/%s/state" % c))
+    assert st["status"] == "Running" and st["pid"] != pid, st
+    assert sh(lxmd, c, "cat /root/before; test -e /root/after && echo yes || echo no") == \
+        "before\nno\n"
 
 
 def test_names_conflicts_rename_and_edit(lxmd, names):
