@@ -16,7 +16,6 @@ import struct
 import termios
 import time
 
-import pytest
 import yaml
 
 from conftest import need_lxc
