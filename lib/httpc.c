@@ -1,9 +1,10 @@
-/* A blocking HTTP/1.1 client over a unix socket; see httpc.h. The request line and headers are
- * written here; every byte of a reply goes through libhttp-parser (HTTP_RESPONSE mode). */
+/* A blocking HTTP/1.1 client over a unix socket or TLS; see httpc.h. The request line and headers
+ * are written here; every byte of a reply goes through libhttp-parser (HTTP_RESPONSE mode). */
 #include "config.h"
 
 #include <errno.h>
 #include <http_parser.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -15,8 +16,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "cleanup.h"
 #include "httpc.h"
+#include "tls-client.h"
 
 /* A live lxmd accepts at once: a longer wait means a server that stopped accepting. */
 #define CONNECT_TIMEOUT_MS 10000u
@@ -31,7 +36,11 @@
 #define INLINE_BODY_MAX 65536
 
 struct lxm_httpc {
-	char *path;		     /* the server's unix socket */
+	char *path;		     /* the server's unix socket, or NULL for TLS */
+	char *host;		     /* the HTTPS server's host, or NULL for a unix socket */
+	char *port;		     /* the HTTPS server's port */
+	struct lxm_tlsc *tls;	     /* the TLS context (borrowed), or NULL */
+	SSL *ssl;		     /* the kept connection's TLS, or NULL */
 	int fd;			     /* the kept connection, -1 when there is none */
 	unsigned connect_timeout_ms; /* how long connect() may wait for the server to accept */
 	char rbuf[IO_SIZE];	     /* bytes received, before the parser sees them */
@@ -81,26 +90,52 @@ int lxm_httpc_new(const char *path, struct lxm_httpc **ret)
 	return 0;
 }
 
+int lxm_httpc_new_tls(const char *host, const char *port, struct lxm_tlsc *tls,
+		      struct lxm_httpc **ret)
+{
+	struct lxm_httpc *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->host = strdup(host);
+	h->port = strdup(port);
+	if (!h->host || !h->port) {
+		free(h->host);
+		free(h->port);
+		free(h);
+		return -ENOMEM;
+	}
+	h->tls = tls;
+	h->fd = -1;
+	h->connect_timeout_ms = CONNECT_TIMEOUT_MS;
+	*ret = h;
+	return 0;
+}
+
+static void drop_connection(struct lxm_httpc *h)
+{
+	if (h->ssl)
+		lxm_tlsc_close(h->ssl, h->fd);
+	else if (h->fd >= 0)
+		close(h->fd);
+	h->ssl = NULL;
+	h->fd = -1;
+}
+
 void lxm_httpc_free(struct lxm_httpc *h)
 {
 	if (!h)
 		return;
-	if (h->fd >= 0)
-		close(h->fd);
+	drop_connection(h);
 	free(h->path);
+	free(h->host);
+	free(h->port);
 	free(h);
 }
 
 void lxm_httpc_set_connect_timeout(struct lxm_httpc *h, unsigned timeout_ms)
 {
 	h->connect_timeout_ms = timeout_ms;
-}
-
-static void drop_connection(struct lxm_httpc *h)
-{
-	if (h->fd >= 0)
-		close(h->fd);
-	h->fd = -1;
 }
 
 /* Records the first failure of x and returns its -errno. */
@@ -150,13 +185,116 @@ static int connect_unix(struct lxm_httpc *h, struct lxm_httpc_result *res)
 	return 0;
 }
 
+static int connect_tls(struct lxm_httpc *h, struct lxm_httpc_result *res)
+{
+	enum lxm_tlsc_fail why;
+	int r = lxm_tlsc_connect(h->tls, h->host, h->port, h->connect_timeout_ms, &h->fd, &h->ssl,
+				 &why);
+
+	if (r >= 0)
+		return 0;
+	switch (why) {
+	case LXM_TLSC_FAIL_CONNECT_TIMEOUT:
+		res->fail = LXM_HTTPC_FAIL_CONNECT_TIMEOUT;
+		break;
+	case LXM_TLSC_FAIL_HANDSHAKE:
+		res->fail = LXM_HTTPC_FAIL_TLS;
+		res->detail = h->tls->detail;
+		break;
+	case LXM_TLSC_FAIL_PIN:
+		res->fail = LXM_HTTPC_FAIL_PIN;
+		res->detail = h->tls->detail;
+		break;
+	default:
+		res->fail = LXM_HTTPC_FAIL_CONNECT;
+		break;
+	}
+	return r;
+}
+
+/* ---- I/O, plain or through TLS ---- */
+
+/* Like recv(): bytes, 0 at the end, or -1 with errno (EAGAIN when dontwait and nothing came). */
+static ssize_t io_recv(struct lxm_httpc *h, void *buf, size_t len, bool dontwait)
+{
+	if (!h->ssl)
+		return recv(h->fd, buf, len, dontwait ? MSG_DONTWAIT : 0);
+	for (;;) {
+		struct pollfd p = { .fd = h->fd };
+		int n, e;
+
+		ERR_clear_error();
+		n = SSL_read(h->ssl, buf, (int)(len > INT_MAX ? INT_MAX : len));
+		if (n > 0)
+			return n;
+		e = SSL_get_error(h->ssl, n);
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (dontwait) {
+				errno = EAGAIN;
+				return -1;
+			}
+			p.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+			if (poll(&p, 1, -1) < 0 && errno != EINTR)
+				return -1;
+			continue;
+		}
+		/* A peer that closed without close_notify: the end, as for a plain socket. */
+		if (e == SSL_ERROR_SYSCALL && (errno == 0 || errno == ECONNRESET)) {
+			ERR_clear_error();
+			return 0;
+		}
+		ERR_clear_error();
+		errno = e == SSL_ERROR_SYSCALL ? errno : EPROTO;
+		return -1;
+	}
+}
+
+/* Like send() with MSG_DONTWAIT | MSG_NOSIGNAL. */
+static ssize_t io_send(struct lxm_httpc *h, const void *data, size_t len)
+{
+	int n, e;
+
+	if (!h->ssl)
+		return send(h->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ERR_clear_error();
+	n = SSL_write(h->ssl, data, (int)(len > INT_MAX ? INT_MAX : len));
+	if (n > 0)
+		return n;
+	e = SSL_get_error(h->ssl, n);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e != SSL_ERROR_SYSCALL || errno == 0)
+		errno = e == SSL_ERROR_SYSCALL ? EPIPE : EPROTO;
+	ERR_clear_error();
+	return -1;
+}
+
 /* Whether the server closed the kept connection while it was idle (or sent something nobody
  * asked for): either way the connection cannot carry a request. */
 static bool idle_connection_gone(struct lxm_httpc *h)
 {
 	struct pollfd p = { .fd = h->fd, .events = POLLIN };
+	char c;
+	int n;
 
-	return poll(&p, 1, 0) != 0;
+	if (poll(&p, 1, 0) == 0)
+		return false;
+	if (!h->ssl)
+		return true;
+	/* TLS 1.3 servers send session tickets after the handshake: records that carry no
+	 * data. Only data or the end of the connection mean it is gone. */
+	ERR_clear_error();
+	n = SSL_peek(h->ssl, &c, 1);
+	if (n <= 0 && SSL_get_error(h->ssl, n) == SSL_ERROR_WANT_READ) {
+		ERR_clear_error();
+		return false;
+	}
+	ERR_clear_error();
+	return true;
 }
 
 /* ---- the reply, through http_parser ---- */
@@ -337,7 +475,7 @@ static int receive(struct exchange *x, bool dontwait)
 	ssize_t n;
 
 	do
-		n = recv(x->h->fd, x->h->rbuf, sizeof(x->h->rbuf), dontwait ? MSG_DONTWAIT : 0);
+		n = io_recv(x->h, x->h->rbuf, sizeof(x->h->rbuf), dontwait);
 	while (n < 0 && errno == EINTR);
 	if (n < 0 && errno == EAGAIN)
 		return 0;
@@ -365,7 +503,7 @@ static int send_all(struct exchange *x, const char *data, size_t len)
 	ssize_t n;
 
 	while (len > 0 && !x->stop_upload) {
-		n = send(x->h->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = io_send(x->h, data, len);
 		if (n >= 0) {
 			data += n;
 			len -= (size_t)n;
@@ -522,7 +660,7 @@ int lxm_httpc_request(struct lxm_httpc *h, const struct lxm_httpc_request *req,
 			reused = false;
 		}
 		if (h->fd < 0) {
-			r = connect_unix(h, res);
+			r = h->tls ? connect_tls(h, res) : connect_unix(h, res);
 			if (r < 0)
 				return r;
 		}

@@ -1,10 +1,10 @@
-/* A small blocking HTTP/1.1 client over a unix socket, for the CLI's talk with lxmd. Replies are
- * parsed by libhttp-parser and handed to callbacks as they arrive: the final reply's status,
- * headers and (de-chunked) body; interim "1xx" replies are skipped. The connection is kept
- * between requests when the server allows it, and a kept connection that the server closed
- * while it was idle is replaced once, transparently. Request bodies come from memory or, piece
- * by piece, from a read callback; a reply that comes while the body is still being sent (a
- * server refusing an upload early) is read and reported. One client is used by one thread at a
+/* A small blocking HTTP/1.1 client over a unix socket (or TCP with TLS, for remotes), for the CLI's
+ * talk with lxmd. Replies are parsed by libhttp-parser and handed to callbacks as they arrive: the
+ * final reply's status, headers and (de-chunked) body; interim "1xx" replies are skipped. The
+ * connection is kept between requests when the server allows it, and a kept connection that the
+ * server closed while it was idle is replaced once, transparently. Request bodies come from memory
+ * or, piece by piece, from a read callback; a reply that comes while the body is still being sent
+ * (a server refusing an upload early) is read and reported. One client is used by one thread at a
  * time. Helpers here never log: the caller turns the failure below into its message. */
 #pragma once
 
@@ -24,6 +24,8 @@ enum lxm_httpc_fail {
 	LXM_HTTPC_FAIL_NOT_HTTP,	/* the reply is not HTTP/1.x; detail says what is wrong */
 	LXM_HTTPC_FAIL_READ,		/* the request body's read callback failed, or ran short */
 	LXM_HTTPC_FAIL_CALLBACK,	/* a reply callback failed; the errno is what it returned */
+	LXM_HTTPC_FAIL_TLS,		/* the TLS handshake failed; detail says why */
+	LXM_HTTPC_FAIL_PIN,		/* the server's certificate is not the pinned one */
 	_LXM_HTTPC_FAIL_MAX,
 };
 
@@ -59,6 +61,11 @@ struct lxm_httpc;
 /* A client for the unix socket at path; nothing is connected yet. The connect timeout is 10 s.
  * Returns 0, -ENAMETOOLONG (the path does not fit a sockaddr_un) or -ENOMEM. */
 int lxm_httpc_new(const char *path, struct lxm_httpc **ret);
+/* A client for an HTTPS server at host:port, over TCP and TLS with tls (borrowed: it must
+ * outlive the client), which presents the client certificate and checks the server's. */
+struct lxm_tlsc;
+int lxm_httpc_new_tls(const char *host, const char *port, struct lxm_tlsc *tls,
+		      struct lxm_httpc **ret);
 void lxm_httpc_free(struct lxm_httpc *h);
 static inline void lxm_httpc_freep(struct lxm_httpc **h)
 {

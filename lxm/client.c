@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "lib/cleanup.h"
 #include "lib/httpc.h"
 #include "lib/json.h"
+#include "lib/tls-client.h"
 #include "lib/util.h"
 #include "lxm/client.h"
 
@@ -26,7 +28,10 @@
 #define CONNECT_TIMEOUT_S 10
 
 struct lxm_client {
-	char *socket;			 /* unix socket path */
+	char *socket;			 /* unix socket path, or the https:// URL of a remote */
+	struct lxm_tlsc *tls;		 /* TLS for an https remote (owned), or NULL */
+	char *host;			 /* the https remote's host, or NULL */
+	char *port;			 /* the https remote's port, or NULL */
 	struct lxm_httpc *http;		 /* the connection, kept between requests; NULL until the
 					    first request */
 	json_t *server;			 /* GET /1.0, once fetched */
@@ -112,11 +117,76 @@ int lxm_client_new_at(const char *socket, struct lxm_client **ret, struct lxm_er
 	return 0;
 }
 
+int lxm_client_new_tls(const char *url, const char *host, const char *port, struct lxm_tlsc *tls,
+		       struct lxm_client **ret, struct lxm_error **err)
+{
+	struct lxm_client *c;
+	int r;
+
+	r = lxm_client_new_at(url, &c, err);
+	if (r < 0)
+		return r;
+	c->host = strdup(host);
+	c->port = strdup(port);
+	if (!c->host || !c->port) {
+		lxm_client_free(c);
+		return lxm_error_set(err, -ENOMEM, 500, "create API client: out of memory");
+	}
+	c->tls = tls;
+	*ret = c;
+	return 0;
+}
+
+struct lxm_tlsc *lxm_client_tls(const struct lxm_client *c)
+{
+	return c->tls;
+}
+
+int lxm_client_new_httpc(struct lxm_client *c, struct lxm_httpc **ret)
+{
+	if (c->tls)
+		return lxm_httpc_new_tls(c->host, c->port, c->tls, ret);
+	return lxm_httpc_new(c->socket, ret);
+}
+
+int lxm_client_open_stream(struct lxm_client *c, int *ret_fd, SSL **ret_ssl, struct lxm_error **err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -1;
+	enum lxm_tlsc_fail why;
+	int r;
+
+	*ret_ssl = NULL;
+	if (c->tls) {
+		r = lxm_tlsc_connect(c->tls, c->host, c->port, CONNECT_TIMEOUT_S * 1000, ret_fd,
+				     ret_ssl, &why);
+		if (r < 0)
+			return lxm_error_setx(err, r, 502, "connect to %s%s%s", c->socket,
+					      c->tls->detail ? ": " : "",
+					      c->tls->detail ? c->tls->detail : "");
+		return 0;
+	}
+	if (strlen(c->socket) >= sizeof(sa.sun_path))
+		return lxm_error_set(err, -ENAMETOOLONG, 400, "socket path %s is too long",
+				     c->socket);
+	strcpy(sa.sun_path, c->socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return lxm_error_setx(err, -errno, 500, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return lxm_error_setx(err, -errno, 500, "connect to %s", c->socket);
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
 void lxm_client_free(struct lxm_client *c)
 {
 	if (!c)
 		return;
 	lxm_httpc_free(c->http);
+	lxm_tlsc_free(c->tls);
+	free(c->host);
+	free(c->port);
 	json_decref(c->server);
 	free(c->socket);
 	free(c);
@@ -235,7 +305,19 @@ static int err_transfer(struct lxm_client *c, int r, const struct lxm_httpc_resu
 {
 	switch (res->fail) {
 	case LXM_HTTPC_FAIL_CONNECT:
+		if (c->tls)
+			return lxm_error_setx(err, r, 503, "cannot connect to %s", c->socket);
 		return err_connect(c, -r, err);
+	case LXM_HTTPC_FAIL_TLS:
+		return lxm_error_set(err, -EPROTO, 502, "TLS with %s failed: %s", c->socket,
+				     res->detail ? res->detail : "handshake failed");
+	case LXM_HTTPC_FAIL_PIN:
+		return lxm_error_set(err, -EKEYREJECTED, 502,
+				     "%s presented certificate %s, not the pinned one (%.12s...): "
+				     "refusing to talk to it (if the server's certificate changed, "
+				     "remove and add the remote again)",
+				     c->socket, c->tls->peer_fp ? c->tls->peer_fp : "?",
+				     c->tls->pin_fp ? c->tls->pin_fp : "?");
 	case LXM_HTTPC_FAIL_CONNECT_TIMEOUT:
 		return lxm_error_set(err, -ETIMEDOUT, 504,
 				     "%s did not accept the connection in %ds (is lxmd stuck?)",
@@ -339,7 +421,7 @@ static int perform(struct lxm_client *c, const struct lxm_httpc_request *req,
 
 	*res = (struct lxm_httpc_result){};
 	if (!c->http) {
-		r = lxm_httpc_new(c->socket, &c->http);
+		r = lxm_client_new_httpc(c, &c->http);
 		if (r < 0) {
 			res->fail = LXM_HTTPC_FAIL_CONNECT;
 			return r;

@@ -32,6 +32,20 @@ int lxm_client_socket_path(char **ret);
 int lxm_client_new(struct lxm_client **ret, struct lxm_error **err);
 /* The same for another socket (a remote lxmd on this host), whatever the environment says. */
 int lxm_client_new_at(const char *socket, struct lxm_client **ret, struct lxm_error **err);
+/* A client for an https remote: url names it in messages; tls (stolen on success) presents the
+ * client certificate and checks the pinned server one. */
+struct lxm_tlsc;
+struct lxm_httpc;
+int lxm_client_new_tls(const char *url, const char *host, const char *port, struct lxm_tlsc *tls,
+		       struct lxm_client **ret, struct lxm_error **err);
+/* The TLS context of an https client, NULL for a unix socket. */
+struct lxm_tlsc *lxm_client_tls(const struct lxm_client *c);
+/* A new HTTP connection to c's server (unix socket or TLS), for a request beside c's own. */
+int lxm_client_new_httpc(struct lxm_client *c, struct lxm_httpc **ret);
+/* A raw connection to c's server, for a websocket upgrade: *ret_ssl is NULL on a unix socket. */
+typedef struct ssl_st SSL;
+int lxm_client_open_stream(struct lxm_client *c, int *ret_fd, SSL **ret_ssl,
+			   struct lxm_error **err);
 void lxm_client_free(struct lxm_client *c);
 const char *lxm_client_socket(const struct lxm_client *c);
 

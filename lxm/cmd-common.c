@@ -15,12 +15,17 @@
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 
 int lxm_cli_connect(struct lxm_client **ret, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
 	int r;
 
+	/* A remote named as REMOTE:NAME, or the default remote ('lxm remote switch'). */
+	r = lxm_cli_connect_target(ret, err);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	r = lxm_client_new(&c, err);
 	if (r < 0)
 		return r;

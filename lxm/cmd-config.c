@@ -298,7 +298,8 @@ static int check_instance_doc(const json_t *doc, void *userdata, struct lxm_erro
 				return lxm_error_set(err, -EINVAL, 400,
 						     "profiles must be a list of names");
 	}
-	if (json_object_set(out, "profiles", v && !json_is_null(v) ? (json_t *)v : json_array()) <
+	if (json_object_set_new(out, "profiles",
+				v && !json_is_null(v) ? json_incref((json_t *)v) : json_array()) <
 		    0 ||
 	    json_object_set(out, "config", config) < 0 ||
 	    json_object_set(out, "devices", devices) < 0)
@@ -382,6 +383,12 @@ static int config_edit(int argc, char **argv, struct lxm_error **err)
 }
 
 const struct lxm_command lxm_config_commands[] = {
+	{
+		.name = "trust",
+		.run = lxm_cli_config_trust,
+		.summary = "Manage the trusted client certificates",
+		.usage = "config trust add|list|remove ...",
+	},
 	{
 		.name = "device",
 		.run = lxm_cli_config_device,

@@ -22,6 +22,7 @@
 #include "lib/util.h"
 #include "lib/ws.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 #include "lxm/ws-client.h"
 
 /* Bytes read from stdin at a time. */
@@ -346,6 +347,10 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 	for (int i = 0; i < _WS_MAX; i++)
 		lxm_ws_conn_init(&x.c[i], conn_message, &x);
 	r = parse_exec(argc, argv, &a, err);
+	if (r < 0)
+		goto out;
+	/* REMOTE:NAME runs it on that remote. */
+	r = lxm_cli_target(a.name, &a.name, err);
 	if (r < 0)
 		goto out;
 	x.name = a.name;

@@ -11,6 +11,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 #include "lxm/image-transfer.h"
 
 struct init_args {
@@ -135,6 +136,14 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 			return r;
 		image = argv[optind];
 		name = nargs == 2 ? argv[optind + 1] : NULL;
+		/* REMOTE:NAME creates the instance on that remote. */
+		if (name) {
+			r = lxm_cli_target(name, &name, err);
+			if (r < 0)
+				return r;
+			if (!*name)
+				name = NULL;
+		}
 		/* Filled in once connected: REMOTE:ALIAS may need the image copied first. */
 		source = json_object();
 	}
@@ -278,6 +287,8 @@ int lxm_cmd_delete(int argc, char **argv, struct lxm_error **err)
 		force = true;
 	}
 	r = lxm_cli_nargs(cmd, argc - optind, 1, -1, "at least one instance NAME", err);
+	if (r >= 0)
+		r = lxm_cli_target_all(argv + optind, argc - optind, err);
 	if (r < 0)
 		return r;
 	r = lxm_cli_connect(&c, err);

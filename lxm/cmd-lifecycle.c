@@ -11,6 +11,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 
 struct state_args {
 	bool force;  /* -f */
@@ -96,6 +97,8 @@ static int run_action(int argc, char **argv, const char *action, bool stop_flags
 	int r;
 
 	r = parse_state_args(argc, argv, stop_flags, &a, err);
+	if (r >= 0)
+		r = lxm_cli_target_all(argv + optind, argc - optind, err);
 	if (r < 0)
 		return r;
 	r = lxm_cli_connect(&c, err);

@@ -14,6 +14,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 
 #define DEFAULT_COLUMNS "ns46tS"
 
@@ -498,6 +499,19 @@ int lxm_cmd_list(int argc, char **argv, struct lxm_error **err)
 	r = parse_columns(cmd, spec, &cols, err);
 	if (r < 0)
 		return r;
+	/* "REMOTE:" lists that remote's instances. */
+	if (optind < argc && strchr(argv[optind], ':')) {
+		const char *rest;
+
+		r = lxm_cli_target(argv[optind], &rest, err);
+		if (r < 0)
+			return r;
+		if (*rest)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "%s: '%s': expected REMOTE: alone, then filters", cmd,
+					     argv[optind]);
+		optind++;
+	}
 
 	r = lxm_cli_connect(&c, err);
 	if (r < 0)

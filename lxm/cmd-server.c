@@ -12,6 +12,7 @@
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 
 int lxm_cmd_version(int argc, char **argv, struct lxm_error **err)
 {
@@ -275,6 +276,7 @@ static int info_instance(struct lxm_client *c, const char *cmd, const char *name
 int lxm_cmd_info(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_client_ struct lxm_client *c = NULL;
+	const char *name = NULL;
 	int r;
 
 	r = lxm_cli_nargs(argv[0], argc - 1, 0, 1, "at most one instance NAME", err);
@@ -284,10 +286,13 @@ int lxm_cmd_info(int argc, char **argv, struct lxm_error **err)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "%s: unknown flag '%s' (see 'lxm %s --help')", argv[0],
 				     argv[1], argv[0]);
-	r = lxm_cli_connect(&c, err);
+	/* REMOTE: is that server, REMOTE:NAME an instance on it. */
+	r = argc > 1 ? lxm_cli_target(argv[1], &name, err) : 0;
+	if (r >= 0)
+		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
-	if (argc == 1)
+	if (argc == 1 || !*name)
 		return info_server(c, argv[0], err);
-	return info_instance(c, argv[0], argv[1], err);
+	return info_instance(c, argv[0], name, err);
 }

@@ -180,6 +180,8 @@ int lxm_cli_kind_put(struct lxm_client *c, const struct lxm_cli_config_kind *k, 
 /* The "device" verb groups of config and profile: add, remove, set, unset, get, list, show (and
  * override for instances), one implementation for both kinds (cmd-device.c). */
 int lxm_cli_config_device(int argc, char **argv, struct lxm_error **err);
+/* config trust add|list|remove (cmd-trust.c). */
+int lxm_cli_config_trust(int argc, char **argv, struct lxm_error **err);
 int lxm_cli_profile_device(int argc, char **argv, struct lxm_error **err);
 /* A devices map as an edited document gives it (name -> string map, as lxm_cli_string_map()
  * takes each); NULL or null give an empty map. *ret is a new object. */

@@ -15,6 +15,7 @@
 #include "lib/cleanup.h"
 #include "lib/httpc.h"
 #include "lib/json.h"
+#include "lib/tls-client.h"
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
@@ -59,6 +60,8 @@ void lxm_remotes_free(struct lxm_remotes *rs)
 		remote_done(&rs->v[i]);
 	free(rs->v);
 	free(rs->path);
+	free(rs->dir);
+	free(rs->current);
 	free(rs);
 }
 
@@ -100,12 +103,25 @@ static int check_addr(const char *name, const char *addr, enum lxm_remote_protoc
 					     name, addr);
 		return 0;
 	}
-	if (startswith(addr, "https://") || startswith(addr, "http://"))
-		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "remote '%s': %s: LXD-protocol remotes over HTTPS are not "
-				     "supported yet; use another lxmd's socket "
-				     "(unix:///path/to/unix.socket) or --protocol simplestreams "
-				     "for an image server",
+	if (startswith(addr, "https://")) {
+		_cleanup_free_ char *host = NULL, *port = NULL;
+
+		if (lxm_tlsc_split_url(addr, "8443", &host, &port) < 0)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "remote '%s': invalid address '%s': expected "
+					     "https://HOST[:PORT]",
+					     name, addr);
+		if (ca)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "remote '%s': an lxd remote is trusted by its pinned "
+					     "certificate, not a CA file",
+					     name);
+		return 0;
+	}
+	if (startswith(addr, "http://"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': %s: plain HTTP is not supported (https:// or "
+				     "unix://)",
 				     name, addr);
 	if (!startswith(addr, "unix://"))
 		return lxm_error_set(err, -EINVAL, 400,
@@ -146,6 +162,7 @@ static int append(struct lxm_remotes *rs, const char *name, const char *addr,
 		.public = public,
 		.ca = ca ? strdup(ca) : NULL,
 		.builtin = builtin,
+		.tls = protocol == LXM_REMOTE_LXD && startswith(addr, "https://"),
 	};
 	if (!r->name || !r->addr || (ca && !r->ca)) {
 		remote_done(r);
@@ -180,6 +197,14 @@ static int config_path(char **ret)
 	return asprintf(ret, "%s/.config/lxm/config.yml", home) < 0 ? -ENOMEM : 0;
 }
 
+/* The directory part of path (path has a '/'). */
+static char *parent_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return strndup(path, slash && slash != path ? (size_t)(slash - path) : 1);
+}
+
 /* One entry of the file's "remotes" map. */
 static int load_remote(struct lxm_remotes *rs, const char *name, const json_t *v,
 		       struct lxm_error **err)
@@ -201,7 +226,8 @@ static int load_remote(struct lxm_remotes *rs, const char *name, const json_t *v
 	json_object_foreach ((json_t *)v, key, f) {
 		if (streq(key, "addr") && json_is_string(f))
 			continue;
-		if ((streq(key, "protocol") || streq(key, "ca")) && json_is_string(f))
+		if ((streq(key, "protocol") || streq(key, "ca") || streq(key, "auth_type")) &&
+		    json_is_string(f))
 			continue;
 		if (streq(key, "public") && json_is_boolean(f))
 			continue;
@@ -247,6 +273,10 @@ int lxm_remotes_load(struct lxm_remotes **ret, struct lxm_error **err)
 				     r == -ENOENT ? "load remotes: no home directory to keep "
 						    "them in (set LXM_CONF)"
 						  : "load remotes: out of memory");
+	rs->dir = parent_dir(rs->path);
+	rs->current = strdup("local");
+	if (!rs->dir || !rs->current)
+		return lxm_error_set(err, -ENOMEM, 500, "load remotes: out of memory");
 	r = lxm_read_file(rs->path, &text, &len);
 	if (r == -ENOENT) {
 		*ret = TAKE_PTR(rs);
@@ -262,7 +292,7 @@ int lxm_remotes_load(struct lxm_remotes **ret, struct lxm_error **err)
 		return lxm_error_set(err, -EINVAL, 400, "load remotes: %s: expected a map",
 				     rs->path);
 	json_object_foreach (doc, key, v)
-		if (!streq(key, "remotes"))
+		if (!streq(key, "remotes") && !(streq(key, "default-remote") && json_is_string(v)))
 			return lxm_error_set(err, -EINVAL, 400,
 					     "load remotes: %s: unknown key '%s'", rs->path, key);
 	map = json_object_get(doc, "remotes");
@@ -276,16 +306,20 @@ int lxm_remotes_load(struct lxm_remotes **ret, struct lxm_error **err)
 			return lxm_error_prefix(err, "load remotes: %s", rs->path);
 	}
 	qsort(rs->v, rs->n, sizeof(*rs->v), remote_cmp);
+	v = json_object_get(doc, "default-remote");
+	if (v) {
+		if (!lxm_remotes_find(rs, json_string_value(v)))
+			return lxm_error_set(err, -EINVAL, 400,
+					     "load remotes: %s: the default remote '%s' does not "
+					     "exist",
+					     rs->path, json_string_value(v));
+		free(rs->current);
+		rs->current = strdup(json_string_value(v));
+		if (!rs->current)
+			return lxm_error_set(err, -ENOMEM, 500, "load remotes: out of memory");
+	}
 	*ret = TAKE_PTR(rs);
 	return 0;
-}
-
-/* The directory part of path (path has a '/'). */
-static char *parent_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return strndup(path, slash && slash != path ? (size_t)(slash - path) : 1);
 }
 
 int lxm_remotes_save(const struct lxm_remotes *rs, struct lxm_error **err)
@@ -305,10 +339,14 @@ int lxm_remotes_save(const struct lxm_remotes *rs, struct lxm_error **err)
 		o = json_pack("{s:s, s:s, s:b}", "addr", x->addr, "protocol",
 			      lxm_remote_protocol_to_string(x->protocol), "public", x->public);
 		if (!o || (x->ca && json_object_set_new(o, "ca", json_string(x->ca)) < 0) ||
+		    (x->tls && json_object_set_new(o, "auth_type", json_string("tls")) < 0) ||
 		    json_object_set_new(remotes, x->name, o) < 0)
 			return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
 	}
-	if (json_object_set(doc, "remotes", remotes) < 0 || lxm_yaml_from_json(doc, &text) < 0)
+	if (json_object_set(doc, "remotes", remotes) < 0 ||
+	    (rs->current && !streq(rs->current, "local") &&
+	     json_object_set_new(doc, "default-remote", json_string(rs->current)) < 0) ||
+	    lxm_yaml_from_json(doc, &text) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "save remotes: out of memory");
 	dir = parent_dir(rs->path);
 	if (!dir)
@@ -377,6 +415,19 @@ int lxm_remotes_remove(struct lxm_remotes *rs, const char *name, struct lxm_erro
 	if (!r)
 		return -(*err)->errnum;
 	i = (size_t)(r - rs->v);
+	if (r->tls) {
+		_cleanup_free_ char *crt = lxm_remotes_server_cert_path(rs, name);
+
+		if (crt && unlink(crt) < 0 && errno != ENOENT)
+			return lxm_error_setx(err, -errno, 500, "remove remote '%s': remove %s",
+					      name, crt);
+	}
+	if (streq(rs->current, name)) {
+		free(rs->current);
+		rs->current = strdup("local");
+		if (!rs->current)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
 	remote_done(r);
 	memmove(&rs->v[i], &rs->v[i + 1], (rs->n - i - 1) * sizeof(*rs->v));
 	rs->n--;
@@ -400,6 +451,24 @@ int lxm_remotes_rename(struct lxm_remotes *rs, const char *from, const char *to,
 	name = strdup(to);
 	if (!name)
 		return lxm_error_set(err, -ENOMEM, 500, "rename remote '%s': out of memory", from);
+	if (r->tls) {
+		_cleanup_free_ char *a = lxm_remotes_server_cert_path(rs, from),
+				    *b = lxm_remotes_server_cert_path(rs, to);
+
+		if (!a || !b) {
+			free(name);
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		}
+		if (rename(a, b) < 0 && errno != ENOENT) {
+			free(name);
+			return lxm_error_setx(err, -errno, 500, "rename remote '%s': rename %s",
+					      from, a);
+		}
+	}
+	if (streq(rs->current, from)) {
+		free(rs->current);
+		rs->current = strdup(to);
+	}
 	free(r->name);
 	r->name = name;
 	qsort(rs->v, rs->n, sizeof(*rs->v), remote_cmp);
@@ -415,7 +484,7 @@ int lxm_remotes_split(const struct lxm_remotes *rs, const char *arg,
 	char *name;
 
 	if (!colon) {
-		r = lxm_remotes_find(rs, "local");
+		r = lxm_remotes_find(rs, rs->current ? rs->current : "local");
 		name = strdup(arg);
 	} else {
 		rname = strndup(arg, (size_t)(colon - arg));
@@ -445,20 +514,222 @@ int lxm_remote_connect(const struct lxm_remote *r, struct lxm_client **ret, stru
 				     "remote '%s' is a simplestreams image server: it offers "
 				     "images to launch or copy, not LXD's API",
 				     r->name);
-	if (r->builtin)
-		return lxm_cli_connect(ret, err);
-	if (!startswith(r->addr, "unix://"))
-		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "remote '%s': %s: LXD-protocol remotes over HTTPS are not "
-				     "supported yet",
-				     r->name, r->addr);
-	k = lxm_client_new_at(r->addr + strlen("unix://"), &c, err);
+	if (r->builtin) {
+		k = lxm_client_new(&c, err);
+		if (k >= 0)
+			k = lxm_client_server(c, NULL, err);
+		if (k < 0)
+			return k;
+		*ret = TAKE_PTR(c);
+		return 0;
+	}
+	if (r->tls) {
+		const struct lxm_remotes *rs = lxm_remotes_get(err);
+		_cleanup_free_ char *pin = NULL;
+
+		if (!rs)
+			return -(*err)->errnum;
+		pin = lxm_remotes_server_cert_path(rs, r->name);
+		if (!pin)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		if (access(pin, R_OK) < 0)
+			return lxm_error_setx(err, -errno, 400,
+					      "remote '%s': its pinned server certificate %s",
+					      r->name, pin);
+		k = lxm_remote_client_tls(rs, r->addr, pin, &c, err);
+	} else {
+		k = lxm_client_new_at(r->addr + strlen("unix://"), &c, err);
+	}
 	if (k >= 0)
 		k = lxm_client_server(c, NULL, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "remote '%s'", r->name);
 	*ret = TAKE_PTR(c);
 	return 0;
+}
+
+int lxm_remotes_set_url(struct lxm_remotes *rs, const char *name, const char *addr,
+			struct lxm_error **err)
+{
+	struct lxm_remote *r = find_mutable(rs, name, "set-url of", err);
+	char *copy;
+	int k;
+
+	if (!r)
+		return -(*err)->errnum;
+	k = check_addr(name, addr, r->protocol, r->ca, err);
+	if (k < 0)
+		return k;
+	if (r->protocol == LXM_REMOTE_LXD && r->tls != startswith(addr, "https://"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "remote '%s': set-url cannot change between unix:// and "
+				     "https://; remove and add the remote instead",
+				     name);
+	copy = strdup(addr);
+	if (!copy)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	free(r->addr);
+	r->addr = copy;
+	return 0;
+}
+
+int lxm_remotes_switch(struct lxm_remotes *rs, const char *name, struct lxm_error **err)
+{
+	const struct lxm_remote *r = lxm_remotes_find(rs, name);
+	char *copy;
+
+	if (!r)
+		return lxm_error_set(err, -ENOENT, 404, "switch to remote '%s': no such remote",
+				     name);
+	if (r->protocol != LXM_REMOTE_LXD)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "switch to remote '%s': it is an image server, not an lxd "
+				     "remote",
+				     name);
+	copy = strdup(name);
+	if (!copy)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	free(rs->current);
+	rs->current = copy;
+	return 0;
+}
+
+char *lxm_remotes_server_cert_path(const struct lxm_remotes *rs, const char *name)
+{
+	char *p;
+
+	return asprintf(&p, "%s/servercerts/%s.crt", rs->dir, name) < 0 ? NULL : p;
+}
+
+int lxm_remotes_client_cert(const struct lxm_remotes *rs, char **ret_cert, char **ret_key,
+			    struct lxm_error **err)
+{
+	const char *step;
+	bool created;
+	int r;
+
+	r = lxm_tlsc_client_cert_ensure(rs->dir, ret_cert, ret_key, &created, &step);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "client certificate in %s: %s", rs->dir, step);
+	/* Said on a terminal only: scripts read stderr for errors. */
+	if (created && isatty(STDERR_FILENO))
+		fprintf(stderr, "Generated a client certificate: %s/client.crt\n", rs->dir);
+	return 0;
+}
+
+int lxm_remote_client_tls(const struct lxm_remotes *rs, const char *url, const char *pin_file,
+			  struct lxm_client **ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *cert = NULL, *key = NULL, *host = NULL, *port = NULL;
+	_cleanup_(lxm_tlsc_freep) struct lxm_tlsc *tls = NULL;
+	int r;
+
+	r = lxm_tlsc_split_url(url, "8443", &host, &port);
+	if (r < 0)
+		return lxm_error_set(err, r, 400,
+				     "invalid address '%s': expected https://HOST[:PORT]", url);
+	r = lxm_remotes_client_cert(rs, &cert, &key, err);
+	if (r < 0)
+		return r;
+	r = lxm_tlsc_new(cert, key, pin_file, &tls);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "TLS setup with %s and %s%s%s", cert, key,
+				      pin_file ? " and " : "", pin_file ? pin_file : "");
+	r = lxm_client_new_tls(url, host, port, tls, ret, err);
+	if (r < 0)
+		return r;
+	TAKE_PTR(tls);
+	return 0;
+}
+
+static struct lxm_remotes *loaded;
+
+static void free_loaded(void)
+{
+	lxm_remotes_free(loaded);
+}
+
+const struct lxm_remotes *lxm_remotes_get(struct lxm_error **err)
+{
+	if (!loaded) {
+		if (lxm_remotes_load(&loaded, err) < 0)
+			return NULL;
+		atexit(free_loaded);
+	}
+	return loaded;
+}
+
+/* The remote lxm_cli_target() chose, or NULL for the default one. */
+static const struct lxm_remote *target;
+
+int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **err)
+{
+	const struct lxm_remotes *rs;
+	const char *colon = arg ? strchr(arg, ':') : NULL;
+	_cleanup_free_ char *rname = NULL;
+	const struct lxm_remote *r;
+
+	*ret_rest = arg;
+	if (!colon)
+		return 0;
+	rs = lxm_remotes_get(err);
+	if (!rs)
+		return -(*err)->errnum;
+	rname = strndup(arg, (size_t)(colon - arg));
+	if (!rname)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	r = lxm_remotes_find(rs, rname);
+	if (!r)
+		return lxm_error_set(err, -ENOENT, 404,
+				     "'%s': unknown remote '%s' (see 'lxm remote list')", arg,
+				     rname);
+	target = r;
+	*ret_rest = colon + 1;
+	return 0;
+}
+
+int lxm_cli_target_all(char **names, int n, struct lxm_error **err)
+{
+	const struct lxm_remote *first = NULL;
+	const char *rest;
+	int r;
+
+	for (int i = 0; i < n; i++) {
+		target = NULL;
+		r = lxm_cli_target(names[i], &rest, err);
+		if (r < 0)
+			return r;
+		if (i > 0 && target != first)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"'%s' and '%s' are on different remotes: one remote per "
+				"command",
+				names[0], names[i]);
+		first = target;
+		names[i] = (char *)rest;
+	}
+	return 0;
+}
+
+int lxm_cli_connect_target(struct lxm_client **ret, struct lxm_error **err)
+{
+	const struct lxm_remotes *rs;
+	const struct lxm_remote *r = target;
+	int k;
+
+	if (!r) {
+		/* Without a config file (or a home), only "local" exists. */
+		if (!getenv("LXM_CONF") && !getenv("HOME"))
+			return 0;
+		rs = lxm_remotes_get(err);
+		if (!rs)
+			return -(*err)->errnum;
+		r = lxm_remotes_find(rs, rs->current);
+	}
+	if (!r || r->builtin)
+		return 0;
+	k = lxm_remote_connect(r, ret, err);
+	return k < 0 ? k : 1;
 }
 
 /* ---- streamed requests ---- */
@@ -550,7 +821,7 @@ int lxm_stream_request(struct lxm_client *c, const char *method, const char *pat
 	s->raw = false;
 	s->metadata = NULL;
 	/* A connection of its own: a stream may run in a thread beside c's other requests. */
-	r = lxm_httpc_new(socket, &h);
+	r = lxm_client_new_httpc(c, &h);
 	if (r < 0)
 		return lxm_error_set(err, r, 500, "%s %s: %s", method, path,
 				     r == -ENAMETOOLONG ? "the socket path is too long"

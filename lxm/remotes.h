@@ -34,10 +34,13 @@ struct lxm_remote {
 	bool public;			   /* reachable without credentials (image servers) */
 	char *ca;			   /* a PEM file to trust for an https server, or NULL */
 	bool builtin;			   /* "local": neither removed nor renamed */
+	bool tls;			   /* an https lxd remote: client certificate auth */
 };
 
 struct lxm_remotes {
 	char *path;	      /* the config file, $LXM_CONF/config.yml */
+	char *dir;	      /* its directory (client.crt, servercerts/) */
+	char *current;	      /* the default remote for names without "REMOTE:" */
 	struct lxm_remote *v; /* "local" first, then the file's remotes sorted by name */
 	size_t n;	      /* entries in v */
 };
@@ -70,15 +73,34 @@ int lxm_remotes_remove(struct lxm_remotes *rs, const char *name, struct lxm_erro
 int lxm_remotes_rename(struct lxm_remotes *rs, const char *from, const char *to,
 		       struct lxm_error **err);
 
+/* Changes the address of a remote (checked as for lxm_remotes_add()). */
+int lxm_remotes_set_url(struct lxm_remotes *rs, const char *name, const char *addr,
+			struct lxm_error **err);
+/* Makes name the default remote ("switch"). */
+int lxm_remotes_switch(struct lxm_remotes *rs, const char *name, struct lxm_error **err);
+/* DIR/servercerts/NAME.crt: the pinned certificate of an https remote. */
+char *lxm_remotes_server_cert_path(const struct lxm_remotes *rs, const char *name);
+/* The client's certificate and key (made on first use, saying so on stderr). */
+int lxm_remotes_client_cert(const struct lxm_remotes *rs, char **ret_cert, char **ret_key,
+			    struct lxm_error **err);
+
 /* Splits "REMOTE:NAME" (or "REMOTE:") into the remote and a malloc'ed NAME (maybe ""); an
- * argument without ':' is NAME on "local". An unknown REMOTE is an error naming it. */
+ * argument without ':' is NAME on the default remote. An unknown REMOTE is an error naming it. */
 int lxm_remotes_split(const struct lxm_remotes *rs, const char *arg,
 		      const struct lxm_remote **ret_remote, char **ret_name,
 		      struct lxm_error **err);
 
-/* A client on an lxd remote that has answered GET /1.0: "local", or a unix:// remote. A
+/* A client on an lxd remote that has answered GET /1.0: "local", a unix:// remote, or an
+ * https:// one whose certificate is the pinned one (see lxm_remote_connect_tls()). A
  * simplestreams remote is -EOPNOTSUPP with a message saying what can be done with it. */
 int lxm_remote_connect(const struct lxm_remote *r, struct lxm_client **ret, struct lxm_error **err);
+/* A client for an https lxd server: presents the client certificate, checks the server's
+ * against pin_file (NULL: accepts any; lxm_client_tls(c)->peer_fp/peer_pem say what it was).
+ * Nothing is sent yet. */
+int lxm_remote_client_tls(const struct lxm_remotes *rs, const char *url, const char *pin_file,
+			  struct lxm_client **ret, struct lxm_error **err);
+/* The remotes' file, loaded once per command: for lxm_cli_connect(). */
+const struct lxm_remotes *lxm_remotes_get(struct lxm_error **err);
 
 /* A request whose bodies are streamed: the request body comes piece by piece from read(), a 200
  * reply that is not JSON goes piece by piece to sink(); JSON replies are decoded as LXD's
@@ -110,3 +132,14 @@ int lxm_stream_request(struct lxm_client *c, const char *method, const char *pat
 		       struct lxm_stream *s, struct lxm_error **err);
 /* Frees the outputs. */
 void lxm_stream_done(struct lxm_stream *s);
+
+/* For commands on instances and servers: when arg is "REMOTE:REST", makes REMOTE the remote that
+ * lxm_cli_connect() connects to and sets *ret_rest to REST (inside arg); otherwise *ret_rest is
+ * arg. An unknown REMOTE is an error naming it. */
+int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **err);
+/* The same for a command's NAME arguments: each "REMOTE:NAME" becomes NAME (the pointer in
+ * names is moved past the colon); they must all be on one remote. */
+int lxm_cli_target_all(char **names, int n, struct lxm_error **err);
+/* lxm_cli_connect()'s remote part: 0 when the target (lxm_cli_target(), else the default
+ * remote) is "local", 1 with *ret connected to it otherwise, or -errno. */
+int lxm_cli_connect_target(struct lxm_client **ret, struct lxm_error **err);

@@ -15,10 +15,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "lib/cleanup.h"
 #include "lib/json.h"
+#include "lib/tls-client.h"
 #include "lib/util.h"
 #include "lxm/ws-client.h"
 
@@ -77,12 +80,40 @@ void lxm_ws_conn_init(struct lxm_ws_conn *c, lxm_ws_conn_message_fn on_message, 
 	*c = (struct lxm_ws_conn){ .fd = -1, .on_message = on_message, .userdata = userdata };
 }
 
+/* read() and write() of the connection, through TLS when it has it: -1 with errno EAGAIN when
+ * TLS needs the socket to be ready first. */
+static ssize_t conn_io(struct lxm_ws_conn *c, bool wr, void *buf, size_t len)
+{
+	int n, e;
+
+	if (!c->ssl)
+		return wr ? write(c->fd, buf, len) : read(c->fd, buf, len);
+	ERR_clear_error();
+	n = wr ? SSL_write(c->ssl, buf, (int)len) : SSL_read(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+		return 0;
+	if (e != SSL_ERROR_SYSCALL)
+		errno = EPROTO;
+	return -1;
+}
+
 void lxm_ws_conn_free(struct lxm_ws_conn *c)
 {
 	lxm_ws_free(c->ws);
 	c->ws = NULL;
-	if (c->fd >= 0)
+	if (c->ssl)
+		lxm_tlsc_close(c->ssl, c->fd);
+	else if (c->fd >= 0)
 		close(c->fd);
+	c->ssl = NULL;
 	c->fd = -1;
 	free(c->out);
 	c->out = NULL;
@@ -94,8 +125,12 @@ void lxm_ws_conn_close(struct lxm_ws_conn *c)
 	if (c->fd >= 0 && c->out_len > 0 && !c->closed) {
 		int fl = fcntl(c->fd, F_GETFL);
 
-		if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
-			(void)lxm_write_all(c->fd, c->out, c->out_len);
+		if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0) {
+			if (c->ssl)
+				lxm_ws_conn_flush(c);
+			else
+				(void)lxm_write_all(c->fd, c->out, c->out_len);
+		}
 	}
 	lxm_ws_conn_free(c);
 }
@@ -103,23 +138,30 @@ void lxm_ws_conn_close(struct lxm_ws_conn *c)
 void lxm_ws_conn_read(struct lxm_ws_conn *c)
 {
 	uint8_t buf[IO_CHUNK];
-	ssize_t n = read(c->fd, buf, sizeof(buf));
 
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		lxm_ws_eof(c->ws);
-		c->closed = c->done = true;
-		return;
-	}
-	if (lxm_ws_feed(c->ws, buf, (size_t)n) < 0)
-		c->closed = c->done = true;
+	/* TLS may hold more decrypted bytes than one read takes, and poll() does not see them:
+	 * read until it wants more from the socket. */
+	do {
+		ssize_t n = conn_io(c, false, buf, sizeof(buf));
+
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			return;
+		if (n <= 0) {
+			lxm_ws_eof(c->ws);
+			c->closed = c->done = true;
+			return;
+		}
+		if (lxm_ws_feed(c->ws, buf, (size_t)n) < 0) {
+			c->closed = c->done = true;
+			return;
+		}
+	} while (c->ssl && !c->closed);
 }
 
 void lxm_ws_conn_flush(struct lxm_ws_conn *c)
 {
 	while (c->out_len > 0) {
-		ssize_t n = write(c->fd, c->out, c->out_len);
+		ssize_t n = conn_io(c, true, c->out, c->out_len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -151,15 +193,16 @@ void lxm_ws_conn_send_json(struct lxm_ws_conn *c, json_t *msg)
 }
 
 /* Reads the upgrade reply head (and whatever websocket bytes came along with it). */
-static int read_head(int fd, char *buf, size_t cap, size_t *ret_len, size_t *ret_head)
+static int read_head(struct lxm_ws_conn *c, char *buf, size_t cap, size_t *ret_len,
+		     size_t *ret_head)
 {
 	size_t len = 0;
 
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		char *end;
 		ssize_t n;
-		int k = poll(&p, 1, HANDSHAKE_TIMEOUT_MS);
+		int k = c->ssl && SSL_pending(c->ssl) > 0 ? 1 : poll(&p, 1, HANDSHAKE_TIMEOUT_MS);
 
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -167,8 +210,8 @@ static int read_head(int fd, char *buf, size_t cap, size_t *ret_len, size_t *ret
 			return -errno;
 		if (k == 0)
 			return -ETIMEDOUT;
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
+		n = conn_io(c, false, buf + len, cap - 1 - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
 			return -errno;
@@ -229,22 +272,17 @@ int lxm_ws_conn_open(struct lxm_client *client, const char *op, const char *secr
 		     struct lxm_ws_conn *c, struct lxm_error **err)
 {
 	_cleanup_free_ char *req = NULL;
-	_cleanup_close_ int fd = -1;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *path = lxm_client_socket(client);
 	unsigned char raw[16];
 	char key[32], accept[29], got[64], buf[HANDSHAKE_MAX];
 	size_t len = 0, head = 0;
 	int status = 0, k;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return lxm_error_set(err, -ENAMETOOLONG, 400, "socket path %s is too long", path);
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return lxm_error_setx(err, -errno, 500, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return lxm_error_setx(err, -errno, 500, "connect to %s", path);
+	k = lxm_client_open_stream(client, &c->fd, &c->ssl, err);
+	if (k < 0)
+		return k;
+	/* From here on, a failure leaves the connection for lxm_ws_conn_free(). */
+	if (fcntl(c->fd, F_SETFL, O_NONBLOCK) < 0)
+		return lxm_error_setx(err, -errno, 500, "websocket");
 	k = lxm_random_bytes(raw, sizeof(raw));
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "websocket key");
@@ -261,10 +299,21 @@ int lxm_ws_conn_open(struct lxm_client *client, const char *op, const char *secr
 		     "\r\n",
 		     op, secret, key) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	k = lxm_write_all(fd, req, strlen(req));
+	k = conn_queue(c, (const uint8_t *)req, strlen(req));
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "send the upgrade request");
-	k = read_head(fd, buf, sizeof(buf), &len, &head);
+	while (c->out_len > 0 && !c->closed) {
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT | POLLIN };
+
+		lxm_ws_conn_flush(c);
+		if (c->out_len > 0 && poll(&p, 1, HANDSHAKE_TIMEOUT_MS) <= 0)
+			return lxm_error_set(err, -ETIMEDOUT, 500,
+					     "send the upgrade request: timed out");
+	}
+	if (c->closed)
+		return lxm_error_set(err, -EPIPE, 500,
+				     "send the upgrade request: the server closed the connection");
+	k = read_head(c, buf, sizeof(buf), &len, &head);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "read the upgrade reply");
 	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
@@ -278,9 +327,6 @@ int lxm_ws_conn_open(struct lxm_client *client, const char *op, const char *secr
 	k = lxm_ws_new(LXM_WS_CLIENT, 0, &conn_ops, c, &c->ws);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "websocket");
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-		return lxm_error_setx(err, -errno, 500, "websocket");
-	c->fd = TAKE_FD(fd);
 	/* Bytes after the head are websocket frames already. */
 	if (len > head && lxm_ws_feed(c->ws, (const uint8_t *)buf + head, len - head) < 0)
 		c->closed = c->done = true;

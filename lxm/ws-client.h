@@ -1,7 +1,7 @@
-/* The CLI's side of LXD's operation websockets (exec, console): plain AF_UNIX connections to the
- * API socket with a hand-written upgrade request and lib/ws.h framing, driven by the command's own
- * poll() loop; and what an interactive session needs around them: a raw local terminal, its size,
- * and signals turned into readable bytes. */
+/* The CLI's side of LXD's operation websockets (exec, console): AF_UNIX connections to the
+ * API socket (or TLS ones to an https remote) with a hand-written upgrade request and lib/ws.h
+ * framing, driven by the command's own poll() loop; and what an interactive session needs around
+ * them: a raw local terminal, its size, and signals turned into readable bytes. */
 #pragma once
 
 #include <jansson.h>
@@ -25,6 +25,7 @@ typedef void (*lxm_ws_conn_message_fn)(struct lxm_ws_conn *c, enum lxm_ws_opcode
  * out, and the owner polls fd for POLLOUT while out_len > 0. */
 struct lxm_ws_conn {
 	int fd;				   /* the socket, -1 when not connected */
+	struct ssl_st *ssl;		   /* TLS on fd (an https remote), or NULL */
 	struct lxm_ws *ws;		   /* framing */
 	char *out;			   /* bytes waiting to be written to fd */
 	size_t out_len;			   /* bytes in out */

@@ -22,6 +22,7 @@
 #include "operations.h"
 #include "networks.h"
 #include "pools.h"
+#include "certificates.h"
 #include "server-config.h"
 #include "server.h"
 #include "snapshot-schedule.h"
@@ -289,6 +290,15 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	k = lxmd_boot_init(d, err);
 	if (k < 0)
 		goto fail;
+	/* core.https_address: a listener that cannot start (the port is taken now) is logged,
+	 * the unix socket still serves so that the admin can fix the address. */
+	{
+		_cleanup_free_ char *https = lxmd_server_config_string(d, "core.https_address");
+		_cleanup_error_ struct lxm_error *herr = NULL;
+
+		if (https && *https && lxmd_https_set(d, https, &herr) < 0)
+			log_error("%s", herr ? herr->msg : "HTTPS listener: failed to start");
+	}
 	/* Writes to a client that went away must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	log_info("lxmd %s ready: root %s, socket %s", PACKAGE_VERSION, cfg->root, cfg->socket_path);
@@ -339,6 +349,8 @@ void lxmd_shutdown(struct lxmd *d)
 	/* No new requests; then wait (bounded) for work already in the thread pool, whose
 	 * callbacks still use the operations table. */
 	lxmd_server_close(TAKE_PTR(d->server));
+	if (d->https)
+		lxmd_server_close(TAKE_PTR(d->https));
 	d->shutdown_deadline = lxm_monotonic_ms() + SHUTDOWN_GRACE_MS;
 	uv_timer_start(&d->shutdown_timer, shutdown_poll, 0, 50);
 }
@@ -348,6 +360,9 @@ void lxmd_fini(struct lxmd *d)
 	/* Only reached without a running loop on init failure: nothing async is pending then. */
 	if (d->server)
 		lxmd_server_close(TAKE_PTR(d->server));
+	if (d->https)
+		lxmd_server_close(TAKE_PTR(d->https));
+	lxmd_tokens_clear();
 	/* The image timers of an init that failed later (the caller's uv_run closes them). */
 	lxmd_server_config_stop(d);
 	lxmd_images_fini(d);

@@ -33,6 +33,7 @@ struct lxmd {
 	struct lxmd_config cfg;	    /* as started */
 	struct lxm_db *db;	    /* state database */
 	struct lxmd_server *server; /* API listener and connections */
+	struct lxmd_server *https;  /* HTTPS listener (core.https_address), or NULL */
 	struct lxm_operations *ops; /* async operations */
 	struct lxm_events *events;  /* /1.0/events subscribers */
 	struct lxmd_runtime *rt;    /* running instances and their monitors (instance.c) */

@@ -28,10 +28,8 @@ static const char *const compressions[] = { "gzip", "xz", "zstd", "none", NULL }
 
 const struct lxm_server_key lxm_server_keys[] = {
 	{
-		.name = "core.https_address",
-		.kind = LXM_SERVER_KEY_REFUSED,
-		.reason = "lxmd has no HTTPS listener yet: it comes with remote access support "
-			  "(issue 8); until then lxmd serves its unix socket only",
+		.name = LXM_KEY_HTTPS_ADDRESS,
+		.kind = LXM_SERVER_KEY_ADDRESS,
 	},
 	{
 		.name = LXM_KEY_AUTO_UPDATE_CACHED,
@@ -150,6 +148,16 @@ int lxm_server_config_check(const char *key, const char *value, struct lxm_error
 				     "server config key '%s': invalid value '%.64s': expected one "
 				     "of %s",
 				     key, value, list);
+	case LXM_SERVER_KEY_ADDRESS:
+		/* The syntax; whether it can be bound is found when the listener starts. */
+		if (strlen(value) > 100 || strpbrk(value, " \t/") || !strchr(value, ':') ||
+		    value[strlen(value) - 1] == ':')
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"server config key '%s': invalid value '%.64s': expected "
+				"[IP]:PORT, e.g. ':8443', '127.0.0.1:8443' or '[::]:8443'",
+				key, value);
+		return 0;
 	case LXM_SERVER_KEY_REFUSED:
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "server config key '%s' cannot be set to '%.64s': %s", key,

@@ -20,12 +20,14 @@ struct lxm_db_image;
 #define LXM_KEY_REMOTE_CACHE_EXPIRY  "images.remote_cache_expiry"
 #define LXM_KEY_AUTO_UPDATE_CACHED   "images.auto_update_cached"
 #define LXM_KEY_COMPRESSION	     "images.compression_algorithm"
+#define LXM_KEY_HTTPS_ADDRESS	     "core.https_address"
 
 enum lxm_server_key_kind {
 	LXM_SERVER_KEY_INT,	/* a whole number from 0 to max */
 	LXM_SERVER_KEY_BOOL,	/* true/false (also 1/0, yes/no, on/off) */
 	LXM_SERVER_KEY_CHOICE,	/* one of choices */
 	LXM_SERVER_KEY_REFUSED, /* known to LXD, not supported yet: refused with reason */
+	LXM_SERVER_KEY_ADDRESS, /* [IP]:PORT to listen on */
 	_LXM_SERVER_KEY_KIND_MAX,
 	_LXM_SERVER_KEY_KIND_INVALID = -1,
 };

@@ -16,12 +16,22 @@
 #include "log.h"
 #include "operations.h"
 #include "server.h"
+#include "tls.h"
 #include "util.h"
 
 /* Bytes read ahead while a request is being answered (pipelining); past it reading pauses. */
 #define CONN_MAX_READAHEAD (1024 * 1024)
 /* Longest websocket message a client may send us. */
 #define CONN_WS_MAX_MESSAGE (1024 * 1024)
+
+/* Limits of the TCP (HTTPS) listener against clients that hold connections without using them. */
+#define TCP_MAX_CONNS	      512	   /* connections at once, all clients */
+#define TCP_MAX_CONNS_PER_IP  32	   /* connections at once from one address */
+#define TCP_HANDSHAKE_TIMEOUT (10 * 1000)  /* ms for the TLS handshake */
+#define TCP_HEADER_TIMEOUT    (30 * 1000)  /* ms from a request's first byte to its headers */
+#define TCP_IDLE_TIMEOUT      (300 * 1000) /* ms a keep-alive connection may sit idle */
+#define TCP_SWEEP_INTERVAL    1000	   /* ms between checks of those deadlines */
+#define TLS_READ_BUF	      65536	   /* ciphertext read at once */
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -31,9 +41,19 @@ enum conn_mode {
 };
 
 struct lxmd_conn {
-	TAILQ_ENTRY(lxmd_conn) link;	  /* in server->conns */
-	struct lxmd_server *server;	  /* the owner */
-	uv_pipe_t pipe;			  /* the client's socket */
+	TAILQ_ENTRY(lxmd_conn) link; /* in server->conns */
+	struct lxmd_server *server;  /* the owner */
+	union {
+		uv_pipe_t pipe; /* the client's socket (unix listener) */
+		uv_tcp_t tcp;	/* or (TCP listener); both start with the stream */
+	};
+	struct lxm_tls *tls;		  /* TCP: the TLS session all bytes go through */
+	char *raw;			  /* TCP: buffer for ciphertext being read */
+	char ip[64];			  /* TCP: the client's address */
+	char peer_fp[65];		  /* TCP: its certificate's fingerprint, "" if none */
+	uint64_t accepted_ms;		  /* TCP: monotonic ms of the accept */
+	uint64_t active_ms;		  /* TCP: monotonic ms of the last read or write */
+	uint64_t partial_ms;		  /* TCP: first byte of a request not dispatched yet, 0 */
 	enum conn_mode mode;		  /* HTTP or websocket */
 	struct lxm_http_parser *parser;	  /* HTTP mode */
 	const struct lxmd_route *route;	  /* routed at headers time for the request being parsed */
@@ -80,9 +100,14 @@ struct lxmd_conn {
 };
 
 struct lxmd_server {
-	struct lxmd *d;		       /* the daemon */
-	uv_pipe_t listener;	       /* the bound socket */
-	char *path;		       /* its path, unlinked on close */
+	struct lxmd *d; /* the daemon */
+	union {
+		uv_pipe_t listener;    /* the bound socket (unix) */
+		uv_tcp_t tcp_listener; /* or the bound TCP socket (HTTPS) */
+	};
+	char *path;		       /* its path, unlinked on close; or the TCP address */
+	SSL_CTX *tls_ctx;	       /* TCP: TLS with this context */
+	uv_timer_t sweep;	       /* TCP: checks the connections' deadlines */
 	TAILQ_HEAD(, lxmd_conn) conns; /* open connections */
 	size_t n_conns;		       /* entries in conns */
 	size_t handles;		       /* open handles incl. the listener */
@@ -106,6 +131,8 @@ static void server_maybe_free(struct lxmd_server *s)
 {
 	if (s->closing && s->handles == 0) {
 		free(s->path);
+		if (s->tls_ctx)
+			SSL_CTX_free(s->tls_ctx);
 		free(s);
 	}
 }
@@ -139,6 +166,8 @@ static void conn_closed(uv_handle_t *h)
 
 	lxm_http_parser_free(c->parser);
 	lxm_ws_free(c->ws);
+	lxm_tls_free(c->tls);
+	free(c->raw);
 	conn_clear_route(c);
 	free(c->in);
 	free(c->chunk);
@@ -198,6 +227,8 @@ static void write_done(uv_write_t *req, int status)
 	free(w);
 	if (c->closing)
 		return;
+	if (c->tls)
+		c->active_ms = lxm_monotonic_ms();
 	if (status == 0 && c->want_drain && c->queued <= LXMD_WS_MAX_QUEUED / 2) {
 		c->want_drain = false;
 		if (c->ws_ops && c->ws_ops->on_drain)
@@ -224,6 +255,53 @@ static void write_done(uv_write_t *req, int status)
 
 static int conn_write_notify(struct lxmd_conn *c, const void *a, size_t alen, const void *b,
 			     size_t blen, void (*done)(struct lxmd_request *r));
+/* Writes what the TLS session has for the peer; len is the plaintext it stands for (counted in
+ * queued until written). */
+static int conn_tls_flush(struct lxmd_conn *c, size_t len, void (*done)(struct lxmd_request *r))
+{
+	_cleanup_free_ char *out = NULL;
+	struct write_req *w;
+	size_t out_len;
+	uv_buf_t buf;
+	int r;
+
+	r = lxm_tls_take_output(c->tls, &out, &out_len);
+	if (r < 0)
+		return r;
+	if (out_len == 0 && len == 0 && !done)
+		return 0;
+	w = malloc(sizeof(*w) + out_len);
+	if (!w)
+		return -ENOMEM;
+	if (out_len)
+		memcpy(w->data, out, out_len);
+	w->conn = c;
+	w->len = len;
+	w->done = done;
+	w->req_id = c->req_id;
+	buf = uv_buf_init(w->data, (unsigned)out_len);
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_done);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	c->queued += len;
+	return 0;
+}
+
+/* conn_write_notify() through TLS: encrypts, then writes the records. */
+static int conn_write_tls(struct lxmd_conn *c, const void *a, size_t alen, const void *b,
+			  size_t blen, void (*done)(struct lxmd_request *r))
+{
+	int r;
+
+	if ((alen && (r = lxm_tls_write(c->tls, a, alen)) < 0) ||
+	    (blen && (r = lxm_tls_write(c->tls, b, blen)) < 0)) {
+		log_debug("TLS connection from %s: write: %s", c->ip, lxm_tls_error(c->tls));
+		return -EPIPE;
+	}
+	return conn_tls_flush(c, alen + blen, done);
+}
 
 /* Copies data and queues it; uv_write never blocks the loop. */
 static int conn_write(struct lxmd_conn *c, const void *a, size_t alen, const void *b, size_t blen)
@@ -241,6 +319,8 @@ static int conn_write_notify(struct lxmd_conn *c, const void *a, size_t alen, co
 
 	if (c->closing)
 		return -EPIPE;
+	if (c->tls)
+		return conn_write_tls(c, a, alen, b, blen, done);
 	w = malloc(sizeof(*w) + alen + blen);
 	if (!w)
 		return -ENOMEM;
@@ -331,6 +411,9 @@ static void conn_request_done(struct lxmd_conn *c)
 	request_free(r);
 	if (c->closing || c->close_after_write)
 		return;
+	/* Pipelined bytes of the next request start its header deadline now. */
+	if (c->tls && c->in_len > 0 && !c->partial_ms)
+		c->partial_ms = lxm_monotonic_ms();
 	/* A request answered from inside conn_process() lets its loop go on to the next pipelined
 	 * one; a deferred answer has to restart processing itself. */
 	if (!c->processing)
@@ -637,6 +720,7 @@ static struct lxmd_request *conn_new_request(struct lxmd_conn *c, struct lxm_htt
 	memset(c->args, 0, sizeof(c->args));
 	c->route = NULL;
 	c->current = r;
+	c->partial_ms = 0;
 	c->req_id++;
 	return r;
 }
@@ -793,6 +877,12 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct lxmd_conn *c = h->data;
 
+	if (c->tls) {
+		if (!c->raw)
+			c->raw = malloc(TLS_READ_BUF);
+		*buf = uv_buf_init(c->raw, c->raw ? TLS_READ_BUF : 0);
+		return;
+	}
 	if (c->in_cap - c->in_len < 65536) {
 		size_t cap = c->in_cap + 65536;
 		char *n = realloc(c->in, cap);
@@ -807,9 +897,69 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
 }
 
+/* Decrypts what the peer sent into c->in and answers the handshake. Returns the plaintext bytes
+ * added, or UV_EOF when the peer ended the session, or a negative error (logged). */
+static ssize_t conn_tls_input(struct lxmd_conn *c, ssize_t nread)
+{
+	bool was_established = lxm_tls_established(c->tls);
+	ssize_t total = 0, n;
+	int k;
+
+	c->active_ms = lxm_monotonic_ms();
+	if (lxm_tls_feed(c->tls, c->raw, (size_t)nread) < 0)
+		return -ENOMEM;
+	for (;;) {
+		if (c->in_cap - c->in_len < 16384) {
+			size_t cap = c->in_cap + 65536;
+			char *p = realloc(c->in, cap);
+
+			if (!p)
+				return -ENOMEM;
+			c->in = p;
+			c->in_cap = cap;
+		}
+		n = lxm_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+		if (n <= 0)
+			break;
+		c->in_len += (size_t)n;
+		total += n;
+	}
+	if (!was_established && lxm_tls_established(c->tls)) {
+		if (!lxm_tls_peer_fingerprint(c->tls, c->peer_fp))
+			c->peer_fp[0] = '\0';
+		log_debug("TLS connection from %s: established, client certificate %s", c->ip,
+			  c->peer_fp[0] ? c->peer_fp : "none");
+	}
+	/* Handshake records (and alerts) go out whatever happened. */
+	k = conn_tls_flush(c, 0, NULL);
+	if (n == -ECONNRESET)
+		return total > 0 ? total : UV_EOF;
+	if (n < 0) {
+		log_info("TLS connection from %s refused: %s", c->ip, lxm_tls_error(c->tls));
+		return n;
+	}
+	if (k < 0)
+		return k;
+	if (total > 0 && !c->current && !c->partial_ms)
+		c->partial_ms = c->active_ms;
+	return total;
+}
+
 static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct lxmd_conn *c = stream->data;
+
+	if (c->tls && nread > 0) {
+		nread = conn_tls_input(c, nread);
+		if (nread == 0)
+			return;
+		if (nread > 0)
+			c->in_len -= (size_t)nread; /* counted again below */
+		else if (nread != UV_EOF) {
+			lxmd_conn_close(c);
+			return;
+		}
+	}
 
 	if (nread == UV_EOF || nread == UV_ECONNRESET) {
 		uv_read_stop(stream);
@@ -852,6 +1002,43 @@ static void conn_start_reading(struct lxmd_conn *c)
 		c->reading = true;
 }
 
+/* Counts the TCP connections from ip. */
+static size_t server_conns_from(struct lxmd_server *s, const char *ip)
+{
+	struct lxmd_conn *c;
+	size_t n = 0;
+
+	TAILQ_FOREACH(c, &s->conns, link)
+	n += streq(c->ip, ip);
+	return n;
+}
+
+/* A new TCP connection: its address, the caps, its TLS session. false: refused (c closes). */
+static bool conn_setup_tcp(struct lxmd_server *s, struct lxmd_conn *c)
+{
+	struct sockaddr_storage sa;
+	int len = sizeof(sa);
+
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) < 0 ||
+	    uv_ip_name((struct sockaddr *)&sa, c->ip, sizeof(c->ip)) < 0)
+		snprintf(c->ip, sizeof(c->ip), "unknown");
+	if (s->n_conns > TCP_MAX_CONNS) {
+		log_warn("HTTPS connection from %s refused: %d connections open already", c->ip,
+			 TCP_MAX_CONNS);
+		return false;
+	}
+	if (server_conns_from(s, c->ip) > TCP_MAX_CONNS_PER_IP) {
+		log_warn("HTTPS connection from %s refused: it has %d connections open already",
+			 c->ip, TCP_MAX_CONNS_PER_IP);
+		return false;
+	}
+	if (lxm_tls_new(s->tls_ctx, true, &c->tls) < 0)
+		return false;
+	c->accepted_ms = c->active_ms = lxm_monotonic_ms();
+	uv_tcp_nodelay(&c->tcp, 1);
+	return true;
+}
+
 static void server_on_connection(uv_stream_t *listener, int status)
 {
 	struct lxmd_server *s = listener->data;
@@ -866,12 +1053,16 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	if (!c)
 		return;
 	c->server = s;
-	uv_pipe_init(s->d->loop, &c->pipe, 0);
+	if (s->tls_ctx)
+		uv_tcp_init(s->d->loop, &c->tcp);
+	else
+		uv_pipe_init(s->d->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	s->handles++;
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->n_conns++;
 	if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0 ||
+	    (s->tls_ctx && !conn_setup_tcp(s, c)) ||
 	    lxm_http_parser_new(&limits, &conn_parser_ops, c, &c->parser) < 0) {
 		lxmd_conn_close(c);
 		return;
@@ -930,6 +1121,16 @@ fail:
 	return r;
 }
 
+static void server_close_conns(uv_timer_t *t)
+{
+	struct lxmd_server *s = t->data;
+	struct lxmd_conn *c;
+
+	while ((c = TAILQ_FIRST(&s->conns)))
+		lxmd_conn_close(c);
+	uv_close((uv_handle_t *)&s->sweep, listener_closed);
+}
+
 void lxmd_server_close(struct lxmd_server *s)
 {
 	struct lxmd_conn *c;
@@ -938,6 +1139,12 @@ void lxmd_server_close(struct lxmd_server *s)
 		return;
 	s->closing = true;
 	uv_close((uv_handle_t *)&s->listener, listener_closed);
+	if (s->tls_ctx) {
+		/* The request that unset the address may be on one of these connections: they
+		 * close once it has been answered, from the loop. */
+		uv_timer_start(&s->sweep, server_close_conns, 0, 0);
+		return;
+	}
 	unlink(s->path);
 	while ((c = TAILQ_FIRST(&s->conns)))
 		lxmd_conn_close(c);
@@ -946,4 +1153,150 @@ void lxmd_server_close(struct lxmd_server *s)
 size_t lxmd_server_connections(const struct lxmd_server *s)
 {
 	return s->n_conns;
+}
+
+/* Closes the TCP connections past a deadline: a handshake that takes too long, headers that
+ * come too slowly (slowloris), a keep-alive connection left idle. Busy ones (a request being
+ * answered, a websocket) have none. */
+static void server_sweep(uv_timer_t *t)
+{
+	struct lxmd_server *s = t->data;
+	uint64_t now = lxm_monotonic_ms();
+	struct lxmd_conn *c, *next;
+
+	for (c = TAILQ_FIRST(&s->conns); c; c = next) {
+		const char *why = NULL;
+
+		next = TAILQ_NEXT(c, link);
+		if (!lxm_tls_established(c->tls)) {
+			if (now - c->accepted_ms > TCP_HANDSHAKE_TIMEOUT)
+				why = "TLS handshake timed out";
+		} else if (c->mode == CONN_WEBSOCKET || c->current || c->queued) {
+			continue;
+		} else if (c->partial_ms) {
+			if (now - c->partial_ms > TCP_HEADER_TIMEOUT)
+				why = "request headers too slow";
+		} else if (now - c->active_ms > TCP_IDLE_TIMEOUT) {
+			why = "idle";
+		}
+		if (!why)
+			continue;
+		log_info("HTTPS connection from %s closed: %s", c->ip, why);
+		lxmd_conn_close(c);
+	}
+}
+
+/* Splits "host:port", "[v6]:port", ":port" or "host" into an address to bind. */
+static int parse_address(const char *address, struct sockaddr_storage *sa, char host[128],
+			 struct lxm_error **err)
+{
+	char buf[128];
+	const char *port = NULL;
+	char *end;
+	long p = 8443;
+
+	if (strlen(address) >= sizeof(buf))
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", address);
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+
+		if (!close || (close[1] && close[1] != ':'))
+			goto bad;
+		*close = '\0';
+		snprintf(host, 128, "%s", buf + 1);
+		if (close[1] == ':')
+			port = close + 2;
+	} else {
+		char *colon = strrchr(buf, ':');
+
+		/* A bare IPv6 address has several colons and no port. */
+		if (colon && strchr(buf, ':') == colon) {
+			*colon = '\0';
+			port = colon + 1;
+		}
+		snprintf(host, 128, "%s", buf);
+	}
+	if (port) {
+		p = strtol(port, &end, 10);
+		if (!*port || *end || p < 1 || p > 65535)
+			goto bad;
+	}
+	if (!*host)
+		snprintf(host, 128, "::");
+	if (uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)sa) == 0 ||
+	    uv_ip4_addr(host, (int)p, (struct sockaddr_in *)sa) == 0)
+		return 0;
+bad:
+	return lxm_error_set(err, -EINVAL, 400,
+			     "HTTPS address '%.64s': expected [IP]:PORT, e.g. ':8443', "
+			     "'127.0.0.1:8443' or '[::]:8443'",
+			     address);
+}
+
+int lxmd_server_new_tcp(struct lxmd *d, const char *address, const char *cert_path,
+			const char *key_path, struct lxmd_server **ret, struct lxm_error **err)
+{
+	struct sockaddr_storage sa = { 0 };
+	struct lxmd_server *s;
+	char host[128];
+	int r;
+
+	if ((r = parse_address(address, &sa, host, err)) < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->d = d;
+	s->path = strdup(address);
+	TAILQ_INIT(&s->conns);
+	r = lxm_tls_server_ctx(cert_path, key_path, &s->tls_ctx, err);
+	if (r < 0) {
+		free(s->path);
+		free(s);
+		return lxm_error_prefix(err, "HTTPS listener on %s", address);
+	}
+	uv_tcp_init(d->loop, &s->tcp_listener);
+	s->tcp_listener.data = s;
+	uv_timer_init(d->loop, &s->sweep);
+	s->sweep.data = s;
+	s->handles = 2;
+
+	r = uv_tcp_bind(&s->tcp_listener, (struct sockaddr *)&sa, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&s->tcp_listener, 128, server_on_connection);
+	if (r < 0) {
+		r = lxm_error_set(err, r, 400, "HTTPS listener on '%s': %s", address,
+				  uv_strerror(r));
+		goto fail;
+	}
+	uv_timer_start(&s->sweep, server_sweep, TCP_SWEEP_INTERVAL, TCP_SWEEP_INTERVAL);
+	log_info("listening for HTTPS on %s", address);
+	*ret = s;
+	return 0;
+fail:
+	s->closing = true;
+	uv_close((uv_handle_t *)&s->tcp_listener, listener_closed);
+	uv_close((uv_handle_t *)&s->sweep, listener_closed);
+	return r;
+}
+
+const char *lxmd_server_address(const struct lxmd_server *s)
+{
+	return s->path;
+}
+
+const char *lxmd_conn_peer_fingerprint(const struct lxmd_conn *c)
+{
+	return c->tls ? c->peer_fp : NULL;
+}
+
+const char *lxmd_conn_peer_address(const struct lxmd_conn *c)
+{
+	return c->tls ? c->ip : "unix socket";
+}
+
+int lxmd_conn_peer_pem(const struct lxmd_conn *c, char **ret)
+{
+	return c->tls ? lxm_tls_peer_pem(c->tls, ret) : -ENOENT;
 }

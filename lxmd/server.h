@@ -25,8 +25,9 @@ struct lxmd_request {
 	const struct lxmd_route *route; /* the matched route */
 	char *args[4];			/* path segments matched by '*' in the route, decoded */
 	bool containers;		/* came through /1.0/containers: answer with its URLs */
-	json_t *body;			/* decoded JSON body (routes that take one), or NULL */
-	bool deferred;			/* the handler answers later (must set on_abort) */
+	bool untrusted; /* a TLS client whose certificate is not in the trust store */
+	json_t *body;	/* decoded JSON body (routes that take one), or NULL */
+	bool deferred;	/* the handler answers later (must set on_abort) */
 	/* Called if the connection goes away before a deferred request is answered: the handler
 	 * drops its reference; the request is freed right after. */
 	void (*on_abort)(struct lxmd_request *r);
@@ -53,6 +54,21 @@ int lxmd_server_new(struct lxmd *d, const char *path, struct lxmd_server **ret,
  * once every handle is closed. */
 void lxmd_server_close(struct lxmd_server *s);
 size_t lxmd_server_connections(const struct lxmd_server *s);
+
+/* The HTTPS listener: TCP on address (":8443", "127.0.0.1:8443", "[::]:8443"), TLS with the
+ * certificate and key, client certificates requested. 400 naming the address and the cause when
+ * it cannot bind. Closed with lxmd_server_close() (which closes its connections too). */
+int lxmd_server_new_tcp(struct lxmd *d, const char *address, const char *cert_path,
+			const char *key_path, struct lxmd_server **ret, struct lxm_error **err);
+/* The address a TCP server listens on (the unix socket's path for the other). */
+const char *lxmd_server_address(const struct lxmd_server *s);
+/* NULL for a unix socket connection; for a TLS one, the client certificate's sha256
+ * fingerprint, "" when it sent none. */
+const char *lxmd_conn_peer_fingerprint(const struct lxmd_conn *c);
+/* The TLS client's certificate as PEM (-ENOENT when it sent none or on the unix socket). */
+int lxmd_conn_peer_pem(const struct lxmd_conn *c, char **ret);
+/* The client's IP address, or "unix socket". */
+const char *lxmd_conn_peer_address(const struct lxmd_conn *c);
 
 /* Answers with a JSON body (stolen). extra: NULL-terminated "Name: value" headers, or NULL. */
 int lxmd_respond_json(struct lxmd_request *r, int status, json_t *body, const char *const *extra);

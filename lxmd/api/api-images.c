@@ -148,6 +148,28 @@ static void aliases_free(struct lxm_db_image_alias **v, size_t n)
 
 /* ---- images ---- */
 
+/* An untrusted client (over HTTPS) sees the public images only; the others do not exist for it,
+ * as in LXD. */
+static bool hidden(const struct lxmd_request *r, const struct lxm_db_image *img)
+{
+	return r->untrusted && !img->public;
+}
+
+/* The same for an alias: hidden unless its image is public. */
+static bool alias_hidden(struct lxmd_request *r, const struct lxm_db_image_alias *a)
+{
+	_cleanup_(lxm_db_image_freep) struct lxm_db_image *img = NULL;
+
+	if (!r->untrusted)
+		return false;
+	return lxm_db_image_get(r->d->db, a->target, &img, NULL) < 0 || !img->public;
+}
+
+static int not_found(const char *what, const char *name, struct lxm_error **err)
+{
+	return lxm_error_set(err, -ENOENT, 404, "%s '%s' not found", what, name);
+}
+
 int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *list = json_array(), *urls = NULL;
@@ -164,7 +186,8 @@ int lxmd_api_images_get(struct lxmd_request *r, struct lxm_error **err)
 	if (k < 0)
 		return k;
 	for (size_t i = 0; i < n; i++)
-		if (json_array_append_new(list, lxmd_image_json(imgs[i])) < 0) {
+		if (!hidden(r, imgs[i]) &&
+		    json_array_append_new(list, lxmd_image_json(imgs[i])) < 0) {
 			images_free(imgs, n);
 			return -ENOMEM;
 		}
@@ -202,6 +225,8 @@ int lxmd_api_image_get(struct lxmd_request *r, struct lxm_error **err)
 	if ((k = image_from_url(r, &fp, err)) < 0 ||
 	    (k = lxm_db_image_get(r->d->db, fp, &img, err)) < 0)
 		return k;
+	if (hidden(r, img))
+		return not_found("image", r->args[0], err);
 	if ((k = image_etag(img, etag)) < 0)
 		return k;
 	j = lxmd_image_json(img);
@@ -348,6 +373,8 @@ int lxmd_api_image_aliases_get(struct lxmd_request *r, struct lxm_error **err)
 		json_t *item;
 		char *url = NULL;
 
+		if (alias_hidden(r, v[i]))
+			continue;
 		if (recursion > 0) {
 			item = alias_json(v[i]);
 		} else {
@@ -422,6 +449,8 @@ int lxmd_api_image_alias_get(struct lxmd_request *r, struct lxm_error **err)
 	if ((k = lxmd_query_project(r, err)) < 0 ||
 	    (k = lxm_db_image_alias_get(r->d->db, r->args[0], &a, err)) < 0)
 		return k;
+	if (alias_hidden(r, a))
+		return not_found("image alias", r->args[0], err);
 	if ((k = alias_etag(a, etag)) < 0)
 		return k;
 	j = alias_json(a);
@@ -809,6 +838,8 @@ int lxmd_api_image_export_get(struct lxmd_request *r, struct lxm_error **err)
 	if ((k = image_from_url(r, &fp, err)) < 0 ||
 	    (k = lxm_db_image_get(r->d->db, fp, &img, err)) < 0)
 		return k;
+	if (hidden(r, img))
+		return not_found("image", r->args[0], err);
 	if ((k = lxmd_image_files(r->d, fp, &meta, &rootfs, err)) < 0)
 		return lxm_error_prefix(err, "export image '%s'", fp);
 	j = calloc(1, sizeof(*j));

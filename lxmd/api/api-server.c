@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "certificates.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
@@ -84,14 +85,36 @@ static void os_release(char name[64], char version[64])
 	}
 }
 
+/* What an untrusted client sees: LXD's ServerUntrusted fields only. */
+static int server_get_untrusted(struct lxmd_request *r)
+{
+	_cleanup_json_ json_t *ext = json_array();
+
+	if (!ext)
+		return -ENOMEM;
+	for (size_t i = 0; i < ARRAY_SIZE(api_extensions); i++)
+		json_array_append_new(ext, json_string(api_extensions[i]));
+	return lxmd_respond_sync(r,
+				 json_pack("{s:O, s:s, s:s, s:s, s:b, s:[s]}", "api_extensions",
+					   ext, "api_status", "stable", "api_version", "1.0",
+					   "auth", "untrusted", "public", false, "auth_methods",
+					   "tls"),
+				 NULL);
+}
+
 int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *ext = json_array(), *config = NULL, *env = NULL, *meta = NULL;
 	_cleanup_free_ char *storage = lxmd_pools_drivers_in_use(r->d);
 	char host[256] = "", osname[64], osver[64], etag[65];
+	_cleanup_free_ char *pem = NULL;
+	char fp[65] = "";
 	struct utsname u;
 	int k;
 
+	if (r->untrusted)
+		return server_get_untrusted(r);
+	lxmd_server_cert_read(r->d, &pem, fp);
 	for (size_t i = 0; i < ARRAY_SIZE(api_extensions); i++)
 		json_array_append_new(ext, json_string(api_extensions[i]));
 	k = lxm_db_config_get_all(r->d->db, &config, err);
@@ -101,14 +124,14 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 	gethostname(host, sizeof(host) - 1);
 	os_release(osname, osver);
 
-	env = json_pack("{s:[], s:[s], s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:s,"
+	env = json_pack("{s:o, s:[s], s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:s,"
 			" s:b, s:s, s:i, s:s, s:s, s:s, s:o}",
-			"addresses", "architectures", u.machine, "certificate", "",
-			"certificate_fingerprint", "", "driver", "lxm", "driver_version",
-			PACKAGE_VERSION, "firewall", "nftables", "kernel", u.sysname,
-			"kernel_features", r->d->kernel_features, "kernel_architecture", u.machine,
-			"kernel_version", u.release, "os_name", osname, "os_version", osver,
-			"project", "default", "server_clustered", false, "server_name", host,
+			"addresses", lxmd_https_addresses(r->d), "architectures", u.machine,
+			"certificate", pem ? pem : "", "certificate_fingerprint", fp, "driver",
+			"lxm", "driver_version", PACKAGE_VERSION, "firewall", "nftables", "kernel",
+			u.sysname, "kernel_features", r->d->kernel_features, "kernel_architecture",
+			u.machine, "kernel_version", u.release, "os_name", osname, "os_version",
+			osver, "project", "default", "server_clustered", false, "server_name", host,
 			"server_pid", (int)getpid(), "server_version", PACKAGE_VERSION, "server",
 			"lxmd", "storage", storage ? storage : "", "storage_supported_drivers",
 			lxmd_pools_supported_drivers(r->d));
@@ -155,6 +178,7 @@ static int server_update(struct lxmd_request *r, bool patch, struct lxm_error **
 {
 	_cleanup_json_ json_t *old = NULL, *config = NULL;
 	json_t *in = NULL;
+	const char *was, *now;
 	char etag[65];
 	int k;
 
@@ -167,9 +191,18 @@ static int server_update(struct lxmd_request *r, bool patch, struct lxm_error **
 		return k;
 	if ((k = lxmd_check_if_match(r, etag, err)) < 0 ||
 	    (k = lxm_json_opt_object(r->body, "config", &in, err)) < 0 ||
-	    (k = lxm_server_config_update(old, in, patch, &config, err)) < 0 ||
-	    (k = store_config(r->d, old, config, err)) < 0)
+	    (k = lxm_server_config_update(old, in, patch, &config, err)) < 0)
 		return lxm_error_prefix(err, "update server config");
+	/* The listener moves first: an address it cannot bind is refused and not stored. */
+	was = lxm_server_config_value(old, LXM_KEY_HTTPS_ADDRESS);
+	now = lxm_server_config_value(config, LXM_KEY_HTTPS_ADDRESS);
+	if (!streq(was, now) && (k = lxmd_https_set(r->d, now, err)) < 0)
+		return lxm_error_prefix(err, "update server config");
+	if ((k = store_config(r->d, old, config, err)) < 0) {
+		if (!streq(was, now))
+			lxmd_https_set(r->d, was, NULL);
+		return lxm_error_prefix(err, "update server config");
+	}
 	lxmd_server_config_changed(r->d, old, config);
 	lxm_events_lifecycle(r->d->events, "config-updated", "/1.0", NULL);
 	return lxmd_respond_sync(r, NULL, NULL);

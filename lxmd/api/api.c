@@ -32,6 +32,13 @@ static const struct lxmd_route routes[] = {
 	    [LXMD_PUT] = lxmd_api_server_put,
 	    [LXMD_PATCH] = lxmd_api_server_patch } },
 	{ "/1.0/events", { [LXMD_GET] = lxmd_api_events_get }, LXMD_ROUTE_WEBSOCKET },
+	{ "/1.0/certificates",
+	  { [LXMD_GET] = lxmd_api_certificates_get, [LXMD_POST] = lxmd_api_certificates_post } },
+	{ "/1.0/certificates/*",
+	  { [LXMD_GET] = lxmd_api_certificate_get,
+	    [LXMD_PUT] = lxmd_api_certificate_put,
+	    [LXMD_PATCH] = lxmd_api_certificate_patch,
+	    [LXMD_DELETE] = lxmd_api_certificate_delete } },
 	{ "/1.0/operations", { [LXMD_GET] = lxmd_api_operations_get } },
 	{ "/1.0/operations/*",
 	  { [LXMD_GET] = lxmd_api_operation_get, [LXMD_DELETE] = lxmd_api_operation_delete } },
@@ -260,6 +267,11 @@ void lxmd_api_handle(struct lxmd_request *r)
 	lxmd_handler_fn fn;
 	int k;
 
+	/* Clients from the network: before anything else, not even a 404 for the untrusted. */
+	if (lxmd_api_check_trust(r, &err) < 0) {
+		lxmd_respond_error(r, err);
+		return;
+	}
 	if (!r->route) {
 		lxm_error_set(&err, -ENOENT, 404, "not found: %s", r->http->path);
 		lxmd_respond_error(r, err);

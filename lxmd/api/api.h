@@ -184,6 +184,16 @@ int lxmd_api_network_post(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_network_delete(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_network_leases_get(struct lxmd_request *r, struct lxm_error **err);
 int lxmd_api_network_state_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificates_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificates_post(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificate_get(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificate_put(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificate_patch(struct lxmd_request *r, struct lxm_error **err);
+int lxmd_api_certificate_delete(struct lxmd_request *r, struct lxm_error **err);
+/* Decides whether r may go on (api-certificates.c): unix socket clients always; TLS clients whose
+ * certificate is in the trust store (read-only ones only for GET); others only for GET / and
+ * /1.0 and POST /1.0/certificates (marked r->untrusted). 403 "not authorized" otherwise. */
+int lxmd_api_check_trust(struct lxmd_request *r, struct lxm_error **err);
 
 /* Snapshots (api-snapshots.c) as the instance code uses them. */
 struct lxmd;

@@ -265,6 +265,20 @@ static const char schema_v8[] =
 	"	UNIQUE (network_forward_id, key)\n"
 	");\n";
 
+/* v9: the trust store of the HTTPS listener: client certificates by sha256 fingerprint; read_only
+ * is lxm's own (LXD 5.0 has only the "client" type): such a client may only read. */
+static const char schema_v9[] =
+	"CREATE TABLE certificates (\n"
+	"	id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	"	fingerprint TEXT NOT NULL UNIQUE,\n"
+	"	type TEXT NOT NULL DEFAULT 'client' CHECK (type IN ('client')),\n"
+	"	name TEXT NOT NULL,\n"
+	"	certificate TEXT NOT NULL,\n"
+	"	restricted INTEGER NOT NULL DEFAULT 0,\n"
+	"	read_only INTEGER NOT NULL DEFAULT 0,\n"
+	"	created_at INTEGER NOT NULL DEFAULT 0\n"
+	");\n";
+
 const struct db_migration db_migrations[] = {
 	{ .version = 1, .what = "instances, profiles and config", .sql = schema_v1 },
 	{ .version = 2, .what = "images and aliases", .sql = schema_v2 },
@@ -274,6 +288,7 @@ const struct db_migration db_migrations[] = {
 	{ .version = 6, .what = "snapshot profiles and size", .sql = schema_v6 },
 	{ .version = 7, .what = "custom volume snapshots", .sql = schema_v7 },
 	{ .version = 8, .what = "network forwards", .sql = schema_v8 },
+	{ .version = 9, .what = "trusted certificates", .sql = schema_v9 },
 };
 
 const int lxm_db_schema_latest = (int)ARRAY_SIZE(db_migrations);

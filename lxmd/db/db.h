@@ -494,3 +494,33 @@ int lxm_db_volume_snapshot_get(struct lxm_db *db, const char *pool, const char *
 /* Deletes a snapshot row; -ENOENT (404) when it does not exist. */
 int lxm_db_volume_snapshot_delete(struct lxm_db *db, const char *pool, const char *volume,
 				  const char *name, struct lxm_error **err);
+
+/* ---- trusted certificates (db-certificates.c) ---- */
+
+struct lxm_db_certificate {
+	char *fingerprint; /* sha256 of the DER, 64 hex digits */
+	char *name;	   /* what the admin calls it */
+	char *type;	   /* "client" */
+	char *certificate; /* PEM */
+	bool restricted;   /* limited to projects (always false: not supported) */
+	bool read_only;	   /* only GET requests are allowed */
+};
+
+void lxm_db_certificate_free(struct lxm_db_certificate *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct lxm_db_certificate *, lxm_db_certificate_free)
+#define _cleanup_db_certificate_ _cleanup_(lxm_db_certificate_freep)
+
+/* The fingerprints of the trusted certificates, sorted; returns the count. */
+int lxm_db_certificate_fingerprints(struct lxm_db *db, char ***ret, struct lxm_error **err);
+/* One certificate by its fingerprint or a unique prefix of it: -ENOENT (404) when none matches,
+ * -EINVAL (400) when several do. */
+int lxm_db_certificate_get(struct lxm_db *db, const char *fp, struct lxm_db_certificate **ret,
+			   struct lxm_error **err);
+/* Adds c; -EEXIST (409) when its fingerprint is trusted already. */
+int lxm_db_certificate_add(struct lxm_db *db, const struct lxm_db_certificate *c,
+			   struct lxm_error **err);
+/* Updates the name, restricted and read_only of certificate c->fingerprint; -ENOENT (404). */
+int lxm_db_certificate_update(struct lxm_db *db, const struct lxm_db_certificate *c,
+			      struct lxm_error **err);
+/* Removes a certificate by its full fingerprint; -ENOENT (404). */
+int lxm_db_certificate_delete(struct lxm_db *db, const char *fp, struct lxm_error **err);

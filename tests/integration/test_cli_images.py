@@ -268,8 +268,8 @@ def test_remotes(lxmd, lxmd_factory, conf):
     failed(lxmd.cli("remote", "add", "other", sock, env=conf, check=False), "already exists")
     failed(lxmd.cli("remote", "add", "b@d", sock, env=conf, check=False), "invalid remote name")
     failed(lxmd.cli("remote", "add", "x:y", sock, env=conf, check=False), "invalid remote name")
-    failed(lxmd.cli("remote", "add", "web", "https://127.0.0.1:8443", env=conf, check=False),
-           "not supported yet")
+    failed(lxmd.cli("remote", "add", "web", "https://127.0.0.1:1", "--accept-certificate",
+                    env=conf, check=False), "web", "cannot connect")
     failed(lxmd.cli("remote", "add", "rel", "unix://relative/sock", env=conf, check=False),
            "absolute")
     # A socket nobody serves is not added.

@@ -75,10 +75,9 @@ def test_cli_refusals_name_key_value_and_suggest(lxmd):
     assert "unknown server config key 'images.auto_update_intervall'" in p.stderr, p.stderr
     assert "did you mean 'images.auto_update_interval'" in p.stderr, p.stderr
 
-    p = lxmd.cli("config", "set", "core.https_address", "127.0.0.1:8443", check=False)
+    p = lxmd.cli("config", "set", "core.https_address", "8443", check=False)
     assert p.returncode != 0
-    assert "core.https_address" in p.stderr and "remote access" in p.stderr, p.stderr
-    assert "HTTPS listener" in p.stderr, p.stderr
+    assert "core.https_address" in p.stderr and "[IP]:PORT" in p.stderr, p.stderr
 
     # Nothing was stored by the refused writes.
     assert server_config(lxmd) == {}
@@ -123,7 +122,7 @@ def test_put_patch_with_etag(lxmd):
     for body, words in (
             ({"images.auto_update_interval": "-3"}, ["images.auto_update_interval", "'-3'"]),
             ({"images.remote_cache_expiri": "3"}, ["did you mean 'images.remote_cache_expiry'"]),
-            ({"core.https_address": ":8443"}, ["core.https_address", "remote access"]),
+            ({"core.https_address": "8443"}, ["core.https_address", "[IP]:PORT"]),
             ({"images.auto_update_cached": ["x"]}, ["images.auto_update_cached", "string"])):
         for method in ("PUT", "PATCH"):
             msg = assert_error_envelope(lxmd.api(method, "/1.0", {"config": body}), 400)

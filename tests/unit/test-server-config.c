@@ -72,9 +72,12 @@ static void test_checks(void)
 	ok(accepted("images.compression_algorithm", "none", msg), "none accepted");
 	ok(!accepted("images.compression_algorithm", "bzip2", msg), "bzip2 refused");
 	ok(strstr(msg, "gzip, xz, zstd, none") != NULL, "choices listed: %s", msg);
-	ok(!accepted("core.https_address", ":8443", msg), "core.https_address refused");
-	ok(strstr(msg, "remote access") && strstr(msg, "core.https_address"),
-	   "refusal says why: %s", msg);
+	ok(accepted("core.https_address", ":8443", msg), "core.https_address :8443 accepted");
+	ok(accepted("core.https_address", "[::]:8443", msg),
+	   "core.https_address [::]:8443 accepted");
+	ok(!accepted("core.https_address", "8443", msg), "core.https_address without ':' refused");
+	ok(strstr(msg, "[IP]:PORT") && strstr(msg, "core.https_address"),
+	   "refusal says what is expected: %s", msg);
 	ok(accepted("core.https_address", "", msg), "unsetting core.https_address is fine");
 	ok(!accepted("images.auto_update_intreval", "12", msg), "misspelt key refused");
 	ok(strstr(msg, "'images.auto_update_intreval'") &&
