@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -389,22 +388,18 @@ static void stop_forwarder(const char *instance, const char *pidfile)
 /* Reads the forwarder's report line from fd: "ready" or "error MESSAGE". */
 static int read_report(int fd, char *buf, size_t size)
 {
-	struct timespec start, now;
+	uint64_t deadline = lxm_monotonic_ms() + PROXY_READY_TIMEOUT_MS;
 	size_t len = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long left;
+		uint64_t now = lxm_monotonic_ms();
 		ssize_t n;
 		int k;
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = PROXY_READY_TIMEOUT_MS - ((now.tv_sec - start.tv_sec) * 1000 +
-						 (now.tv_nsec - start.tv_nsec) / 1000000);
-		if (left <= 0)
+		if (now >= deadline)
 			return -ETIMEDOUT;
-		k = poll(&pfd, 1, (int)left);
+		k = poll(&pfd, 1, (int)(deadline - now));
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)

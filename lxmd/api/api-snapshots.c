@@ -298,6 +298,7 @@ struct snap_job {
 	bool busy;		      /* holds the instance's busy mark */
 	bool scheduled;		      /* the scheduler's: expired snapshots are looked for after */
 	bool restart;		      /* restore: it ran; stopped first, started again after */
+	bool starting;		      /* restore: the start after the files is under way */
 	int result;		      /* 0 or -errno, set by the worker */
 	struct lxm_error *err;	      /* the worker's error */
 };
@@ -923,6 +924,7 @@ static int restore_step(struct snap_job *j, const char *action, struct lxm_error
 		lxm_operation_finish(sub, copy);
 		return lxm_error_prefix(err, "%s '%s'", action, name);
 	}
+	j->starting = streq(action, "start");
 	k = lxm_operation_wait(sub, -1, restore_step_done, j, NULL);
 	if (k < 0)
 		return lxm_error_setx(err, k, 500, "%s '%s': wait for it", action, name);
@@ -950,18 +952,17 @@ static void restore_step_done(struct lxm_operation *sub, bool timed_out, void *d
 	struct snap_job *j = data;
 	_cleanup_json_ json_t *o = NULL;
 	struct lxm_error *err = NULL;
-	bool started;
 
 	if (!sub)
 		return; /* the operations are being torn down */
 	o = lxm_operation_to_json(sub);
-	started = strstr(json_string_value(json_object_get(o, "description")), "Starting") != NULL;
 	if (lxm_operation_status(sub) != 200) {
 		lxm_error_set(&err, -EIO, 500, "restore '%s' from snapshot '%s': %s: %s",
-			      j->s->instance, j->s->name, started ? "start it again" : "stop it",
+			      j->s->instance, j->s->name,
+			      j->starting ? "start it again" : "stop it",
 			      json_string_value(json_object_get(o, "err")));
 		job_finish(j, err);
-	} else if (started) {
+	} else if (j->starting) {
 		job_finish(j, NULL);
 	} else if (restore_files(j, &err) < 0) {
 		job_finish(j, err);

@@ -9,17 +9,13 @@ import fcntl
 import hashlib
 import json
 import os
-import pty
-import select
-import signal
 import struct
 import termios
-import time
 
 import yaml
 
 from conftest import need_lxc
-from lxmtest import assert_sync, wait_for
+from lxmtest import assert_sync, run_under_pty, wait_for
 
 pytestmark = need_lxc()
 
@@ -98,46 +94,6 @@ def test_exec_exit_code_streams_and_stdin(lxc, names):
     assert p.returncode == 127, p
 
 
-def run_under_pty(env, argv, steps, rows=33, cols=101, timeout=40):
-    """Runs argv under a pty of cols x rows. steps: (text to wait for, action) where action is
-    bytes to type or a callable given the master fd. Returns (wait status or None when it had
-    to be killed, everything it wrote)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execvpe(argv[0], argv, env)
-        finally:
-            os._exit(99)
-    out, status = b"", None
-    steps = list(steps)
-    deadline = time.monotonic() + timeout
-    try:
-        while status is None and time.monotonic() < deadline:
-            while steps and steps[0][0].encode() in out:
-                action = steps.pop(0)[1]
-                if callable(action):
-                    action(fd)
-                else:
-                    os.write(fd, action)
-                time.sleep(0.2)
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                try:
-                    out += os.read(fd, 65536)
-                except OSError:
-                    pass  # EIO: the child is gone
-            done, st = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = st
-    finally:
-        if status is None:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
-    return status, out.decode(errors="replace")
-
-
 def test_exec_interactive_shell_with_resize(lxc, names):
     name = names()
     launch(lxc, name)
@@ -147,13 +103,13 @@ def test_exec_interactive_shell_with_resize(lxc, names):
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
 
     # The shell computes each marker, so the echo of a typed line never counts as the answer.
-    status, text = run_under_pty(dict(lxc.env, TERM="xterm"), ["lxc", "exec", name, "--", "sh"], [
+    status, text = run_under_pty(["lxc", "exec", name, "--", "sh"], [
         ("# ", b"echo tty-$(tty | cut -c1-8)-$((6*7))\r"),
         ("tty-/dev/pts-42", b"echo size-$(stty size | tr ' ' x)\r"),
         ("size-33x101", resize),
         ("size-33x101", b"echo size-$(stty size | tr ' ' x)\r"),
         ("size-40x120", b"exit 5\r"),
-    ])
+    ], dict(lxc.env, TERM="xterm"))
     assert status is not None, "lxc exec did not end:\n" + text
     assert "tty-/dev/pts-42" in text and "size-33x101" in text and "size-40x120" in text, text
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 5, (status, text)

@@ -77,13 +77,16 @@ def lxmd(lxmd_factory):
 
 @pytest.fixture
 def launched(lxmd):
-    """Launches busybox containers by name (with optional config keys); force-deletes them at the
-    end and checks that no cgroup and no directory of theirs is left."""
+    """Launches busybox containers by name (with optional config keys and profiles after default);
+    force-deletes them at the end and checks that no cgroup and no directory of theirs is left."""
     names = []
 
-    def launch(name=None, config=None):
+    def launch(name=None, config=None, profiles=None):
         name = name or lxmtest.unique("c")
         args = ["launch", "busybox", name]
+        # Given profiles come after default, in order.
+        for p in ["default"] + profiles if profiles else []:
+            args += ["-p", p]
         for k, v in (config or {}).items():
             args += ["-c", "%s=%s" % (k, v)]
         names.append(name)

@@ -6,19 +6,24 @@ Every daemon lives under a fresh /tmp/lxm-it-XXXX directory and is stopped (and 
 owner; nothing here touches the host's /var/lib/lxm.
 """
 
-import errno
 import contextlib
 import ctypes
+import errno
+import fcntl
 import hashlib
 import http.client
 import json
 import os
+import pty
 import re
 import shutil
+import select
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import uuid
@@ -870,3 +875,50 @@ def made_fixture(daemon="lxmd"):
                 d.cli("delete", "-f", n, check=False)
 
     return made
+
+
+def run_under_pty(argv, steps, env, rows=33, cols=101, timeout=40, retry_enter=False):
+    """Runs argv (with environment env) under a pty of cols x rows. steps: (text to wait for,
+    action) where action is bytes to type or a callable given the master fd. With retry_enter,
+    an Enter (b"\\r") is typed again while the next text does not come, for clients that may
+    drop keys typed while they set up their terminal. Returns (wait status or None when it had
+    to be killed, everything it wrote)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(99)
+    out, status = b"", None
+    steps = list(steps)
+    deadline = time.monotonic() + timeout
+    last, last_at = None, 0.0
+    try:
+        while status is None and time.monotonic() < deadline:
+            while steps and steps[0][0].encode() in out:
+                last, last_at = steps.pop(0)[1], time.monotonic()
+                if callable(last):
+                    last(fd)
+                else:
+                    os.write(fd, last)
+                # Keys arrive as separate reads, as typed (lxc looks at one key per read).
+                time.sleep(0.2)
+            if retry_enter and last == b"\r" and time.monotonic() - last_at > 2:
+                last_at = time.monotonic()
+                os.write(fd, last)
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    pass  # EIO: the child is gone
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    return status, out.decode(errors="replace")

@@ -6,21 +6,16 @@ the console); the others launch the busybox image in a private lxmd, whose initt
 the console. Every test removes what it made (containers force-deleted, cgroups checked).
 """
 
-import fcntl
 import json
 import os
-import pty
-import select
 import shutil
-import signal
 import socket
-import struct
 import subprocess
-import termios
 import time
 
 import pytest
 
+import lxmtest
 from lxmtest import assert_async, assert_error_envelope, assert_sync, wait_for, ws_close, ws_connect
 from test_monitor import make_container  # noqa: F401 (a fixture)
 
@@ -364,50 +359,11 @@ def test_console_log_survives_stop_and_can_be_cleared(lxmd, launched):
 
 
 def run_cli_under_pty(lxmd, args, steps, timeout=30, argv0=None, env=None, retry_enter=False):
-    """Runs lxm (or argv0) under a pty of 101x33; steps is a list of (text to wait for, bytes to
-    type then). With retry_enter, an Enter (b"\\r") is typed again while the next text does not
-    come, for clients that may drop keys typed while they set up their terminal (lxm must not).
-    Returns (wait status or None when it had to be killed, everything it wrote)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.clear()
-        os.environ.update(env or lxmd.cli_env())
-        os.environ["TERM"] = "xterm"
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-            prog = argv0 or lxmd.lxm_bin
-            os.execvp(prog, [prog] + list(args))
-        finally:
-            os._exit(99)
-    out, status = b"", None
-    steps = list(steps)
-    deadline = time.monotonic() + timeout
-    last, last_at = None, 0.0
-    try:
-        while status is None and time.monotonic() < deadline:
-            while steps and steps[0][0].encode() in out:
-                last, last_at = steps.pop(0)[1], time.monotonic()
-                os.write(fd, last)
-                # Keys arrive as separate reads, as typed (lxc looks at one key per read).
-                time.sleep(0.2)
-            if retry_enter and last == b"\r" and time.monotonic() - last_at > 2:
-                last_at = time.monotonic()
-                os.write(fd, last)
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                try:
-                    out += os.read(fd, 65536)
-                except OSError:
-                    pass  # EIO: the child is gone
-            done, st = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = st
-    finally:
-        if status is None:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
-    return status, out.decode(errors="replace")
+    """Runs lxm (or argv0) under a pty of 101x33 (lxmtest.run_under_pty); steps is a list of
+    (text to wait for, bytes to type then)."""
+    env = dict(env or lxmd.cli_env(), TERM="xterm")
+    return lxmtest.run_under_pty([argv0 or lxmd.lxm_bin] + list(args), steps, env,
+                                 timeout=timeout, retry_enter=retry_enter)
 
 
 def test_cli_attach_type_and_detach(lxmd, launched):

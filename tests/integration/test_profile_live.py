@@ -25,26 +25,10 @@ pytestmark = pytest.mark.skipif(not os.access(BUSYBOX, os.X_OK),
 
 
 @pytest.fixture
-def containers(lxmd):
-    """Launches busybox containers with profiles default + the given ones (and config keys);
-    force-deletes them at the end and checks that nothing of theirs is left."""
-    names = []
-
-    def launch(profiles, config=None):
-        name = unique("c")
-        args = ["launch", "busybox", name, "-p", "default"]
-        for p in profiles:
-            args += ["-p", p]
-        for k, v in (config or {}).items():
-            args += ["-c", "%s=%s" % (k, v)]
-        names.append(name)
-        lxmd.cli(*args, timeout=120)
-        return name
-
-    yield launch
-    for name in names:
-        lxmd.cli("delete", "-f", name, check=False)
-        assert cgroup_dirs(name) == [], "cgroups of %s left behind" % name
+def containers(launched):
+    """Launches busybox containers with profiles default + the given ones (and config keys),
+    through conftest's launched (which checks that nothing of theirs is left)."""
+    return lambda profiles, config=None: launched(config=config, profiles=profiles)
 
 
 @pytest.fixture
