@@ -59,6 +59,14 @@ int lxm_tlsc_fingerprint_pem(const char *pem, size_t len, char ret[65]);
 /* The base64 of a PEM certificate's DER, as LXD's POST /1.0/certificates takes it. */
 int lxm_tlsc_pem_to_base64_der(const char *pem, size_t len, char **ret);
 
+/* Makes a self-signed EC P-384 certificate valid for ten years, O lxm and CN cn, with the
+ * n_exts X509v3 extensions exts ({name, value} in OpenSSL's config syntax, e.g.
+ * {"subjectAltName", "DNS:x,IP:1.2.3.4"}), and writes the key (mode 0600) and the certificate as
+ * PEM, each atomically. On failure -errno, *ret_step names the step and OpenSSL's error queue
+ * says why (the caller clears it). */
+int lxm_tlsc_cert_generate(const char *cert_path, const char *key_path, const char *cn,
+			   const char *exts[][2], size_t n_exts, const char **ret_step);
+
 /* DIR/client.crt and DIR/client.key, a self-signed EC P-384 certificate and its key (mode 0600),
  * made when either is missing (DIR is created 0700). *ret_created says whether they were made. */
 int lxm_tlsc_client_cert_ensure(const char *dir, char **ret_cert, char **ret_key, bool *ret_created,

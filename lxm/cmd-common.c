@@ -588,7 +588,8 @@ int lxm_cli_string_map(const json_t *in, const char *what, json_t **ret, struct 
 
 /* ---- editing ---- */
 
-static int read_fd(int fd, char **ret, size_t *ret_len)
+/* Reads standard input, which lxm_read_file cannot open by name when it is a socket. */
+static int read_stdin(char **ret, size_t *ret_len)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -604,7 +605,7 @@ static int read_fd(int fd, char **ret, size_t *ret_len)
 			buf = grown;
 			cap += 65536;
 		}
-		n = read(fd, buf + len, cap - len - 1);
+		n = read(STDIN_FILENO, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -704,7 +705,6 @@ static int edit_in_editor(const char *header, const char *text, lxm_cli_edit_che
 	for (;;) {
 		_cleanup_error_ struct lxm_error *perr = NULL;
 		_cleanup_free_ char *buf = NULL;
-		_cleanup_close_ int rfd = -1;
 		char answer[64];
 		size_t len;
 		int r;
@@ -712,9 +712,9 @@ static int edit_in_editor(const char *header, const char *text, lxm_cli_edit_che
 		r = run_editor(path, err);
 		if (r < 0)
 			return r;
-		rfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (rfd < 0 || read_fd(rfd, &buf, &len) < 0)
-			return lxm_error_setx(err, -errno, 500, "read back %s", path);
+		r = lxm_read_file(path, &buf, &len);
+		if (r < 0)
+			return lxm_error_setx(err, r, 500, "read back %s", path);
 		r = parse_and_check(buf, len, check, userdata, ret, &perr);
 		if (r >= 0)
 			return 0;
@@ -731,13 +731,13 @@ int lxm_cli_edit_yaml(const char *header, const char *text, lxm_cli_edit_check_f
 		      void *userdata, json_t **ret, struct lxm_error **err)
 {
 	_cleanup_free_ char *buf = NULL;
-	size_t len;
+	size_t len = 0;
 	int r;
 
 	if (isatty(STDIN_FILENO))
 		return edit_in_editor(header, text, check, userdata, ret, err);
 
-	r = read_fd(STDIN_FILENO, &buf, &len);
+	r = read_stdin(&buf, &len);
 	if (r < 0)
 		return lxm_error_setx(err, r, 500, "read standard input");
 	r = parse_and_check(buf, len, check, userdata, ret, err);

@@ -151,7 +151,7 @@ static int remote_add(int argc, char **argv, struct lxm_error **err)
 		{ "token", required_argument, NULL, 't' },
 		{},
 	};
-	struct lxm_tlsc_token tok = {};
+	_cleanup_(lxm_tlsc_token_done) struct lxm_tlsc_token tok = {};
 	_cleanup_free_ char *url = NULL;
 	const char *token = NULL;
 	bool accept = false;
@@ -219,29 +219,20 @@ static int remote_add(int argc, char **argv, struct lxm_error **err)
 			     lxm_tlsc_probe(host, port, 3000) >= 0))
 				break;
 		}
-	} else if (token) {
-		r = lxm_tlsc_token_decode(token, &tok);
-		if (r < 0) {
-			lxm_tlsc_token_done(&tok);
+	} else {
+		if (token && lxm_tlsc_token_decode(token, &tok) < 0)
 			return lxm_error_set(err, -EINVAL, 400, "%s: --token: not a valid token",
 					     cmd);
-		}
-		url = strdup(addr);
-	} else {
 		url = strdup(addr);
 	}
-	if (!url) {
-		lxm_tlsc_token_done(&tok);
+	if (!url)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-	}
 	/* A bare host is an https server on LXD's port, as for lxc. */
 	if (protocol == LXM_REMOTE_LXD && !strstr(url, "://")) {
 		char *u;
 
-		if (asprintf(&u, "https://%s", url) < 0) {
-			lxm_tlsc_token_done(&tok);
+		if (asprintf(&u, "https://%s", url) < 0)
 			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
-		}
 		free(url);
 		url = u;
 	}
@@ -249,19 +240,15 @@ static int remote_add(int argc, char **argv, struct lxm_error **err)
 	r = lxm_remotes_load(&rs, err);
 	if (r >= 0)
 		r = lxm_remotes_add(rs, name, addr, protocol, public, ca, err);
-	if (r < 0) {
-		lxm_tlsc_token_done(&tok);
+	if (r < 0)
 		return lxm_error_prefix(err, "%s", cmd);
-	}
 	if (protocol == LXM_REMOTE_LXD && startswith(addr, "https://")) {
-		r = add_https(rs, cmd, name, addr, token, tok.fingerprint ? tok.fingerprint : NULL,
-			      tok.client_name, accept, public, err);
-		lxm_tlsc_token_done(&tok);
+		r = add_https(rs, cmd, name, addr, token, tok.fingerprint, tok.client_name, accept,
+			      public, err);
 		if (r < 0)
 			return r;
 		return lxm_remotes_save(rs, err);
 	}
-	lxm_tlsc_token_done(&tok);
 	if (token)
 		return lxm_error_set(err, -EINVAL, 400, "%s: --token is for https:// remotes", cmd);
 	/* Like lxc: a server that does not answer is not added. Image servers are reached over
@@ -326,19 +313,46 @@ static int remote_list(int argc, char **argv, struct lxm_error **err)
 	return lxm_cli_print_list(cmd, all, t, fmt, err);
 }
 
-/* remove NAME and rename OLD NEW: a change of the remotes file. */
-static int change_remotes(int argc, char **argv, bool rename, struct lxm_error **err)
+/* The commands that change the remotes file. */
+enum remotes_change {
+	CHANGE_REMOVE,
+	CHANGE_RENAME,
+	CHANGE_SET_URL,
+	CHANGE_SWITCH,
+};
+
+/* remove NAME, rename OLD NEW, set-url NAME URL and switch NAME: a change of the remotes file. */
+static int change_remotes(int argc, char **argv, enum remotes_change change, struct lxm_error **err)
 {
+	static const char *const wanted[] = {
+		[CHANGE_REMOVE] = "a remote NAME",
+		[CHANGE_RENAME] = "OLD and NEW remote names",
+		[CHANGE_SET_URL] = "a remote NAME and its new URL",
+		[CHANGE_SWITCH] = "a remote NAME",
+	};
 	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
+	int n = change == CHANGE_RENAME || change == CHANGE_SET_URL ? 2 : 1;
 	int r;
 
-	r = lxm_cli_nargs(argv[0], argc - 1, rename ? 2 : 1, rename ? 2 : 1,
-			  rename ? "OLD and NEW remote names" : "a remote NAME", err);
+	r = lxm_cli_nargs(argv[0], argc - 1, n, n, wanted[change], err);
 	if (r >= 0)
 		r = lxm_remotes_load(&rs, err);
-	if (r >= 0)
-		r = rename ? lxm_remotes_rename(rs, argv[1], argv[2], err)
-			   : lxm_remotes_remove(rs, argv[1], err);
+	if (r < 0)
+		return r;
+	switch (change) {
+	case CHANGE_REMOVE:
+		r = lxm_remotes_remove(rs, argv[1], err);
+		break;
+	case CHANGE_RENAME:
+		r = lxm_remotes_rename(rs, argv[1], argv[2], err);
+		break;
+	case CHANGE_SET_URL:
+		r = lxm_remotes_set_url(rs, argv[1], argv[2], err);
+		break;
+	case CHANGE_SWITCH:
+		r = lxm_remotes_switch(rs, argv[1], err);
+		break;
+	}
 	if (r < 0)
 		return r;
 	return lxm_remotes_save(rs, err);
@@ -346,42 +360,22 @@ static int change_remotes(int argc, char **argv, bool rename, struct lxm_error *
 
 static int remote_remove(int argc, char **argv, struct lxm_error **err)
 {
-	return change_remotes(argc, argv, false, err);
+	return change_remotes(argc, argv, CHANGE_REMOVE, err);
 }
 
 static int remote_rename(int argc, char **argv, struct lxm_error **err)
 {
-	return change_remotes(argc, argv, true, err);
+	return change_remotes(argc, argv, CHANGE_RENAME, err);
 }
 
 static int remote_set_url(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
-	int r;
-
-	r = lxm_cli_nargs(argv[0], argc - 1, 2, 2, "a remote NAME and its new URL", err);
-	if (r >= 0)
-		r = lxm_remotes_load(&rs, err);
-	if (r >= 0)
-		r = lxm_remotes_set_url(rs, argv[1], argv[2], err);
-	if (r < 0)
-		return r;
-	return lxm_remotes_save(rs, err);
+	return change_remotes(argc, argv, CHANGE_SET_URL, err);
 }
 
 static int remote_switch(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_remotes_ struct lxm_remotes *rs = NULL;
-	int r;
-
-	r = lxm_cli_nargs(argv[0], argc - 1, 1, 1, "a remote NAME", err);
-	if (r >= 0)
-		r = lxm_remotes_load(&rs, err);
-	if (r >= 0)
-		r = lxm_remotes_switch(rs, argv[1], err);
-	if (r < 0)
-		return r;
-	return lxm_remotes_save(rs, err);
+	return change_remotes(argc, argv, CHANGE_SWITCH, err);
 }
 
 static int remote_get_default(int argc, char **argv, struct lxm_error **err)

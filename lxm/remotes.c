@@ -407,6 +407,18 @@ static struct lxm_remote *find_mutable(struct lxm_remotes *rs, const char *name,
 	return r;
 }
 
+/* Replaces *p by a copy of s; *p stays as it was when out of memory. */
+static int set_string(char **p, const char *s)
+{
+	char *copy = strdup(s);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*p);
+	*p = copy;
+	return 0;
+}
+
 int lxm_remotes_remove(struct lxm_remotes *rs, const char *name, struct lxm_error **err)
 {
 	struct lxm_remote *r = find_mutable(rs, name, "remove", err);
@@ -422,12 +434,8 @@ int lxm_remotes_remove(struct lxm_remotes *rs, const char *name, struct lxm_erro
 			return lxm_error_setx(err, -errno, 500, "remove remote '%s': remove %s",
 					      name, crt);
 	}
-	if (streq(rs->current, name)) {
-		free(rs->current);
-		rs->current = strdup("local");
-		if (!rs->current)
-			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	}
+	if (streq(rs->current, name) && set_string(&rs->current, "local") < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "remove remote '%s': out of memory", name);
 	remote_done(r);
 	memmove(&rs->v[i], &rs->v[i + 1], (rs->n - i - 1) * sizeof(*rs->v));
 	rs->n--;
@@ -465,9 +473,9 @@ int lxm_remotes_rename(struct lxm_remotes *rs, const char *from, const char *to,
 					      from, a);
 		}
 	}
-	if (streq(rs->current, from)) {
-		free(rs->current);
-		rs->current = strdup(to);
+	if (streq(rs->current, from) && set_string(&rs->current, to) < 0) {
+		free(name);
+		return lxm_error_set(err, -ENOMEM, 500, "rename remote '%s': out of memory", from);
 	}
 	free(r->name);
 	r->name = name;
@@ -552,7 +560,6 @@ int lxm_remotes_set_url(struct lxm_remotes *rs, const char *name, const char *ad
 			struct lxm_error **err)
 {
 	struct lxm_remote *r = find_mutable(rs, name, "set-url of", err);
-	char *copy;
 	int k;
 
 	if (!r)
@@ -565,18 +572,15 @@ int lxm_remotes_set_url(struct lxm_remotes *rs, const char *name, const char *ad
 				     "remote '%s': set-url cannot change between unix:// and "
 				     "https://; remove and add the remote instead",
 				     name);
-	copy = strdup(addr);
-	if (!copy)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	free(r->addr);
-	r->addr = copy;
+	if (set_string(&r->addr, addr) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "set-url of remote '%s': out of memory",
+				     name);
 	return 0;
 }
 
 int lxm_remotes_switch(struct lxm_remotes *rs, const char *name, struct lxm_error **err)
 {
 	const struct lxm_remote *r = lxm_remotes_find(rs, name);
-	char *copy;
 
 	if (!r)
 		return lxm_error_set(err, -ENOENT, 404, "switch to remote '%s': no such remote",
@@ -586,11 +590,9 @@ int lxm_remotes_switch(struct lxm_remotes *rs, const char *name, struct lxm_erro
 				     "switch to remote '%s': it is an image server, not an lxd "
 				     "remote",
 				     name);
-	copy = strdup(name);
-	if (!copy)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	free(rs->current);
-	rs->current = copy;
+	if (set_string(&rs->current, name) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "switch to remote '%s': out of memory",
+				     name);
 	return 0;
 }
 

@@ -2,14 +2,11 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/bio.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,86 +22,27 @@
 #include "json.h"
 #include "log.h"
 #include "server.h"
+#include "tls-client.h"
 #include "tls.h"
 #include "util.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free)
-
-/* Writes a PEM file through fn with mode. */
-static int write_pem(const char *path, mode_t mode, int (*fn)(FILE *f, void *obj), void *obj,
-		     struct lxm_error **err)
-{
-	_cleanup_free_ char *tmp = NULL;
-	char buf[160];
-	FILE *f;
-	int fd;
-
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
-		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return lxm_error_setx(err, -errno, 500, "write %s", tmp);
-	f = fdopen(fd, "w");
-	if (!f) {
-		close(fd);
-		return lxm_error_setx(err, -errno, 500, "write %s", tmp);
-	}
-	if (!fn(f, obj)) {
-		fclose(f);
-		unlink(tmp);
-		return lxm_error_set(err, -EIO, 500, "write %s: %s", tmp, lxm_tls_reason(buf));
-	}
-	if (fclose(f) != 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		return lxm_error_setx(err, -errno, 500, "write %s", path);
-	}
-	return 0;
-}
-
-static int write_key(FILE *f, void *obj)
-{
-	return PEM_write_PrivateKey(f, obj, NULL, NULL, 0, NULL, NULL);
-}
-
-static int write_cert(FILE *f, void *obj)
-{
-	return PEM_write_X509(f, obj);
-}
 
 int lxm_cert_generate(const char *cert_path, const char *key_path, const char *cn,
 		      const char *const *sans, struct lxm_error **err)
 {
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = EVP_EC_gen("P-384");
-	_cleanup_(X509_freep) X509 *x = X509_new();
 	_cleanup_free_ char *san = NULL;
-	X509_NAME *name;
-	X509V3_CTX v3;
-	unsigned char serial[16];
-	BIGNUM *bn;
+	const char *exts[][2] = {
+		{ "basicConstraints", "critical,CA:FALSE" },
+		{ "keyUsage", "critical,digitalSignature" },
+		{ "extendedKeyUsage", "serverAuth" },
+		{ "subjectAltName", NULL },
+	};
+	const char *step;
 	char buf[160];
 	int k;
 
-	if (!key || !x)
-		return lxm_error_set(err, -ENOMEM, 500, "generate server certificate: %s",
-				     lxm_tls_reason(buf));
-	if (RAND_bytes(serial, sizeof(serial)) != 1)
-		return lxm_error_set(err, -EIO, 500, "generate server certificate: serial: %s",
-				     lxm_tls_reason(buf));
-	serial[0] &= 0x7f;
-	bn = BN_bin2bn(serial, sizeof(serial), NULL);
-	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-	BN_free(bn);
-	X509_set_version(x, 2);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 86400);
-	X509_set_pubkey(x, key);
-	name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"lxm", -1, -1,
-				   0);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(x, name);
 	for (size_t i = 0; sans && sans[i]; i++) {
 		char *n = NULL;
 
@@ -113,35 +51,14 @@ int lxm_cert_generate(const char *cert_path, const char *key_path, const char *c
 		free(san);
 		san = n;
 	}
-	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-	{
-		const char *exts[][2] = {
-			{ "basicConstraints", "critical,CA:FALSE" },
-			{ "keyUsage", "critical,digitalSignature" },
-			{ "extendedKeyUsage", "serverAuth" },
-			{ "subjectAltName", san },
-		};
-
-		for (size_t i = 0; i < ARRAY_SIZE(exts); i++) {
-			X509_EXTENSION *e;
-
-			if (!exts[i][1])
-				continue;
-			e = X509V3_EXT_conf(NULL, &v3, exts[i][0], exts[i][1]);
-			if (!e)
-				return lxm_error_set(err, -EINVAL, 500,
-						     "generate server certificate: %s '%s': %s",
-						     exts[i][0], exts[i][1], lxm_tls_reason(buf));
-			X509_add_ext(x, e, -1);
-			X509_EXTENSION_free(e);
-		}
-	}
-	if (!X509_sign(x, key, EVP_sha384()))
-		return lxm_error_set(err, -EIO, 500, "generate server certificate: sign: %s",
-				     lxm_tls_reason(buf));
-	if ((k = write_pem(key_path, 0600, write_key, key, err)) < 0 ||
-	    (k = write_pem(cert_path, 0644, write_cert, x, err)) < 0)
-		return lxm_error_prefix(err, "generate server certificate");
+	exts[3][1] = san;
+	k = lxm_tlsc_cert_generate(cert_path, key_path, cn, exts, san ? 4 : 3, &step);
+	if (k < 0 && ERR_peek_error())
+		return lxm_error_set(err, k, 500, "generate server certificate %s: %s: %s",
+				     cert_path, step, lxm_tls_reason(buf));
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "generate server certificate %s: %s", cert_path,
+				      step);
 	return 0;
 }
 
@@ -255,7 +172,7 @@ int lxm_cert_parse(const char *input, char **ret_pem, char ret_fp[65], char **re
 	if (!x)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "certificate: not a PEM certificate nor base64 of a DER one");
-	if (lxm_tls_cert_fingerprint(x, ret_fp) < 0)
+	if (lxm_tlsc_fingerprint(x, ret_fp) < 0)
 		return lxm_error_set(err, -EINVAL, 400, "certificate: cannot compute fingerprint");
 	out = BIO_new(BIO_s_mem());
 	if (!out || !PEM_write_bio_X509(out, x))

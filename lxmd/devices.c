@@ -14,6 +14,20 @@
 #include "unixdev.h"
 #include "util.h"
 
+int lxmd_device_bool(const char *v)
+{
+	static const char *const yes[] = { "true", "1", "yes", "on" };
+	static const char *const no[] = { "false", "0", "no", "off" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
+		if (streq(v, yes[i]))
+			return 1;
+	for (size_t i = 0; i < ARRAY_SIZE(no); i++)
+		if (streq(v, no[i]))
+			return 0;
+	return -EINVAL;
+}
+
 static const char *str(const json_t *dev, const char *key)
 {
 	return json_string_value(json_object_get(dev, key));

@@ -38,6 +38,10 @@ struct lxmd_device_type {
 	int (*validate)(const char *name, const json_t *dev, struct lxm_error **err);
 };
 
+/* LXD's boolean words for a device key: 1 for true, 1, yes or on, 0 for false, 0, no or off,
+ * -EINVAL for anything else. */
+int lxmd_device_bool(const char *v);
+
 /* The entry for type, or NULL when lxm does not implement it. */
 const struct lxmd_device_type *lxmd_device_type_find(const char *type);
 

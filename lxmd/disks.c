@@ -12,6 +12,7 @@
 #include "container/spec.h"
 #include "daemon.h"
 #include "db/db.h"
+#include "devices.h"
 #include "disks.h"
 #include "child.h"
 #include "instance.h"
@@ -21,21 +22,6 @@
 #include "pools.h"
 #include "storage/storage.h"
 #include "util.h"
-
-/* LXD's boolean words. 1 true, 0 false, -EINVAL otherwise. */
-static int parse_bool(const char *v)
-{
-	static const char *const yes[] = { "true", "1", "yes", "on" };
-	static const char *const no[] = { "false", "0", "no", "off", "" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
-		if (streq(v, yes[i]))
-			return 1;
-	for (size_t i = 0; i < ARRAY_SIZE(no); i++)
-		if (streq(v, no[i]))
-			return 0;
-	return -EINVAL;
-}
 
 static const char *str(const json_t *dev, const char *key)
 {
@@ -81,7 +67,8 @@ int lxmd_disk_parse(const char *name, const json_t *dev, struct lxmd_disk *ret,
 				     "without '.' or '..' (or a custom volume with pool=)",
 				     name, k.source);
 	if (ro) {
-		b = parse_bool(ro);
+		/* An empty readonly= counts as false. */
+		b = *ro ? lxmd_device_bool(ro) : 0;
 		if (b < 0)
 			return lxm_error_set(err, -EINVAL, 400,
 					     "disk device '%s': readonly=%s: expected true or "

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "tls-client.h"
 #include "tls.h"
 
 struct lxm_tls {
@@ -193,18 +194,6 @@ bool lxm_tls_established(const struct lxm_tls *t)
 	return SSL_is_init_finished(t->ssl);
 }
 
-int lxm_tls_cert_fingerprint(X509 *cert, char ret[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
-
-	if (X509_digest(cert, EVP_sha256(), md, &len) != 1 || len != 32)
-		return -EINVAL;
-	for (unsigned i = 0; i < len; i++)
-		snprintf(ret + 2 * i, 3, "%02x", md[i]);
-	return 0;
-}
-
 bool lxm_tls_peer_fingerprint(const struct lxm_tls *t, char ret[65])
 {
 	X509 *cert;
@@ -215,7 +204,7 @@ bool lxm_tls_peer_fingerprint(const struct lxm_tls *t, char ret[65])
 	cert = SSL_get1_peer_certificate(t->ssl);
 	if (!cert)
 		return false;
-	k = lxm_tls_cert_fingerprint(cert, ret);
+	k = lxm_tlsc_fingerprint(cert, ret);
 	X509_free(cert);
 	return k == 0;
 }

@@ -44,8 +44,6 @@ bool lxm_tls_peer_fingerprint(const struct lxm_tls *t, char ret[65]);
 /* The last TLS error as text ("" when none). */
 const char *lxm_tls_error(const struct lxm_tls *t);
 
-/* The sha256 hex fingerprint of a certificate's DER. */
-int lxm_tls_cert_fingerprint(X509 *cert, char ret[65]);
 /* The peer's certificate as PEM (-ENOENT when it sent none). */
 int lxm_tls_peer_pem(const struct lxm_tls *t, char **ret);
 /* The OpenSSL session (tests inspect the protocol version). */

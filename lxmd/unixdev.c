@@ -17,6 +17,7 @@
 #include "container/spec.h"
 #include "daemon.h"
 #include "db/db.h"
+#include "devices.h"
 #include "instance.h"
 #include "json.h"
 #include "log.h"
@@ -52,21 +53,6 @@ static int parse_num(const char *v, int base, uint32_t max, uint32_t *ret)
 		return -EINVAL;
 	*ret = (uint32_t)n;
 	return 0;
-}
-
-/* LXD's boolean words. 1 true, 0 false, -EINVAL otherwise. */
-static int parse_bool(const char *v)
-{
-	static const char *const yes[] = { "true", "1", "yes", "on" };
-	static const char *const no[] = { "false", "0", "no", "off" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
-		if (streq(v, yes[i]))
-			return 1;
-	for (size_t i = 0; i < ARRAY_SIZE(no); i++)
-		if (streq(v, no[i]))
-			return 0;
-	return -EINVAL;
 }
 
 static int bad(struct lxm_error **err, const char *name, const char *key, const char *value,
@@ -134,7 +120,7 @@ int lxmd_unixdev_parse(const char *name, const json_t *dev, struct lxmd_unixdev 
 	if ((v = str(dev, "mode")) && parse_num(v, 8, 07777, &u.mode) < 0)
 		return bad(err, name, "mode", v, "expected octal permission bits such as 0660");
 	if ((v = str(dev, "required"))) {
-		if ((b = parse_bool(v)) < 0)
+		if ((b = lxmd_device_bool(v)) < 0)
 			return bad(err, name, "required", v, "expected true or false");
 		u.required = b;
 	}

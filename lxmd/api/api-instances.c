@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +16,8 @@
 #include "api.h"
 #include "cleanup.h"
 #include "daemon.h"
-#include "child.h"
 #include "db/db.h"
 #include "apply.h"
-#include "disks.h"
-#include "nic.h"
-#include "proxy.h"
-#include "unixdev.h"
 #include "events.h"
 #include "images/images.h"
 #include "images/metadata.h"
@@ -32,7 +26,6 @@
 #include "log.h"
 #include "operations.h"
 #include "server.h"
-#include "pools.h"
 #include "storage/storage.h"
 #include "volumes.h"
 #include "util.h"

@@ -14,6 +14,7 @@
 #include "certificates.h"
 #include "error.h"
 #include "tap.h"
+#include "tls-client.h"
 #include "tls.h"
 #include "util.h"
 
@@ -211,7 +212,7 @@ int main(void)
 	f = fopen(path("client.crt"), "r");
 	x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	lxm_tls_cert_fingerprint(x, client_fp);
+	lxm_tlsc_fingerprint(x, client_fp);
 	{
 		EVP_PKEY *k = X509_get0_pubkey(x);
 		char group[32] = "";
