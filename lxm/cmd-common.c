@@ -74,6 +74,44 @@ int lxm_cli_open(int argc, char **argv, int min, int max, const char *expected,
 	return lxm_cli_connect(ret, err);
 }
 
+int lxm_cli_target_name(const char *cmd, char **arg, struct lxm_error **err)
+{
+	const char *orig = *arg;
+	int r = lxm_cli_target_arg(arg, err);
+
+	if (r >= 0 && !**arg && *orig)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: '%s' names a remote but nothing on it (REMOTE:NAME)", cmd,
+				     orig);
+	return r;
+}
+
+int lxm_cli_list_remote(int argc, char **argv, int first, struct lxm_error **err)
+{
+	const char *orig;
+	int r;
+
+	if (first >= argc)
+		return 0;
+	orig = argv[first];
+	r = lxm_cli_target_arg(&argv[first], err);
+	if (r >= 0 && *argv[first])
+		return lxm_error_set(err, -EINVAL, 400,
+				     "%s: '%s' is not a remote: expected REMOTE: (e.g. local:)",
+				     argv[0], orig);
+	return r;
+}
+
+int lxm_cli_open_target(int argc, char **argv, int min, int max, const char *expected,
+			struct lxm_client **ret, struct lxm_error **err)
+{
+	int r = lxm_cli_nargs(argv[0], argc - 1, min, max, expected, err);
+
+	if (r >= 0 && argc > 1)
+		r = lxm_cli_target_name(argv[0], &argv[1], err);
+	return r < 0 ? r : lxm_cli_connect(ret, err);
+}
+
 char *lxm_cli_path(const char *prefix, const char *name)
 {
 	_cleanup_free_ char *e = lxm_url_escape(name);
@@ -377,7 +415,7 @@ int lxm_cli_kind_delete(const struct lxm_cli_config_kind *k, int argc, char **ar
 	_cleanup_free_ char *path = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, k->name_args, &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, k->name_args, &c, err);
 	if (r < 0)
 		return r;
 	path = lxm_cli_path(k->prefix, argv[1]);
@@ -398,7 +436,7 @@ int lxm_cli_kind_rename(const struct lxm_cli_config_kind *k, int argc, char **ar
 	_cleanup_free_ char *path = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, k->rename_args, &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, k->rename_args, &c, err);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s}", "name", argv[2]);
@@ -452,6 +490,8 @@ int lxm_cli_create_args(int argc, char **argv, int nfixed, const char *expected,
 	if (!config)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
 	r = lxm_cli_kv_args(cmd, argc - first - nfixed, argv + first + nfixed, config, err);
+	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[first], err);
 	if (r >= 0)
 		r = lxm_cli_connect(ret, err);
 	if (r < 0)
@@ -508,6 +548,8 @@ int lxm_cli_config_set(const struct lxm_cli_config_kind *k, int argc, char **arg
 
 	r = lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE", err);
 	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[1], err);
+	if (r >= 0)
 		r = lxm_cli_set_args(cmd, argc - 2, argv + 2, &set, err);
 	return r < 0 ? r : change_object_config(k, cmd, argv[1], set, NULL, err);
 }
@@ -517,6 +559,8 @@ int lxm_cli_config_unset(const struct lxm_cli_config_kind *k, int argc, char **a
 {
 	int r = lxm_cli_nargs(argv[0], argc - 1, 2, 2, k->key_args, err);
 
+	if (r >= 0)
+		r = lxm_cli_target_name(argv[0], &argv[1], err);
 	return r < 0 ? r : change_object_config(k, argv[0], argv[1], NULL, argv[2], err);
 }
 
@@ -528,7 +572,7 @@ int lxm_cli_config_get(const struct lxm_cli_config_kind *k, int argc, char **arg
 	const char *v;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, k->key_args, &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, k->key_args, &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, k, argv[1], &obj, NULL, err);
 	if (r < 0)

@@ -13,6 +13,7 @@
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 #include "profiles/keys.h"
 
 /* What PUT /1.0/instances/NAME takes back (LXD's InstancePut without "stateful"). */
@@ -121,11 +122,13 @@ static int config_show(int argc, char **argv, struct lxm_error **err)
 	}
 	r = lxm_cli_nargs(cmd, argc - optind, 0, 1, "an instance NAME, or nothing for the server",
 			  err);
+	if (r >= 0 && optind < argc)
+		r = lxm_cli_target_arg(&argv[optind], err);
 	if (r >= 0)
 		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
-	if (optind == argc) {
+	if (optind == argc || !*argv[optind]) {
 		/* The server's writable part, as lxc config show prints it. */
 		r = server_get(c, &obj, NULL, err);
 		if (r < 0)
@@ -151,9 +154,14 @@ static int config_get(int argc, char **argv, struct lxm_error **err)
 	const char *v;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 2, "an instance NAME and a KEY, or a server KEY", &c, err);
+	r = lxm_cli_nargs(argv[0], argc - 1, 1, 2, "an instance NAME and a KEY, or a server KEY",
+			  err);
+	if (r >= 0 && argc == 3)
+		r = lxm_cli_target_arg(&argv[1], err);
 	if (r >= 0)
-		r = argc == 2
+		r = lxm_cli_connect(&c, err);
+	if (r >= 0)
+		r = argc == 2 || !*argv[1]
 			    ? server_get(c, &obj, NULL, err)
 			    : lxm_cli_kind_get(c, &lxm_cli_instance_kind, argv[1], &obj, NULL, err);
 	if (r < 0)
@@ -198,16 +206,27 @@ static int config_set(int argc, char **argv, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *set = NULL;
 	const char *cmd = argv[0];
-	bool server;
+	bool server = false;
 	int r;
 
 	r = lxm_cli_nargs(cmd, argc - 1, 1, -1,
 			  "NAME KEY=VALUE..., NAME KEY VALUE, or a server's KEY=VALUE... or KEY "
 			  "VALUE",
 			  err);
+	if (r >= 0)
+		r = lxm_cli_target_arg(&argv[1], err);
 	if (r < 0)
 		return r;
-	server = is_key_arg(argv[1]);
+	if (!*argv[1]) {
+		/* REMOTE: KEY=VALUE...: that server's keys. */
+		argv++;
+		argc--;
+		if (argc < 2)
+			return lxm_cli_nargs(cmd, 0, 1, -1,
+					     "REMOTE: KEY=VALUE... or REMOTE: KEY VALUE", err);
+		server = true;
+	}
+	server = server || is_key_arg(argv[1]);
 	if (!server && argc < 3)
 		return lxm_cli_nargs(cmd, argc - 1, 2, -1, "NAME KEY=VALUE... or NAME KEY VALUE",
 				     err);
@@ -224,8 +243,12 @@ static int config_unset(int argc, char **argv, struct lxm_error **err)
 	int r = lxm_cli_nargs(argv[0], argc - 1, 1, 2,
 			      "an instance NAME and a KEY, or a server KEY", err);
 
+	if (r >= 0 && argc == 3)
+		r = lxm_cli_target_arg(&argv[1], err);
 	if (r < 0)
 		return r;
+	if (argc == 3 && !*argv[1])
+		return server_change(argv[0], NULL, argv[2], err);
 	return argc == 2 ? server_change(argv[0], NULL, argv[1], err)
 			 : instance_change(argv[0], argv[1], NULL, argv[2], err);
 }
@@ -351,10 +374,15 @@ static int config_edit(int argc, char **argv, struct lxm_error **err)
 	json_t *v;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 0, 1, "an instance NAME, or nothing for the server", &c, err);
+	r = lxm_cli_nargs(argv[0], argc - 1, 0, 1, "an instance NAME, or nothing for the server",
+			  err);
+	if (r >= 0 && argc == 2)
+		r = lxm_cli_target_arg(&argv[1], err);
+	if (r >= 0)
+		r = lxm_cli_connect(&c, err);
 	if (r < 0)
 		return r;
-	if (argc == 1) {
+	if (argc == 1 || !*argv[1]) {
 		r = server_get(c, &obj, &etag, err);
 		if (r < 0)
 			return r;

@@ -172,7 +172,7 @@ static int parse_console(int argc, char **argv, bool *ret_show_log, const char *
 		{},
 	};
 	const char *cmd = argv[0];
-	int opt;
+	int opt, r;
 
 	optind = 0;
 	opterr = 0;
@@ -183,6 +183,10 @@ static int parse_console(int argc, char **argv, bool *ret_show_log, const char *
 	}
 	if (lxm_cli_nargs(cmd, argc - optind, 1, 1, "NAME", err) < 0)
 		return -EINVAL;
+	/* [REMOTE:]NAME */
+	r = lxm_cli_target_name(cmd, &argv[optind], err);
+	if (r < 0)
+		return r;
 	*ret_name = argv[optind];
 	return 0;
 }

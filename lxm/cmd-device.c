@@ -92,7 +92,7 @@ static int owner_open(const struct lxm_cli_config_kind *k, int argc, char **argv
 	json_t *devices;
 	int r;
 
-	r = lxm_cli_open(argc, argv, min + 1, max < 0 ? -1 : max + 1, expected, &o->c, err);
+	r = lxm_cli_open_target(argc, argv, min + 1, max < 0 ? -1 : max + 1, expected, &o->c, err);
 	if (r < 0)
 		return r;
 	o->k = k;

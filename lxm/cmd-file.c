@@ -330,6 +330,9 @@ static int file_push(int argc, char **argv, struct lxm_error **err)
 	if (k < 0)
 		return k;
 	nsrc = argc - optind - 1;
+	k = lxm_cli_target_name(o.cmd, &argv[argc - 1], err);
+	if (k < 0)
+		return k;
 	k = parse_remote(o.cmd, argv[argc - 1], &target, err);
 	if (k < 0)
 		return k;
@@ -585,6 +588,10 @@ static int file_pull(int argc, char **argv, struct lxm_error **err)
 		return k;
 	nsrc = argc - optind - 1;
 	dest = argv[argc - 1];
+	/* The sources name a remote (REMOTE:NAME/PATH), DEST is always local. */
+	for (int i = optind; i < argc - 1; i++)
+		if ((k = lxm_cli_target_name(o.cmd, &argv[i], err)) < 0)
+			return k;
 	dest_dir = stat(dest, &st) == 0 && S_ISDIR(st.st_mode);
 	if (streq(dest, "-")) {
 		if (nsrc > 1)
@@ -645,6 +652,8 @@ static int file_delete(int argc, char **argv, struct lxm_error **err)
 	while ((opt = getopt(argc, argv, ":")) != -1)
 		return lxm_cli_flag_error(cmd, argv, opt, err);
 	k = lxm_cli_nargs(cmd, argc - optind, 1, -1, "NAME/PATH...", err);
+	for (int i = optind; k >= 0 && i < argc; i++)
+		k = lxm_cli_target_name(cmd, &argv[i], err);
 	if (k < 0)
 		return k;
 	k = lxm_cli_connect(&c, err);
@@ -674,7 +683,7 @@ const struct lxm_command lxm_file_commands[] = {
 		.name = "pull",
 		.run = file_pull,
 		.summary = "Pull files from instances",
-		.usage = "file pull [flags] NAME/PATH... DEST",
+		.usage = "file pull [flags] [REMOTE:]NAME/PATH... DEST",
 		.help = "DEST is a file, or an existing directory that receives each source by "
 			"its\n"
 			"name ('-' writes a single file to standard output). A symlink given as\n"
@@ -690,7 +699,7 @@ const struct lxm_command lxm_file_commands[] = {
 		.name = "push",
 		.run = file_push,
 		.summary = "Push files into instances",
-		.usage = "file push [flags] SOURCE... NAME/PATH",
+		.usage = "file push [flags] SOURCE... [REMOTE:]NAME/PATH",
 		.help = "With several sources, -r, or a PATH ending in '/', each source goes into\n"
 			"the directory PATH by its name. SOURCE '-' is standard input. Mode and\n"
 			"owner come from the local file unless given; ids are the instance's.\n"

@@ -92,7 +92,9 @@ static int network_list(int argc, char **argv, struct lxm_error **err)
 	json_t *p;
 	int r;
 
-	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	r = lxm_cli_list_args(argc, argv, 0, 1, "at most a REMOTE:", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_list_remote(argc, argv, r, err);
 	if (r >= 0)
 		r = lxm_cli_connect(&c, err);
 	if (r >= 0)
@@ -145,7 +147,7 @@ static int network_show(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a network NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &network_kind, argv[1], &n, NULL, err);
 	if (r < 0)
@@ -170,9 +172,11 @@ static int network_list_leases(int argc, char **argv, struct lxm_error **err)
 	int r;
 
 	r = lxm_cli_list_args(argc, argv, 1, 1, "a network NAME", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[optind], err);
 	if (r < 0)
 		return r;
-	if (network_path(argv[r], "/leases", &path) < 0)
+	if (network_path(argv[optind], "/leases", &path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
 	r = lxm_cli_connect(&c, err);
 	if (r >= 0)
@@ -274,7 +278,7 @@ static int network_edit(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a network NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &network_kind, argv[1], &n, &etag, err);
 	if (r < 0)
@@ -379,9 +383,12 @@ static int forward_list(int argc, char **argv, struct lxm_error **err)
 	int r;
 
 	r = lxm_cli_list_args(argc, argv, 1, 1, "a network NAME", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[optind], err);
 	if (r < 0)
 		return r;
-	if (forward_path(argv[r], NULL, &path) < 0 || asprintf(&query, "%s?recursion=1", path) < 0)
+	if (forward_path(argv[optind], NULL, &path) < 0 ||
+	    asprintf(&query, "%s?recursion=1", path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
 	r = lxm_cli_connect(&c, err);
 	if (r >= 0)
@@ -419,7 +426,7 @@ static int forward_show(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
 	if (r >= 0)
 		r = forward_get(c, argv[1], argv[2], &fw, NULL, err);
 	if (r < 0)
@@ -461,7 +468,7 @@ static int forward_delete(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *path = NULL, *msg = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
 	if (r < 0)
 		return r;
 	if (forward_path(argv[1], argv[2], &path) < 0)
@@ -482,7 +489,8 @@ static int forward_get_key(int argc, char **argv, struct lxm_error **err)
 	const char *v;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 3, 3, "a network NAME, a LISTEN_ADDRESS and a KEY", &c, err);
+	r = lxm_cli_open_target(argc, argv, 3, 3, "a network NAME, a LISTEN_ADDRESS and a KEY", &c,
+				err);
 	if (r >= 0)
 		r = forward_get(c, argv[1], argv[2], &fw, NULL, err);
 	if (r < 0)
@@ -503,10 +511,11 @@ static int forward_change(int argc, char **argv, bool unset, struct lxm_error **
 	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = unset ? lxm_cli_open(argc, argv, 3, 3, "a network NAME, a LISTEN_ADDRESS and a KEY", &c,
-				 err)
-		  : lxm_cli_open(argc, argv, 3, -1,
-				 "a network NAME, a LISTEN_ADDRESS and KEY=VALUE...", &c, err);
+	r = unset ? lxm_cli_open_target(argc, argv, 3, 3,
+					"a network NAME, a LISTEN_ADDRESS and a KEY", &c, err)
+		  : lxm_cli_open_target(argc, argv, 3, -1,
+					"a network NAME, a LISTEN_ADDRESS and KEY=VALUE...", &c,
+					err);
 	if (r < 0)
 		return r;
 	if (!unset && (r = lxm_cli_set_args(argv[0], argc - 3, argv + 3, &set, err)) < 0)
@@ -605,7 +614,7 @@ static int forward_edit(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, "a network NAME and a LISTEN_ADDRESS", &c, err);
 	if (r >= 0)
 		r = forward_get(c, argv[1], argv[2], &fw, &etag, err);
 	if (r < 0)
@@ -628,10 +637,10 @@ static int port_add(int argc, char **argv, struct lxm_error **err)
 	json_t *ports;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 5, 6,
-			 "NETWORK LISTEN_ADDRESS PROTOCOL LISTEN_PORTS TARGET_ADDRESS "
-			 "[TARGET_PORTS]",
-			 &c, err);
+	r = lxm_cli_open_target(argc, argv, 5, 6,
+				"NETWORK LISTEN_ADDRESS PROTOCOL LISTEN_PORTS TARGET_ADDRESS "
+				"[TARGET_PORTS]",
+				&c, err);
 	if (r >= 0)
 		r = forward_get(c, argv[1], argv[2], &fw, &etag, err);
 	if (r < 0)
@@ -659,8 +668,8 @@ static int port_remove(int argc, char **argv, struct lxm_error **err)
 	json_t *p;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 4, "NETWORK LISTEN_ADDRESS [PROTOCOL] [LISTEN_PORTS]", &c,
-			 err);
+	r = lxm_cli_open_target(argc, argv, 2, 4,
+				"NETWORK LISTEN_ADDRESS [PROTOCOL] [LISTEN_PORTS]", &c, err);
 	if (r >= 0)
 		r = forward_get(c, argv[1], argv[2], &fw, &etag, err);
 	if (r < 0)
@@ -766,7 +775,7 @@ static int network_info(int argc, char **argv, struct lxm_error **err)
 	FILE *f;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a network NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a network NAME", &c, err);
 	if (r < 0)
 		return r;
 	if (network_path(argv[1], "/state", &path) < 0)
@@ -846,7 +855,7 @@ const struct lxm_command lxm_network_commands[] = {
 	LXM_CMD("get", network_get, "Get the value of a network config key",
 		"network get NAME KEY"),
 	LXM_CMD("info", network_info, "Show a network's state", "network info NAME"),
-	LXM_CMD_LIST(network_list, "List networks", "network list [flags]"),
+	LXM_CMD_LIST(network_list, "List networks", "network list [flags] [REMOTE:]"),
 	{
 		.name = "list-leases",
 		.run = network_list_leases,

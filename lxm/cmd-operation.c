@@ -104,7 +104,9 @@ static int op_list(int argc, char **argv, struct lxm_error **err)
 	size_t i;
 	int r;
 
-	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	r = lxm_cli_list_args(argc, argv, 0, 1, "at most a REMOTE:", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_list_remote(argc, argv, r, err);
 	if (r < 0)
 		return r;
 	if (!ops)
@@ -142,6 +144,8 @@ static int open_operation(int argc, char **argv, struct lxm_client **c, char **p
 {
 	int r = lxm_cli_nargs(argv[0], argc - 1, 1, 1, "an operation ID", err);
 
+	if (r >= 0)
+		r = lxm_cli_target_name(argv[0], &argv[1], err);
 	if (r < 0)
 		return r;
 	if (operation_path(argv[1], path) < 0)
@@ -183,8 +187,9 @@ static int op_delete(int argc, char **argv, struct lxm_error **err)
 }
 
 const struct lxm_command lxm_operation_commands[] = {
-	LXM_CMD_DELETE(op_delete, "Cancel a background operation", "operation delete ID"),
-	LXM_CMD_LIST(op_list, "List background operations", "operation list [flags]"),
-	LXM_CMD("show", op_show, "Show details of a background operation", "operation show ID"),
+	LXM_CMD_DELETE(op_delete, "Cancel a background operation", "operation delete [REMOTE:]ID"),
+	LXM_CMD_LIST(op_list, "List background operations", "operation list [flags] [REMOTE:]"),
+	LXM_CMD("show", op_show, "Show details of a background operation",
+		"operation show [REMOTE:]ID"),
 	{},
 };

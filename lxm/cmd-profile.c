@@ -13,6 +13,7 @@
 #include "lib/util.h"
 #include "lib/yaml.h"
 #include "lxm/commands.h"
+#include "lxm/remotes.h"
 #include "profiles/keys.h"
 
 /* lxc shows a profile in the order of Go's api.Profile fields. */
@@ -147,7 +148,9 @@ static int profile_list(int argc, char **argv, struct lxm_error **err)
 	size_t i;
 	int r;
 
-	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	r = lxm_cli_list_args(argc, argv, 0, 1, "at most a REMOTE:", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_list_remote(argc, argv, r, err);
 	if (r >= 0)
 		r = lxm_cli_connect(&c, err);
 	if (r < 0)
@@ -180,7 +183,7 @@ static int profile_show(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, NULL, err);
 	if (r < 0)
@@ -285,7 +288,7 @@ static int profile_edit(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, &etag, err);
 	if (r < 0)
@@ -326,7 +329,7 @@ static int profile_create(int argc, char **argv, struct lxm_error **err)
 	_cleanup_json_ json_t *body = NULL, *doc = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a profile NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a profile NAME", &c, err);
 	if (r < 0)
 		return r;
 	if (!isatty(STDIN_FILENO)) {
@@ -346,13 +349,20 @@ static int profile_create(int argc, char **argv, struct lxm_error **err)
 /* copy SOURCE DESTINATION: a new profile with the source's config, description and devices. */
 static int profile_copy(int argc, char **argv, struct lxm_error **err)
 {
-	_cleanup_client_ struct lxm_client *c = NULL;
+	_cleanup_client_ struct lxm_client *c = NULL, *dst = NULL;
 	_cleanup_json_ json_t *p = NULL, *body = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, "SOURCE and DESTINATION profile names", &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, "SOURCE and DESTINATION profile names", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &lxm_cli_profile_kind, argv[1], &p, NULL, err);
+	/* The destination may be on another remote, as with lxc (profile copy r2:web local:). */
+	if (r >= 0)
+		r = lxm_cli_target_all(&argv[2], 1, err);
+	if (r >= 0 && !*argv[2])
+		argv[2] = argv[1];
+	if (r >= 0)
+		r = lxm_cli_connect(&dst, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "copy profile '%s' to '%s'", argv[1], argv[2]);
 	body = json_pack("{s:s, s:s}", "name", argv[2], "description",
@@ -367,7 +377,7 @@ static int profile_copy(int argc, char **argv, struct lxm_error **err)
 	}
 	if (!body)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", argv[0]);
-	r = lxm_client_do(c, "POST", "/1.0/profiles", body, NULL, err);
+	r = lxm_client_do(dst, "POST", "/1.0/profiles", body, NULL, err);
 	if (r < 0)
 		return lxm_error_prefix(err, "copy profile '%s' to '%s'", argv[1], argv[2]);
 	return 0;
@@ -398,7 +408,7 @@ static int applied_open(int argc, char **argv, const char *expected, struct appl
 	const json_t *p;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, expected, &a->c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, expected, &a->c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(a->c, &lxm_cli_instance_kind, argv[1], &a->inst, &a->etag,
 				     err);
@@ -519,7 +529,8 @@ const struct lxm_command lxm_profile_commands[] = {
 			"  lxm profile assign c1 default,web\n"
 			"  lxm profile assign c1 ''      (no profile at all)\n",
 	},
-	LXM_CMD("copy", profile_copy, "Copy a profile", "profile copy SOURCE DESTINATION"),
+	LXM_CMD("copy", profile_copy, "Copy a profile",
+		"profile copy [REMOTE:]SOURCE [REMOTE:][DESTINATION]"),
 	{
 		.name = "create",
 		.run = profile_create,
@@ -554,7 +565,7 @@ const struct lxm_command lxm_profile_commands[] = {
 	},
 	LXM_CMD("get", profile_get, "Get the value of a profile config key",
 		"profile get NAME KEY"),
-	LXM_CMD_LIST(profile_list, "List profiles", "profile list [flags]"),
+	LXM_CMD_LIST(profile_list, "List profiles", "profile list [flags] [REMOTE:]"),
 	LXM_CMD("remove", profile_remove, "Remove a profile from an instance",
 		"profile remove INSTANCE PROFILE"),
 	LXM_CMD_RENAME(profile_rename, "Rename a profile", "profile rename OLD NEW"),

@@ -44,7 +44,8 @@ static int info_server(struct lxm_client *c, const char *cmd, struct lxm_error *
 {
 	_cleanup_json_ json_t *ordered = NULL, *config = NULL;
 	_cleanup_free_ char *out = NULL;
-	const json_t *info;
+	const json_t *info, *env;
+	const char *accel, *reason;
 	int r;
 
 	r = lxm_client_server(c, &info, err);
@@ -60,7 +61,14 @@ static int info_server(struct lxm_client *c, const char *cmd, struct lxm_error *
 	r = lxm_yaml_from_json(ordered, &out);
 	if (r < 0)
 		return lxm_error_setx(err, r, 500, "%s: render server information", cmd);
-	return lxm_cli_print(cmd, out, err);
+	r = lxm_cli_print(cmd, out, err);
+	env = json_object_get(info, "environment");
+	accel = json_string_value(json_object_get(env, "vm_acceleration"));
+	reason = json_string_value(json_object_get(env, "vm_acceleration_reason"));
+	/* In a comment, so that the output stays one YAML document. */
+	if (r >= 0 && accel)
+		printf("# vm acceleration: %s (%s)\n", accel, reason ? reason : "no reason given");
+	return r;
 }
 
 static void print_time(const char *label, const json_t *inst, const char *key)

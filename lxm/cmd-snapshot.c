@@ -60,6 +60,9 @@ int lxm_cmd_snapshot(int argc, char **argv, struct lxm_error **err)
 	r = lxm_cli_nargs(cmd, argc - optind, 1, 2, "INSTANCE [SNAPSHOT]", err);
 	if (r < 0)
 		return r;
+	r = lxm_cli_target_name(cmd, &argv[optind], err);
+	if (r < 0)
+		return r;
 	inst = argv[optind];
 	snap = optind + 1 < argc ? argv[optind + 1] : "";
 	if ((r = check_instance(cmd, inst, err)) < 0)
@@ -113,6 +116,8 @@ int lxm_cmd_restore(int argc, char **argv, struct lxm_error **err)
 				     "%s: unknown flag '%s' (see 'lxm %s --help')", cmd, argv[1],
 				     cmd);
 	r = lxm_cli_nargs(cmd, argc - 1, 2, 2, "INSTANCE SNAPSHOT", err);
+	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[1], err);
 	if (r < 0)
 		return r;
 	if ((r = check_instance(cmd, argv[1], err)) < 0)

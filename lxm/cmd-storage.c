@@ -125,7 +125,9 @@ static int storage_list(int argc, char **argv, struct lxm_error **err)
 	size_t i;
 	int r;
 
-	r = lxm_cli_list_args(argc, argv, 0, 0, "no arguments", &fmt, err);
+	r = lxm_cli_list_args(argc, argv, 0, 1, "at most a REMOTE:", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_list_remote(argc, argv, r, err);
 	if (r >= 0)
 		r = lxm_cli_connect(&c, err);
 	if (r >= 0)
@@ -161,7 +163,7 @@ static int storage_show(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, NULL, err);
 	if (r < 0)
@@ -215,7 +217,7 @@ static int storage_info(int argc, char **argv, struct lxm_error **err)
 	char used[32], total[32];
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, NULL, err);
 	if (r < 0)
@@ -312,7 +314,7 @@ static int storage_edit(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *etag = NULL, *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 1, 1, "a storage pool NAME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 1, 1, "a storage pool NAME", &c, err);
 	if (r >= 0)
 		r = lxm_cli_kind_get(c, &pool_kind, argv[1], &p, &etag, err);
 	if (r < 0)
@@ -343,10 +345,12 @@ static int volume_list(int argc, char **argv, struct lxm_error **err)
 	int r;
 
 	r = lxm_cli_list_args(argc, argv, 1, 1, "a storage pool NAME", &fmt, err);
+	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[optind], err);
 	if (r < 0)
 		return r;
-	if (pool_path(argv[r], "/volumes", &path) < 0 ||
-	    asprintf(&what, "volumes of storage pool '%s'", argv[r]) < 0)
+	if (pool_path(argv[optind], "/volumes", &path) < 0 ||
+	    asprintf(&what, "volumes of storage pool '%s'", argv[optind]) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
 	r = lxm_cli_connect(&c, err);
 	if (r >= 0)
@@ -428,7 +432,7 @@ static int volume_do(int argc, char **argv, int nargs, const char *expected, con
 	_cleanup_free_ char *path = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, nargs, nargs, expected, &c, err);
+	r = lxm_cli_open_target(argc, argv, nargs, nargs, expected, &c, err);
 	if (r < 0)
 		return r;
 	path = volume_path(argv[1], argv[2], suffix);
@@ -500,7 +504,7 @@ static int volume_show(int argc, char **argv, struct lxm_error **err)
 	_cleanup_free_ char *what = NULL;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 2, 2, "POOL VOLUME", &c, err);
+	r = lxm_cli_open_target(argc, argv, 2, 2, "POOL VOLUME", &c, err);
 	if (r >= 0)
 		r = get_volume(c, argv[1], argv[2], &v, NULL, err);
 	if (r < 0)
@@ -552,6 +556,8 @@ static int volume_set(int argc, char **argv, struct lxm_error **err)
 	r = lxm_cli_nargs(cmd, argc - 1, 3, -1, "POOL VOLUME KEY=VALUE... or POOL VOLUME KEY VALUE",
 			  err);
 	if (r >= 0)
+		r = lxm_cli_target_name(cmd, &argv[1], err);
+	if (r >= 0)
 		r = lxm_cli_set_args(cmd, argc - 3, argv + 3, &set, err);
 	return r < 0 ? r : volume_change_config(cmd, argv[1], argv[2], set, NULL, err);
 }
@@ -560,6 +566,8 @@ static int volume_unset(int argc, char **argv, struct lxm_error **err)
 {
 	int r = lxm_cli_nargs(argv[0], argc - 1, 3, 3, "POOL VOLUME KEY", err);
 
+	if (r >= 0)
+		r = lxm_cli_target_name(argv[0], &argv[1], err);
 	return r < 0 ? r : volume_change_config(argv[0], argv[1], argv[2], NULL, argv[3], err);
 }
 
@@ -584,7 +592,7 @@ static int volume_attach(int argc, char **argv, struct lxm_error **err)
 	const char *pool, *vol, *instance, *dev, *target;
 	int r;
 
-	r = lxm_cli_open(argc, argv, 4, 5, "POOL VOLUME INSTANCE [DEVICE] PATH", &c, err);
+	r = lxm_cli_open_target(argc, argv, 4, 5, "POOL VOLUME INSTANCE [DEVICE] PATH", &c, err);
 	if (r < 0)
 		return r;
 	pool = argv[1];
@@ -628,7 +636,7 @@ static int volume_detach(int argc, char **argv, struct lxm_error **err)
 	json_t *devices, *d, *tmp;
 	int r, n = 0;
 
-	r = lxm_cli_open(argc, argv, 3, 3, "POOL VOLUME INSTANCE", &c, err);
+	r = lxm_cli_open_target(argc, argv, 3, 3, "POOL VOLUME INSTANCE", &c, err);
 	if (r < 0)
 		return r;
 	r = get_instance(c, argv[3], &inst, &etag, err);
@@ -728,7 +736,7 @@ const struct lxm_command lxm_storage_commands[] = {
 	LXM_CMD("get", storage_get, "Get the value of a storage pool config key",
 		"storage get NAME KEY"),
 	LXM_CMD("info", storage_info, "Show a storage pool's space and users", "storage info NAME"),
-	LXM_CMD_LIST(storage_list, "List storage pools", "storage list [flags]"),
+	LXM_CMD_LIST(storage_list, "List storage pools", "storage list [flags] [REMOTE:]"),
 	LXM_CMD("set", storage_set, "Set storage pool config keys",
 		"storage set NAME KEY=VALUE... | storage set NAME KEY VALUE"),
 	LXM_CMD("show", storage_show, "Show a storage pool as YAML", "storage show NAME"),

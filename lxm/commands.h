@@ -147,6 +147,14 @@ int lxm_cli_print_yaml(const char *cmd, const json_t *view, const char *what,
 int lxm_cli_list_args(int argc, char **argv, int min, int max, const char *expected,
 		      enum lxm_format *fmt, struct lxm_error **err);
 
+/* REMOTE: for commands (see lxm_cli_target_arg()). lxm_cli_target_name(): *arg is
+ * [REMOTE:]NAME, NAME not empty. lxm_cli_list_remote(): argv[first], when there, is a list's
+ * "REMOTE:". lxm_cli_open_target(): lxm_cli_open() with argv[1] a [REMOTE:]NAME. */
+int lxm_cli_target_name(const char *cmd, char **arg, struct lxm_error **err);
+int lxm_cli_list_remote(int argc, char **argv, int first, struct lxm_error **err);
+int lxm_cli_open_target(int argc, char **argv, int min, int max, const char *expected,
+			struct lxm_client **ret, struct lxm_error **err);
+
 /* The show and edit flows of an object shown as YAML: view is rendered, edited with
  * lxm_cli_edit_yaml() under header and checked by check(); what names it in errors. */
 int lxm_cli_edit_view(const char *cmd, const char *what, const json_t *view, const char *header,

@@ -674,12 +674,15 @@ int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **er
 	*ret_rest = arg;
 	if (!colon)
 		return 0;
-	rs = lxm_remotes_get(err);
-	if (!rs)
-		return -(*err)->errnum;
 	rname = strndup(arg, (size_t)(colon - arg));
 	if (!rname)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	/* A ':' after a '/' or a '=' is part of a path, a snapshot or a KEY=VALUE: no remote. */
+	if (lxm_remote_name_invalid_reason(rname))
+		return 0;
+	rs = lxm_remotes_get(err);
+	if (!rs)
+		return -(*err)->errnum;
 	r = lxm_remotes_find(rs, rname);
 	if (!r)
 		return lxm_error_set(err, -ENOENT, 404,
@@ -687,6 +690,50 @@ int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **er
 				     rname);
 	target = r;
 	*ret_rest = colon + 1;
+	return 0;
+}
+
+/* The name of a target remote (NULL: the default one). */
+static const char *target_name(const struct lxm_remote *t)
+{
+	_cleanup_error_ struct lxm_error *ignored = NULL;
+	const struct lxm_remotes *rs;
+
+	if (t)
+		return t->name;
+	if (!getenv("LXM_CONF") && !getenv("HOME"))
+		return "local";
+	rs = lxm_remotes_get(&ignored);
+	return rs ? rs->current : "local";
+}
+
+/* Whether two targets are one remote: "local:" and no prefix are when "local" is the default. */
+static bool same_remote(const struct lxm_remote *a, const struct lxm_remote *b)
+{
+	return a == b || streq(target_name(a), target_name(b));
+}
+
+/* The argument that chose the remote for lxm_cli_target_arg(), or NULL before the first. */
+static const char *target_arg0;
+
+int lxm_cli_target_arg(char **arg, struct lxm_error **err)
+{
+	const struct lxm_remote *prev = target;
+	const char *rest;
+	int r;
+
+	target = NULL;
+	r = lxm_cli_target(*arg, &rest, err);
+	if (r < 0)
+		return r;
+	if (target_arg0 && !same_remote(prev, target))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "'%s' and '%s' are on different remotes: one remote per "
+				     "command",
+				     target_arg0, *arg);
+	if (!target_arg0)
+		target_arg0 = *arg;
+	*arg = (char *)rest;
 	return 0;
 }
 
@@ -701,7 +748,7 @@ int lxm_cli_target_all(char **names, int n, struct lxm_error **err)
 		r = lxm_cli_target(names[i], &rest, err);
 		if (r < 0)
 			return r;
-		if (i > 0 && target != first)
+		if (i > 0 && !same_remote(target, first))
 			return lxm_error_set(
 				err, -EINVAL, 400,
 				"'%s' and '%s' are on different remotes: one remote per "

@@ -140,6 +140,10 @@ int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **er
 /* The same for a command's NAME arguments: each "REMOTE:NAME" becomes NAME (the pointer in
  * names is moved past the colon); they must all be on one remote. */
 int lxm_cli_target_all(char **names, int n, struct lxm_error **err);
+/* The same for one of a command's arguments, in place: *arg moves past "REMOTE:". An argument on
+ * another remote than an earlier one of the same command is refused ("... are on different
+ * remotes"); one without a prefix is on the default remote. */
+int lxm_cli_target_arg(char **arg, struct lxm_error **err);
 /* lxm_cli_connect()'s remote part: 0 when the target (lxm_cli_target(), else the default
  * remote) is "local", 1 with *ret connected to it otherwise, or -errno. */
 int lxm_cli_connect_target(struct lxm_client **ret, struct lxm_error **err);

@@ -1,6 +1,7 @@
 /* Server certificate, client certificate parsing and join tokens (see certificates.h). */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -21,7 +22,10 @@
 #include "daemon.h"
 #include "json.h"
 #include "log.h"
+#include "operations.h"
+#include "server-config.h"
 #include "server.h"
+#include "snapshot-schedule.h"
 #include "tls-client.h"
 #include "tls.h"
 #include "util.h"
@@ -196,20 +200,144 @@ int lxm_cert_parse(const char *input, char **ret_pem, char ret_fp[65], char **re
 
 /* ---- join tokens ---- */
 
+/* Counts above this in an expiry are refused (as snapshots.expiry does). */
+#define TOKEN_EXPIRY_MAX 1000000
+
+int lxm_token_expiry_parse(const char *text, int64_t now, int64_t *ret_expires,
+			   struct lxm_error **err)
+{
+	_cleanup_free_ char *rest = strdup(text);
+	struct lxm_expiry e;
+	int64_t seconds = 0;
+	size_t n = 0;
+	int k;
+
+	if (!rest)
+		return -ENOMEM;
+	/* The seconds (S) are taken here; the calendar units go to snapshots.expiry's parser. */
+	for (const char *p = text; *p;) {
+		const char *start;
+		int64_t v = 0;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		start = p;
+		while (isdigit((unsigned char)*p) && v <= TOKEN_EXPIRY_MAX)
+			v = v * 10 + (*p++ - '0');
+		if (p == start || !strchr("SMHdwmy", *p) || !*p ||
+		    (p[1] && !isspace((unsigned char)p[1])) || v > TOKEN_EXPIRY_MAX)
+			return lxm_error_set(
+				err, -EINVAL, 400,
+				"'%s': expected counts with units (S seconds, M "
+				"minutes, H hours, d days, w weeks, m months, y years) "
+				"separated by spaces, such as '10M' or '1d 3H'",
+				text);
+		if (*p == 'S')
+			seconds += v;
+		else
+			n += (size_t)sprintf(rest + n, "%s%.*s", n ? " " : "", (int)(p + 1 - start),
+					     start);
+		p++;
+	}
+	rest[n] = '\0';
+	k = lxm_expiry_parse(rest, &e, err);
+	if (k < 0)
+		return k;
+	if (seconds == 0 && lxm_expiry_none(&e)) {
+		*ret_expires = 0;
+		return 0;
+	}
+	*ret_expires = lxm_expiry_add(&e, now * 1000000000LL) / 1000000000LL + seconds;
+	return 0;
+}
+
+bool lxm_token_expired(int64_t expires, int64_t now)
+{
+	return expires > 0 && now >= expires;
+}
+
+/* RFC 3339 in UTC; Go's zero time for "never", as LXD shows it. */
+static void format_time(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !gmtime_r(&tt, &tm)) {
+		snprintf(out, 32, "0001-01-01T00:00:00Z");
+		return;
+	}
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 struct token {
-	LIST_ENTRY(token) link; /* in tokens */
-	char *name;		/* the client name it was made for */
-	char secret[65];	/* 32 random bytes in hex */
-	int64_t expires;	/* unix seconds, 0: never */
+	LIST_ENTRY(token) link;	  /* in tokens */
+	char *name;		  /* the client name it was made for */
+	char secret[65];	  /* 32 random bytes in hex */
+	int64_t expires;	  /* unix seconds, 0: never */
+	struct lxm_operation *op; /* the running "token" operation that shows it (LXD's way) */
+	uv_timer_t timer;	  /* fires at expires */
+	bool timer_started;	  /* timer was initialised (then closed on free) */
 };
 
 static LIST_HEAD(, token) tokens = LIST_HEAD_INITIALIZER(tokens);
 
-static void token_free(struct token *t)
+static void token_freed(uv_handle_t *h)
 {
+	free(h->data);
+}
+
+/* Forgets t and ends its operation: Success when redeemed (err NULL), else Cancelled or Failure
+ * with err's message (consumed). */
+static void token_end(struct token *t, struct lxm_error *err)
+{
+	struct lxm_operation *op = TAKE_PTR(t->op);
+
 	LIST_REMOVE(t, link);
-	free(t->name);
-	free(t);
+	free(TAKE_PTR(t->name));
+	if (op)
+		lxm_operation_finish(op, err);
+	else
+		lxm_error_free(err);
+	if (t->timer_started) {
+		uv_timer_stop(&t->timer);
+		uv_close((uv_handle_t *)&t->timer, token_freed);
+	} else {
+		free(t);
+	}
+}
+
+static int token_expired_error(const struct token *t, struct lxm_error **err)
+{
+	char when[32];
+
+	format_time(t->expires, when);
+	return lxm_error_set(err, -EACCES, 403, "token for '%s' expired at %s", t->name, when);
+}
+
+static void token_timer_fired(uv_timer_t *h)
+{
+	struct token *t = h->data;
+	struct lxm_error *err = NULL;
+
+	token_expired_error(t, &err);
+	log_info("join token for client '%s' removed: %s", t->name, err ? err->msg : "expired");
+	token_end(t, err);
+}
+
+/* DELETE /1.0/operations/<id> (lxc config trust revoke-token). */
+static int token_op_cancel(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct token *t = data;
+	struct lxm_error *e = NULL;
+
+	(void)op;
+	(void)err;
+	log_info("join token for client '%s' revoked", t->name);
+	lxm_error_set(&e, -ECANCELED, 400, "token for '%s' revoked", t->name);
+	token_end(t, e);
+	return 0;
 }
 
 static int base64(const char *s, char **ret)
@@ -224,13 +352,36 @@ static int base64(const char *s, char **ret)
 	return 0;
 }
 
-int lxmd_token_new(struct lxmd *d, const char *name, int64_t ttl_sec, char **ret_token,
-		   char **ret_secret, struct lxm_error **err)
+/* The operation's metadata: LXD's fields (request, secret, fingerprint, addresses, expiresAt,
+ * from which its client encodes the token) and the encoded token itself. */
+static json_t *token_metadata(struct lxmd *d, const struct token *t, const char *fp)
 {
-	_cleanup_free_ char *pem = NULL, *dump = NULL;
-	_cleanup_json_ json_t *j = NULL, *addrs = NULL;
+	_cleanup_free_ char *dump = NULL, *encoded = NULL;
+	_cleanup_json_ json_t *addrs = lxmd_https_addresses(d), *j = NULL;
+	char when[32];
+
+	format_time(t->expires, when);
+	if (!addrs)
+		return NULL;
+	j = json_pack("{s:s, s:s, s:O, s:s, s:s}", "client_name", t->name, "fingerprint", fp,
+		      "addresses", addrs, "secret", t->secret, "expires_at", when);
+	dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (!dump || base64(dump, &encoded) < 0)
+		return NULL;
+	return json_pack("{s:{s:s, s:s, s:b}, s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:s}", "request",
+			 "name", t->name, "type", "client", "token", 1, "secret", t->secret,
+			 "fingerprint", fp, "addresses", addrs, "expiresAt", when, "client_name",
+			 t->name, "clientName", t->name, "expires_at", when, "token", encoded);
+}
+
+int lxmd_token_new(struct lxmd *d, const char *name, struct lxm_operation **ret_op,
+		   struct lxm_error **err)
+{
+	_cleanup_free_ char *pem = NULL, *expiry = NULL;
+	_cleanup_json_ json_t *md = NULL;
 	unsigned char raw[32];
-	char fp[65] = "", when[64] = "0001-01-01T00:00:00Z";
+	char fp[65] = "";
+	int64_t now = time(NULL), expires = 0;
 	struct token *t;
 	int k;
 
@@ -238,37 +389,62 @@ int lxmd_token_new(struct lxmd *d, const char *name, int64_t ttl_sec, char **ret
 		return lxm_error_set(err, -ENOENT, 400,
 				     "create join token: the server has no certificate yet: set "
 				     "core.https_address first");
+	expiry = lxmd_server_config_string(d, LXM_KEY_REMOTE_TOKEN_EXPIRY);
+	if (!expiry)
+		return -ENOMEM;
+	k = lxm_token_expiry_parse(expiry, now, &expires, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "create join token: %s", LXM_KEY_REMOTE_TOKEN_EXPIRY);
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return lxm_error_set(err, -EIO, 500, "create join token: no random bytes");
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->name = strdup(name);
-	if (!t->name) {
-		free(t);
-		return -ENOMEM;
-	}
+	LIST_INSERT_HEAD(&tokens, t, link);
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(t->secret + 2 * i, 3, "%02x", raw[i]);
-	if (ttl_sec > 0) {
-		time_t e = time(NULL) + ttl_sec;
-		struct tm tm;
-
-		t->expires = e;
-		gmtime_r(&e, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
-	LIST_INSERT_HEAD(&tokens, t, link);
-	addrs = lxmd_https_addresses(d);
-	j = json_pack("{s:s, s:s, s:O, s:s, s:s}", "client_name", name, "fingerprint", fp,
-		      "addresses", addrs ? addrs : json_array(), "secret", t->secret, "expires_at",
-		      when);
-	dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	if (!dump || (k = base64(dump, ret_token)) < 0 || !(*ret_secret = strdup(t->secret))) {
-		token_free(t);
+	t->expires = expires;
+	md = t->name ? token_metadata(d, t, fp) : NULL;
+	if (!md) {
+		token_end(t, NULL);
 		return -ENOMEM;
 	}
+	k = lxm_operation_new(d->ops, LXM_OP_TOKEN, "Certificate add token", NULL, NULL,
+			      token_op_cancel, t, NULL, &t->op);
+	if (k < 0) {
+		token_end(t, NULL);
+		return lxm_error_setx(err, k, 500, "create join token: new operation");
+	}
+	lxm_operation_set_metadata(t->op, TAKE_PTR(md));
+	lxm_operation_start(t->op);
+	if (expires) {
+		uint64_t ms = expires > now ? (uint64_t)(expires - now) * 1000 : 0;
+
+		uv_timer_init(d->loop, &t->timer);
+		t->timer.data = t;
+		t->timer_started = true;
+		uv_timer_start(&t->timer, token_timer_fired, ms, 0);
+	}
+	*ret_op = t->op;
 	return 0;
+}
+
+/* For a token that is not (or no longer) known: when the token itself says it expired, that
+ * is the clearer reason. */
+static int token_unknown_error(const json_t *j, struct lxm_error **err)
+{
+	const char *name = json_string_value(json_object_get(j, "client_name"));
+	const char *when = json_string_value(json_object_get(j, "expires_at"));
+	struct tm tm = { 0 };
+	const char *end = when ? strptime(when, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+
+	if (name && end && tm.tm_year > 1 && lxm_token_expired((int64_t)timegm(&tm), time(NULL)))
+		return lxm_error_set(err, -EACCES, 403,
+				     "add certificate: token for '%s' expired at %s", name, when);
+	return lxm_error_set(err, -EACCES, 403,
+			     "add certificate: the token is unknown, revoked or already used (lxmd "
+			     "has no trust password: ask the admin for a join token)");
 }
 
 int lxmd_token_redeem(const char *token, char **ret_name, struct lxm_error **err)
@@ -295,36 +471,31 @@ int lxmd_token_redeem(const char *token, char **ret_name, struct lxm_error **err
 	}
 	LIST_FOREACH(t, &tokens, link)
 	{
+		struct lxm_error *e = NULL;
+
 		if (!streq(t->secret, secret))
 			continue;
-		if (t->expires && time(NULL) > t->expires) {
-			token_free(t);
-			break;
+		if (lxm_token_expired(t->expires, time(NULL))) {
+			token_expired_error(t, &e);
+			token_expired_error(t, err);
+			token_end(t, e);
+			return lxm_error_prefix(err, "add certificate");
 		}
 		*ret_name = TAKE_PTR(t->name);
-		token_free(t);
+		token_end(t, NULL);
 		return 0;
 	}
-	return lxm_error_set(err, -EACCES, 403,
-			     "add certificate: the token is unknown, expired or already used (lxmd "
-			     "has no trust password: ask the admin for a join token)");
-}
-
-void lxmd_token_cancel(const char *secret)
-{
-	struct token *t;
-
-	LIST_FOREACH(t, &tokens, link)
-	if (streq(t->secret, secret)) {
-		token_free(t);
-		return;
-	}
+	return token_unknown_error(j, err);
 }
 
 void lxmd_tokens_clear(void)
 {
-	while (!LIST_EMPTY(&tokens))
-		token_free(LIST_FIRST(&tokens));
+	while (!LIST_EMPTY(&tokens)) {
+		struct lxm_error *e = NULL;
+
+		lxm_error_set(&e, -ECANCELED, 503, "lxmd is stopping: join tokens end with it");
+		token_end(LIST_FIRST(&tokens), e);
+	}
 }
 
 /* ---- the HTTPS listener ---- */
@@ -410,4 +581,16 @@ json_t *lxmd_https_addresses(struct lxmd *d)
 		json_array_append_new(a, json_string(addr));
 	}
 	return a;
+}
+
+void lxmd_https_close_websockets_of(struct lxmd *d, const char *fp, const char *why)
+{
+	size_t n;
+
+	if (!d->https)
+		return;
+	n = lxmd_server_close_websockets_of(d->https, fp);
+	if (n)
+		log_info("closed %zu websocket%s of certificate %.12s: %s", n, n == 1 ? "" : "s",
+			 fp, why);
 }

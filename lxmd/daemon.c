@@ -27,6 +27,7 @@
 #include "server.h"
 #include "snapshot-schedule.h"
 #include "util.h"
+#include "vm/accel.h"
 
 /* Ended operations stay readable this long: LXD keeps 5 s, which loses exec results (pylxd#362). */
 #define OPERATION_RETENTION_MS (60 * 1000)
@@ -301,6 +302,8 @@ int lxmd_init(struct lxmd *d, uv_loop_t *loop, const struct lxmd_config *cfg,
 	}
 	/* Writes to a client that went away must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/* KVM or TCG for VMs: answered off the loop, GET /1.0 says "probing" until then. */
+	lxmd_vm_accel_start(d);
 	log_info("lxmd %s ready: root %s, socket %s", PACKAGE_VERSION, cfg->root, cfg->socket_path);
 	return 0;
 fail:
@@ -346,6 +349,8 @@ void lxmd_shutdown(struct lxmd *d)
 	d->shutting_down = true;
 	lxmd_snapshot_schedule_stop(d);
 	lxmd_server_config_stop(d);
+	/* Join tokens (running operations) end with lxmd: the wait below is not for them. */
+	lxmd_tokens_clear();
 	/* No new requests; then wait (bounded) for work already in the thread pool, whose
 	 * callbacks still use the operations table. */
 	lxmd_server_close(TAKE_PTR(d->server));
@@ -374,6 +379,7 @@ void lxmd_fini(struct lxmd *d)
 	lxmd_networks_fini(d);
 	lxm_db_close(TAKE_PTR(d->db));
 	json_decref(TAKE_PTR(d->kernel_features));
+	lxmd_vm_accel_fini(d);
 	if (d->lock_fd >= 0) {
 		close(d->lock_fd);
 		d->lock_fd = -1;

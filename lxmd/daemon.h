@@ -18,6 +18,7 @@ struct lxmd_networks;
 struct lxmd_snapshot_scheduler;
 struct lxmd_boot;
 struct lxmd_server_config;
+struct lxmd_vm_accel;
 
 struct lxmd_config {
 	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
@@ -47,6 +48,7 @@ struct lxmd {
 	struct lxmd_networks *networks;		   /* managed networks (networks.c) */
 	struct lxmd_boot *boot;			   /* autostart and host shutdown (boot.c) */
 	struct lxmd_server_config *server_config;  /* images.* timers (server-config.c) */
+	struct lxmd_vm_accel *vm_accel;		   /* the KVM probe and its answer (vm/accel.c) */
 	int lock_fd;				   /* holds the root's lock for the daemon's life */
 	bool shutting_down;			   /* a shutdown has begun */
 	int64_t started_at;			   /* ns since the epoch */

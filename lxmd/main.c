@@ -14,6 +14,8 @@
 #include "cleanup.h"
 #include "daemon.h"
 #include "log.h"
+#include "server.h"
+#include "vm/kvm-probe.h"
 
 static void usage(FILE *f)
 {
@@ -28,6 +30,8 @@ static void usage(FILE *f)
 		"  --rundir DIR       runtime state (default %s, or ROOT/run for other roots)\n"
 		"  --log-level LEVEL  error, warn, info or debug (default info)\n"
 		"  --foreground       stay in the foreground and log to stderr too\n"
+		"  --probe-kvm        check whether KVM runs guests at speed here, then exit:\n"
+		"                     0 yes, 1 no (VMs would use TCG), 2 the check failed\n"
 		"  --version          print the version\n"
 		"  -h, --help         show this help\n",
 		LXM_DEFAULT_DIR, LXM_DEFAULT_RUNDIR);
@@ -78,6 +82,7 @@ int main(int argc, char **argv)
 		{ "rundir", required_argument, NULL, 'R' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "probe-kvm", no_argument, NULL, 'K' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -118,6 +123,14 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("%s\n", PACKAGE_VERSION);
 			return 0;
+		case 'K': {
+			struct lxm_kvm_probe_result res;
+			const char *dev = lxm_kvm_probe_device();
+
+			k = lxm_kvm_probe(dev, LXM_KVM_PROBE_DEADLINE_MS, &res);
+			lxm_kvm_probe_print(stdout, dev, &res);
+			return k < 0 ? 2 : res.usable ? 0 : 1;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -136,6 +149,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	lxm_log_set_level(cfg.level);
+	if (lxmd_server_test_knobs(&err) < 0) {
+		fprintf(stderr, "Error: %s\n", err->msg);
+		lxmd_config_free(&cfg);
+		return 1;
+	}
 
 	if (!cfg.foreground && geteuid() == 0) {
 		k = daemonize(&report);

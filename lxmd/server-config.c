@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "certificates.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
@@ -30,6 +31,10 @@ const struct lxm_server_key lxm_server_keys[] = {
 	{
 		.name = LXM_KEY_HTTPS_ADDRESS,
 		.kind = LXM_SERVER_KEY_ADDRESS,
+	},
+	{
+		.name = LXM_KEY_REMOTE_TOKEN_EXPIRY,
+		.kind = LXM_SERVER_KEY_EXPIRY,
 	},
 	{
 		.name = LXM_KEY_AUTO_UPDATE_CACHED,
@@ -157,6 +162,10 @@ int lxm_server_config_check(const char *key, const char *value, struct lxm_error
 				"server config key '%s': invalid value '%.64s': expected "
 				"[IP]:PORT, e.g. ':8443', '127.0.0.1:8443' or '[::]:8443'",
 				key, value);
+		return 0;
+	case LXM_SERVER_KEY_EXPIRY:
+		if (lxm_token_expiry_parse(value, 0, &n, err) < 0)
+			return lxm_error_prefix(err, "server config key '%s': invalid value", key);
 		return 0;
 	case LXM_SERVER_KEY_REFUSED:
 		return lxm_error_set(err, -EOPNOTSUPP, 400,

@@ -21,6 +21,7 @@ struct lxm_db_image;
 #define LXM_KEY_AUTO_UPDATE_CACHED   "images.auto_update_cached"
 #define LXM_KEY_COMPRESSION	     "images.compression_algorithm"
 #define LXM_KEY_HTTPS_ADDRESS	     "core.https_address"
+#define LXM_KEY_REMOTE_TOKEN_EXPIRY  "core.remote_token_expiry"
 
 enum lxm_server_key_kind {
 	LXM_SERVER_KEY_INT,	/* a whole number from 0 to max */
@@ -28,6 +29,7 @@ enum lxm_server_key_kind {
 	LXM_SERVER_KEY_CHOICE,	/* one of choices */
 	LXM_SERVER_KEY_REFUSED, /* known to LXD, not supported yet: refused with reason */
 	LXM_SERVER_KEY_ADDRESS, /* [IP]:PORT to listen on */
+	LXM_SERVER_KEY_EXPIRY,	/* LXD's expiry: "1d 3H" (see lxm_token_expiry_parse) */
 	_LXM_SERVER_KEY_KIND_MAX,
 	_LXM_SERVER_KEY_KIND_INVALID = -1,
 };

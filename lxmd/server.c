@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "operations.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "tls.h"
 #include "util.h"
@@ -23,15 +26,27 @@
 #define CONN_MAX_READAHEAD (1024 * 1024)
 /* Longest websocket message a client may send us. */
 #define CONN_WS_MAX_MESSAGE (1024 * 1024)
+/* Response bytes a client may leave unread before its connection stops taking requests (HTTP)
+ * or frames (a websocket, on top of LXMD_WS_MAX_QUEUED) until they drain: a client that pipelines
+ * requests, or pings, and never reads cannot make the daemon queue without end. */
+#define CONN_MAX_UNSENT (1024 * 1024)
 
 /* Limits of the TCP (HTTPS) listener against clients that hold connections without using them. */
 #define TCP_MAX_CONNS	      512	   /* connections at once, all clients */
 #define TCP_MAX_CONNS_PER_IP  32	   /* connections at once from one address */
 #define TCP_HANDSHAKE_TIMEOUT (10 * 1000)  /* ms for the TLS handshake */
-#define TCP_HEADER_TIMEOUT    (30 * 1000)  /* ms from a request's first byte to its headers */
+#define TCP_HEADER_TIMEOUT    (30 * 1000)  /* ms from a request's first byte to its end */
 #define TCP_IDLE_TIMEOUT      (300 * 1000) /* ms a keep-alive connection may sit idle */
 #define TCP_SWEEP_INTERVAL    1000	   /* ms between checks of those deadlines */
-#define TLS_READ_BUF	      65536	   /* ciphertext read at once */
+/* Requests a second one client address may make over HTTPS, and the burst it may make at once.
+ * An interactive lxc/lxm session makes a handful of requests per command (lxc launch: about ten,
+ * lxc list: one or two), and tools that drive many instances in parallel (pylxd, Terraform,
+ * Ansible) send some tens at once: a burst of 200 absorbs that, and 100 a second sustained is far
+ * above what any of them keeps up, while it caps what one address can make the daemon do. */
+#define TCP_RATE	     100
+#define TCP_BURST	     200
+#define TCP_RATE_MAX_CLIENTS 4096  /* client addresses whose buckets are kept at once */
+#define TLS_READ_BUF	     65536 /* ciphertext read at once */
 
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -54,6 +69,10 @@ struct lxmd_conn {
 	uint64_t accepted_ms;		  /* TCP: monotonic ms of the accept */
 	uint64_t active_ms;		  /* TCP: monotonic ms of the last read or write */
 	uint64_t partial_ms;		  /* TCP: first byte of a request not dispatched yet, 0 */
+	uint64_t write_ms;		  /* TCP: last progress of a non-empty write queue */
+	uint64_t retry_ms;		  /* TCP: the request being parsed is over the rate limit:
+					     ms until the client may retry; 0 when it is not */
+	bool backlogged;		  /* stopped taking input until queued drains */
 	enum conn_mode mode;		  /* HTTP or websocket */
 	struct lxm_http_parser *parser;	  /* HTTP mode */
 	const struct lxmd_route *route;	  /* routed at headers time for the request being parsed */
@@ -112,6 +131,25 @@ struct lxmd_server {
 	size_t n_conns;		       /* entries in conns */
 	size_t handles;		       /* open handles incl. the listener */
 	bool closing;		       /* lxmd_server_close() was called */
+	struct lxmd_ratelimit *rate;   /* TCP: request rates per client address */
+	size_t refused;		       /* TCP: connections refused since the last warning */
+	uint64_t refused_log_ms;       /* TCP: when that warning was logged */
+};
+
+/* The TCP listener's deadlines and rates: the defaults above, or for tests the LXMD_TEST_HTTPS_*
+ * environment variables (see lxmd_server_test_knobs()). */
+static struct {
+	uint64_t handshake_ms; /* TCP_HANDSHAKE_TIMEOUT */
+	uint64_t header_ms;    /* TCP_HEADER_TIMEOUT */
+	uint64_t idle_ms;      /* TCP_IDLE_TIMEOUT */
+	uint32_t rate;	       /* TCP_RATE */
+	uint32_t burst;	       /* TCP_BURST */
+} tcp_limits = {
+	.handshake_ms = TCP_HANDSHAKE_TIMEOUT,
+	.header_ms = TCP_HEADER_TIMEOUT,
+	.idle_ms = TCP_IDLE_TIMEOUT,
+	.rate = TCP_RATE,
+	.burst = TCP_BURST,
 };
 
 struct write_req {
@@ -127,12 +165,22 @@ struct write_req {
 static void conn_process(struct lxmd_conn *c);
 static void conn_start_reading(struct lxmd_conn *c);
 
+/* Whether the client leaves so much unread that it must wait for it to drain. */
+static bool conn_over_unsent(const struct lxmd_conn *c)
+{
+	size_t limit =
+		c->mode == CONN_WEBSOCKET ? LXMD_WS_MAX_QUEUED + CONN_MAX_UNSENT : CONN_MAX_UNSENT;
+
+	return c->queued > limit;
+}
+
 static void server_maybe_free(struct lxmd_server *s)
 {
 	if (s->closing && s->handles == 0) {
 		free(s->path);
 		if (s->tls_ctx)
 			SSL_CTX_free(s->tls_ctx);
+		lxmd_ratelimit_free(s->rate);
 		free(s);
 	}
 }
@@ -228,7 +276,7 @@ static void write_done(uv_write_t *req, int status)
 	if (c->closing)
 		return;
 	if (c->tls)
-		c->active_ms = lxm_monotonic_ms();
+		c->active_ms = c->write_ms = lxm_monotonic_ms();
 	if (status == 0 && c->want_drain && c->queued <= LXMD_WS_MAX_QUEUED / 2) {
 		c->want_drain = false;
 		if (c->ws_ops && c->ws_ops->on_drain)
@@ -245,6 +293,14 @@ static void write_done(uv_write_t *req, int status)
 		done(c->current);
 		if (c->closing)
 			return;
+	}
+	/* The client has read enough of what it was sent: its input is taken again. */
+	if (c->backlogged && !conn_over_unsent(c)) {
+		c->backlogged = false;
+		conn_process(c);
+		if (c->closing)
+			return;
+		conn_start_reading(c);
 	}
 	/* Closing after the last answer to a peer that finished sending (EOF) and waits for
 	 * nothing more. */
@@ -285,6 +341,9 @@ static int conn_tls_flush(struct lxmd_conn *c, size_t len, void (*done)(struct l
 		free(w);
 		return r;
 	}
+	/* The sweep measures how long a non-empty queue goes without progress from here. */
+	if (c->queued == 0 && len > 0)
+		c->write_ms = lxm_monotonic_ms();
 	c->queued += len;
 	return 0;
 }
@@ -656,6 +715,22 @@ static int conn_on_headers(struct lxm_http_request *req, void *ud)
 	const char *expect;
 
 	conn_clear_route(c);
+	c->retry_ms = 0;
+	if (c->tls && c->server->rate)
+		c->retry_ms = lxmd_ratelimit_take(c->server->rate, c->ip, lxm_monotonic_ms());
+	if (c->retry_ms) {
+		/* Over the rate: 429 as soon as the headers are in (streamed: no body is kept, and
+		 * the rest of it is read and dropped, so the connection stays usable). An upgrade
+		 * request has no body and its connection closes after the answer. */
+		expect = lxm_http_request_header(req, "Expect");
+		c->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
+		c->continue_sent = false;
+		if (req->upgrade)
+			return LXM_HTTP_BODY_DISCARD;
+		c->stream_msg = true;
+		c->stream_dispatch = true;
+		return LXM_HTTP_BODY_STREAM;
+	}
 	c->route = lxmd_api_match(req->path, c->args, &c->containers);
 	/* Bodies for unknown paths or methods are read and dropped: the answer is an error anyway,
 	 * and buffering them would let any client make the daemon hold megabytes. */
@@ -725,6 +800,26 @@ static struct lxmd_request *conn_new_request(struct lxmd_conn *c, struct lxm_htt
 	return r;
 }
 
+/* Answers a request over its client's rate with 429, the cause and when to retry. */
+static void conn_respond_rate_limited(struct lxmd_conn *c, struct lxmd_request *r)
+{
+	uint64_t secs = (c->retry_ms + 999) / 1000;
+	char retry[48], msg[256];
+	const char *extra[] = { retry, NULL };
+
+	c->retry_ms = 0;
+	snprintf(retry, sizeof(retry), "Retry-After: %" PRIu64, secs);
+	snprintf(msg, sizeof(msg),
+		 "too many requests from %s: over the limit of %" PRIu32
+		 " requests a second (bursts of %" PRIu32 "); retry in %" PRIu64 " s",
+		 c->ip, tcp_limits.rate, tcp_limits.burst, secs);
+	log_debug("%s %s: 429 %s", http_method_str(r->http->method), r->http->url, msg);
+	/* After an upgrade request the rest of the stream is not HTTP. */
+	if (r->http->upgrade)
+		r->http->keep_alive = false;
+	lxmd_respond_json(r, 429, lxm_json_error(429, msg), extra);
+}
+
 /* The headers of a streamed request are in: its handler runs now, with the head the parser
  * still owns, and says with on_body/on_body_end whether it wants the body. */
 static void conn_dispatch_stream(struct lxmd_conn *c)
@@ -739,7 +834,10 @@ static void conn_dispatch_stream(struct lxmd_conn *c)
 	}
 	r->http_borrowed = true;
 	c->body_req = r;
-	lxmd_api_handle(r);
+	if (c->retry_ms)
+		conn_respond_rate_limited(c, r);
+	else
+		lxmd_api_handle(r);
 	/* Answered already (then body_req was cleared), or it takes no body. */
 	if (c->body_req && !c->body_req->on_body && !c->body_req->on_body_end)
 		conn_forget_body(c);
@@ -809,7 +907,10 @@ static void conn_dispatch(struct lxmd_conn *c, struct lxm_http_request *http)
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
-	lxmd_api_handle(r);
+	if (c->retry_ms)
+		conn_respond_rate_limited(c, r);
+	else
+		lxmd_api_handle(r);
 }
 
 static void conn_process(struct lxmd_conn *c)
@@ -824,6 +925,12 @@ static void conn_process(struct lxmd_conn *c)
 			continue;
 		if (c->in_len == 0)
 			break;
+		/* A client that does not read what it is sent gets no more answers (or websocket
+		 * replies) until it does; a streamed body goes on to its handler. */
+		if (!c->stream_msg && conn_over_unsent(c)) {
+			c->backlogged = true;
+			break;
+		}
 		if (c->mode == CONN_WEBSOCKET) {
 			size_t n = c->in_len;
 
@@ -987,8 +1094,10 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->in_len += (size_t)nread;
 	conn_process(c);
-	/* Stop reading ahead while a request is answered and too much is already buffered. */
-	if (!c->closing && c->reading && c->current && c->in_len > CONN_MAX_READAHEAD) {
+	/* Stop reading ahead while a request is answered and too much is already buffered, or
+	 * while the client leaves too much unread. */
+	if (!c->closing && c->reading &&
+	    ((c->current && c->in_len > CONN_MAX_READAHEAD) || c->backlogged)) {
 		uv_read_stop(stream);
 		c->reading = false;
 	}
@@ -996,7 +1105,8 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_start_reading(struct lxmd_conn *c)
 {
-	if (c->closing || c->reading || c->eof || c->close_after_write || c->paused)
+	if (c->closing || c->reading || c->eof || c->close_after_write || c->paused ||
+	    c->backlogged)
 		return;
 	if (uv_read_start((uv_stream_t *)&c->pipe, conn_alloc, conn_read) == 0)
 		c->reading = true;
@@ -1013,6 +1123,27 @@ static size_t server_conns_from(struct lxmd_server *s, const char *ip)
 	return n;
 }
 
+/* Logs a refused connection, at most once a second with the count since the last line (a flood
+ * of connections must not become a flood of log lines). */
+static void server_log_refused(struct lxmd_server *s, const char *ip, bool per_ip)
+{
+	uint64_t now = lxm_monotonic_ms();
+
+	s->refused++;
+	if (s->refused_log_ms && now - s->refused_log_ms < 1000)
+		return;
+	if (per_ip)
+		log_warn("HTTPS connection from %s refused: it has %d connections open already "
+			 "(%zu refused since the last such line)",
+			 ip, TCP_MAX_CONNS_PER_IP, s->refused);
+	else
+		log_warn("HTTPS connection from %s refused: %d connections open already "
+			 "(%zu refused since the last such line)",
+			 ip, TCP_MAX_CONNS, s->refused);
+	s->refused = 0;
+	s->refused_log_ms = now;
+}
+
 /* A new TCP connection: its address, the caps, its TLS session. false: refused (c closes). */
 static bool conn_setup_tcp(struct lxmd_server *s, struct lxmd_conn *c)
 {
@@ -1022,14 +1153,13 @@ static bool conn_setup_tcp(struct lxmd_server *s, struct lxmd_conn *c)
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) < 0 ||
 	    uv_ip_name((struct sockaddr *)&sa, c->ip, sizeof(c->ip)) < 0)
 		snprintf(c->ip, sizeof(c->ip), "unknown");
+	/* Both counts include c itself. */
 	if (s->n_conns > TCP_MAX_CONNS) {
-		log_warn("HTTPS connection from %s refused: %d connections open already", c->ip,
-			 TCP_MAX_CONNS);
+		server_log_refused(s, c->ip, false);
 		return false;
 	}
 	if (server_conns_from(s, c->ip) > TCP_MAX_CONNS_PER_IP) {
-		log_warn("HTTPS connection from %s refused: it has %d connections open already",
-			 c->ip, TCP_MAX_CONNS_PER_IP);
+		server_log_refused(s, c->ip, true);
 		return false;
 	}
 	if (lxm_tls_new(s->tls_ctx, true, &c->tls) < 0)
@@ -1155,6 +1285,27 @@ size_t lxmd_server_connections(const struct lxmd_server *s)
 	return s->n_conns;
 }
 
+size_t lxmd_server_close_websockets_of(struct lxmd_server *s, const char *fp)
+{
+	struct lxmd_conn *c, *next;
+	size_t n = 0;
+
+	for (c = TAILQ_FIRST(&s->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->closing || c->mode != CONN_WEBSOCKET || !c->tls || !streq(c->peer_fp, fp))
+			continue;
+		/* A close frame saying why, then the connection ends without waiting for the
+		 * client's answer: it is no longer trusted to give one. */
+		if (c->ws && !c->eof)
+			lxm_ws_close(c->ws, 1008, "client certificate no longer trusted");
+		c->close_after_write = true;
+		if (c->queued == 0)
+			lxmd_conn_close(c);
+		n++;
+	}
+	return n;
+}
+
 /* Closes the TCP connections past a deadline: a handshake that takes too long, headers that
  * come too slowly (slowloris), a keep-alive connection left idle. Busy ones (a request being
  * answered, a websocket) have none. */
@@ -1169,14 +1320,17 @@ static void server_sweep(uv_timer_t *t)
 
 		next = TAILQ_NEXT(c, link);
 		if (!lxm_tls_established(c->tls)) {
-			if (now - c->accepted_ms > TCP_HANDSHAKE_TIMEOUT)
+			if (now - c->accepted_ms > tcp_limits.handshake_ms)
 				why = "TLS handshake timed out";
-		} else if (c->mode == CONN_WEBSOCKET || c->current || c->queued) {
+		} else if (c->queued) {
+			if (now - c->write_ms > tcp_limits.idle_ms)
+				why = "the client does not read its responses";
+		} else if (c->mode == CONN_WEBSOCKET || c->current) {
 			continue;
 		} else if (c->partial_ms) {
-			if (now - c->partial_ms > TCP_HEADER_TIMEOUT)
-				why = "request headers too slow";
-		} else if (now - c->active_ms > TCP_IDLE_TIMEOUT) {
+			if (now - c->partial_ms > tcp_limits.header_ms)
+				why = "request too slow";
+		} else if (now - c->active_ms > tcp_limits.idle_ms) {
 			why = "idle";
 		}
 		if (!why)
@@ -1184,6 +1338,8 @@ static void server_sweep(uv_timer_t *t)
 		log_info("HTTPS connection from %s closed: %s", c->ip, why);
 		lxmd_conn_close(c);
 	}
+	/* Clients whose buckets have refilled are as good as new: their entries go. */
+	lxmd_ratelimit_expire(s->rate, now);
 }
 
 /* Splits "host:port", "[v6]:port", ":port" or "host" into an address to bind. */
@@ -1256,6 +1412,13 @@ int lxmd_server_new_tcp(struct lxmd *d, const char *address, const char *cert_pa
 		free(s);
 		return lxm_error_prefix(err, "HTTPS listener on %s", address);
 	}
+	r = lxmd_ratelimit_new(tcp_limits.rate, tcp_limits.burst, TCP_RATE_MAX_CLIENTS, &s->rate);
+	if (r < 0) {
+		SSL_CTX_free(s->tls_ctx);
+		free(s->path);
+		free(s);
+		return lxm_error_setx(err, r, 500, "HTTPS listener on %s: rate limits", address);
+	}
 	uv_tcp_init(d->loop, &s->tcp_listener);
 	s->tcp_listener.data = s;
 	uv_timer_init(d->loop, &s->sweep);
@@ -1299,4 +1462,45 @@ const char *lxmd_conn_peer_address(const struct lxmd_conn *c)
 int lxmd_conn_peer_pem(const struct lxmd_conn *c, char **ret)
 {
 	return c->tls ? lxm_tls_peer_pem(c->tls, ret) : -ENOENT;
+}
+
+/* Reads one LXMD_TEST_HTTPS_* variable into *v when it is set: an integer from min to max. */
+static int test_knob(const char *name, uint64_t min, uint64_t max, uint64_t *v,
+		     struct lxm_error **err)
+{
+	const char *env = getenv(name);
+	unsigned long long n;
+	char *end;
+
+	if (!env || !*env)
+		return 0;
+	errno = 0;
+	n = strtoull(env, &end, 10);
+	if (errno || *end || !isdigit((unsigned char)env[0]) || n < min || n > max)
+		return lxm_error_set(err, -EINVAL, 500,
+				     "environment variable %s='%.32s': expected an integer from "
+				     "%" PRIu64 " to %" PRIu64,
+				     name, env, min, max);
+	log_warn("%s=%llu: an HTTPS limit changed for tests", name, n);
+	*v = n;
+	return 0;
+}
+
+int lxmd_server_test_knobs(struct lxm_error **err)
+{
+	uint64_t rate = tcp_limits.rate, burst = tcp_limits.burst;
+	int r;
+
+	if ((r = test_knob("LXMD_TEST_HTTPS_HANDSHAKE_TIMEOUT_MS", 100, UINT32_MAX,
+			   &tcp_limits.handshake_ms, err)) < 0 ||
+	    (r = test_knob("LXMD_TEST_HTTPS_HEADER_TIMEOUT_MS", 100, UINT32_MAX,
+			   &tcp_limits.header_ms, err)) < 0 ||
+	    (r = test_knob("LXMD_TEST_HTTPS_IDLE_TIMEOUT_MS", 100, UINT32_MAX, &tcp_limits.idle_ms,
+			   err)) < 0 ||
+	    (r = test_knob("LXMD_TEST_HTTPS_RATE", 1, 1000000, &rate, err)) < 0 ||
+	    (r = test_knob("LXMD_TEST_HTTPS_BURST", 1, 1000000, &burst, err)) < 0)
+		return r;
+	tcp_limits.rate = (uint32_t)rate;
+	tcp_limits.burst = (uint32_t)burst;
+	return 0;
 }

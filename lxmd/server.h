@@ -54,12 +54,22 @@ int lxmd_server_new(struct lxmd *d, const char *path, struct lxmd_server **ret,
  * once every handle is closed. */
 void lxmd_server_close(struct lxmd_server *s);
 size_t lxmd_server_connections(const struct lxmd_server *s);
+/* Closes the websockets (events, exec, console) of TLS clients whose certificate has the
+ * fingerprint fp, e.g. once it has left the trust store: a close frame (1008), then the
+ * connection. Returns how many. */
+size_t lxmd_server_close_websockets_of(struct lxmd_server *s, const char *fp);
 
 /* The HTTPS listener: TCP on address (":8443", "127.0.0.1:8443", "[::]:8443"), TLS with the
  * certificate and key, client certificates requested. 400 naming the address and the cause when
  * it cannot bind. Closed with lxmd_server_close() (which closes its connections too). */
 int lxmd_server_new_tcp(struct lxmd *d, const char *address, const char *cert_path,
 			const char *key_path, struct lxmd_server **ret, struct lxm_error **err);
+/* For tests, the HTTPS listener's limits from the environment, read once at start (before any
+ * listener exists): LXMD_TEST_HTTPS_HANDSHAKE_TIMEOUT_MS, _HEADER_TIMEOUT_MS (a request's first
+ * byte to its end), _IDLE_TIMEOUT_MS (also: a response the client leaves unread), _RATE
+ * (requests a second per client address) and _BURST. 500 naming the variable when one is not a
+ * number in range. */
+int lxmd_server_test_knobs(struct lxm_error **err);
 /* The address a TCP server listens on (the unix socket's path for the other). */
 const char *lxmd_server_address(const struct lxmd_server *s);
 /* NULL for a unix socket connection; for a TLS one, the client certificate's sha256

@@ -63,6 +63,11 @@ int lxm_tls_server_ctx(const char *cert_path, const char *key_path, SSL_CTX **re
 	}
 	/* Request a client certificate, do not require one: untrusted clients may read /1.0. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+	/* Sessions kept for resumption: a bounded cache, so that a flood of handshakes cannot grow
+	 * it (OpenSSL's default holds 20480); and the context without which a client that resumes
+	 * a session with its certificate fails the handshake instead. */
+	SSL_CTX_sess_set_cache_size(ctx, 1024);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"lxmd", 4);
 	*ret = ctx;
 	return 0;
 }

@@ -2,7 +2,8 @@
  * from the network goes through. Clients on the unix socket are trusted (the socket's mode
  * guards it); a TLS client is trusted when its certificate's fingerprint is in the store, looked
  * up per request so that a removed certificate stops working at once, also on connections that
- * are already open. */
+ * are already open; the websockets such a client has open are closed when its certificate is
+ * removed or made read-only. */
 #include "config.h"
 
 #include <errno.h>
@@ -22,8 +23,10 @@
 #include "util.h"
 
 /* What an untrusted client may do: read the server's public description, add itself with a
- * token, and list, read and export the public images and their aliases (the image handlers show
- * it nothing else: lxmd as an image server for other hosts). */
+ * token, list, read and export the public images and their aliases (the image handlers show it
+ * nothing else: lxmd as an image server for other hosts), and, as with LXD, connect the
+ * websockets of an operation, which its secret authorises: the secret is known only to whoever
+ * created the operation, and clients such as pylxd (ws4py) open them without a certificate. */
 static bool untrusted_allowed(struct lxmd_request *r)
 {
 	static const char *const readable[] = { "/",
@@ -32,7 +35,8 @@ static bool untrusted_allowed(struct lxmd_request *r)
 						"/1.0/images/*",
 						"/1.0/images/*/export",
 						"/1.0/images/aliases",
-						"/1.0/images/aliases/**" };
+						"/1.0/images/aliases/**",
+						"/1.0/operations/*/websocket" };
 	enum lxmd_method m = lxmd_method_from_http(r->http->method);
 	const char *p = r->route ? r->route->pattern : "";
 
@@ -119,38 +123,21 @@ static int read_type(const json_t *body, struct lxm_error **err)
 	return 0;
 }
 
-/* {"token": true, "name": N}: a join token, in the metadata of an operation that ends at once. */
+/* {"token": true, "name": N}: a join token, shown (as in LXD) by an operation of class "token"
+ * that runs until the token is redeemed, revoked or expires. */
 static int create_token(struct lxmd_request *r, const char *name, struct lxm_error **err)
 {
-	_cleanup_free_ char *token = NULL, *secret = NULL, *pem = NULL;
-	_cleanup_json_ json_t *tok = NULL;
 	struct lxm_operation *op = NULL;
-	char fp[65] = "";
 	int k;
 
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "create join token: a \"name\" for the client is required");
-	k = lxmd_token_new(r->d, name, 0, &token, &secret, err);
+	k = lxmd_token_new(r->d, name, &op, err);
 	if (k < 0)
 		return k;
-	lxmd_server_cert_read(r->d, &pem, fp);
-	k = lxm_operation_new(r->d->ops, LXM_OP_TOKEN, "Certificate add token", NULL, NULL, NULL,
-			      NULL, NULL, &op);
-	if (k < 0) {
-		lxmd_token_cancel(secret);
-		return lxm_error_setx(err, k, 500, "create join token: new operation");
-	}
-	tok = lxmd_https_addresses(r->d);
-	lxm_operation_set_metadata(
-		op, json_pack("{s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "client_name",
-			      name, "fingerprint", fp, "addresses", tok, "secret", secret,
-			      "expires_at", "0001-01-01T00:00:00Z", "clientName", name, "token",
-			      token, "request", "name", name, "type", "client"));
-	lxm_operation_start(op);
 	log_info("join token created for client '%s'", name);
 	k = lxmd_respond_async(r, op);
-	lxm_operation_finish(op, NULL);
 	return k < 0 ? k : 0;
 }
 
@@ -280,7 +267,7 @@ static int certificate_update(struct lxmd_request *r, bool patch, struct lxm_err
 {
 	_cleanup_db_certificate_ struct lxm_db_certificate *c = NULL;
 	const char *name = NULL, *type = NULL;
-	bool read_only, restricted;
+	bool read_only, restricted, was_read_only;
 	char etag[65];
 	int k = lxm_db_certificate_get(r->d->db, r->args[0], &c, err);
 
@@ -325,9 +312,12 @@ static int certificate_update(struct lxmd_request *r, bool patch, struct lxm_err
 		return lxm_error_set(err, -EINVAL, 400,
 				     "update certificate %s: \"name\" is required", c->fingerprint);
 	}
+	was_read_only = c->read_only;
 	c->read_only = read_only;
 	if ((k = lxm_db_certificate_update(r->d->db, c, err)) < 0)
 		return k;
+	if (read_only && !was_read_only)
+		lxmd_https_close_websockets_of(r->d, c->fingerprint, "made read-only");
 	return lxmd_respond_sync(r, NULL, NULL);
 }
 
@@ -350,6 +340,7 @@ int lxmd_api_certificate_delete(struct lxmd_request *r, struct lxm_error **err)
 	if (k < 0 || (k = lxm_db_certificate_delete(r->d->db, c->fingerprint, err)) < 0)
 		return k;
 	log_info("certificate %s ('%s') removed from the trust store", c->fingerprint, c->name);
+	lxmd_https_close_websockets_of(r->d, c->fingerprint, "removed from the trust store");
 	if (asprintf(&url, "/1.0/certificates/%s", c->fingerprint) >= 0)
 		lxm_events_lifecycle(r->d->events, "certificate-deleted", url, NULL);
 	return lxmd_respond_sync(r, NULL, NULL);

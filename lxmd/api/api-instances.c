@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api/api-migration.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
@@ -327,9 +328,11 @@ int lxmd_api_instance_state_put(struct lxmd_request *r, struct lxm_error **err)
 				     inst->name);
 	/* A restore swaps the rootfs: init must not start on half of it. */
 	if ((streq(action, "start") || streq(action, "restart")) && lxmd_snapshot_busy(inst->name))
-		return lxm_error_set(err, -EBUSY, 409,
-				     "%s '%s': a snapshot or restore of its files is under way",
-				     action, inst->name);
+		return lxm_error_set(
+			err, -EBUSY, 409,
+			"%s '%s': a snapshot, restore or migration of its files is under "
+			"way",
+			action, inst->name);
 	timeout_j = json_object_get(r->body, "timeout");
 	if (timeout_j && !json_is_null(timeout_j)) {
 		if (!json_is_integer(timeout_j))
@@ -384,6 +387,8 @@ struct instance_job {
 	char *logdir;		    /* the instance's log directory (delete), or NULL */
 	int result;		    /* 0 or -errno, set by the worker */
 	const char *step;	    /* what failed */
+	struct lxmd_migration *mig; /* migration: receives the rootfs, or NULL */
+	bool received;		    /* migration: the rootfs is in */
 };
 
 static void job_free(void *p)
@@ -404,6 +409,7 @@ static void job_free(void *p)
 	free(j->copy_src);
 	free(j->copy_snap);
 	json_decref(j->ctx);
+	lxmd_migration_release(j->mig);
 	free(j);
 }
 
@@ -530,18 +536,49 @@ static void create_work(uv_work_t *w)
 			return;
 		j->volume_made = true;
 	}
+	/* A migration's backup.yaml comes once its rootfs is in (see api-migration.c). */
+	if (j->mig && !j->received)
+		return;
 	j->result = write_instance_files(j->path, j->backup_yaml, &j->step);
+}
+
+static int queue_create_work(struct instance_job *j, struct lxm_error **err);
+
+/* A migration's rootfs is in (or the transfer failed): the create goes on. */
+static void create_received(void *ud, struct lxm_error *err)
+{
+	struct instance_job *j = ud;
+
+	if (!err) {
+		j->received = true;
+		if (queue_create_work(j, &err) >= 0)
+			return;
+	}
+	create_failed(j, err);
 }
 
 static void create_done(uv_work_t *w, int status)
 {
 	struct instance_job *j = w->data;
-	_cleanup_free_ char *url = NULL;
+	_cleanup_free_ char *url = NULL, *rootfs = NULL;
 
 	if (j->result < 0) {
 		create_failed(j, job_error(j, "create"));
 		return;
 	}
+	if (j->mig && !j->received) {
+		if (asprintf(&rootfs, "%s/rootfs", j->path) < 0) {
+			struct lxm_error *e = NULL;
+
+			lxm_error_set(&e, -ENOMEM, 500, "create instance '%s': out of memory",
+				      j->name);
+			create_failed(j, e);
+			return;
+		}
+		lxmd_migration_receive(j->mig, rootfs, create_received, j);
+		return;
+	}
+	lxmd_migration_target_end(j->mig, NULL);
 	if (asprintf(&url, "/1.0/instances/%s", j->name) >= 0)
 		lxm_events_lifecycle(j->d->events, "instance-created", url, NULL);
 	lxm_operation_finish(j->op, NULL);
@@ -667,6 +704,7 @@ static void uncreate_done(uv_work_t *w, int status)
 
 	(void)status;
 	unclaim(j->d, j->pool, j->name);
+	lxmd_migration_target_end(j->mig, j->err);
 	lxm_operation_finish(j->op, TAKE_PTR(j->err));
 }
 
@@ -711,6 +749,16 @@ static int create_run(struct lxm_operation *op, void *data, struct lxm_error **e
 	if (j->alias)
 		return lxmd_image_ensure(j->d, j->alias, op, create_ensured, j, err);
 	return queue_create_work(j, err);
+}
+
+static int create_cancel(struct lxm_operation *op, void *data, struct lxm_error **err)
+{
+	struct instance_job *j = data;
+
+	(void)op;
+	(void)err;
+	lxmd_migration_cancel(j->mig);
+	return 0;
 }
 
 static int parse_profiles(const json_t *body, json_t **ret, struct lxm_error **err)
@@ -846,8 +894,9 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	struct lxm_operation *op = NULL;
 	struct lxm_pool *pool = NULL;
 	_cleanup_(copy_done) struct copy cp = { 0 };
-	_cleanup_json_ json_t *ctx = NULL;
+	_cleanup_json_ json_t *ctx = NULL, *md = NULL;
 	struct instance_job *job;
+	bool migration = false;
 	struct utsname u;
 	const char *reason;
 	int k;
@@ -942,10 +991,22 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 			return lxm_error_prefix(err, "create instance '%s': source", name);
 		if ((k = copy_source(r, name, src, instance_only, &config, &devices, &cp, err)) < 0)
 			return k;
+	} else if (streq(stype, "migration")) {
+		const char *mode = NULL;
+
+		if ((k = lxm_json_opt_string(source, "mode", &mode, err)) < 0)
+			return lxm_error_prefix(err, "create instance '%s': source", name);
+		if (!mode || !streq(mode, "push"))
+			return lxm_error_set(err, -EOPNOTSUPP, 501,
+					     "create instance '%s': migration mode '%s' is not "
+					     "implemented (push: a client relays the source's "
+					     "websockets, as lxm copy does)",
+					     name, mode && *mode ? mode : "pull");
+		migration = true;
 	} else if (!streq(stype, "none")) {
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "create instance '%s': unknown source type '%s' (image, "
-				     "copy or none)",
+				     "copy, migration or none)",
 				     name, stype);
 	}
 	if ((k = lxmd_check_config(config, err)) < 0 ||
@@ -1020,12 +1081,22 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 		unclaim(r->d, pool, name);
 		return -ENOMEM;
 	}
-	k = lxm_operation_new(r->d->ops, LXM_OP_TASK, "Creating instance", resources_for(r, name),
-			      create_run, NULL, job, job_free, &op);
+	if (migration && (k = lxmd_migration_target_new(r->d, name, &job->mig, &md)) < 0) {
+		job_free(job);
+		unclaim(r->d, pool, name);
+		return lxm_error_setx(err, k, 500, "create instance '%s'", name);
+	}
+	k = lxm_operation_new(r->d->ops, migration ? LXM_OP_WEBSOCKET : LXM_OP_TASK,
+			      "Creating instance", resources_for(r, name), create_run,
+			      migration ? create_cancel : NULL, job, job_free, &op);
 	if (k < 0) {
 		job_free(job);
 		unclaim(r->d, pool, name);
 		return lxm_error_setx(err, k, 500, "create instance '%s': new operation", name);
+	}
+	if (job->mig) {
+		lxmd_migration_target_attach(job->mig, op);
+		lxm_operation_set_metadata(op, TAKE_PTR(md));
 	}
 	lxm_operation_start(op);
 	return lxmd_respond_async(r, op);
@@ -1205,8 +1276,8 @@ int lxmd_api_instance_delete(struct lxmd_request *r, struct lxm_error **err)
 				     inst->name);
 	if (lxmd_snapshot_busy(inst->name))
 		return lxm_error_set(err, -EBUSY, 409,
-				     "delete instance '%s': a snapshot or restore of it is under "
-				     "way; retry when it ends",
+				     "delete instance '%s': a snapshot, restore or migration of it "
+				     "is under way; retry when it ends",
 				     inst->name);
 	k = lxmd_instance_expand(r->d, inst, &config, &devices, err);
 	if (k < 0)
@@ -1459,7 +1530,8 @@ static int rename_run(struct lxm_operation *op, void *data, struct lxm_error **e
 }
 
 /* POST /1.0/instances/<name> {"name": "new"}: a rename (lxm move). The instance must be
- * stopped; its snapshots, logs and volume follow. Migration is not implemented. */
+ * stopped; its snapshots, logs and volume follow. {"migration": true}: the source of a transfer
+ * to another lxmd (api-migration.c). */
 int lxmd_api_instance_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL, *other = NULL;
@@ -1475,8 +1547,7 @@ int lxmd_api_instance_post(struct lxmd_request *r, struct lxm_error **err)
 			(k = lxm_json_opt_bool(r->body, "migration", &migration, err)) < 0))
 		return lxm_error_prefix(err, "rename instance '%s'", inst->name);
 	if (migration)
-		return lxm_error_set(err, -EOPNOTSUPP, 501,
-				     "instance '%s': migration is not implemented", inst->name);
+		return lxmd_migration_source(r, inst->name, NULL, err);
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "rename instance '%s': field 'name' (the new name) is "
@@ -1499,8 +1570,8 @@ int lxmd_api_instance_post(struct lxmd_request *r, struct lxm_error **err)
 				     inst->name);
 	if (lxmd_snapshot_busy(inst->name))
 		return lxm_error_set(err, -EBUSY, 409,
-				     "rename instance '%s': a snapshot or restore of it is under "
-				     "way; retry when it ends",
+				     "rename instance '%s': a snapshot, restore or migration of it "
+				     "is under way; retry when it ends",
 				     inst->name);
 	rj = calloc(1, sizeof(*rj));
 	if (!rj || !(rj->j.name = strdup(inst->name)) || !(rj->new_name = strdup(name))) {

@@ -19,6 +19,7 @@
 #include "server-config.h"
 #include "server.h"
 #include "util.h"
+#include "vm/accel.h"
 
 /* Only what lxmd really implements: an extension promises clients a behaviour. */
 static const char *const api_extensions[] = {
@@ -52,6 +53,8 @@ static const char *const api_extensions[] = {
 	"network_leases",
 	"network_state",
 	"network_forward",
+	/* POST /1.0/certificates {"token": true}: join tokens as running "token" operations */
+	"certificate_token",
 };
 
 int lxmd_api_root_get(struct lxmd_request *r, struct lxm_error **err)
@@ -135,7 +138,7 @@ int lxmd_api_server_get(struct lxmd_request *r, struct lxm_error **err)
 			"server_pid", (int)getpid(), "server_version", PACKAGE_VERSION, "server",
 			"lxmd", "storage", storage ? storage : "", "storage_supported_drivers",
 			lxmd_pools_supported_drivers(r->d));
-	if (!env)
+	if (!env || lxmd_vm_accel_to_env(r->d, env) < 0)
 		return -ENOMEM;
 	meta = json_pack("{s:O, s:s, s:s, s:s, s:b, s:[s], s:O, s:O}", "config", config,
 			 "api_status", "stable", "api_version", "1.0", "auth", "trusted", "public",

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "api/api-migration.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "db/db.h"
@@ -31,8 +32,8 @@
 
 /* ---- instances with snapshot work under way ---- */
 
-/* An instance whose files a snapshot or a restore is copying: a second such job, or a delete of
- * the instance, waits for it to end (409). */
+/* An instance whose files a snapshot, a restore or a migration is copying: a second such job, a
+ * start, a rename or a delete of the instance waits for it to end (409). */
 struct busy {
 	LIST_ENTRY(busy) link; /* in busy_list */
 	char *instance;	       /* its name */
@@ -50,7 +51,7 @@ bool lxmd_snapshot_busy(const char *instance)
 	return false;
 }
 
-static int busy_take(const char *instance)
+int lxmd_snapshot_busy_take(const char *instance)
 {
 	struct busy *b = calloc(1, sizeof(*b));
 
@@ -62,7 +63,7 @@ static int busy_take(const char *instance)
 	return 0;
 }
 
-static void busy_release(const char *instance)
+void lxmd_snapshot_busy_release(const char *instance)
 {
 	struct busy *b;
 
@@ -310,7 +311,7 @@ static void snap_job_free(void *p)
 	if (!j)
 		return;
 	if (j->busy)
-		busy_release(j->s->instance);
+		lxmd_snapshot_busy_release(j->s->instance);
 	lxm_db_snapshot_free(j->s);
 	lxm_db_instance_free(j->inst);
 	lxm_db_instance_free(j->old);
@@ -331,7 +332,7 @@ static int snap_job_new(struct lxmd *d, const struct lxm_db_instance *inst,
 	j->d = d;
 	j->s = s;
 	k = lxmd_instance_pool(d, inst->name, &j->pool, err);
-	if (k >= 0 && busy_take(inst->name) < 0)
+	if (k >= 0 && lxmd_snapshot_busy_take(inst->name) < 0)
 		k = lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	if (k < 0) {
 		j->s = NULL;
@@ -350,7 +351,7 @@ static void job_finish(struct snap_job *j, struct lxm_error *err)
 	_cleanup_free_ char *instance = NULL;
 
 	if (j->busy) {
-		busy_release(j->s->instance);
+		lxmd_snapshot_busy_release(j->s->instance);
 		j->busy = false;
 	}
 	/* The instance is free again: the scheduler's next expired snapshot of it may go (not
@@ -487,7 +488,7 @@ static int queue(struct snap_job *j, struct lxm_operation *op, uv_work_cb work,
 	j->work.data = j;
 	k = uv_queue_work(j->d->loop, &j->work, work, done);
 	if (k < 0) {
-		busy_release(j->s->instance);
+		lxmd_snapshot_busy_release(j->s->instance);
 		j->busy = false;
 		return lxm_error_set(err, k, 500, "queue work: %s", uv_strerror(k));
 	}
@@ -744,7 +745,8 @@ static int rename_run(struct lxm_operation *op, void *data, struct lxm_error **e
 	return queue(data, op, rename_work, rename_done, err);
 }
 
-/* POST {"name": "new"}: a rename. Migration ("migration": true) is not supported. */
+/* POST {"name": "new"}: a rename; {"migration": true}: the source of a transfer to another lxmd
+ * (api-migration.c). */
 int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
@@ -761,9 +763,7 @@ int lxmd_api_instance_snapshot_post(struct lxmd_request *r, struct lxm_error **e
 			(k = lxm_json_opt_bool(r->body, "migration", &migration, err)) < 0))
 		return lxm_error_prefix(err, "rename snapshot '%s/%s'", inst->name, s->name);
 	if (migration)
-		return lxm_error_set(err, -EOPNOTSUPP, 501,
-				     "snapshot '%s/%s': migration is not implemented", inst->name,
-				     s->name);
+		return lxmd_migration_source(r, inst->name, s->name, err);
 	if (!name || !*name)
 		return lxm_error_set(err, -EINVAL, 400,
 				     "rename snapshot '%s/%s': field 'name' (the new name) is "

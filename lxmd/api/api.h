@@ -207,6 +207,9 @@ int lxmd_snapshot_restore(struct lxmd_request *r, const struct lxm_db_instance *
 			  const char *restore, struct lxm_error **err);
 /* Whether a snapshot or restore of instance is copying its files (a delete must wait). */
 bool lxmd_snapshot_busy(const char *instance);
+/* Marks the instance's files busy (-ENOMEM) until lxmd_snapshot_busy_release(). */
+int lxmd_snapshot_busy_take(const char *instance);
+void lxmd_snapshot_busy_release(const char *instance);
 
 /* Checks a new instance's config map against the key table (profiles/keys.h): string values,
  * known and supported keys with valid values; read-only keys (image.*, volatile.*) may come along

@@ -16,6 +16,7 @@ import yaml
 
 from conftest import need_lxc
 from lxmtest import assert_sync, run_under_pty, wait_for
+from nettest import free_port
 
 pytestmark = need_lxc()
 
@@ -290,3 +291,23 @@ def test_image_list_and_import(lxc, names, busybox_image, tmp_path):
     name = names()
     p = lxc.run("launch", "imported", name)
     assert lxc.run("exec", name, "--", "echo", "from-import").stdout == "from-import\n"
+
+
+def test_trust_tokens(lxc, lxmd):
+    """lxc config trust add --name makes a token that list-tokens shows (from the running
+    operations of class token) and revoke-token cancels."""
+    port = free_port()
+    lxc.run("config", "set", "core.https_address", "127.0.0.1:%d" % port)
+    lxc.run("config", "set", "core.remote_token_expiry", "1H")
+    out = lxc.run("config", "trust", "add", "--name", "lxc-client").stdout
+    token = out.strip().splitlines()[-1]
+    listed = lxc.run("config", "trust", "list-tokens", "--format", "csv").stdout
+    assert listed.startswith("lxc-client,%s," % token), listed
+    ours = json.loads(lxmd.cli("config", "trust", "list-tokens", "-f", "json").stdout)
+    assert [(x["name"], x["token"]) for x in ours] == [("lxc-client", token)], ours
+    lxc.run("config", "trust", "revoke-token", "lxc-client")
+    assert lxc.run("config", "trust", "list-tokens", "--format", "csv").stdout.strip() == ""
+    assert lxmd.cli("config", "trust", "list-tokens", "-f", "json").stdout.strip() == "[]"
+    p = lxc.run("config", "set", "core.remote_token_expiry", "10x", check=False)
+    assert p.returncode != 0 and "core.remote_token_expiry" in p.stderr, p.stderr
+    lxc.run("config", "unset", "core.https_address")

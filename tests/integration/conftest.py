@@ -76,6 +76,41 @@ def lxmd(lxmd_factory):
 
 
 @pytest.fixture
+def r2(lxmd_factory):
+    """A second running lxmd, listening for HTTPS on 127.0.0.1:<r2.https_port>."""
+    from nettest import free_port
+
+    d = lxmd_factory()
+    d.start()
+    d.https_port = free_port()
+    d.cli("config", "set", "core.https_address", "127.0.0.1:%d" % d.https_port)
+    yield d
+    for name in d.instance_names():
+        d.cli("delete", "-f", name, check=False)
+
+
+@pytest.fixture
+def https(lxmd, tmp_path):
+    """lxmd listening for HTTPS on 127.0.0.1: (port, a directory for certificates)."""
+    from nettest import free_port
+
+    port = free_port()
+    lxmtest.assert_sync(lxmd.api("PATCH", "/1.0", {"config": {"core.https_address":
+                                                              "127.0.0.1:%d" % port}}))
+    return port, str(tmp_path)
+
+
+@pytest.fixture
+def r2_conf(lxmd, r2, tmp_path):
+    """A private LXM_CONF for the local lxm in which r2 is a remote that trusts it (a token)."""
+    env = {"LXM_CONF": str(tmp_path / "conf")}
+    token = r2.cli("config", "trust", "add", "--name", "laptop", "-q").stdout.strip()
+    lxmd.cli("remote", "add", "r2", "https://127.0.0.1:%d" % r2.https_port,
+             "--accept-certificate", "--token", token, env=env)
+    return env
+
+
+@pytest.fixture
 def launched(lxmd):
     """Launches busybox containers by name (with optional config keys and profiles after default);
     force-deletes them at the end and checks that no cgroup and no directory of theirs is left."""

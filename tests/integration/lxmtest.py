@@ -20,6 +20,7 @@ import shutil
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -128,6 +129,28 @@ def assert_error_envelope(resp, status):
     assert body.get("error_code") == status, body
     assert isinstance(body.get("error"), str) and body["error"].strip(), body
     return body["error"]
+
+
+def make_cert(tmp, name, curve="P-384"):
+    """A self-signed EC certificate made with openssl, as a user would: (crt, key, PEM, sha256
+    fingerprint)."""
+    crt, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:%s" % curve, "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=%s" % name], check=True, capture_output=True)
+    with open(crt) as f:
+        pem = f.read()
+    return crt, key, pem, hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def cli_failed(p, *words):
+    """A CLI run that failed with an error naming each of words; returns its stderr."""
+    assert p.returncode != 0, "expected a failure:\n%s\n%s" % (p.stdout, p.stderr)
+    # lxm may say first that it made the client certificate.
+    assert p.stderr.splitlines()[-1].startswith("Error: "), p.stderr
+    for w in words:
+        assert w in p.stderr, "%r not in %r" % (w, p.stderr)
+    return p.stderr
 
 
 def assert_sync(resp, status=200):

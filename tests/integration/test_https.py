@@ -11,25 +11,13 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 import sstreams_server
 from nettest import free_port
-from lxmtest import assert_error_envelope, assert_sync
-
-
-def make_cert(tmp, name):
-    crt, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-days",
-                    "2", "-subj", "/CN=%s" % name], check=True, capture_output=True)
-    with open(crt) as f:
-        pem = f.read()
-    der = ssl.PEM_cert_to_DER_cert(pem)
-    return crt, key, pem, hashlib.sha256(der).hexdigest()
+from lxmtest import assert_error_envelope, assert_sync, make_cert
 
 
 class Client:
@@ -56,16 +44,6 @@ class Client:
 
     def close(self):
         self.conn.close()
-
-
-@pytest.fixture
-def https(lxmd):
-    port = free_port()
-    assert_sync(lxmd.api("PATCH", "/1.0", {"config": {"core.https_address":
-                                                      "127.0.0.1:%d" % port}}))
-    tmp = tempfile.mkdtemp(prefix="lxm-https-")
-    yield port, tmp
-    subprocess.run(["rm", "-rf", tmp])
 
 
 def test_untrusted_then_trusted_then_revoked(lxmd, https):

@@ -13,32 +13,13 @@ import os
 import pty
 import select
 import ssl
-import subprocess
 import threading
 
 import pytest
 
 import sstreams_server
 from nettest import free_port
-from lxmtest import unique
-
-
-def failed(p, *words):
-    """A CLI run that failed with an error naming each of words."""
-    assert p.returncode != 0, "expected a failure:\n%s\n%s" % (p.stdout, p.stderr)
-    # lxm may say first that it made the client certificate.
-    assert p.stderr.splitlines()[-1].startswith("Error: "), p.stderr
-    for w in words:
-        assert w in p.stderr, "%r not in %r" % (w, p.stderr)
-    return p.stderr
-
-
-def make_cert(d, name):
-    crt, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-384", "-nodes", "-keyout", key, "-out", crt, "-days",
-                    "2", "-subj", "/CN=%s" % name], check=True, capture_output=True)
-    return crt, key
+from lxmtest import cli_failed as failed, make_cert, unique
 
 
 def fingerprint_file(crt):
@@ -66,7 +47,7 @@ class FakeServer:
     GET /1.0, GET /1.0/instances and POST /1.0/certificates like LXD, recording what it saw."""
 
     def __init__(self, tmp, client_crt):
-        self.crt, self.key = make_cert(tmp, "fakeserver")
+        self.crt, self.key = make_cert(tmp, "fakeserver")[:2]
         self.fp = fingerprint_file(self.crt)
         self.client_fp = fingerprint_file(client_crt)
         self.port = free_port()
@@ -151,7 +132,7 @@ class FakeServer:
 def fake(tmp_path, conf):
     # The client's own certificate, made the way lxm makes it: lxm keeps one it finds.
     os.makedirs(conf["LXM_CONF"], mode=0o700)
-    client_crt, _ = make_cert(conf["LXM_CONF"], "client")
+    client_crt = make_cert(conf["LXM_CONF"], "client")[0]
     srv = FakeServer(str(tmp_path), client_crt)
     yield srv
     srv.close()
@@ -213,7 +194,7 @@ def test_fake_server_add_list_pin(lxmd, fake, conf, tmp_path):
     lxmd.cli("remote", "rename", "pz", "py", env=conf)
 
     # Another certificate pinned: refused, naming the remote, before any request is sent.
-    other, _ = make_cert(str(tmp_path), "other")
+    other = make_cert(str(tmp_path), "other")[0]
     with open(other) as f, open(pin, "w") as g:
         g.write(f.read())
     before = len(fake.seen)
@@ -270,21 +251,6 @@ def test_fake_server_prompt(lxmd, fake, conf):
 
 # ---- against a second lxmd ----
 
-@pytest.fixture
-def r2(lxmd_factory):
-    """A second lxmd listening on 127.0.0.1:<free port>, or a skip when lxmd has no HTTPS
-    listener yet."""
-    d = lxmd_factory()
-    d.start()
-    port = free_port()
-    p = d.cli("config", "set", "core.https_address", "127.0.0.1:%d" % port, check=False)
-    if p.returncode != 0:
-        pytest.skip("lxmd refuses core.https_address (no HTTPS listener yet): %s"
-                    % p.stderr.strip())
-    d.https_port = port
-    return d
-
-
 def test_lxmd_remote(lxmd, r2, conf, tmp_path):
     url = "https://127.0.0.1:%d" % r2.https_port
     token = r2.cli("config", "trust", "add", "--name", "laptop", "-q").stdout.strip()
@@ -337,7 +303,7 @@ def test_lxmd_remote(lxmd, r2, conf, tmp_path):
     failed(lxmd.cli("list", "r2:", env=conf, check=False))
 
     # Another certificate pinned: refused, naming the remote.
-    other, _ = make_cert(str(tmp_path), "other")
+    other = make_cert(str(tmp_path), "other")[0]
     pin = os.path.join(conf["LXM_CONF"], "servercerts", "r2.crt")
     with open(other) as f, open(pin, "w") as g:
         g.write(f.read())
