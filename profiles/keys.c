@@ -158,6 +158,16 @@ static int check_hwaddr(const struct lxm_config_key *k, const char *key, const c
 	return 0;
 }
 
+/* security.vm.accel: the accelerator a VM runs under, overriding the KVM probe. */
+static int check_vm_accel(const struct lxm_config_key *k, const char *key, const char *value,
+			  struct lxm_error **err)
+{
+	(void)k;
+	if (streq(value, "kvm") || streq(value, "tcg"))
+		return 0;
+	return lxm_policy_bad_value(err, key, value, "expected kvm or tcg");
+}
+
 /* Shorthands for the table. */
 #define USER(...)                                                                                  \
 	{                                                                                          \
@@ -252,6 +262,8 @@ const struct lxm_config_key lxm_config_keys[] = {
 		    .description = "deny 32-bit syscalls on 64-bit hosts"),
 	UNSUPPORTED(.name = "security.syscalls.intercept.*", .type = "boolean",
 		    .description = "syscalls handled by the daemon for the container"),
+	USER(.name = "security.vm.accel", .type = "kvm|tcg", .check = check_vm_accel,
+	     .description = "a VM's accelerator, overriding the KVM probe (virtual machines)"),
 	UNSUPPORTED(.name = "security.secureboot", .type = "boolean", .check = check_bool,
 		    .description = "UEFI secure boot (virtual machines)"),
 

@@ -167,7 +167,8 @@ static void mig_ref(struct lxmd_migration *m)
 	m->refs++;
 }
 
-/* Gives the instance's busy mark back: once the transfer has ended and its tar child is gone. */
+/* Gives the instance's busy mark back: once the transfer's result is known and nothing writes
+ * into the instance any more. */
 static void busy_drop(struct lxmd_migration *m)
 {
 	if (!m->busy)
@@ -480,6 +481,8 @@ static void source_finish(struct lxmd_migration *m, struct lxm_error *err)
 	if (err)
 		send_json(m, SOCK_CONTROL,
 			  json_pack("{s:b, s:s}", "success", false, "message", err->msg));
+	/* Before the result is seen: its tar child only reads, and mig_end() kills it. */
+	busy_drop(m);
 	lxm_operation_finish(m->op, err);
 	mig_end(m);
 }
@@ -926,6 +929,8 @@ void lxmd_migration_target_end(struct lxmd_migration *m, const struct lxm_error 
 	if (!m || m->result_sent)
 		return;
 	m->result_sent = true;
+	/* The create is over (the instance is whole, or rolled back): its name is free to use. */
+	busy_drop(m);
 	send_json(m, SOCK_CONTROL,
 		  err ? json_pack("{s:b, s:s}", "success", false, "message", err->msg)
 		      : json_pack("{s:b}", "success", true));

@@ -109,6 +109,8 @@ enum area {
 	AREA_METADATA,	/* metadata.yaml */
 	AREA_TEMPLATES, /* templates/... */
 	AREA_ROOTFS,	/* rootfs/... */
+	AREA_DISK,	/* rootfs.img: a virtual machine's root disk */
+	AREA_BOOT,	/* boot/...: a virtual machine's kernel and initrd */
 };
 
 /* Normalizes an entry name: leading "./" and empty or "." components are dropped, so
@@ -162,6 +164,10 @@ static enum area area_of(const char *name, enum lxm_archive_kind kind)
 		return AREA_METADATA;
 	if (streq(name, "templates") || startswith(name, "templates/"))
 		return AREA_TEMPLATES;
+	if (streq(name, "boot") || startswith(name, "boot/"))
+		return AREA_BOOT;
+	if (streq(name, "rootfs.img"))
+		return kind == LXM_ARCHIVE_UNIFIED ? AREA_DISK : AREA_NONE;
 	return AREA_NONE;
 }
 
@@ -178,10 +184,15 @@ static const char *type_refusal(const char *name, enum area area, mode_t mode)
 		return "setuid or setgid file outside rootfs/";
 	if (area == AREA_METADATA && type != S_IFREG)
 		return "metadata.yaml is not a regular file";
-	if ((streq(name, "rootfs") || streq(name, "templates")) && type != S_IFDIR)
+	if ((streq(name, "rootfs") || streq(name, "templates") || streq(name, "boot")) &&
+	    type != S_IFDIR)
 		return "not a directory";
 	if (area == AREA_TEMPLATES && type != S_IFREG && type != S_IFDIR)
 		return "only files and directories may be in templates/";
+	if (area == AREA_BOOT && type != S_IFREG && type != S_IFDIR)
+		return "only files and directories may be in boot/";
+	if (area == AREA_DISK && type != S_IFREG)
+		return "rootfs.img is not a regular file";
 	return NULL;
 }
 
@@ -291,8 +302,10 @@ static int check_entry(struct unpack *u, struct archive_entry *e, struct lxm_err
 		return refuse(
 			err, raw,
 			u->kind == LXM_ARCHIVE_METADATA
-				? "not part of an image's metadata (metadata.yaml, templates/)"
-				: "not part of an image (metadata.yaml, templates/, rootfs/)");
+				? "not part of an image's metadata (metadata.yaml, templates/, "
+				  "boot/)"
+				: "not part of an image (metadata.yaml, templates/, rootfs/ or "
+				  "rootfs.img, boot/)");
 	k = parents_check(u->destfd, name);
 	if (k < 0)
 		return refuse(err, raw,
@@ -308,13 +321,15 @@ static int check_entry(struct unpack *u, struct archive_entry *e, struct lxm_err
 			return refuse(err, raw, why);
 		if (area == AREA_TEMPLATES && archive_entry_symlink(e))
 			return refuse(err, raw, "only files and directories may be in templates/");
+		if (area == AREA_BOOT && archive_entry_symlink(e))
+			return refuse(err, raw, "only files and directories may be in boot/");
 	}
 	if (area == AREA_METADATA) {
 		if (archive_entry_size(e) > METADATA_MAX)
 			return refuse(err, raw, "larger than 1 MiB");
 		u->seen_metadata = true;
 	}
-	if (area == AREA_ROOTFS)
+	if (area == AREA_ROOTFS || area == AREA_DISK)
 		u->seen_rootfs = true;
 	archive_entry_set_pathname(e, name);
 	return 0;
@@ -935,8 +950,12 @@ static int pack_all(struct pack *p, const struct lxm_pack_source *src, struct lx
 	k = pack_metadata(p, src->metadata_yaml, err);
 	if (k >= 0 && src->templates_dir)
 		k = pack_tree(p, src->templates_dir, "templates", err);
-	if (k >= 0)
+	if (k >= 0 && src->boot_dir)
+		k = pack_tree(p, src->boot_dir, "boot", err);
+	if (k >= 0 && src->rootfs_dir)
 		k = pack_tree(p, src->rootfs_dir, "rootfs", err);
+	else if (k >= 0)
+		k = pack_tree(p, src->disk_image, "rootfs.img", err);
 	if (k >= 0 && archive_write_close(p->out) != ARCHIVE_OK)
 		k = pack_write_failed(p, "end of archive", err);
 	if (k >= 0)
@@ -961,8 +980,9 @@ int lxm_archive_pack(const struct lxm_pack_source *src, const char *path, enum l
 	struct pack_out o;
 	int k;
 
-	if (!src || !src->metadata_yaml || !src->rootfs_dir)
-		return lxm_error_set(err, -EINVAL, 500, "pack image: no metadata or rootfs");
+	if (!src || !src->metadata_yaml || !src->rootfs_dir == !src->disk_image)
+		return lxm_error_set(err, -EINVAL, 500,
+				     "pack image: no metadata, or not one of rootfs and disk");
 	links = archive_entry_linkresolver_new();
 	if (!md || !out || !p || !links || asprintf(&tmp, "%s.tmp", path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "pack image: out of memory");
@@ -989,7 +1009,8 @@ int lxm_archive_pack(const struct lxm_pack_source *src, const char *path, enum l
 	p->links = links;
 	p->progress = (struct progress){ .fn = progress, .ud = ud };
 	if (progress)
-		p->progress.total = tree_size(src->rootfs_dir) + tree_size(src->templates_dir);
+		p->progress.total = tree_size(src->rootfs_dir ? src->rootfs_dir : src->disk_image) +
+				    tree_size(src->templates_dir) + tree_size(src->boot_dir);
 	k = pack_all(p, src, err);
 	if (k < 0)
 		goto fail;

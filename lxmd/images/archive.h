@@ -19,8 +19,10 @@
 
 /* What an archive is expected to hold. */
 enum lxm_archive_kind {
-	LXM_ARCHIVE_UNIFIED,  /* metadata.yaml, templates/..., rootfs/... */
-	LXM_ARCHIVE_METADATA, /* the metadata half of a split image: metadata.yaml, templates/... */
+	LXM_ARCHIVE_UNIFIED,  /* metadata.yaml, templates/..., rootfs/... (a virtual machine's:
+			       * rootfs.img and boot/... instead of rootfs/) */
+	LXM_ARCHIVE_METADATA, /* the metadata half of a split image: metadata.yaml, templates/...
+			       * (and boot/... for a virtual machine) */
 	LXM_ARCHIVE_ROOTFS,   /* the rootfs half of a split image: the tree at the top level, as a
 			       * tarball or a squashfs file; it lands in DEST/rootfs/ */
 };
@@ -74,7 +76,9 @@ typedef int (*lxm_progress_fn)(uint64_t done, uint64_t total, void *ud);
  * rootfs/dev, a setuid/setgid file outside rootfs/, a unified or metadata archive without
  * metadata.yaml, a metadata.yaml over 1 MiB; also anything but files and directories in
  * templates/, a hard link to another part of the image (rootfs/ -> templates/), and a unified
- * image or rootfs without any rootfs/ entry. Entry names may start with "./". An existing destdir
+ * image or rootfs without any rootfs/ entry. A virtual machine's unified image has the file
+ * rootfs.img (its root disk) in place of rootfs/, and its boot files (kernel, initrd) under boot/
+ * (files and directories only, as templates/). Entry names may start with "./". An existing destdir
  * is a 409 and left alone. File flags (chattr) are not restored. A squashfs rootfs is unpacked by
  * unsquashfs, then walked for the device rule. Runs with its own working directory: the calling
  * thread is unshare(CLONE_FS)'d for good (its cwd and umask stop following the process's). */
@@ -86,11 +90,13 @@ int lxm_archive_unpack(const char *path, enum lxm_archive_kind kind, const char 
 int lxm_archive_read_metadata(const char *path, char **ret, size_t *ret_len,
 			      struct lxm_error **err);
 
-/* What goes into a unified tarball. */
+/* What goes into a unified tarball: rootfs_dir for a container, disk_image for a VM. */
 struct lxm_pack_source {
 	const char *metadata_yaml; /* content of metadata.yaml */
 	const char *templates_dir; /* a directory whose files become templates/, or NULL */
-	const char *rootfs_dir;	   /* the tree that becomes rootfs/ */
+	const char *rootfs_dir;	   /* the tree that becomes rootfs/, or NULL */
+	const char *disk_image;	   /* a VM's root disk file that becomes rootfs.img, or NULL */
+	const char *boot_dir;	   /* a directory whose files become boot/ (a VM's), or NULL */
 };
 
 /* Writes a unified tarball of src to path (through path.tmp, renamed at the end, so path never

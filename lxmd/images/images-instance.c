@@ -286,12 +286,23 @@ int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, struct lxm_pool *pool
 	_cleanup_free_ char *unpacked = NULL;
 	struct lxm_db_image *img = NULL;
 	struct fill_job *fj;
+	const char *type;
+	bool is_vm;
 	int k;
 
 	k = lxm_db_image_get(d->db, fp, &img, err);
 	if (k < 0)
 		return k;
+	/* A VM image has a disk, not a tree a container could run from. */
+	is_vm = img->type && streq(img->type, "virtual-machine");
 	lxm_db_image_free(img);
+	type = json_string_value(json_object_get(json_object_get(ctx, "instance"), "type"));
+	if (is_vm && !(type && streq(type, "virtual-machine")))
+		return lxm_error_set(
+			err, -EINVAL, 400,
+			"create instance '%s' from image %.12s: it is a virtual-machine "
+			"image (launch it with --vm)",
+			instance, fp);
 	fj = calloc(1, sizeof(*fj));
 	if (!fj)
 		return lxm_error_set(err, -ENOMEM, 500, "fill instance '%s': out of memory",

@@ -35,6 +35,7 @@ struct template_image {
 	const char *tpl;     /* templates/<tpl>/build */
 	const char *release; /* passed as --release, or NULL */
 	const char *aliases[4]; /* what the image is called, the first free ones recorded */
+	bool vm;		/* the virtual-machine variant: built with --vm --agent PATH */
 };
 
 /* What a job does. */
@@ -272,6 +273,12 @@ int images_check_aliases_free(struct lxmd *d, const json_t *aliases, struct lxm_
 int images_check_aliases_valid(const json_t *aliases, struct lxm_error **err);
 /* Records a new image and its aliases, in one transaction. */
 int images_record_image(struct lxmd *d, const struct record *rec, struct lxm_error **err);
+/* A virtual machine's parts beside rootfs_dir (".../rootfs"): ".../rootfs.img" (a regular file)
+ * and ".../boot" (NULL when absent). 1 when there is a disk, 0 when not, -ENOMEM. */
+int images_vm_parts(const char *rootfs_dir, char **ret_disk, char **ret_boot);
+/* "virtual-machine" for an image whose metadata.yaml says so (lxm: type: virtual-machine) or
+ * whose unpacked tree (<fp>.unpacked) has a rootfs.img, else "container". */
+const char *images_type_of(const char *fp, const struct lxm_image_metadata *meta);
 /* Whether the database has image fp. */
 bool images_image_exists(struct lxmd *d, const char *fp);
 

@@ -24,10 +24,20 @@
 
 /* ---- templates ---- */
 
+/* A virtual-machine variant is named by its container image's alias with "/vm" appended
+ * ("busybox/vm", "debian/12/vm"); its key is its container key with "/vm", which a refresh splits
+ * back into the template and "RELEASE/vm" (or "vm"). */
 static const struct template_image template_images[] = {
 	{ "busybox", "busybox", NULL, { "busybox" } },
 	{ "debian/bookworm", "debian", "bookworm", { "debian", "debian/12", "debian/bookworm" } },
 	{ "debian/trixie", "debian", "trixie", { "debian/13", "debian/trixie" } },
+	{ "busybox/vm", "busybox", NULL, { "busybox/vm" }, true },
+	{ "debian/bookworm/vm",
+	  "debian",
+	  "bookworm",
+	  { "debian/vm", "debian/12/vm", "debian/bookworm/vm" },
+	  true },
+	{ "debian/trixie/vm", "debian", "trixie", { "debian/13/vm", "debian/trixie/vm" }, true },
 };
 
 const struct template_image *images_template_image_for(const char *name)

@@ -456,11 +456,42 @@ int images_tool_run(struct job *j, const char *const args[], const char *input, 
 			     args[0], k, images_last_line(errout, line, sizeof(line)));
 }
 
+int images_vm_parts(const char *rootfs_dir, char **ret_disk, char **ret_boot)
+{
+	_cleanup_free_ char *disk = NULL, *boot = NULL;
+	const char *slash = strrchr(rootfs_dir, '/');
+	int dirlen = slash ? (int)(slash - rootfs_dir) + 1 : 0;
+	struct stat st;
+
+	if (asprintf(&disk, "%s.img", rootfs_dir) < 0 ||
+	    asprintf(&boot, "%.*sboot", dirlen, rootfs_dir) < 0)
+		return -ENOMEM;
+	if (lstat(disk, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	*ret_disk = TAKE_PTR(disk);
+	*ret_boot = lstat(boot, &st) == 0 && S_ISDIR(st.st_mode) ? TAKE_PTR(boot) : NULL;
+	return 1;
+}
+
+const char *images_type_of(const char *fp, const struct lxm_image_metadata *meta)
+{
+	_cleanup_free_ char *rootfs = NULL, *disk = NULL, *boot = NULL;
+	const char *declared =
+		json_string_value(json_object_get(json_object_get(meta->raw, "lxm"), "type"));
+
+	if (declared && streq(declared, "virtual-machine"))
+		return "virtual-machine";
+	if (asprintf(&rootfs, "%s/%s.unpacked/rootfs", images_store.dir, fp) >= 0 &&
+	    images_vm_parts(rootfs, &disk, &boot) > 0)
+		return "virtual-machine";
+	return "container";
+}
+
 int images_pack(struct job *j, const char *yaml, const char *templates_dir, const char *rootfs_dir,
 		const char *out, enum lxm_compression c, char fp[static 65], struct lxm_error **err)
 {
-	_cleanup_free_ char *res = NULL, *tmp = NULL;
-	const char *args[10] = { "pack", "--compression", lxm_compression_name(c), "--metadata",
+	_cleanup_free_ char *res = NULL, *tmp = NULL, *disk = NULL, *boot = NULL;
+	const char *args[14] = { "pack", "--compression", lxm_compression_name(c), "--metadata",
 				 "-" };
 	size_t n = 5;
 	struct stat st;
@@ -469,6 +500,16 @@ int images_pack(struct job *j, const char *yaml, const char *templates_dir, cons
 	if (stat(templates_dir, &st) == 0) {
 		args[n++] = "--templates";
 		args[n++] = templates_dir;
+	}
+	/* A virtual machine's tree has rootfs.img and boot/ beside where rootfs/ would be. */
+	if (stat(rootfs_dir, &st) < 0 && images_vm_parts(rootfs_dir, &disk, &boot) > 0) {
+		args[n++] = "--disk";
+		args[n++] = disk;
+		if (boot) {
+			args[n++] = "--boot";
+			args[n++] = boot;
+		}
+		rootfs_dir = "-";
 	}
 	args[n++] = rootfs_dir;
 	args[n++] = out;
@@ -588,7 +629,7 @@ int images_record_image(struct lxmd *d, const struct record *rec, struct lxm_err
 	img.size = rec->size;
 	img.public = rec->public;
 	img.architecture = (char *)arch_name(rec->meta->architecture);
-	img.type = (char *)"container";
+	img.type = (char *)images_type_of(rec->fp, rec->meta);
 	img.created_at = rec->meta->creation_date;
 	img.uploaded_at = lxm_now_ns() / 1000000000LL;
 	img.expires_at = rec->meta->expiry_date;
@@ -1049,9 +1090,10 @@ int images_build_start(struct lxmd *d, const struct template_image *ti, const ch
 		       const char *release, struct lxm_operation *op, lxmd_image_done_fn done,
 		       void *ud, struct lxm_error **err)
 {
-	_cleanup_free_ char *tpl = NULL;
+	_cleanup_free_ char *tpl = NULL, *agent = NULL;
 	struct build_job *bj;
-	char *argv[5];
+	char *argv[8];
+	size_t n = 2;
 	char rnd[17];
 	int k;
 
@@ -1085,11 +1127,25 @@ int images_build_start(struct lxmd *d, const struct template_image *ti, const ch
 		return lxm_error_set(err, -ENOMEM, 500, "image '%s': out of memory", ti->key);
 	}
 	snprintf(bj->j.stage, sizeof(bj->j.stage), "build");
+	/* A VM image gets the agent of this build (lxmd/vm/agent/ in a build tree) or the
+	 * installed one; the template refuses to build without it, naming the path. */
+	if (ti->vm && lxmd_find_helper("vm/agent/lxm-agent", "LXM_AGENT", &agent) == 0 &&
+	    access(agent, X_OK) < 0) {
+		free(TAKE_PTR(agent));
+		lxmd_find_helper("lxm-agent", NULL, &agent);
+	}
 	argv[0] = tpl;
 	argv[1] = bj->builddir;
-	argv[2] = ti->release ? (char *)"--release" : NULL;
-	argv[3] = (char *)ti->release;
-	argv[4] = NULL;
+	if (ti->release) {
+		argv[n++] = (char *)"--release";
+		argv[n++] = (char *)ti->release;
+	}
+	if (ti->vm) {
+		argv[n++] = (char *)"--vm";
+		argv[n++] = (char *)"--agent";
+		argv[n++] = agent ? agent : (char *)"lxm-agent";
+	}
+	argv[n] = NULL;
 	log_info("image '%s': building it with %s", ti->key, tpl);
 	k = lxmd_child_run_lines(d->loop, argv, build_line, build_exited, bj, &bj->j.child);
 	if (k < 0) {

@@ -38,7 +38,7 @@ static void usage(FILE *f)
 		"       %s read-metadata PATH\n"
 		"       %s sha256 FILE...\n"
 		"       %s pack --compression none|gzip|xz|zstd --metadata FILE|- [--templates DIR]"
-		" ROOTFS_DIR OUT\n"
+		" [--disk FILE --boot DIR] ROOTFS_DIR|- OUT\n"
 		"       %s ss-list SERVER CAFILE|-\n"
 		"       %s ss-find SERVER CAFILE|- NAME ARCH|- [TYPE]\n"
 		"       %s ss-download SERVER CAFILE|- DIR < IMAGE.json\n"
@@ -124,7 +124,7 @@ static int cmd_pack(int argc, char **argv)
 {
 	_cleanup_error_ struct lxm_error *err = NULL;
 	_cleanup_free_ char *yaml = NULL;
-	const char *metadata = NULL, *templates = NULL;
+	const char *metadata = NULL, *templates = NULL, *disk = NULL, *boot = NULL;
 	enum lxm_compression c = LXM_COMPRESS_GZIP;
 	size_t len = 0;
 	char fp[65];
@@ -138,12 +138,19 @@ static int cmd_pack(int argc, char **argv)
 			metadata = argv[i + 1];
 		} else if (streq(argv[i], "--templates")) {
 			templates = argv[i + 1];
+		} else if (streq(argv[i], "--disk")) {
+			disk = argv[i + 1];
+		} else if (streq(argv[i], "--boot")) {
+			boot = argv[i + 1];
 		} else {
 			return bad_usage("pack: unknown option");
 		}
 	}
 	if (!metadata || argc - i != 2)
 		return bad_usage("pack: --metadata, ROOTFS_DIR and OUT expected");
+	/* A virtual machine's image: its disk stands for the rootfs tree ("-"). */
+	if (!disk != !streq(argv[i], "-"))
+		return bad_usage("pack: a ROOTFS_DIR, or --disk with ROOTFS_DIR -, expected");
 	k = lxm_read_file(streq(metadata, "-") ? "/dev/stdin" : metadata, &yaml, &len);
 	if (k < 0) {
 		lxm_error_setx(&err, k, 500, "pack image: read metadata.yaml from %s",
@@ -152,7 +159,9 @@ static int cmd_pack(int argc, char **argv)
 	}
 	k = lxm_archive_pack(&(struct lxm_pack_source){ .metadata_yaml = yaml,
 							.templates_dir = templates,
-							.rootfs_dir = argv[i] },
+							.rootfs_dir = disk ? NULL : argv[i],
+							.disk_image = disk,
+							.boot_dir = boot },
 			     argv[i + 1], c, fp, progress_line, NULL, &err);
 	if (k < 0)
 		return fail(k, err);

@@ -62,6 +62,7 @@ static const struct example {
 	{ "security.syscalls.deny_compat", "security.syscalls.deny_compat", "true", "x" },
 	{ "security.syscalls.intercept.*", "security.syscalls.intercept.mknod", "true", NULL },
 	{ "security.secureboot", "security.secureboot", "false", "x" },
+	{ "security.vm.accel", "security.vm.accel", "tcg", "xen" },
 	{ "boot.stop.signal", "boot.stop.signal", "SIGRTMIN+3", "SIGKILL" },
 	{ "linux.time.offset", "linux.time.offset", "monotonic=3600 boottime=-60", "soon" },
 	{ "boot.autostart", "boot.autostart", "true", "x" },
