@@ -26,7 +26,6 @@ import re
 import select
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -296,7 +295,7 @@ def test_vm_image_in_the_store(lxmd_factory, agent, monkeypatch, tmp_path):
     """lxmd builds the VM variant (template alias busybox/vm; lxm image build busybox --release
     vm), stores it with type virtual-machine, lists it so, exports it in a form a re-import
     takes as the same type, and refuses to make a container of it."""
-    from lxmtest import assert_async, assert_sync
+    from lxmtest import assert_sync
     monkeypatch.setenv("LXM_TEMPLATE_CACHE", KERNEL_CACHE)
     monkeypatch.setenv("LXM_AGENT", agent)
     d = lxmd_factory()
