@@ -103,6 +103,68 @@ static const char *created_name(const json_t *op)
 	return slash ? slash + 1 : url;
 }
 
+/* Whether name looks like an image fingerprint (or a prefix of one lxmd resolves). */
+static bool is_fingerprint(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 12 && n <= 64 && strspn(name, "0123456789abcdef") == n;
+}
+
+/* Whether the local server's alias name targets a virtual-machine image; 0 when it does not or
+ * the alias does not exist (yet: template images are built on first use). */
+static int alias_is_vm(struct lxm_client *c, const char *name, struct lxm_error **err)
+{
+	_cleanup_free_ char *ename = lxm_url_escape(name), *path = NULL, *ipath = NULL;
+	_cleanup_json_ json_t *alias = NULL, *img = NULL;
+	struct lxm_error *e = NULL;
+	const char *target, *type;
+	int r;
+
+	if (!ename || asprintf(&path, "/1.0/images/aliases/%s", ename) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	r = lxm_client_do(c, "GET", path, NULL, &alias, &e);
+	if (r < 0) {
+		r = e->status == 404 ? 0 : r;
+		if (r < 0)
+			*err = e;
+		else
+			lxm_error_free(e);
+		return r;
+	}
+	target = json_string_value(json_object_get(alias, "target"));
+	if (!target || asprintf(&ipath, "/1.0/images/%s", target) < 0)
+		return 0;
+	if ((r = lxm_client_do(c, "GET", ipath, NULL, &img, err)) < 0)
+		return r;
+	type = json_string_value(json_object_get(img, "type"));
+	return type && streq(type, "virtual-machine");
+}
+
+/* --vm with an alias of the local server: its virtual-machine variant "<alias>/vm" (busybox ->
+ * busybox/vm, debian/12 -> debian/12/vm) unless the alias is a VM image's already. A fingerprint
+ * or an alias ending in "/vm" is used as is. *ret_changed gets whether source changed. */
+static int pick_vm_variant(struct lxm_client *c, json_t *source, bool *ret_changed,
+			   struct lxm_error **err)
+{
+	const char *alias = json_string_value(json_object_get(source, "alias"));
+	_cleanup_free_ char *variant = NULL;
+	int r;
+
+	*ret_changed = false;
+	if (!alias || json_object_get(source, "server") || is_fingerprint(alias) ||
+	    (strlen(alias) >= 3 && streq(alias + strlen(alias) - 3, "/vm")) || streq(alias, "vm"))
+		return 0;
+	r = alias_is_vm(c, alias, err);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (asprintf(&variant, "%s/vm", alias) < 0 ||
+	    json_object_set_new(source, "alias", json_string(variant)) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	*ret_changed = true;
+	return 0;
+}
+
 /* init and launch: create from IMAGE (or --empty), then start for launch. */
 static int create_instance(int argc, char **argv, bool start, struct lxm_error **err)
 {
@@ -112,6 +174,7 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	_cleanup_free_ char *state_path = NULL;
 	const char *cmd = argv[0], *name, *image = NULL;
 	struct lxm_op_progress progress;
+	bool variant = false;
 	int r, nargs;
 
 	r = parse_init(argc, argv, &a, err);
@@ -162,6 +225,8 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	if (image) {
 		json_decref(TAKE_PTR(source));
 		r = lxm_image_source(c, image, &source, err);
+		if (r >= 0 && streq(a.type, "virtual-machine"))
+			r = pick_vm_variant(c, source, &variant, err);
 		if (r < 0)
 			return lxm_error_prefix(err, "%s", cmd);
 		if (json_object_set(body, "source", source) < 0)
@@ -175,6 +240,15 @@ static int create_instance(int argc, char **argv, bool start, struct lxm_error *
 	/* The image may be downloaded or built first: its progress shows on a terminal. */
 	lxm_show_op_progress(c, &progress, "Retrieving image");
 	r = lxm_client_do(c, "POST", "/1.0/instances", body, &op, err);
+	/* No "<alias>/vm" on the server: the alias as given, which the server refuses with the
+	 * reason (a container image) or accepts (a VM image it resolves). */
+	if (r < 0 && variant && (*err)->status == 404) {
+		lxm_error_free(TAKE_PTR(*err));
+		if (json_object_set_new(source, "alias", json_string(image)) < 0 ||
+		    json_object_set(body, "source", source) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "%s: out of memory", cmd);
+		r = lxm_client_do(c, "POST", "/1.0/instances", body, &op, err);
+	}
 	lxm_client_set_progress(c, NULL, NULL);
 	if (r < 0)
 		return name ? lxm_error_prefix(err, "create instance '%s'", name)

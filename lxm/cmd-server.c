@@ -259,6 +259,25 @@ static int info_instance(struct lxm_client *c, const char *cmd, const char *name
 	s = json_string_value(json_object_get(inst, "architecture"));
 	if (s && *s)
 		printf("Architecture: %s\n", s);
+	if (type && streq(type, "virtual-machine")) {
+		/* security.vm.accel forces it; otherwise the server's KVM probe decides. */
+		_cleanup_json_ json_t *server = NULL;
+		const json_t *env;
+
+		s = json_string_value(json_object_get(json_object_get(inst, "expanded_config"),
+						      "security.vm.accel"));
+		if (s && *s) {
+			printf("vm acceleration: %s (security.vm.accel)\n", s);
+		} else if (lxm_client_request(c, "GET", "/1.0", NULL, &server, NULL, NULL) >= 0) {
+			env = json_object_get(server, "environment");
+			s = json_string_value(json_object_get(env, "vm_acceleration"));
+			if (s)
+				printf("vm acceleration: %s (%s)\n", s,
+				       json_string_value(
+					       json_object_get(env, "vm_acceleration_reason"))
+					       ?: "no reason given");
+		}
+	}
 	pid = json_integer_value(json_object_get(state, "pid"));
 	if (pid > 0)
 		printf("PID: %" JSON_INTEGER_FORMAT "\n", pid);

@@ -28,6 +28,7 @@
 #include "snapshot-schedule.h"
 #include "util.h"
 #include "vm/accel.h"
+#include "vm/agent-pool.h"
 
 /* Ended operations stay readable this long: LXD keeps 5 s, which loses exec results (pylxd#362). */
 #define OPERATION_RETENTION_MS (60 * 1000)
@@ -356,6 +357,8 @@ void lxmd_shutdown(struct lxmd *d)
 	lxmd_server_close(TAKE_PTR(d->server));
 	if (d->https)
 		lxmd_server_close(TAKE_PTR(d->https));
+	/* Exec and file sessions in VMs end now, and nothing waits for a booting guest. */
+	lxmd_vm_agents_fini(d);
 	d->shutdown_deadline = lxm_monotonic_ms() + SHUTDOWN_GRACE_MS;
 	uv_timer_start(&d->shutdown_timer, shutdown_poll, 0, 50);
 }

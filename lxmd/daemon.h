@@ -19,6 +19,7 @@ struct lxmd_snapshot_scheduler;
 struct lxmd_boot;
 struct lxmd_server_config;
 struct lxmd_vm_accel;
+struct lxmd_vm_agents;
 
 struct lxmd_config {
 	char *root;	   /* state directory: lxm.db, logs, instances (default /var/lib/lxm) */
@@ -49,6 +50,7 @@ struct lxmd {
 	struct lxmd_boot *boot;			   /* autostart and host shutdown (boot.c) */
 	struct lxmd_server_config *server_config;  /* images.* timers (server-config.c) */
 	struct lxmd_vm_accel *vm_accel;		   /* the KVM probe and its answer (vm/accel.c) */
+	struct lxmd_vm_agents *vm_agents;	   /* VM agent connections (vm/agent-pool.c) */
 	int lock_fd;				   /* holds the root's lock for the daemon's life */
 	bool shutting_down;			   /* a shutdown has begun */
 	int64_t started_at;			   /* ns since the epoch */

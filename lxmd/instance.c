@@ -46,6 +46,11 @@
 #include "storage/storage.h"
 #include "util.h"
 #include "volumes.h"
+#include "vm/agent-pool.h"
+#include "vm/accel.h"
+#include "vm/vm-config.h"
+#include "vm/vm-spec.h"
+#include "yaml.h"
 
 /* Ids each unprivileged container gets (LXD's default): root's subordinate range starts there. */
 #define IDMAP_SIZE 65536
@@ -60,15 +65,40 @@
 /* How long lxmd waits for a monitor's control socket to answer. */
 #define MONITOR_TIMEOUT_MS 2000
 
+struct rt_instance;
+
+/* What differs between instance types behind the same runtime: the monitor's control protocol
+ * (stop, kill, console, status) is the same for containers and VMs, so stopping, restarting and
+ * re-attaching are shared; starting, freezing and the live state are each type's own. */
+struct lxmd_instance_driver {
+	const char *type; /* the instance type it runs ("container", "virtual-machine") */
+	/* Prepares the start of i (inst and its expanded config and devices) and runs its monitor;
+	 * monitor_ready() ends i->op. */
+	int (*start)(struct lxmd *d, struct rt_instance *i, struct lxm_db_instance *inst,
+		     json_t *config, json_t *devices, struct lxm_error **err);
+	/* Freezes or thaws a running i; ends i->op (set by the caller). */
+	int (*freeze)(struct lxmd *d, struct rt_instance *i, bool freeze, struct lxm_error **err);
+	/* Adds the running instance's pid, processes, network (and for VMs, the status QEMU
+	 * reports) to the state object st. */
+	void (*state)(struct lxmd *d, struct rt_instance *i, json_t *st);
+	/* A change of limits.* reaches the running instance's cgroup at once (a VM's RAM and
+	 * vCPUs are fixed while QEMU runs, and its cgroup is sized for them: next start). */
+	bool live_limits;
+};
+
+static const struct lxmd_instance_driver container_driver, vm_driver;
+
 struct rt_instance {
-	TAILQ_ENTRY(rt_instance) link; /* in rt->running */
-	struct lxmd *d;		       /* the daemon */
-	char *name;		       /* instance name */
+	TAILQ_ENTRY(rt_instance) link;		/* in rt->running */
+	const struct lxmd_instance_driver *drv; /* its type's driver */
+	struct lxmd *d;				/* the daemon */
+	char *name;				/* instance name */
 	pid_t init_pid;		       /* PID 1 of the container, in lxmd's pid namespace */
 	pid_t monitor_pid;	       /* its lxm-monitor */
 	int pidfd;		       /* the monitor's pidfd: readable once it exited */
 	uv_poll_t poll;		       /* watches pidfd */
-	bool frozen;		       /* cgroup freezer engaged */
+	bool frozen;		       /* cgroup freezer engaged (a VM: its vCPUs paused) */
+	bool freezing;		       /* a VM's pending freeze (or thaw) request freezes */
 	bool starting;		       /* the monitor has not reported yet */
 	struct lxm_operation *op;      /* start/stop/restart waiting for this instance */
 	struct lxm_operation *kill_op; /* a stop --force that overtook a pending stop */
@@ -223,6 +253,7 @@ static struct rt_instance *rt_add(struct lxmd *d, const char *name)
 		return NULL;
 	}
 	i->d = d;
+	i->drv = &container_driver;
 	i->pidfd = -1;
 	i->poll.data = i;
 	TAILQ_INSERT_TAIL(&d->rt->running, i, link);
@@ -243,7 +274,8 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
  * console log so that `lxm info --show-log` can still tell what happened. */
 static void clear_rundir(struct lxmd *d, const char *name, const char *rundir)
 {
-	static const char *const files[] = { "spec.json", "exit.json", "monitor.sock" };
+	static const char *const files[] = { "spec.json", "exit.json", "monitor.sock", "qmp.sock",
+					     "agent.sock" };
 	_cleanup_free_ char *from = NULL, *to = NULL;
 
 	if (asprintf(&from, "%s/monitor.log", rundir) >= 0 &&
@@ -292,6 +324,8 @@ static void monitor_exited(uv_poll_t *p, int status, int events)
 	rt_remove(i);
 	if (name) {
 		lxmd_proxies_stop(d, name);
+		/* A VM's agent connection ends with its QEMU (no-op for containers). */
+		lxmd_vm_agent_forget(d, name);
 		lifecycle(d, "instance-stopped", name);
 		lxmd_boot_record_power(d, name, false);
 	}
@@ -517,8 +551,8 @@ static void delegate_cgroup(const char *dir, uid_t uid, gid_t gid)
 }
 
 /* Starts the monitor for a prepared spec; monitor_ready() ends the start. */
-static int spawn_monitor(struct lxmd *d, struct rt_instance *i, const char *specpath,
-			 struct lxm_error **err)
+static int spawn_monitor(struct lxmd *d, struct rt_instance *i, const char *mode,
+			 const char *specpath, struct lxm_error **err)
 {
 	struct start_ctx *ctx = calloc(1, sizeof(*ctx));
 	char *argv[4];
@@ -530,7 +564,7 @@ static int spawn_monitor(struct lxmd *d, struct rt_instance *i, const char *spec
 	}
 	ctx->d = d;
 	argv[0] = d->rt->monitor;
-	argv[1] = (char *)"start";
+	argv[1] = (char *)mode;
 	argv[2] = (char *)specpath;
 	argv[3] = NULL;
 	i->starting = true;
@@ -576,7 +610,7 @@ static void apparmor_loaded(int status, const char *out, const char *errout, voi
 			      "status %d: %s",
 			      ctx->name, status, *errout ? errout : "(no output)");
 		start_failed(ctx->d, i, err);
-	} else if (i && spawn_monitor(ctx->d, i, ctx->spec, &err) < 0) {
+	} else if (i && spawn_monitor(ctx->d, i, "start", ctx->spec, &err) < 0) {
 		start_failed(ctx->d, i, err);
 	}
 	free(ctx->name);
@@ -740,7 +774,7 @@ static void start_files_done(uv_work_t *w, int status)
 			      uv_strerror(status));
 	if (!err) {
 		k = j->aa_text ? load_apparmor(j->d, i, j->aa_file, j->aa_cache, j->specpath, &err)
-			       : spawn_monitor(j->d, i, j->specpath, &err);
+			       : spawn_monitor(j->d, i, "start", j->specpath, &err);
 		(void)k;
 	}
 	if (err)
@@ -788,10 +822,9 @@ struct lxm_cgroup_layout *lxmd_instance_cgroups(struct lxmd *d)
 	return d->rt->cgroups;
 }
 
-static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
+static int container_start(struct lxmd *d, struct rt_instance *i, struct lxm_db_instance *inst,
+			   json_t *config, json_t *devices, struct lxm_error **err)
 {
-	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
-	_cleanup_json_ json_t *config = NULL, *devices = NULL;
 	_cleanup_free_ char *path = NULL, *init = NULL;
 	struct lxm_policy *pol = NULL;
 	struct lxm_cgroup_paths cg = { 0 };
@@ -799,12 +832,6 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	struct stat st;
 	int k;
 
-	k = lxm_db_instance_get(d->db, i->name, &inst, err);
-	if (k < 0)
-		return k;
-	k = lxmd_instance_expand(d, inst, &config, &devices, err);
-	if (k < 0)
-		return lxm_error_prefix(err, "start '%s'", i->name);
 	j = calloc(1, sizeof(*j));
 	if (!j || (k = lxmd_instance_path(d, i->name, &path)) < 0 || !(j->name = strdup(i->name)) ||
 	    asprintf(&j->logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
@@ -882,6 +909,27 @@ static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **er
 	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
 		log_warn("instance '%s': could not record last_used_at and its id map", i->name);
 	return 0;
+}
+
+static const struct lxmd_instance_driver *driver_of(const char *type)
+{
+	return type && streq(type, vm_driver.type) ? &vm_driver : &container_driver;
+}
+
+static int do_start(struct lxmd *d, struct rt_instance *i, struct lxm_error **err)
+{
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	_cleanup_json_ json_t *config = NULL, *devices = NULL;
+	int k;
+
+	k = lxm_db_instance_get(d->db, i->name, &inst, err);
+	if (k < 0)
+		return k;
+	k = lxmd_instance_expand(d, inst, &config, &devices, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "start '%s'", i->name);
+	i->drv = driver_of(inst->type);
+	return i->drv->start(d, i, inst, config, devices, err);
 }
 
 /* ---- state changes ---- */
@@ -974,6 +1022,31 @@ static void freeze_work(uv_work_t *w)
 		lxm_error_prefix(&j->err, "%s '%s'", j->freeze ? "freeze" : "unfreeze", j->i->name);
 }
 
+static void freeze_done(uv_work_t *w, int status);
+
+/* Containers: the cgroup freezer, which waits for the kernel off the loop thread. */
+static int container_freeze(struct lxmd *d, struct rt_instance *i, bool freeze,
+			    struct lxm_error **err)
+{
+	struct freeze_job *j = calloc(1, sizeof(*j));
+	int k;
+
+	if (!j)
+		return -ENOMEM;
+	j->i = i;
+	j->freeze = freeze;
+	j->work.data = j;
+	i->jobs++;
+	k = uv_queue_work(d->loop, &j->work, freeze_work, freeze_done);
+	if (k < 0) {
+		i->jobs--;
+		free(j);
+		return lxm_error_set(err, k, 500, "%s '%s': %s", freeze ? "freeze" : "unfreeze",
+				     i->name, uv_strerror(k));
+	}
+	return 0;
+}
+
 static void freeze_done(uv_work_t *w, int status)
 {
 	struct freeze_job *j = w->data;
@@ -1049,24 +1122,11 @@ int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *act
 		return k;
 	}
 	if (streq(action, "freeze") || streq(action, "unfreeze")) {
-		struct freeze_job *j = calloc(1, sizeof(*j));
-
-		if (!j)
-			return -ENOMEM;
-		j->i = i;
-		j->freeze = streq(action, "freeze");
-		j->work.data = j;
 		i->op = op;
-		i->jobs++;
-		k = uv_queue_work(d->loop, &j->work, freeze_work, freeze_done);
-		if (k < 0) {
-			i->jobs--;
+		k = i->drv->freeze(d, i, streq(action, "freeze"), err);
+		if (k < 0)
 			i->op = NULL;
-			free(j);
-			return lxm_error_set(err, k, 500, "%s '%s': %s", action, name,
-					     uv_strerror(k));
-		}
-		return 0;
+		return k;
 	}
 	return lxm_error_set(err, -EINVAL, 400,
 			     "unknown action '%s' (start, stop, restart, freeze, unfreeze)",
@@ -1256,33 +1316,408 @@ int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct l
 {
 	struct rt_instance *i = rt_find(d, name);
 	struct lxm_cgroup_stats st = { -1, -1, -1, -1, -1 };
-	json_t *net = NULL;
 	const char *status;
-	int code, k;
+	int code;
 
 	status = lxmd_instance_status(d, name, &code);
 	if (code != LXM_STATUS_STOPPED && lxm_cgroup_stats(d->rt->cgroups, name, &st, NULL) < 0)
 		log_debug("instance '%s': no cgroup statistics", name);
-	if (i && code != LXM_STATUS_STOPPED) {
-		k = network_state(i->init_pid, &net);
-		if (k < 0) {
-			/* The container may be stopping: its state is still worth answering. */
-			log_debug("instance '%s': network state of init pid %d: %s", name,
-				  (int)i->init_pid, strerror(-k));
-			net = json_object();
-		}
-	}
 	*ret = json_pack("{s:s, s:i, s:{}, s:{s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:i, s:I}",
 			 "status", status, "status_code", code, "disk", "cpu", "usage",
 			 (json_int_t)(st.cpu_usage_ns > 0 ? st.cpu_usage_ns : 0), "memory", "usage",
 			 (json_int_t)(st.memory_usage > 0 ? st.memory_usage : 0), "usage_peak",
 			 (json_int_t)(st.memory_peak > 0 ? st.memory_peak : 0), "swap_usage",
 			 (json_int_t)(st.swap_usage > 0 ? st.swap_usage : 0), "swap_usage_peak",
-			 (json_int_t)0, "network", net ? net : json_null(), "pid",
-			 i && code != LXM_STATUS_STOPPED ? (int)i->init_pid : 0, "processes",
+			 (json_int_t)0, "network", json_null(), "pid", 0, "processes",
 			 (json_int_t)(st.processes > 0 ? st.processes : 0));
-	return *ret ? 0 : lxm_error_set(err, -ENOMEM, 500, "state of '%s': out of memory", name);
+	if (!*ret)
+		return lxm_error_set(err, -ENOMEM, 500, "state of '%s': out of memory", name);
+	if (i && code != LXM_STATUS_STOPPED)
+		i->drv->state(d, i, *ret);
+	return 0;
 }
+
+static void container_state(struct lxmd *d, struct rt_instance *i, json_t *st)
+{
+	json_t *net = NULL;
+	int k;
+
+	(void)d;
+	k = network_state(i->init_pid, &net);
+	if (k < 0) {
+		/* The container may be stopping: its state is still worth answering. */
+		log_debug("instance '%s': network state of init pid %d: %s", i->name,
+			  (int)i->init_pid, strerror(-k));
+		net = json_object();
+	}
+	json_object_set_new(st, "network", net ? net : json_null());
+	json_object_set_new(st, "pid", json_integer(i->init_pid));
+}
+
+static const struct lxmd_instance_driver container_driver = {
+	.type = "container",
+	.start = container_start,
+	.freeze = container_freeze,
+	.state = container_state,
+	.live_limits = true,
+};
+
+/* ---- virtual machines ---- */
+
+/* The kernel command line the image asks for (metadata.yaml's lxm.cmdline), or NULL. */
+static int vm_image_cmdline(const char *instdir, char **ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL, *msg = NULL;
+	_cleanup_json_ json_t *meta = NULL;
+	const char *cmdline;
+	size_t len = 0;
+	int k;
+
+	*ret = NULL;
+	if (asprintf(&path, "%s/metadata.yaml", instdir) < 0)
+		return -ENOMEM;
+	k = lxm_read_file(path, &text, &len);
+	if (k == -ENOENT)
+		return 0;
+	if (k < 0)
+		return lxm_error_setx(err, k, 500, "read %s", path);
+	k = lxm_yaml_to_json(text, len, &meta, &msg);
+	if (k < 0)
+		return lxm_error_set(err, k, 500, "%s: %s", path, msg ? msg : "invalid YAML");
+	cmdline = json_string_value(json_object_get(json_object_get(meta, "lxm"), "cmdline"));
+	if (cmdline && !(*ret = strdup(cmdline)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The VM's UUID (the guest's SMBIOS UUID, stable across starts as in LXD): volatile.uuid, made
+ * at the first start and recorded in inst (which the start saves). */
+static int vm_uuid(struct lxm_db_instance *inst, char buf[static 37])
+{
+	const char *have = json_string_value(json_object_get(inst->config, "volatile.uuid"));
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int k;
+
+	if (have && strlen(have) == 36) {
+		memcpy(buf, have, 37);
+		return 0;
+	}
+	k = lxm_read_file("/proc/sys/kernel/random/uuid", &text, &len);
+	if (k < 0)
+		return k;
+	if (len < 36)
+		return -EIO;
+	memcpy(buf, text, 36);
+	buf[36] = '\0';
+	if (!inst->config && !(inst->config = json_object()))
+		return -ENOMEM;
+	return json_object_set_new(inst->config, "volatile.uuid", json_string(buf)) < 0 ? -ENOMEM
+											: 0;
+}
+
+/* The nics of a VM: the same devices, names and volatile keys as a container's (nic.c), each a
+ * tap where a container has a veth. */
+static int vm_nics(struct lxmd *d, struct lxm_db_instance *inst, json_t *devices, json_t **ret,
+		   struct lxm_error **err)
+{
+	struct lxm_container_spec *tmp = calloc(1, sizeof(*tmp));
+	_cleanup_json_ json_t *nics = json_array();
+	int k;
+
+	if (!tmp || !nics || !(tmp->name = strdup(inst->name))) {
+		lxm_container_spec_free(tmp);
+		return -ENOMEM;
+	}
+	k = lxmd_nics_to_spec(d, inst, devices, tmp, err);
+	for (size_t n = 0; k >= 0 && n < tmp->n_nics; n++) {
+		const struct lxm_spec_nic *s = &tmp->nics[n];
+
+		if (json_array_append_new(nics,
+					  json_pack("{s:s,s:s?,s:s,s:s,s:i}", "device", s->device,
+						    "bridge", s->bridge, "host_name", s->host_name,
+						    "mac", s->hwaddr, "mtu", (int)s->mtu)) < 0)
+			k = -ENOMEM;
+	}
+	lxm_container_spec_free(tmp);
+	if (k < 0)
+		return k;
+	*ret = TAKE_PTR(nics);
+	return 0;
+}
+
+/* The VM's cgroup limits: the policy's CPU allowance, priority and process limit; memory is the
+ * guest's RAM plus what QEMU needs itself (LXM_VM_QEMU_OVERHEAD_MIB); limits.cpu is the vCPU
+ * count (vm-config.c), pinning only when it is a list of CPUs. */
+static int vm_cgroup(struct lxmd *d, const char *name, const json_t *config, uint64_t memory_mib,
+		     struct lxm_cgroup_paths *cg, struct lxm_error **err)
+{
+	struct lxm_policy *pol = NULL;
+	const char *cpu = json_string_value(json_object_get(config, "limits.cpu"));
+	int k;
+
+	k = lxm_policy_compile(name, config, &d->rt->host, &pol, err);
+	if (k < 0)
+		return k;
+	pol->limits.memory = (int64_t)((memory_mib + LXM_VM_QEMU_OVERHEAD_MIB) * 1024 * 1024);
+	pol->limits.memory_soft = false;
+	if (!cpu || !strpbrk(cpu, ",-")) {
+		free(pol->limits.cpuset);
+		pol->limits.cpuset = NULL;
+	}
+	k = lxm_cgroup_create(d->rt->cgroups, name, &pol->limits, cg, err);
+	lxm_policy_free(pol);
+	return k;
+}
+
+static int vm_spec(struct lxmd *d, struct rt_instance *i, struct lxm_db_instance *inst,
+		   json_t *config, json_t *devices, const char *rundir, json_t **ret,
+		   struct lxm_error **err)
+{
+	_cleanup_free_ char *instdir = NULL, *kernel = NULL, *initrd = NULL, *raw = NULL,
+			    *qcow2 = NULL, *cmdline = NULL;
+	_cleanup_json_ json_t *nics = NULL, *s = NULL;
+	struct lxm_qemu_vm q = { 0 };
+	struct lxm_vm_host host = { .memory_bytes = d->rt->host.memory_bytes,
+				    .ncpus = d->rt->host.ncpus,
+				    .accel = lxmd_vm_accel(d, NULL) };
+	const char *root, *format;
+	char uuid[37];
+	int k;
+
+	if (lxmd_instance_path(d, i->name, &instdir) < 0 ||
+	    asprintf(&kernel, "%s/boot/vmlinuz", instdir) < 0 ||
+	    asprintf(&initrd, "%s/boot/initrd.img", instdir) < 0 ||
+	    asprintf(&raw, "%s/rootfs.img", instdir) < 0 ||
+	    asprintf(&qcow2, "%s/root.qcow2", instdir) < 0)
+		return -ENOMEM;
+	if (access(kernel, R_OK) < 0)
+		return lxm_error_setx(err, -errno, 400,
+				      "its kernel %s (the VM image's boot/vmlinuz) cannot be read",
+				      kernel);
+	if (access(qcow2, F_OK) == 0) {
+		root = qcow2;
+		format = "qcow2";
+	} else if (access(raw, F_OK) == 0) {
+		root = raw;
+		format = "raw";
+	} else {
+		return lxm_error_set(err, -ENOENT, 400, "it has no root disk (%s or %s)", raw,
+				     qcow2);
+	}
+	k = lxm_vm_config(i->name, config, devices, &host, &q, NULL, err);
+	if (k < 0)
+		return k;
+	if ((k = vm_image_cmdline(instdir, &cmdline, err)) < 0 ||
+	    (k = vm_nics(d, inst, devices, &nics, err)) < 0)
+		return k;
+	if ((k = vm_uuid(inst, uuid)) < 0)
+		return lxm_error_setx(err, k, 500, "make its UUID");
+	s = json_pack("{s:s,s:s,s:s,s:s+,s:s+,s:s+,s:s+++,s:I,s:i,s:I,s:s,s:s,s:s?,s:s?,"
+		      "s:{s:s,s:s},s:O,s:i}",
+		      "name", i->name, "uuid", uuid, "rundir", rundir, "control_socket", rundir,
+		      "/monitor.sock", "qmp_socket", rundir, "/qmp.sock", "agent_socket", rundir,
+		      "/agent.sock", "console_log", d->cfg.root, "/logs/", i->name, "/console.log",
+		      "console_log_max", (json_int_t)CONSOLE_LOG_MAX, "vcpus", (int)q.vcpus,
+		      "memory_mib", (json_int_t)q.memory_mib, "accel",
+		      lxm_qemu_accel_to_string(q.accel), "kernel", kernel, "initrd",
+		      access(initrd, R_OK) == 0 ? initrd : NULL, "cmdline", cmdline, "root", "path",
+		      root, "format", format, "nics", nics, "stop_timeout", -1);
+	if (!s)
+		return -ENOMEM;
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+/* The device nodes QEMU needs: /dev/net/tun, /dev/kvm, /dev/vhost-net. */
+static const struct lxm_cgroup_device vm_devices[] = {
+	{ 'c', 10, 200 },
+	{ 'c', 10, 232 },
+	{ 'c', 10, 238 },
+};
+
+static int vm_start(struct lxmd *d, struct rt_instance *i, struct lxm_db_instance *inst,
+		    json_t *config, json_t *devices, struct lxm_error **err)
+{
+	_cleanup_free_ char *rundir = NULL, *logdir = NULL, *specpath = NULL, *text = NULL;
+	_cleanup_json_ json_t *spec = NULL;
+	struct lxm_cgroup_paths cg = { 0 };
+	int k;
+
+	if (rundir_of(d, i->name, &rundir) < 0 ||
+	    asprintf(&logdir, "%s/logs/%s", d->cfg.root, i->name) < 0 ||
+	    asprintf(&specpath, "%s/spec.json", rundir) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
+	/* Two small directories and a file: not worth the thread pool. */
+	if ((k = lxm_mkdir_p(rundir, 0700)) < 0 || (k = lxm_mkdir_p(logdir, 0700)) < 0)
+		return lxm_error_setx(err, k, 500, "start '%s': create %s", i->name,
+				      k < 0 && access(rundir, F_OK) < 0 ? rundir : logdir);
+	k = vm_spec(d, i, inst, config, devices, rundir, &spec, err);
+	if (k < 0)
+		goto fail;
+	k = vm_cgroup(d, i->name, config,
+		      (uint64_t)json_integer_value(json_object_get(spec, "memory_mib")), &cg, err);
+	if (k < 0)
+		goto fail;
+	/* QEMU opens the taps by name through /dev/net/tun, and /dev/kvm and /dev/vhost-net
+	 * when it uses them: beyond the default allow-list. */
+	k = lxm_cgroup_set_devices(d->rt->cgroups, i->name, vm_devices, ARRAY_SIZE(vm_devices),
+				   err);
+	if (k < 0)
+		goto fail;
+	if (cg.v2)
+		json_object_set_new(spec, "cgroup_v2", json_string(cg.v2));
+	if (cg.v1) {
+		json_t *v1 = json_array();
+
+		for (char **p = cg.v1; v1 && *p; p++)
+			json_array_append_new(v1, json_string(*p));
+		json_object_set_new(spec, "cgroup_v1", v1);
+	}
+	lxm_cgroup_paths_free(&cg);
+	text = json_dumps(spec, JSON_INDENT(1) | JSON_SORT_KEYS);
+	if (!text) {
+		k = lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		goto fail;
+	}
+	k = lxm_write_file_atomic(specpath, text, strlen(text), 0600);
+	if (k < 0) {
+		lxm_error_setx(err, k, 500, "save VM spec %s", specpath);
+		goto fail;
+	}
+	k = spawn_monitor(d, i, "vm", specpath, err);
+	if (k < 0)
+		goto fail;
+	inst->last_used_at = lxm_now_ns();
+	if (lxm_db_instance_update(d->db, i->name, inst, NULL) < 0)
+		log_warn("instance '%s': could not record last_used_at and volatile.uuid", i->name);
+	return 0;
+fail:
+	lxm_cgroup_paths_free(&cg);
+	lxm_cgroup_destroy(d->rt->cgroups, i->name, NULL);
+	return lxm_error_prefix(err, "start '%s'", i->name);
+}
+
+/* VMs: the monitor pauses the vCPUs (QMP stop / cont). */
+static void vm_freeze_answered(json_t *reply, struct lxm_error *err, void *ud)
+{
+	struct rt_instance *i = ud;
+	struct lxm_operation *op;
+
+	(void)reply;
+	i->requests--;
+	if (i->released) {
+		/* The monitor exited (and its exit finished the operation) or lxmd is stopping. */
+		lxm_error_free(err);
+		rt_closed((uv_handle_t *)&i->poll);
+		return;
+	}
+	op = TAKE_PTR(i->op);
+	if (err) {
+		lxm_error_prefix(&err, "%s '%s'", i->freezing ? "freeze" : "unfreeze", i->name);
+	} else {
+		i->frozen = i->freezing;
+		lifecycle(i->d, i->frozen ? "instance-paused" : "instance-resumed", i->name);
+	}
+	if (op)
+		lxm_operation_finish(op, err);
+	else
+		lxm_error_free(err);
+}
+
+static int vm_freeze(struct lxmd *d, struct rt_instance *i, bool freeze, struct lxm_error **err)
+{
+	_cleanup_free_ char *sock = NULL;
+	_cleanup_json_ json_t *req = json_pack("{s:s}", "op", freeze ? "freeze" : "unfreeze");
+	int k;
+
+	if (!req || monitor_socket(d, i->name, &sock) < 0)
+		return -ENOMEM;
+	i->freezing = freeze;
+	k = lxm_monitor_request_async(d->loop, sock, req, MONITOR_TIMEOUT_MS, vm_freeze_answered, i,
+				      err);
+	if (k < 0)
+		return lxm_error_prefix(err, "%s '%s': ask its monitor",
+					freeze ? "freeze" : "unfreeze", i->name);
+	i->requests++;
+	return 0;
+}
+
+/* One counter of a tap, from sysfs; -1 when unknown. */
+static json_int_t tap_counter(const char *tap, const char *name)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+
+	if (asprintf(&path, "/sys/class/net/%s/statistics/%s", tap, name) < 0 ||
+	    lxm_read_file(path, &text, NULL) < 0)
+		return -1;
+	return strtoll(text, NULL, 10);
+}
+
+/* The VM's nics as the host sees their taps: the guest's MAC, the tap's MTU and state, and its
+ * counters turned round (what the tap sends goes to the guest). The guest's addresses are not
+ * known here (the agent knows them). */
+static json_t *vm_network(const json_t *spec)
+{
+	json_t *net = json_object(), *n;
+	size_t idx;
+
+	json_array_foreach (json_object_get(spec, "nics"), idx, n) {
+		const char *tap = json_string_value(json_object_get(n, "host_name"));
+		_cleanup_free_ char *path = NULL, *mtu = NULL, *oper = NULL;
+
+		if (!tap || !net || asprintf(&path, "/sys/class/net/%s/mtu", tap) < 0)
+			continue;
+		(void)lxm_read_file(path, &mtu, NULL);
+		free(path);
+		path = NULL;
+		if (asprintf(&path, "/sys/class/net/%s/operstate", tap) >= 0)
+			(void)lxm_read_file(path, &oper, NULL);
+		json_object_set_new(
+			net, json_string_value(json_object_get(n, "device")),
+			json_pack("{s:[],s:{s:I,s:I,s:I,s:I},s:s,s:s?,s:i,s:s,s:s}", "addresses",
+				  "counters", "bytes_received", tap_counter(tap, "tx_bytes"),
+				  "bytes_sent", tap_counter(tap, "rx_bytes"), "packets_received",
+				  tap_counter(tap, "tx_packets"), "packets_sent",
+				  tap_counter(tap, "rx_packets"), "host_name", tap, "hwaddr",
+				  json_string_value(json_object_get(n, "mac")), "mtu",
+				  mtu ? atoi(mtu) : 0, "state",
+				  oper && strncmp(oper, "up", 2) == 0 ? "up" : "down", "type",
+				  "broadcast"));
+	}
+	return net;
+}
+
+/* QEMU's pid and its view of the VM from the monitor (the pid changes when the guest reboots:
+ * the monitor starts a new QEMU); memory and CPU come from the VM's cgroup as for containers;
+ * the guest's process count is unknown without the agent: -1, as LXD shows it then. */
+static void vm_state(struct lxmd *d, struct rt_instance *i, json_t *st)
+{
+	_cleanup_free_ char *sock = NULL, *specpath = NULL, *rundir = NULL;
+	_cleanup_json_ json_t *req = json_pack("{s:s}", "op", "state"), *reply = NULL, *spec = NULL;
+	struct lxm_error *err = NULL;
+
+	json_object_set_new(st, "processes", json_integer(-1));
+	json_object_set_new(st, "pid", json_integer(i->init_pid));
+	if (req && monitor_socket(d, i->name, &sock) >= 0 &&
+	    lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, &err) >= 0) {
+		json_object_set(st, "pid", json_object_get(reply, "qemu_pid"));
+	} else if (err) {
+		log_debug("instance '%s': state from its monitor: %s", i->name, err->msg);
+		lxm_error_free(err);
+	}
+	if (rundir_of(d, i->name, &rundir) >= 0 && asprintf(&specpath, "%s/spec.json", rundir) >= 0)
+		spec = json_load_file(specpath, 0, NULL);
+	json_object_set_new(st, "network", spec ? vm_network(spec) : json_object());
+}
+
+static const struct lxmd_instance_driver vm_driver = {
+	.type = "virtual-machine",
+	.start = vm_start,
+	.freeze = vm_freeze,
+	.state = vm_state,
+	.live_limits = false,
+};
 
 /* ---- delete ---- */
 
@@ -1430,6 +1865,7 @@ static void reattach(struct lxmd *d)
 	for (char **n = names; n && *n; n++) {
 		_cleanup_free_ char *sock = NULL;
 		_cleanup_json_ json_t *req = json_pack("{s:s}", "op", "status"), *reply = NULL;
+		_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
 		struct lxm_error *err = NULL;
 		struct rt_instance *i;
 
@@ -1442,6 +1878,8 @@ static void reattach(struct lxmd *d)
 		i = rt_add(d, *n);
 		if (!i)
 			return;
+		if (lxm_db_instance_get(d->db, *n, &inst, NULL) >= 0)
+			i->drv = driver_of(inst->type);
 		i->init_pid = (pid_t)json_integer_value(json_object_get(reply, "init_pid"));
 		i->monitor_pid = (pid_t)json_integer_value(json_object_get(reply, "monitor_pid"));
 		if (watch_monitor(i) < 0) {
@@ -1586,7 +2024,7 @@ int lxmd_instance_apply_config(struct lxmd *d, const char *name, const json_t *e
 	if (!apply)
 		k = lxmd_idmap_check_change(&d->rt->subids, name, expanded_config, pol, i != NULL,
 					    err);
-	if (k >= 0 && apply && i && !i->starting) {
+	if (k >= 0 && apply && i && !i->starting && i->drv->live_limits) {
 		/* Writes to cgroup files are immediate kernel operations, not disk I/O. */
 		k = lxm_cgroup_apply(d->rt->cgroups, name, &pol->limits, err);
 		if (k < 0)

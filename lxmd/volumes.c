@@ -334,6 +334,9 @@ int lxmd_volume_restore(struct lxm_pool *p, const char *instance, const char *sn
 	    asprintf(&rootfs, "%s/rootfs", path) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	k = stat(rootfs, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	/* A virtual machine's snapshot has its disk instead. */
+	if (k < 0 && lxm_volume_vm_disk(p, LXM_VOLUME_CONTAINER, instance, snap, NULL) > 0)
+		k = 0;
 	if (k < 0)
 		return lxm_error_set(err, k, 500,
 				     "snapshot '%s/%s' has no rootfs directory (%s): restored "

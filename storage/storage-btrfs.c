@@ -661,6 +661,19 @@ static int storage_btrfs_pool_usage(struct lxm_pool *p, struct lxm_storage_usage
 
 /* ---- volumes ---- */
 
+/* A virtual machine's disk is rewritten in place all the time: copy-on-write would fragment it
+ * and double its writes. When src holds a VM disk, the empty subvolume dst gets nodatacow before
+ * anything is copied into it, so the disk copied in inherits it (snapshots still share its
+ * extents until either side writes). */
+static int nocow_for_disk(const char *src, const char *dst, struct lxm_error **err)
+{
+	int r = storage_vm_disk(src, NULL);
+
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "find the disk of %s", src);
+	return r > 0 ? storage_set_nocow(dst, err) : 0;
+}
+
 static int storage_btrfs_image_create(struct lxm_pool *p, const char *fp, const char *src,
 				      struct lxm_error **err)
 {
@@ -674,7 +687,9 @@ static int storage_btrfs_image_create(struct lxm_pool *p, const char *fp, const 
 		return r;
 	if ((r = subvol_create(tmp, err)) < 0)
 		return r;
-	r = storage_copy_tree(src, tmp, err);
+	r = nocow_for_disk(src, tmp, err);
+	if (r >= 0)
+		r = storage_copy_tree(src, tmp, err);
 	if (r >= 0)
 		r = subvol_set_readonly(tmp, true, err);
 	if (r >= 0)
@@ -747,7 +762,9 @@ static int storage_btrfs_volume_copy(struct lxm_pool *p, enum lxm_volume_type t,
 		return r;
 	if ((r = storage_staging_path(to, &tmp)) < 0 || (r = subvol_create(tmp, err)) < 0)
 		return r;
-	r = storage_copy_tree(from, tmp, err);
+	r = nocow_for_disk(from, tmp, err);
+	if (r >= 0)
+		r = storage_copy_tree(from, tmp, err);
 	if (r >= 0)
 		r = storage_rename_noreplace(tmp, to, err);
 	if (r < 0)

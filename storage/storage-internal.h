@@ -44,8 +44,8 @@ int storage_find_program(const char *name, char **ret);
 int storage_run(const char *const argv[], struct lxm_error **err);
 
 /* Copies the tree src to dst (created; its contents merged when it exists) with
- * "cp -a --reflink=auto": ownership, modes, xattrs, hardlinks and sparse files preserved, shared
- * extents where the file system can. */
+ * "cp -a --reflink=auto" (plus --sparse=always when src holds a VM disk): ownership, modes, xattrs,
+ * hardlinks and sparse files preserved, shared extents where the file system can. */
 int storage_copy_tree(const char *src, const char *dst, struct lxm_error **err);
 /* Copies src to a new staging directory beside dst, then renames it to dst: dst appears
  * complete or not at all. -EEXIST when dst exists. */
@@ -98,3 +98,19 @@ int storage_snapshot_rename(struct lxm_pool *p, enum lxm_volume_type t, const ch
  * overlay drivers. */
 int storage_volume_mkdir(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 			 struct lxm_error **err);
+
+/* The root disk of a virtual machine's volume (or snapshot) at volpath: 1 with *ret (may be NULL)
+ * set to volpath/rootfs.img (raw), 2 with volpath/root.qcow2 (a qcow2 overlay), 0 when the volume
+ * holds no disk (a container's), or -errno. */
+int storage_vm_disk(const char *volpath, char **ret);
+/* Sets nodatacow (chattr +C) on path: on an empty file, or on a directory whose new files
+ * inherit it. Data written before it was set keeps being copied on write. */
+int storage_set_nocow(const char *path, struct lxm_error **err);
+/* Reads a qcow2 header: *ret_backing (may be NULL; NULL when none) gets the backing file's name,
+ * *ret_size (may be NULL) the virtual size. -EBADMSG when path is not a qcow2 file. */
+int storage_qcow2_info(const char *path, char **ret_backing, uint64_t *ret_size);
+/* The size of disk (kind 1: raw, its length; kind 2: qcow2, its virtual size). */
+int storage_vm_disk_size(const char *disk, int kind, uint64_t *ret, struct lxm_error **err);
+/* Grows the disk of the VM volume at volpath to bytes (truncate, or qemu-img resize for qcow2);
+ * a smaller size is refused (-EINVAL, 400), the same size changes nothing. */
+int storage_vm_disk_grow(const char *volpath, uint64_t bytes, struct lxm_error **err);

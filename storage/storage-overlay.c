@@ -7,8 +7,11 @@
  *   upper/, work/            the overlay's upper and work dirs
  *   snapshots/<snap>/lower   a snapshot's lower, and upper/: its copy of the upper layer
  * containers/<name>/ holds the image's metadata.yaml and templates (copied) and the rootfs/
- * mount point. Every other volume (custom volumes, an empty instance, a copy from another pool)
- * is a plain directory, handled like the dir driver does. */
+ * mount point. A virtual machine's volume is a plain directory whose disk, root.qcow2, is a qcow2
+ * overlay over the image volume's rootfs.img (see create_vm_overlay): its snapshots and copies
+ * in the pool are plain copies of that directory, on the same base. Every other volume (custom
+ * volumes, an empty instance, a copy from another pool) is a plain directory, handled like the
+ * dir driver does. */
 #include "config.h"
 
 #include <dirent.h>
@@ -123,12 +126,10 @@ static char *rootfs_of(const struct lxm_pool *p, enum lxm_volume_type t, const c
 	return s;
 }
 
-/* Copies every top-level entry of src but rootfs/ to dst (created) and makes an empty rootfs/
- * there: the volume around an overlay rootfs. */
-static int copy_around_rootfs(const char *src, const char *dst, struct lxm_error **err)
+/* Copies every top-level entry of src but skip to dst (created). */
+static int copy_around(const char *src, const char *dst, const char *skip, struct lxm_error **err)
 {
 	_cleanup_closedir_ DIR *d = opendir(src);
-	_cleanup_free_ char *rootfs = NULL;
 	struct dirent *de;
 	int r;
 
@@ -139,8 +140,7 @@ static int copy_around_rootfs(const char *src, const char *dst, struct lxm_error
 	while ((de = readdir(d))) {
 		_cleanup_free_ char *from = NULL, *to = NULL;
 
-		if (streq(de->d_name, ".") || streq(de->d_name, "..") ||
-		    streq(de->d_name, "rootfs"))
+		if (streq(de->d_name, ".") || streq(de->d_name, "..") || streq(de->d_name, skip))
 			continue;
 		if (asprintf(&from, "%s/%s", src, de->d_name) < 0 ||
 		    asprintf(&to, "%s/%s", dst, de->d_name) < 0)
@@ -148,6 +148,18 @@ static int copy_around_rootfs(const char *src, const char *dst, struct lxm_error
 		if ((r = storage_copy_tree(from, to, err)) < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* Copies every top-level entry of src but rootfs/ to dst (created) and makes an empty rootfs/
+ * there: the volume around an overlay rootfs. */
+static int copy_around_rootfs(const char *src, const char *dst, struct lxm_error **err)
+{
+	_cleanup_free_ char *rootfs = NULL;
+	int r;
+
+	if ((r = copy_around(src, dst, "rootfs", err)) < 0)
+		return r;
 	if (asprintf(&rootfs, "%s/rootfs", dst) < 0)
 		return -ENOMEM;
 	if (mkdir(rootfs, 0755) < 0)
@@ -359,11 +371,43 @@ static int create_overlay(struct lxm_pool *p, const char *name, const char *fp,
 	return r;
 }
 
+/* Makes the virtual machine volume name from the VM image volume img: its files but the disk
+ * (boot/, metadata.yaml) copied, and root.qcow2, a qcow2 overlay whose backing file is the
+ * image's raw disk, so that the instance stores only the blocks it writes. Staged: the volume
+ * appears complete or not at all. */
+static int create_vm_overlay(struct lxm_pool *p, const char *img, const char *name,
+			     struct lxm_error **err)
+{
+	_cleanup_free_ char *vol = NULL, *tmp = NULL, *base = NULL, *qcow2 = NULL;
+	int r;
+
+	if (lxm_pool_volume_path(p, LXM_VOLUME_CONTAINER, name, NULL, &vol) < 0 ||
+	    storage_staging_path(vol, &tmp) < 0 ||
+	    asprintf(&base, "%s/" LXM_VM_DISK_RAW, img) < 0 ||
+	    asprintf(&qcow2, "%s/" LXM_VM_DISK_QCOW2, tmp) < 0)
+		return -ENOMEM;
+	if ((r = storage_require_absent(vol, err)) < 0)
+		return r;
+	r = copy_around(img, tmp, LXM_VM_DISK_RAW, err);
+	if (r >= 0) {
+		const char *argv[] = { "qemu-img", "create", "-q", "-f",  "qcow2", "-F",
+				       "raw",	   "-b",     base, qcow2, NULL };
+
+		r = storage_run(argv, err);
+	}
+	if (r >= 0)
+		r = storage_rename_noreplace(tmp, vol, err);
+	if (r < 0)
+		lxm_rm_tree(tmp);
+	return r;
+}
+
 static int storage_overlay_volume_create_from_image(struct lxm_pool *p, const char *fp,
 						    enum lxm_volume_type t, const char *name,
 						    struct lxm_error **err)
 {
 	_cleanup_free_ char *img = NULL, *dst = NULL;
+	int r;
 
 	if (lxm_pool_volume_path(p, LXM_VOLUME_IMAGE, fp, NULL, &img) < 0 ||
 	    lxm_pool_volume_path(p, t, name, NULL, &dst) < 0)
@@ -373,6 +417,10 @@ static int storage_overlay_volume_create_from_image(struct lxm_pool *p, const ch
 		return storage_copy_staged(img, dst, err);
 	if (storage_exists(img) <= 0)
 		return lxm_error_setx(err, -ENOENT, 404, "image volume %s", img);
+	if ((r = storage_vm_disk(img, NULL)) < 0)
+		return lxm_error_setx(err, r, 500, "find the disk of %s", img);
+	if (r > 0)
+		return create_vm_overlay(p, img, name, err);
 	return create_overlay(p, name, fp, img, NULL, err);
 }
 
@@ -399,15 +447,84 @@ static int storage_overlay_volume_copy(struct lxm_pool *p, enum lxm_volume_type 
 	return storage_copy_staged(from, to, err);
 }
 
-/* Whether an overlay instance or snapshot has image fp as its lower layer. */
+/* Whether the qcow2 overlay of the VM volume or snapshot at vol has base as its backing file. */
+static bool disk_backed_by(const char *vol, const char *base)
+{
+	_cleanup_free_ char *disk = NULL, *backing = NULL;
+
+	if (storage_vm_disk(vol, &disk) != 2 || storage_qcow2_info(disk, &backing, NULL) < 0)
+		return false;
+	return backing && streq(backing, base);
+}
+
+/* Whether a VM volume or snapshot of the pool has the disk of image fp as its qcow2 backing
+ * file; *ret_user names it. */
+static int image_backs_disk(const struct lxm_pool *p, const char *fp, char **ret_user)
+{
+	_cleanup_free_ char *img = NULL, *base = NULL, *vols = NULL, *snaps = NULL;
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+
+	if (lxm_pool_volume_path(p, LXM_VOLUME_IMAGE, fp, NULL, &img) < 0 ||
+	    asprintf(&base, "%s/" LXM_VM_DISK_RAW, img) < 0 ||
+	    !(vols = storage_pool_subpath(p, "containers")) ||
+	    !(snaps = storage_pool_subpath(p, "containers-snapshots")))
+		return -ENOMEM;
+	if (storage_exists(base) <= 0)
+		return 0;
+	if ((d = opendir(vols)))
+		while ((de = readdir(d))) {
+			_cleanup_free_ char *vol = NULL;
+
+			if (de->d_name[0] == '.')
+				continue;
+			if (asprintf(&vol, "%s/%s", vols, de->d_name) < 0)
+				return -ENOMEM;
+			if (disk_backed_by(vol, base))
+				return (*ret_user = strdup(de->d_name)) ? 1 : -ENOMEM;
+		}
+	if (d)
+		closedir(TAKE_PTR(d));
+	if (!(d = opendir(snaps)))
+		return 0;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *dir = NULL;
+		_cleanup_closedir_ DIR *sd = NULL;
+		struct dirent *se;
+
+		if (de->d_name[0] == '.' || asprintf(&dir, "%s/%s", snaps, de->d_name) < 0 ||
+		    !(sd = opendir(dir)))
+			continue;
+		while ((se = readdir(sd))) {
+			_cleanup_free_ char *vol = NULL;
+
+			if (se->d_name[0] == '.')
+				continue;
+			if (asprintf(&vol, "%s/%s", dir, se->d_name) < 0)
+				return -ENOMEM;
+			if (disk_backed_by(vol, base))
+				return asprintf(ret_user, "%s/%s", de->d_name, se->d_name) < 0
+					       ? -ENOMEM
+					       : 1;
+		}
+	}
+	return 0;
+}
+
+/* Whether an overlay instance or snapshot has image fp as its lower layer (or, for a VM image,
+ * as the backing file of its disk). */
 static int image_in_use(const struct lxm_pool *p, const char *fp, char **ret_user)
 {
 	_cleanup_free_ char *state = storage_pool_subpath(p, OVERLAY_STATE);
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
 
+	int r;
+
 	if (!state)
 		return -ENOMEM;
+	if ((r = image_backs_disk(p, fp, ret_user)) != 0)
+		return r;
 	if (!(d = opendir(state)))
 		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(d))) {
@@ -450,7 +567,8 @@ static int storage_overlay_volume_delete(struct lxm_pool *p, enum lxm_volume_typ
 			return lxm_error_setx(err, r, 500, "check users of image %s", name);
 		if (r > 0)
 			return lxm_error_set(err, -EBUSY, 409,
-					     "image volume %s is the lower layer of instance %s",
+					     "image volume %s is the lower layer (or the disk's "
+					     "base) of instance %s",
 					     name, user);
 	}
 	if (t == LXM_VOLUME_CONTAINER && (r = unmount_all(p, name, err)) < 0)

@@ -6,18 +6,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <search.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/fs.h>
 
 #include "cleanup.h"
 #include "util.h"
@@ -278,8 +281,15 @@ int storage_run(const char *const argv[], struct lxm_error **err)
 int storage_copy_tree(const char *src, const char *dst, struct lxm_error **err)
 {
 	const char *argv[] = { "cp", "-a", "--reflink=auto", "-T", src, dst, NULL };
+	/* A virtual machine's disk is mostly zeros, written out in full by an image's unpack:
+	 * every run of zeros becomes a hole (where no reflink shares the extents). */
+	const char *vm_argv[] = { "cp", "-a", "--reflink=auto", "--sparse=always", "-T", src,
+				  dst,	NULL };
+	int r = storage_vm_disk(src, NULL);
 
-	return storage_run(argv, err);
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "copy %s: find its disk", src);
+	return storage_run(r > 0 ? vm_argv : argv, err);
 }
 
 int storage_staging_path(const char *path, char **ret)
@@ -617,4 +627,157 @@ int storage_umount(const char *path, struct lxm_error **err)
 					      path);
 	}
 	return lxm_error_set(err, -EBUSY, 409, "unmount %s: still mounted after 16 unmounts", path);
+}
+
+/* ---- virtual machine disks ---- */
+
+int storage_vm_disk(const char *volpath, char **ret)
+{
+	static const char *const names[] = { LXM_VM_DISK_RAW, LXM_VM_DISK_QCOW2 };
+	int r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *path = NULL;
+
+		if (asprintf(&path, "%s/%s", volpath, names[i]) < 0)
+			return -ENOMEM;
+		/* A file, not a volume: no disk in it. */
+		if ((r = storage_exists(path)) == -ENOTDIR)
+			return 0;
+		if (r < 0)
+			return r;
+		if (r > 0) {
+			if (ret)
+				*ret = TAKE_PTR(path);
+			return (int)i + 1;
+		}
+	}
+	return 0;
+}
+
+int storage_set_nocow(const char *path, struct lxm_error **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int flags = 0;
+
+	if (fd < 0)
+		return lxm_error_setx(err, -errno, 500, "set nodatacow on %s: open", path);
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		return lxm_error_setx(err, -errno, 500, "set nodatacow on %s: get flags", path);
+	if (flags & FS_NOCOW_FL)
+		return 0;
+	flags |= FS_NOCOW_FL;
+	if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+		return lxm_error_setx(err, -errno, 500, "set nodatacow on %s", path);
+	return 0;
+}
+
+/* A qcow2 header (all fields big-endian): "QFI\xfb", version, then where the backing file's name
+ * is and how long it is, then the virtual size. */
+#define QCOW2_MAGIC	 0x514649fbU
+#define QCOW2_HEADER_LEN 32
+
+static uint64_t be64(const unsigned char *b)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+static uint32_t be32(const unsigned char *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+int storage_qcow2_info(const char *path, char **ret_backing, uint64_t *ret_size)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	unsigned char h[QCOW2_HEADER_LEN];
+	uint64_t off;
+	uint32_t len;
+	char *name;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, h, sizeof(h), 0);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(h) || be32(h) != QCOW2_MAGIC)
+		return -EBADMSG;
+	off = be64(h + 8);
+	len = be32(h + 16);
+	if (ret_size)
+		*ret_size = be64(h + 24);
+	if (!ret_backing)
+		return 0;
+	*ret_backing = NULL;
+	if (off == 0 || len == 0)
+		return 0;
+	if (len > PATH_MAX)
+		return -EBADMSG;
+	if (!(name = calloc(1, len + 1)))
+		return -ENOMEM;
+	n = pread(fd, name, len, (off_t)off);
+	if (n != (ssize_t)len) {
+		free(name);
+		return n < 0 ? -errno : -EBADMSG;
+	}
+	*ret_backing = name;
+	return 0;
+}
+
+int storage_vm_disk_size(const char *disk, int kind, uint64_t *ret, struct lxm_error **err)
+{
+	struct stat st;
+	int r;
+
+	if (kind == 2) {
+		if ((r = storage_qcow2_info(disk, NULL, ret)) < 0)
+			return lxm_error_setx(err, r, 500, "read the qcow2 header of %s", disk);
+		return 0;
+	}
+	if (stat(disk, &st) < 0)
+		return lxm_error_setx(err, -errno, 500, "stat %s", disk);
+	*ret = (uint64_t)st.st_size;
+	return 0;
+}
+
+int storage_vm_disk_grow(const char *volpath, uint64_t bytes, struct lxm_error **err)
+{
+	_cleanup_free_ char *disk = NULL, *arg = NULL;
+	uint64_t cur = 0;
+	int kind, r;
+
+	if ((kind = storage_vm_disk(volpath, &disk)) < 0)
+		return lxm_error_setx(err, kind, 500, "find the disk of %s", volpath);
+	if (kind == 0)
+		return lxm_error_set(err, -ENOENT, 404, "%s has no virtual machine disk (%s or %s)",
+				     volpath, LXM_VM_DISK_RAW, LXM_VM_DISK_QCOW2);
+	if ((r = storage_vm_disk_size(disk, kind, &cur, err)) < 0)
+		return r;
+	if (bytes == cur)
+		return 0;
+	if (bytes < cur)
+		return lxm_error_set(err, -EINVAL, 400,
+				     "disk %s is %" PRIu64 " bytes: a size of %" PRIu64
+				     " bytes would shrink it, and disks only grow (set size= to "
+				     "at least %" PRIu64 ")",
+				     disk, cur, bytes, cur);
+	if (kind == 2) {
+		const char *argv[] = {
+			"qemu-img", "resize", "-q", "-f", "qcow2", disk, NULL, NULL
+		};
+
+		if (asprintf(&arg, "%" PRIu64, bytes) < 0)
+			return -ENOMEM;
+		argv[6] = arg;
+		return storage_run(argv, err);
+	}
+	if (truncate(disk, (off_t)bytes) < 0)
+		return lxm_error_setx(err, -errno, errno == EFBIG || errno == ENOSPC ? 400 : 500,
+				      "grow %s to %" PRIu64 " bytes", disk, bytes);
+	return 0;
 }

@@ -364,6 +364,51 @@ static int copy_mount_source(struct lxm_pool *src_pool, enum lxm_volume_type t, 
 	return r < 0 ? done(src_pool, r, err) : 0;
 }
 
+int lxm_volume_vm_disk(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+		       const char *snap, char **ret_path)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (lxm_pool_volume_path(p, t, name, snap, &path) < 0)
+		return -ENOMEM;
+	return storage_vm_disk(path, ret_path);
+}
+
+int lxm_vm_disk_flatten(const char *disk, const char *raw, struct lxm_error **err)
+{
+	const char *argv[] = {
+		"qemu-img", "convert", "-q", "-O", "raw", "-S", "4k", disk, raw, NULL
+	};
+	int r;
+
+	if ((r = storage_require_absent(raw, err)) < 0)
+		return r;
+	if ((r = storage_run(argv, err)) < 0)
+		unlink(raw);
+	return r;
+}
+
+/* Replaces a copied volume's qcow2 overlay by a raw disk of its own. */
+static int flatten_copied_disk(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+			       struct lxm_error **err)
+{
+	_cleanup_free_ char *disk = NULL, *vol = NULL, *raw = NULL;
+	int r = lxm_volume_vm_disk(p, t, name, NULL, &disk);
+
+	if (r < 0)
+		return lxm_error_setx(err, r, 500, "find the disk of volume %s", name);
+	if (r != 2)
+		return 0;
+	if (lxm_pool_volume_path(p, t, name, NULL, &vol) < 0 ||
+	    asprintf(&raw, "%s/" LXM_VM_DISK_RAW, vol) < 0)
+		return -ENOMEM;
+	if ((r = lxm_vm_disk_flatten(disk, raw, err)) < 0)
+		return r;
+	if (unlink(disk) < 0)
+		return lxm_error_setx(err, -errno, 500, "remove %s", disk);
+	return 0;
+}
+
 int lxm_volume_copy(struct lxm_pool *p, enum lxm_volume_type t, const char *dst,
 		    struct lxm_pool *src_pool, const char *src, const char *src_snap,
 		    struct lxm_error **err)
@@ -380,6 +425,15 @@ int lxm_volume_copy(struct lxm_pool *p, enum lxm_volume_type t, const char *dst,
 	r = done(p, p->ops->volume_copy(p, t, dst, src_pool, src, src_snap, err), err);
 	if (mounted > 0)
 		src_pool->ops->snapshot_unmount(src_pool, t, src, src_snap, NULL);
+	/* A qcow2 overlay's backing file is an image volume of the source's pool: a copy to
+	 * another pool gets the disk as one raw file of its own. */
+	if (r >= 0 && src_pool != p && (r = flatten_copied_disk(p, t, dst, err)) < 0) {
+		struct lxm_error *e = NULL;
+
+		p->ops->volume_delete(p, t, dst, &e);
+		lxm_error_free(e);
+		r = done(p, r, err);
+	}
 	return r;
 }
 
@@ -451,6 +505,21 @@ int lxm_volume_set_quota(struct lxm_pool *p, enum lxm_volume_type t, const char 
 
 	if ((r = check_volume(p, t, name, NULL, err)) < 0)
 		return r;
+	/* A virtual machine's size= is the size of its disk, which only grows; no size keeps the
+	 * disk as it is. */
+	if ((r = lxm_volume_vm_disk(p, t, name, NULL, NULL)) != 0) {
+		_cleanup_free_ char *vol = NULL;
+
+		if (r < 0)
+			return done(p,
+				    lxm_error_setx(err, r, 500, "find the disk of volume %s", name),
+				    err);
+		if (bytes == 0)
+			return 0;
+		if (lxm_pool_volume_path(p, t, name, NULL, &vol) < 0)
+			return -ENOMEM;
+		return done(p, storage_vm_disk_grow(vol, bytes, err), err);
+	}
 	if (!p->ops->volume_set_quota) {
 		/* Clearing a limit that cannot exist is not an error. */
 		if (bytes == 0)

@@ -26,6 +26,14 @@
 
 #include "error.h"
 
+/* A virtual machine's instance volume holds its root disk instead of rootfs/: a raw disk (dir and
+ * btrfs pools; on btrfs nodatacow), or on overlay pools a qcow2 overlay whose backing file is the
+ * image volume's raw disk (images/<fp>/rootfs.img). Beside it: boot/vmlinuz, boot/initrd.img,
+ * metadata.yaml and backup.yaml. Snapshots and copies keep the same layout; an image volume of a
+ * VM image holds rootfs.img, boot/ and metadata.yaml. */
+#define LXM_VM_DISK_RAW	  "rootfs.img"
+#define LXM_VM_DISK_QCOW2 "root.qcow2"
+
 enum lxm_volume_type {
 	LXM_VOLUME_IMAGE,     /* images/<fp> */
 	LXM_VOLUME_CONTAINER, /* containers/<name> */
@@ -210,3 +218,11 @@ int lxm_snapshot_unmount(struct lxm_pool *p, enum lxm_volume_type t, const char 
 			 const char *snap, struct lxm_error **err);
 int lxm_snapshot_usage(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 		       const char *snap, struct lxm_storage_usage *ret, struct lxm_error **err);
+
+/* The root disk of a virtual machine's volume (snap NULL) or snapshot: 1 with *ret_path (may be
+ * NULL) the raw disk, 2 with the qcow2 overlay, 0 for a container's volume, or -errno. */
+int lxm_volume_vm_disk(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
+		       const char *snap, char **ret_path);
+/* Writes the disk (raw or qcow2, with its backing file) as a sparse raw file raw (created; it
+ * must not exist), with qemu-img convert. */
+int lxm_vm_disk_flatten(const char *disk, const char *raw, struct lxm_error **err);

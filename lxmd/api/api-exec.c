@@ -18,7 +18,13 @@
  * streams drain and send their barriers (a background process that keeps a pipe open gets
  * DRAIN_MS, then the stream is cut: LXD would wait for it forever); then metadata.return is set
  * and the operation finishes, so the final event and /wait carry the exit status; finally every
- * socket closes. */
+ * socket closes.
+ *
+ * Where the command runs is the session's backend (struct exec_backend): a container's goes
+ * through lxm-monitor's exec helper as above; a VM's through its guest agent (vm/agent-pool.h),
+ * one agent session carrying the streams, the pty, resizes, signals and the exit, with the same
+ * websockets and the same order of the end. While the guest's agent has not answered, the
+ * operation's metadata has "status": "waiting for the VM agent". */
 #include "config.h"
 
 #include <errno.h>
@@ -49,6 +55,7 @@
 #include "operations.h"
 #include "server.h"
 #include "util.h"
+#include "vm/agent-pool.h"
 
 /* LXD fails a session whose required websockets are not all up within this. */
 #define CONNECT_TIMEOUT_MS 5000
@@ -98,7 +105,8 @@ struct exec_output {
 	bool barrier_sent;	/* the empty TEXT message went out (or nobody listens) */
 	size_t pending;		/* bytes of buf refused with -ENOBUFS, to send on drain */
 	size_t drained;		/* bytes read after the command exited (see DRAIN_BUDGET) */
-	char *buf;		/* READ_CHUNK bytes */
+	char *buf;		/* READ_CHUNK bytes (VM: what waits for the socket, cap bytes) */
+	size_t cap;		/* VM: bytes allocated in buf */
 };
 
 /* Stdin that arrived before the command runs. */
@@ -114,6 +122,27 @@ struct stdin_write {
 	struct exec_session *s; /* the owner */
 	size_t len;		/* bytes */
 	char data[];		/* the copy being written */
+};
+
+/* Where the command runs: a container (lxm-monitor's exec helper) or a VM (its agent). */
+struct exec_backend {
+	/* Starts the command once the sockets it needs are up; fails with err, or reports a
+	 * later failure through session_fail(). */
+	int (*start)(struct exec_session *s, struct lxm_error **err);
+	/* Whether stdin can go to the command now (else it waits in s->early). */
+	bool (*stdin_ready)(struct exec_session *s);
+	/* Stdin bytes for the command. */
+	void (*stdin_send)(struct exec_session *s, const uint8_t *data, size_t len);
+	/* The client ended stdin (s->in_eof): the command sees EOF once it took the rest. */
+	void (*stdin_done)(struct exec_session *s);
+	/* A signal from the control socket, the operation's cancel or a lost control socket. */
+	void (*signal)(struct exec_session *s, int sig);
+	/* The terminal size changed (s->width, s->height). */
+	void (*resize)(struct exec_session *s);
+	/* A socket drained or went away: outputs may take more. */
+	void (*output_resume)(struct exec_session *s);
+	/* Teardown: closes what the backend holds. */
+	void (*end)(struct exec_session *s);
 };
 
 struct exec_session {
@@ -163,6 +192,12 @@ struct exec_session {
 	bool in_paused;			  /* socket 0 is paused */
 
 	struct exec_output out[2]; /* stdout and stderr, or the pty as out[0] */
+
+	const struct exec_backend *be;	       /* container or VM */
+	bool started;			       /* be->start() was called */
+	struct lxmd_vm_agent_wait *agent_wait; /* VM: waiting for the guest's agent */
+	struct lxm_agent_session *agent;       /* VM: the command's session while it runs */
+	bool agent_eof_sent;		       /* VM: stdin's end went to the agent */
 
 	bool finished; /* the operation has its result */
 	bool ended;    /* teardown began */
@@ -259,7 +294,7 @@ static void report_close(struct exec_session *s)
  * (and whose death takes the command along, for SIGKILL). */
 static void report_drain(struct exec_session *s);
 
-static void session_signal(struct exec_session *s, int sig)
+static void container_signal(struct exec_session *s, int sig)
 {
 	if (!s->spawned || s->exited)
 		return;
@@ -410,6 +445,7 @@ static void output_drained(struct exec_session *s, int idx)
 		}
 		output_barrier(o);
 	}
+	s->be->output_resume(s);
 	session_check_done(s);
 }
 
@@ -427,6 +463,7 @@ static void output_orphaned(struct exec_session *s, int idx)
 		}
 		output_barrier(o);
 	}
+	s->be->output_resume(s);
 }
 
 static int output_open(struct exec_output *o, int fd)
@@ -519,8 +556,8 @@ static void stdin_write(struct exec_session *s, const uint8_t *data, size_t len)
 
 	if (len == 0 || s->in_broken || s->in_eof || s->exited)
 		return;
-	if (s->in_stream) {
-		stdin_queue(s, data, len);
+	if (s->be->stdin_ready(s)) {
+		s->be->stdin_send(s, data, len);
 		return;
 	}
 	/* Before the command runs (or its pty arrives) it is kept for it; afterwards there is no
@@ -546,12 +583,12 @@ static void stdin_flush_early(struct exec_session *s)
 		STAILQ_REMOVE_HEAD(&s->early, link);
 		s->early_len -= c->len;
 		/* Sent before the barrier, which may have come before the command ran. */
-		stdin_queue(s, (const uint8_t *)c->data, c->len);
+		s->be->stdin_send(s, (const uint8_t *)c->data, c->len);
 		free(c);
 	}
 	if (s->in_paused && s->in_queued <= STDIN_RESUME_BYTES)
 		stdin_pause(s, false);
-	stdin_maybe_close(s);
+	s->be->stdin_done(s);
 }
 
 /* The barrier on "0", or "0" closing. */
@@ -560,8 +597,8 @@ static void stdin_end(struct exec_session *s)
 	if (s->interactive || s->in_eof)
 		return;
 	s->in_eof = true;
-	if (s->in_stream)
-		stdin_maybe_close(s);
+	if (s->be->stdin_ready(s))
+		s->be->stdin_done(s);
 }
 
 /* ---- the end ---- */
@@ -607,15 +644,7 @@ static void session_end(struct exec_session *s)
 		s->timer_open = false;
 		uv_close((uv_handle_t *)&s->timer, handle_closed);
 	}
-	stdin_close(s);
-	for (size_t i = 0; i < ARRAY_SIZE(s->out); i++)
-		output_close(&s->out[i]);
-	report_close(s);
-	/* An exited helper, or one that never started: no child is left unwatched. */
-	if (s->proc_open && (s->exited || !s->spawned)) {
-		s->proc_open = false;
-		uv_close((uv_handle_t *)&s->proc, handle_closed);
-	}
+	s->be->end(s);
 	for (int i = 0; i < _SOCK_MAX; i++)
 		if (s->socks[i].conn)
 			lxmd_conn_ws_shutdown(s->socks[i].conn);
@@ -1004,12 +1033,359 @@ fail:
 	return k;
 }
 
+/* ---- the container backend ---- */
+
+static bool container_stdin_ready(struct exec_session *s)
+{
+	return s->in_stream != NULL;
+}
+
+static void container_resize(struct exec_session *s)
+{
+	struct winsize ws = { .ws_row = (unsigned short)s->height,
+			      .ws_col = (unsigned short)s->width };
+	uv_os_fd_t fd;
+
+	if (s->out[0].open && uv_fileno((uv_handle_t *)&s->out[0].pipe, &fd) == 0)
+		(void)ioctl(fd, TIOCSWINSZ, &ws);
+}
+
+static void container_output_resume(struct exec_session *s)
+{
+	/* output_drained() and output_orphaned() restart reading the pipes themselves. */
+	(void)s;
+}
+
+static void container_end(struct exec_session *s)
+{
+	stdin_close(s);
+	for (size_t i = 0; i < ARRAY_SIZE(s->out); i++)
+		output_close(&s->out[i]);
+	report_close(s);
+	/* An exited helper, or one that never started: no child is left unwatched. */
+	if (s->proc_open && (s->exited || !s->spawned)) {
+		s->proc_open = false;
+		uv_close((uv_handle_t *)&s->proc, handle_closed);
+	}
+}
+
+static const struct exec_backend container_backend = {
+	.start = session_spawn,
+	.stdin_ready = container_stdin_ready,
+	.stdin_send = stdin_queue,
+	.stdin_done = stdin_maybe_close,
+	.signal = container_signal,
+	.resize = container_resize,
+	.output_resume = container_output_resume,
+	.end = container_end,
+};
+
+/* ---- the VM backend ---- */
+
+/* The command runs in a VM through its agent (vm/agent-pool.h): an agent session carries stdin,
+ * stdout and stderr (or the pty), the resizes, the signals and the exit. What a socket refuses
+ * waits in its output's buffer while the session holds back the agent's credit, which bounds it
+ * by the agent's window. */
+
+/* What a guest command gets besides the request's environment, as for containers. */
+#define VM_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static bool vm_stdin_ready(struct exec_session *s)
+{
+	return s->agent != NULL;
+}
+
+static void vm_stdin_send(struct exec_session *s, const uint8_t *data, size_t len)
+{
+	if (!s->agent || len == 0 || s->in_broken)
+		return;
+	if (lxm_agent_stdin(s->agent, data, len) < 0) {
+		s->in_broken = true;
+		return;
+	}
+	if (lxm_agent_session_pending(s->agent) > STDIN_PAUSE_BYTES && !s->in_paused)
+		stdin_pause(s, true);
+}
+
+static void vm_stdin_done(struct exec_session *s)
+{
+	/* A pty keeps its input open, as for containers. */
+	if (!s->agent || !s->in_eof || s->interactive || s->agent_eof_sent)
+		return;
+	s->agent_eof_sent = true;
+	(void)lxm_agent_stdin_eof(s->agent);
+}
+
+static void vm_signal(struct exec_session *s, int sig)
+{
+	if (s->agent && lxm_agent_signal(s->agent, sig) < 0)
+		log_debug("exec in '%s': signal %d: the VM agent is gone", s->name, sig);
+}
+
+static void vm_resize(struct exec_session *s)
+{
+	if (s->agent)
+		(void)lxm_agent_resize(s->agent, (uint16_t)s->height, (uint16_t)s->width);
+}
+
+static void vm_output_resume(struct exec_session *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(s->out); i++)
+		if (s->out[i].pending > 0)
+			return;
+	if (s->agent)
+		lxm_agent_session_hold(s->agent, false);
+}
+
+static void vm_end(struct exec_session *s)
+{
+	if (s->agent_wait) {
+		lxmd_vm_agent_wait_cancel(TAKE_PTR(s->agent_wait));
+		session_unref(s);
+	}
+	if (s->agent) {
+		/* The agent kills the command's process group. */
+		lxm_agent_session_close(TAKE_PTR(s->agent));
+		session_unref(s);
+	}
+}
+
+static void vm_started(struct lxm_agent_session *as, uint32_t pid, void *ud)
+{
+	struct exec_session *s = ud;
+
+	log_debug("exec in '%s': command runs as pid %u in the guest", s->name, pid);
+}
+
+static bool vm_output_send(struct exec_output *o, const void *buf, size_t len);
+
+/* Output from the guest: to its socket, or kept while the socket is full. */
+static void vm_output(struct lxm_agent_session *as, int stream, const void *buf, size_t len,
+		      void *ud)
+{
+	struct exec_session *s = ud;
+	struct exec_output *o = NULL;
+
+	/* With a pty everything is stdout, which goes out on "0". */
+	if (stream == 1)
+		o = &s->out[0];
+	else if (stream == 2 && !s->interactive)
+		o = &s->out[1];
+	if (!o || !o->active || len == 0)
+		return;
+	if (vm_output_send(o, buf, len))
+		/* output_drained() sends it; vm_output_resume() lets the agent send more. */
+		lxm_agent_session_hold(as, true);
+}
+
+/* Sends buf on o's socket, or keeps it while the socket is full (true then). */
+static bool vm_output_send(struct exec_output *o, const void *buf, size_t len)
+{
+	struct exec_session *s = o->s;
+	struct lxmd_conn *c = output_conn(o);
+
+	if (!c)
+		return false; /* nobody listens: dropped, as for containers */
+	if (o->pending == 0 && lxmd_conn_ws_send(c, LXM_WS_BINARY, buf, len) != -ENOBUFS)
+		return false;
+	if (o->pending + len > o->cap) {
+		size_t cap = o->cap ? o->cap : READ_CHUNK;
+		char *nb;
+
+		while (cap < o->pending + len)
+			cap *= 2;
+		nb = realloc(o->buf, cap);
+		if (!nb) {
+			log_warn("exec in '%s': out of memory: output dropped", s->name);
+			return false;
+		}
+		o->buf = nb;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->pending, buf, len);
+	o->pending += len;
+	return true;
+}
+
+static void vm_drained(struct lxm_agent_session *as, void *ud)
+{
+	struct exec_session *s = ud;
+
+	if (s->in_paused && lxm_agent_session_pending(as) <= STDIN_RESUME_BYTES)
+		stdin_pause(s, false);
+}
+
+/* The command exited (exit set), or it could not run or the agent went away (err). */
+static void vm_done(struct lxm_agent_session *as, const struct lxm_agent_exit *exit,
+		    struct lxm_error *err, void *ud)
+{
+	struct exec_session *s = ud;
+
+	s->agent = NULL;
+	s->exited = true;
+	s->exited_at = uv_now(s->d->loop);
+	if (exit) {
+		s->status = exit->signaled ? 128 + exit->value : exit->value;
+	} else if (err && err->errnum == ENOENT && err->msg && strstr(err->msg, ": exec: ")) {
+		s->status = 127;
+		s->exec_errno = ENOENT;
+	} else {
+		s->status = 127;
+		free(s->error);
+		s->error = strdup(err && err->msg ? err->msg : "the VM agent ended the session");
+	}
+	/* A command that could not run says so on its stderr, as the container helper does. */
+	if (!exit && err && err->msg && s->out[s->interactive ? 0 : 1].active) {
+		_cleanup_free_ char *line = NULL;
+
+		if (asprintf(&line, "lxm-agent: %s%s", err->msg, s->interactive ? "\r\n" : "\n") >=
+		    0)
+			vm_output_send(&s->out[s->interactive ? 0 : 1], line, strlen(line));
+	}
+	log_debug("exec in '%s': command exited with status %d", s->name, s->status);
+	/* LXD's order: stdin and control close now; the outputs send their barriers once what
+	 * waits for a slow client is out (the agent sent all output before EXIT). */
+	if (s->socks[SOCK_CONTROL].conn)
+		lxmd_conn_ws_shutdown(s->socks[SOCK_CONTROL].conn);
+	for (size_t i = 0; i < ARRAY_SIZE(s->out); i++) {
+		if (s->out[i].active)
+			s->out[i].eof = true;
+		output_barrier(&s->out[i]);
+	}
+	session_check_done(s);
+	session_unref(s);
+}
+
+/* The command's environment in the guest: LXD's defaults under s->environment (the request's
+ * and the instance's environment.* keys). */
+static int vm_env(struct exec_session *s, char ***ret)
+{
+	static const char *const defaults[][2] = {
+		{ "PATH", VM_DEFAULT_PATH },
+		{ "LANG", "C.UTF-8" },
+		{ "HOME", "/root" }, /* root only */
+		{ "USER", "root" },  /* root only */
+	};
+	_cleanup_strv_ char **v = NULL;
+	size_t n = 0;
+	const char *key;
+	json_t *val;
+	int k = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(defaults); i++)
+		if ((i < 2 || s->uid == 0) && !json_object_get(s->environment, defaults[i][0]))
+			k |= strv_push(&v, &n, "%s=%s", defaults[i][0], defaults[i][1]);
+	json_object_foreach (s->environment, key, val)
+		k |= strv_push(&v, &n, "%s=%s", key, json_string_value(val));
+	if (k < 0 || !v)
+		return -ENOMEM;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+/* The agent answered (a) or did not (err): the command starts in the guest. */
+static void vm_agent_ready(struct lxm_agent *a, struct lxm_error *err, void *ud)
+{
+	struct exec_session *s = ud;
+	_cleanup_strv_ char **argv = NULL, **env = NULL;
+	struct lxm_error *e = NULL;
+	struct lxm_agent_cbs cbs = { .started = vm_started,
+				     .output = vm_output,
+				     .drained = vm_drained,
+				     .done = vm_done,
+				     .ud = s };
+	struct lxm_agent_exec_req req = { .uid = s->uid,
+					  .gid = s->gid,
+					  .cwd = s->cwd ? s->cwd : "" };
+	size_t n = 0, i;
+	json_t *v;
+	int k = 0;
+
+	s->agent_wait = NULL;
+	if (s->ended || s->finished)
+		goto out;
+	if (err) {
+		lxm_error_set(&e, err->errnum ? -err->errnum : -EIO, err->status,
+			      "exec in '%s': %s", s->name, err->msg);
+		session_fail(s, e);
+		goto out;
+	}
+	/* The operation no longer waits for the agent. */
+	if (s->op)
+		lxm_operation_set_metadata(s->op, json_deep_copy(s->metadata));
+	json_array_foreach (s->command, i, v)
+		k |= strv_push(&argv, &n, "%s", json_string_value(v));
+	if (k < 0 || vm_env(s, &env) < 0) {
+		lxm_error_set(&e, -ENOMEM, 500, "exec in '%s': out of memory", s->name);
+		session_fail(s, e);
+		goto out;
+	}
+	if (s->wait_ws)
+		req.flags = s->interactive ? LXM_AGENT_EXEC_PTY | LXM_AGENT_EXEC_STDIN |
+						     LXM_AGENT_EXEC_STDOUT
+					   : LXM_AGENT_EXEC_STDIN | LXM_AGENT_EXEC_STDOUT |
+						     LXM_AGENT_EXEC_STDERR;
+	if (s->interactive && s->wait_ws) {
+		req.rows = (uint16_t)s->height;
+		req.cols = (uint16_t)s->width;
+	}
+	req.argv = argv;
+	req.env = env;
+	if (lxm_agent_exec(a, &req, &cbs, &s->agent, &e) < 0) {
+		lxm_error_prefix(&e, "exec in '%s'", s->name);
+		session_fail(s, e);
+		goto out;
+	}
+	s->spawned = true;
+	session_ref(s); /* for the agent session, dropped in vm_done() or vm_end() */
+	stdin_flush_early(s);
+out:
+	session_unref(s);
+}
+
+static int vm_start(struct exec_session *s, struct lxm_error **err)
+{
+	struct lxmd_vm_agent_wait *w = NULL;
+	json_t *md;
+	int k;
+
+	session_ref(s); /* for the wait, dropped in vm_agent_ready() or vm_end() */
+	k = lxmd_vm_agent_get(s->d, s->name, vm_agent_ready, s, &w, err);
+	if (k < 0) {
+		session_unref(s);
+		return lxm_error_prefix(err, "exec in '%s'", s->name);
+	}
+	if (!w)
+		return 0; /* vm_agent_ready() ran */
+	s->agent_wait = w;
+	/* Visible in the operation while the guest boots. */
+	md = json_deep_copy(s->metadata);
+	if (md && s->op) {
+		json_object_set_new(md, "status", json_string("waiting for the VM agent"));
+		lxm_operation_set_metadata(s->op, md);
+	} else {
+		json_decref(md);
+	}
+	return 0;
+}
+
+static const struct exec_backend vm_backend = {
+	.start = vm_start,
+	.stdin_ready = vm_stdin_ready,
+	.stdin_send = vm_stdin_send,
+	.stdin_done = vm_stdin_done,
+	.signal = vm_signal,
+	.resize = vm_resize,
+	.output_resume = vm_output_resume,
+	.end = vm_end,
+};
+
 /* Starts the command once every socket it needs is connected. */
 static void session_maybe_start(struct exec_session *s)
 {
 	struct lxm_error *err = NULL;
 
-	if (s->spawned || s->ended || s->finished)
+	if (s->started || s->ended || s->finished)
 		return;
 	if (s->wait_ws) {
 		for (int i = 0; i < _SOCK_MAX; i++) {
@@ -1022,7 +1398,8 @@ static void session_maybe_start(struct exec_session *s)
 	}
 	if (s->timer_open)
 		uv_timer_stop(&s->timer);
-	if (session_spawn(s, &err) < 0)
+	s->started = true;
+	if (s->be->start(s, &err) < 0)
 		session_fail(s, err);
 }
 
@@ -1051,25 +1428,19 @@ static void control_message(struct exec_session *s, const uint8_t *data, size_t 
 					       : (long)json_integer_value(w);
 		long height = json_is_string(h) ? strtol(json_string_value(h), NULL, 10)
 						: (long)json_integer_value(h);
-		uv_os_fd_t fd;
 
 		if (width <= 0 || height <= 0 || width > USHRT_MAX || height > USHRT_MAX)
 			return;
 		s->width = (unsigned)width;
 		s->height = (unsigned)height;
 		/* LXD resizes interactive sessions only: pipes have no size. */
-		if (s->interactive && s->out[0].open &&
-		    uv_fileno((uv_handle_t *)&s->out[0].pipe, &fd) == 0) {
-			struct winsize ws = { .ws_row = (unsigned short)height,
-					      .ws_col = (unsigned short)width };
-
-			(void)ioctl(fd, TIOCSWINSZ, &ws);
-		}
+		if (s->interactive)
+			s->be->resize(s);
 	} else if (streq(cmd, "signal")) {
 		json_int_t sig = json_integer_value(json_object_get(j, "signal"));
 
 		if (sig > 0 && sig < NSIG)
-			session_signal(s, (int)sig);
+			s->be->signal(s, (int)sig);
 	} else {
 		log_debug("exec in '%s': ignoring control message %.*s", s->name,
 			  (int)(len > 200 ? 200 : len), (const char *)data);
@@ -1113,7 +1484,7 @@ static void ws_close(void *ud)
 		if (s->spawned && !s->exited) {
 			log_debug("exec in '%s': control socket closed, killing the command",
 				  s->name);
-			session_signal(s, SIGKILL);
+			s->be->signal(s, SIGKILL);
 		}
 		break;
 	default:
@@ -1123,7 +1494,7 @@ static void ws_close(void *ud)
 	/* Nobody is left to talk to when lxmd stops. */
 	if (s->d->shutting_down) {
 		if (s->spawned)
-			session_signal(s, SIGKILL);
+			s->be->signal(s, SIGKILL);
 		else if (!s->ended) {
 			struct lxm_error *err = NULL;
 
@@ -1206,7 +1577,8 @@ static int exec_run(struct lxm_operation *op, void *data, struct lxm_error **err
 		uv_timer_start(&s->timer, connect_timeout, CONNECT_TIMEOUT_MS, 0);
 		return 0;
 	}
-	if (session_spawn(s, &e) < 0)
+	s->started = true;
+	if (s->be->start(s, &e) < 0)
 		session_fail(s, e);
 	return 0;
 }
@@ -1218,7 +1590,7 @@ static int exec_cancel(struct lxm_operation *op, void *data, struct lxm_error **
 
 	s->cancelled = true;
 	if (s->spawned) {
-		session_signal(s, SIGKILL);
+		s->be->signal(s, SIGKILL);
 		return 0;
 	}
 	lxm_error_set(&e, -ECANCELED, 400, "exec in '%s': cancelled", s->name);
@@ -1234,7 +1606,7 @@ static void exec_op_released(void *data)
 	s->op = NULL;
 	lxmd_ws_session_unregister(&s->ws);
 	if (s->spawned && !s->exited)
-		session_signal(s, SIGKILL);
+		s->be->signal(s, SIGKILL);
 	else
 		session_end(s);
 	session_unref(s);
@@ -1325,6 +1697,7 @@ static int session_new(struct lxmd *d, const char *name, struct exec_session **r
 	if (!s)
 		return -ENOMEM;
 	s->d = d;
+	s->be = &container_backend;
 	s->refs = 1; /* the caller's, handed to the operation */
 	s->pidfd = -1;
 	s->report_fd = -1;
@@ -1415,7 +1788,8 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 	struct exec_session *s = NULL;
 	struct lxm_operation *op = NULL;
 	_cleanup_error_ struct lxm_error *e = NULL;
-	int k, code;
+	_cleanup_db_instance_ struct lxm_db_instance *inst = NULL;
+	int k, code = 0;
 
 	k = lxmd_query_project(r, err);
 	if (k < 0)
@@ -1426,7 +1800,13 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 	k = parse_request(s, r->body, err);
 	if (k < 0)
 		goto fail_prefix;
-	k = lxmd_instance_running(r->d, name, &s->init_pid, &s->spec_path, &e);
+	k = lxm_db_instance_get(r->d->db, name, &inst, &e);
+	if (k == 0 && streq(inst->type, "virtual-machine")) {
+		s->be = &vm_backend;
+		k = lxmd_vm_agent_check_running(r->d, name, &e);
+	} else if (k == 0) {
+		k = lxmd_instance_running(r->d, name, &s->init_pid, &s->spec_path, &e);
+	}
 	if (k < 0) {
 		if (e && e->status == 400)
 			k = lxm_error_set(err, k, 400, "exec in '%s': instance is not running",
@@ -1439,8 +1819,9 @@ int lxmd_api_instance_exec_post(struct lxmd_request *r, struct lxm_error **err)
 		goto fail;
 	}
 	/* The helper would join a frozen cgroup and freeze with it. */
-	(void)lxmd_instance_status(r->d, name, &code);
-	if (code == LXM_STATUS_FROZEN) {
+	if (s->be == &container_backend)
+		(void)lxmd_instance_status(r->d, name, &code);
+	if (s->be == &container_backend && code == LXM_STATUS_FROZEN) {
 		k = lxm_error_set(err, -EBUSY, 400,
 				  "exec in '%s': instance is frozen (resume it with 'lxm start')",
 				  name);

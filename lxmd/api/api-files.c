@@ -14,7 +14,11 @@
  * then fchown/fchmod, fsync and renameat into place: the target changes at once or not at all,
  * and a body cut short removes the temporary file and leaves the old content. Only append
  * writes in place. All disk work runs on libuv's thread pool, one step at a time per request;
- * the loop thread only passes pieces between the socket and the pool. */
+ * the loop thread only passes pieces between the socket and the pool.
+ *
+ * A virtual machine's files are the guest's: its agent (vm/agent-pool.h) reads and writes them
+ * over FILE_GET and FILE_PUT sessions, streamed with the agent's flow control, and the guest's
+ * shell removes them (the protocol has no removal). The VM must be running. */
 #include "config.h"
 
 #include <dirent.h>
@@ -38,6 +42,7 @@
 #include "log.h"
 #include "server.h"
 #include "util.h"
+#include "vm/agent-pool.h"
 
 /* Bytes read from a pulled file per step; one such buffer per pull. */
 #define PULL_CHUNK (256 * 1024)
@@ -104,6 +109,22 @@ struct file_job {
 	char *link;	 /* a symlink's target */
 	size_t link_len; /* bytes in link */
 
+	/* VM: the guest's agent does the work */
+	bool vm;			       /* the instance is a virtual machine */
+	bool starting;			       /* inside vm_job_start() */
+	struct lxm_error *start_err;	       /* ... an error for it to answer with */
+	struct lxmd_vm_agent_wait *agent_wait; /* waiting for the agent */
+	struct lxm_agent *agent;	       /* the agent, once it answered */
+	struct lxm_agent_session *as;	       /* the FILE_GET or FILE_PUT session */
+	char *stash;			       /* push: a piece that came before the session */
+	size_t stash_len;		       /* bytes in stash */
+	bool body_done;			       /* push: the body is complete */
+	bool head_sent;			       /* pull: the response head went out */
+	unsigned writes;		       /* pull: pieces not yet written to the socket */
+	uint32_t fi_type;		       /* pull: LXM_AGENT_FILE_* of the path */
+	char *extra;			       /* pull: the X-LXD-* headers, one a line */
+	size_t cap;			       /* pull: bytes allocated in data (a listing) */
+
 	/* what a worker step found */
 	int result;	    /* 0 or -errno */
 	const char *step;   /* what failed ("open", "write", ...) */
@@ -127,6 +148,8 @@ static void job_free(struct file_job *j)
 	free(j->target);
 	free(j->data);
 	free(j->link);
+	free(j->extra);
+	lxm_error_free(j->start_err);
 	json_decref(j->entries);
 	free(j);
 }
@@ -582,6 +605,484 @@ static void job_abort(struct lxmd_request *r)
 		job_end(j);
 }
 
+/* ---- VMs: the guest's agent does the work ----
+ *
+ * A pull is a FILE_GET session: the head goes out with what the agent says the path is, then
+ * its data as the agent sends it; each piece holds back the agent's credit until the socket took
+ * it. A push is a FILE_PUT session opened once the agent answered (a symlink's or directory's
+ * once the body is complete): each piece of the body goes to the agent and the next is read
+ * once the agent's window took it. The agent writes a file through a temporary one as lxmd does
+ * for containers. */
+
+static void vm_job_free(struct file_job *j)
+{
+	if (j->agent_wait)
+		lxmd_vm_agent_wait_cancel(TAKE_PTR(j->agent_wait));
+	if (j->as)
+		lxm_agent_session_close(TAKE_PTR(j->as));
+	free(TAKE_PTR(j->stash));
+	job_free(j);
+}
+
+static void vm_abort(struct lxmd_request *r)
+{
+	vm_job_free(r->defer_data);
+}
+
+/* Ends the request with the agent's (or the wait's) error, which names the step and the path. */
+static void vm_respond_error(struct file_job *j, struct lxm_error *cause)
+{
+	struct lxmd_request *r = TAKE_PTR(j->r);
+	struct lxm_error *err = NULL;
+
+	lxm_error_set(&err, cause->errnum ? -cause->errnum : -EIO,
+		      cause->status ? cause->status : 500, "%s '%s': %s: %s", verb_text[j->verb],
+		      j->name, j->path, cause->msg);
+	if (j->starting) {
+		/* Inside vm_job_start(), which answers. */
+		j->r = r;
+		lxm_error_free(j->start_err);
+		j->start_err = err;
+		return;
+	}
+	if (r)
+		lxmd_respond_error(r, err);
+	else
+		lxm_error_free(err);
+	vm_job_free(j);
+}
+
+static void vm_respond_oom(struct file_job *j)
+{
+	struct lxm_error *err = NULL;
+
+	lxm_error_set(&err, -ENOMEM, 500, "out of memory");
+	vm_respond_error(j, err);
+	lxm_error_free(err);
+}
+
+/* Starts waiting for the agent; ready runs with it (or with the wait's error). */
+static int vm_job_start(struct lxmd_request *r, struct file_job **jp, lxmd_vm_agent_cb ready,
+			struct lxm_error **err)
+{
+	struct file_job *j = *jp;
+	struct lxmd_vm_agent_wait *w = NULL;
+	int k;
+
+	k = lxmd_vm_agent_check_running(j->d, j->name, err);
+	if (k < 0)
+		return lxm_error_prefix(err, "%s '%s': %s", verb_text[j->verb], j->name, j->path);
+	/* ready may run before lxmd_vm_agent_get() returns: its error is then this call's. */
+	j->starting = true;
+	k = lxmd_vm_agent_get(j->d, j->name, ready, j, &w, err);
+	j->starting = false;
+	if (k < 0)
+		return lxm_error_prefix(err, "%s '%s': %s", verb_text[j->verb], j->name, j->path);
+	if (j->start_err) {
+		k = -(j->start_err->errnum ? j->start_err->errnum : EIO);
+		if (err && !*err)
+			*err = TAKE_PTR(j->start_err);
+		return k;
+	}
+	j->agent_wait = w;
+	r->deferred = true;
+	r->on_abort = vm_abort;
+	r->defer_data = TAKE_PTR(*jp);
+	return 0;
+}
+
+/* ---- VM pull ---- */
+
+static void vm_pull_written(struct lxmd_request *r)
+{
+	struct file_job *j = r->defer_data;
+
+	if (j->writes > 0 && --j->writes == 0 && j->as)
+		lxm_agent_session_hold(j->as, false);
+}
+
+static void vm_pull_file(struct lxm_agent_session *as, const struct lxm_agent_file *fi, void *ud)
+{
+	struct file_job *j = ud;
+	static const char *const names[] = { "file", "directory", "symlink" };
+	char type[64], mode[32], uid[32], gid[32];
+	const char *extra[] = { type, mode, uid, gid, NULL };
+
+	j->fi_type = fi->type;
+	if (fi->type == LXM_AGENT_FILE_SYMLINK && !(j->link = strdup(fi->target)))
+		return;
+	j->link_len = j->link ? strlen(j->link) : 0;
+	snprintf(type, sizeof(type), "X-LXD-type: %s", names[fi->type < 3 ? fi->type : 0]);
+	snprintf(mode, sizeof(mode), "X-LXD-mode: %04o", fi->mode & 07777);
+	snprintf(uid, sizeof(uid), "X-LXD-uid: %u", fi->uid);
+	snprintf(gid, sizeof(gid), "X-LXD-gid: %u", fi->gid);
+	j->extra = malloc(sizeof(type) + sizeof(mode) + sizeof(uid) + sizeof(gid));
+	if (!j->extra)
+		return;
+	snprintf(j->extra, sizeof(type) + sizeof(mode) + sizeof(uid) + sizeof(gid),
+		 "%s\n%s\n%s\n%s", extra[0], extra[1], extra[2], extra[3]);
+	/* A file's content streams: its head goes out now. */
+	if (fi->type == LXM_AGENT_FILE_REGULAR && j->r) {
+		if (lxmd_respond_raw_head(j->r, 200, "application/octet-stream", (int64_t)fi->size,
+					  extra) == 0)
+			j->head_sent = true;
+	}
+}
+
+static void vm_pull_output(struct lxm_agent_session *as, int stream, const void *buf, size_t len,
+			   void *ud)
+{
+	struct file_job *j = ud;
+
+	if (j->fi_type == LXM_AGENT_FILE_DIRECTORY) {
+		if (j->len + len > j->cap) {
+			size_t cap = j->cap ? j->cap : 4096;
+			char *nb;
+
+			while (cap < j->len + len)
+				cap *= 2;
+			nb = realloc(j->data, cap);
+			if (!nb)
+				return;
+			j->data = nb;
+			j->cap = cap;
+		}
+		memcpy(j->data + j->len, buf, len);
+		j->len += len;
+		return;
+	}
+	if (!j->head_sent || !j->r)
+		return;
+	if (lxmd_respond_raw_write(j->r, buf, len, vm_pull_written) < 0)
+		return;
+	/* The agent sends more once the socket took this. */
+	j->writes++;
+	lxm_agent_session_hold(as, true);
+}
+
+/* Splits the headers vm_pull_file() kept into an array. */
+static void vm_extra(struct file_job *j, const char *extra[5])
+{
+	char *save = NULL, *line = j->extra ? strtok_r(j->extra, "\n", &save) : NULL;
+	size_t n = 0;
+
+	while (line && n < 4) {
+		extra[n++] = line;
+		line = strtok_r(NULL, "\n", &save);
+	}
+	extra[n] = NULL;
+}
+
+static void vm_pull_done(struct lxm_agent_session *as, const struct lxm_agent_exit *exit,
+			 struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+	struct lxmd_request *r;
+	const char *extra[5];
+	json_t *names;
+
+	j->as = NULL;
+	if (j->head_sent) {
+		/* Cut short if the agent failed in the middle: the client sees the truncation. */
+		if (err)
+			log_warn("%s '%s': %s: %s", verb_text[j->verb], j->name, j->path, err->msg);
+		lxmd_respond_raw_end(TAKE_PTR(j->r));
+		vm_job_free(j);
+		return;
+	}
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	if (!j->extra || (j->fi_type == LXM_AGENT_FILE_SYMLINK && !j->link)) {
+		vm_respond_oom(j);
+		return;
+	}
+	vm_extra(j, extra);
+	r = TAKE_PTR(j->r);
+	if (j->fi_type == LXM_AGENT_FILE_DIRECTORY) {
+		names = json_array();
+		for (size_t off = 0; names && off < j->len;) {
+			const char *name = j->data + off;
+			size_t n = strnlen(name, j->len - off);
+			json_t *v;
+
+			if (off + n == j->len)
+				break; /* no NUL: not a whole name */
+			v = json_stringn(name, n);
+			/* JSON strings are UTF-8: a name that is not gets '?' for its odd bytes. */
+			if (!v) {
+				for (size_t i = 0; i < n; i++)
+					if ((unsigned char)j->data[off + i] >= 0x80)
+						j->data[off + i] = '?';
+				v = json_stringn(name, n);
+			}
+			json_array_append_new(names, v);
+			off += n + 1;
+		}
+		lxmd_respond_json(r, 200, lxm_json_sync(names ? names : json_array()), extra);
+	} else {
+		/* A symlink: its target is the body. */
+		if (lxmd_respond_raw_head(r, 200, "application/octet-stream", (int64_t)j->link_len,
+					  extra) == 0)
+			(void)lxmd_respond_raw_write(r, j->link, j->link_len, NULL);
+		lxmd_respond_raw_end(r);
+	}
+	vm_job_free(j);
+}
+
+static void vm_pull_ready(struct lxm_agent *a, struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+	struct lxm_agent_cbs cbs = {
+		.file = vm_pull_file, .output = vm_pull_output, .done = vm_pull_done, .ud = j
+	};
+	struct lxm_error *e = NULL;
+
+	j->agent_wait = NULL;
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	if (lxm_agent_file_get(a, j->path, &cbs, &j->as, &e) < 0) {
+		vm_respond_error(j, e);
+		lxm_error_free(e);
+	}
+}
+
+/* ---- VM push ---- */
+
+/* Sends the piece that came before the session, and lets the body go on. */
+static void vm_push_flush(struct file_job *j)
+{
+	struct lxm_error *err = NULL;
+
+	if (j->stash) {
+		int k = lxm_agent_put_write(j->as, j->stash, j->stash_len);
+
+		free(TAKE_PTR(j->stash));
+		if (k < 0) {
+			lxm_error_set(&err, k, 500, "send data to the VM agent: %s", strerror(-k));
+			vm_respond_error(j, err);
+			lxm_error_free(err);
+			return;
+		}
+		if (lxm_agent_session_pending(j->as) == 0 && j->r)
+			lxmd_request_body_resume(j->r);
+	}
+	if (j->body_done)
+		(void)lxm_agent_put_end(j->as);
+}
+
+static void vm_push_drained(struct lxm_agent_session *as, void *ud)
+{
+	struct file_job *j = ud;
+
+	if (j->r && !j->body_done)
+		lxmd_request_body_resume(j->r);
+}
+
+static void vm_push_done(struct lxm_agent_session *as, const struct lxm_agent_exit *exit,
+			 struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+	struct lxmd_request *r;
+
+	j->as = NULL;
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	r = TAKE_PTR(j->r);
+	if (r)
+		lxmd_respond_sync(r, json_object(), NULL);
+	vm_job_free(j);
+}
+
+/* Opens the FILE_PUT session once the agent answered and (but for a file) the body is in. */
+static void vm_push_open(struct file_job *j)
+{
+	static const uint32_t types[] = { [FILE_REGULAR] = LXM_AGENT_FILE_REGULAR,
+					  [FILE_DIRECTORY] = LXM_AGENT_FILE_DIRECTORY,
+					  [FILE_SYMLINK] = LXM_AGENT_FILE_SYMLINK };
+	struct lxm_agent_cbs cbs = { .drained = vm_push_drained, .done = vm_push_done, .ud = j };
+	struct lxm_agent_file fi = {
+		.type = types[j->type],
+		.mode = j->mode,
+		.uid = j->uid,
+		.gid = j->gid,
+		.flags = (j->has_mode ? LXM_AGENT_PUT_MODE : 0) |
+			 (j->has_uid ? LXM_AGENT_PUT_UID : 0) |
+			 (j->has_gid ? LXM_AGENT_PUT_GID : 0) |
+			 (j->append ? LXM_AGENT_PUT_APPEND : 0),
+		.path = j->path,
+		.target = j->type == FILE_SYMLINK ? j->target : "",
+	};
+	struct lxm_error *e = NULL;
+
+	if (j->as || !j->agent || (j->type != FILE_REGULAR && !j->body_done))
+		return;
+	if (lxm_agent_file_put(j->agent, &fi, &cbs, &j->as, &e) < 0) {
+		vm_respond_error(j, e);
+		lxm_error_free(e);
+		return;
+	}
+	if (j->type == FILE_REGULAR)
+		vm_push_flush(j);
+}
+
+static void vm_push_ready(struct lxm_agent *a, struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+
+	j->agent_wait = NULL;
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	j->agent = a;
+	vm_push_open(j);
+}
+
+static void vm_push_body(struct lxmd_request *r, char *data, size_t len)
+{
+	struct file_job *j = r->defer_data;
+	struct lxm_error *err = NULL;
+	int k;
+
+	if (j->type != FILE_REGULAR) {
+		push_body(r, data, len); /* collects a symlink's target */
+		return;
+	}
+	if (!j->as) {
+		/* Before the agent answered: kept, and the body waits. */
+		j->stash = data;
+		j->stash_len = len;
+		return;
+	}
+	k = lxm_agent_put_write(j->as, data, len);
+	free(data);
+	if (k < 0) {
+		lxm_error_set(&err, k, 500, "send data to the VM agent: %s", strerror(-k));
+		vm_respond_error(j, err);
+		lxm_error_free(err);
+		return;
+	}
+	if (lxm_agent_session_pending(j->as) == 0)
+		lxmd_request_body_resume(r);
+}
+
+static void vm_push_body_end(struct lxmd_request *r)
+{
+	struct file_job *j = r->defer_data;
+	struct lxm_error *err = NULL;
+
+	if (j->type == FILE_SYMLINK) {
+		j->target[j->target_len] = '\0';
+		if (j->target_len == 0 || strlen(j->target) != j->target_len) {
+			lxm_error_set(&err, -EINVAL, 400,
+				      "a symlink needs its target as the body (not empty, no NUL)");
+			vm_respond_error(j, err);
+			lxm_error_free(err);
+			return;
+		}
+	}
+	j->body_done = true;
+	if (j->as)
+		(void)lxm_agent_put_end(j->as);
+	else
+		vm_push_open(j);
+}
+
+/* ---- VM delete ----
+ *
+ * The agent protocol has no removal: the guest's shell removes the entry (rmdir for a
+ * directory, so that only an empty one goes, as for containers; rm otherwise, never following a
+ * symlink), and what it wrote on stderr is the error. */
+
+/* Exit status of the script when the path does not exist. */
+#define VM_DELETE_MISSING 44
+
+static const char vm_delete_script[] =
+	"[ -e \"$1\" ] || [ -L \"$1\" ] || exit 44; "
+	"if [ -d \"$1\" ] && [ ! -L \"$1\" ]; then exec rmdir -- \"$1\"; fi; exec rm -f -- \"$1\"";
+
+static void vm_delete_output(struct lxm_agent_session *as, int stream, const void *buf, size_t len,
+			     void *ud)
+{
+	struct file_job *j = ud;
+	size_t room = 1024 - j->len;
+
+	if (stream != 2 || !j->data)
+		return;
+	if (len > room)
+		len = room;
+	memcpy(j->data + j->len, buf, len);
+	j->len += len;
+}
+
+static void vm_delete_done(struct lxm_agent_session *as, const struct lxm_agent_exit *exit,
+			   struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+	struct lxmd_request *r;
+	struct lxm_error *e = NULL;
+
+	j->as = NULL;
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	if (exit->signaled || exit->value != 0) {
+		while (j->len > 0 && (j->data[j->len - 1] == '\n' || j->data[j->len - 1] == '\r'))
+			j->len--;
+		if (!exit->signaled && exit->value == VM_DELETE_MISSING)
+			lxm_error_set(&e, -ENOENT, 404, "remove: No such file or directory");
+		else if (!exit->signaled && exit->value == 127)
+			lxm_error_set(&e, -ENOEXEC, 500,
+				      "remove: the guest has no sh, rm or rmdir");
+		else
+			lxm_error_set(&e, -EIO, 400, "remove: %.*s", (int)j->len,
+				      j->len ? j->data : "failed");
+		vm_respond_error(j, e);
+		lxm_error_free(e);
+		return;
+	}
+	r = TAKE_PTR(j->r);
+	if (r)
+		lxmd_respond_sync(r, json_object(), NULL);
+	vm_job_free(j);
+}
+
+static void vm_delete_ready(struct lxm_agent *a, struct lxm_error *err, void *ud)
+{
+	struct file_job *j = ud;
+	char *argv[] = { "sh", "-c", (char *)vm_delete_script, "lxm-delete", j->path, NULL };
+	char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"LANG=C.UTF-8", NULL };
+	struct lxm_agent_exec_req req = {
+		.flags = LXM_AGENT_EXEC_STDERR, .cwd = "", .argv = argv, .env = env
+	};
+	struct lxm_agent_cbs cbs = { .output = vm_delete_output, .done = vm_delete_done, .ud = j };
+	struct lxm_error *e = NULL;
+
+	j->agent_wait = NULL;
+	if (err) {
+		vm_respond_error(j, err);
+		return;
+	}
+	j->data = malloc(1024);
+	if (!j->data) {
+		vm_respond_oom(j);
+		return;
+	}
+	j->len = 0;
+	if (lxm_agent_exec(a, &req, &cbs, &j->as, &e) < 0) {
+		vm_respond_error(j, e);
+		lxm_error_free(e);
+	}
+}
+
 /* ---- requests ---- */
 
 static const char *type_name(mode_t mode)
@@ -646,6 +1147,7 @@ static int job_new(struct lxmd_request *r, enum file_verb verb, struct file_job 
 	j->r = r;
 	j->verb = verb;
 	j->name = strdup(inst->name);
+	j->vm = streq(inst->type, "virtual-machine");
 	if (path[0] == '/')
 		j->path = TAKE_PTR(path);
 	else if (asprintf(&j->path, "/%s", path) < 0)
@@ -748,6 +1250,11 @@ int lxmd_api_instance_files_post(struct lxmd_request *r, struct lxm_error **err)
 
 	if ((k = job_new(r, VERB_PUSH, &j, err)) < 0 || (k = parse_push_headers(r, j, err)) < 0)
 		return k;
+	if (j->vm) {
+		r->on_body = vm_push_body;
+		r->on_body_end = vm_push_body_end;
+		return vm_job_start(r, &j, vm_push_ready, err);
+	}
 	/* Nothing touches the disk yet: the first piece (or the end of the body) opens it. */
 	r->deferred = true;
 	r->on_abort = job_abort;
@@ -1015,6 +1522,8 @@ int lxmd_api_instance_files_get(struct lxmd_request *r, struct lxm_error **err)
 
 	if ((k = job_new(r, VERB_PULL, &j, err)) < 0)
 		return k;
+	if (j->vm)
+		return vm_job_start(r, &j, vm_pull_ready, err);
 	return job_start(r, &j, pull_open_work, pull_open_done, err);
 }
 
@@ -1055,5 +1564,7 @@ int lxmd_api_instance_files_delete(struct lxmd_request *r, struct lxm_error **er
 
 	if ((k = job_new(r, VERB_DELETE, &j, err)) < 0 || (k = split_path(j, err)) < 0)
 		return k;
+	if (j->vm)
+		return vm_job_start(r, &j, vm_delete_ready, err);
 	return job_start(r, &j, delete_work, job_done_sync, err);
 }

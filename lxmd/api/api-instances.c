@@ -26,6 +26,7 @@
 #include "json.h"
 #include "log.h"
 #include "operations.h"
+#include "profiles/policy.h"
 #include "server.h"
 #include "storage/storage.h"
 #include "volumes.h"
@@ -389,6 +390,8 @@ struct instance_job {
 	const char *step;	    /* what failed */
 	struct lxmd_migration *mig; /* migration: receives the rootfs, or NULL */
 	bool received;		    /* migration: the rootfs is in */
+	bool vm;		    /* create: a virtual machine (a disk, no rootfs/) */
+	uint64_t root_size;	    /* create: the root disk's size= in bytes, 0 for none */
 };
 
 static void job_free(void *p)
@@ -431,9 +434,10 @@ static int backup_yaml(struct lxmd *d, const struct lxm_db_instance *inst, char 
 	return 0;
 }
 
-/* Creates the instance's directory, its empty rootfs and backup.yaml; safe to repeat. Sets *step
- * to what failed. Runs off the loop thread (or before the loop starts). */
-static int write_instance_files(const char *path, const char *yaml, const char **step)
+/* Creates the instance's directory, its empty rootfs (not for a virtual machine, whose root is
+ * its disk) and backup.yaml; safe to repeat. Sets *step to what failed. Runs off the loop thread
+ * (or before the loop starts). */
+static int write_instance_files(const char *path, const char *yaml, bool vm, const char **step)
 {
 	_cleanup_free_ char *rootfs = NULL, *backup = NULL;
 	int k;
@@ -446,7 +450,7 @@ static int write_instance_files(const char *path, const char *yaml, const char *
 	if (k < 0)
 		return k;
 	*step = "create rootfs directory";
-	if (mkdir(rootfs, 0755) < 0 && errno != EEXIST)
+	if (!vm && mkdir(rootfs, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	*step = "write backup.yaml";
 	return lxm_write_file_atomic(backup, yaml, strlen(yaml), 0600);
@@ -539,7 +543,15 @@ static void create_work(uv_work_t *w)
 	/* A migration's backup.yaml comes once its rootfs is in (see api-migration.c). */
 	if (j->mig && !j->received)
 		return;
-	j->result = write_instance_files(j->path, j->backup_yaml, &j->step);
+	/* A virtual machine's disk grows to the root disk's size= now (and at each start, where
+	 * the size may have changed); a container's size= is a quota set at start. */
+	if (j->vm && j->root_size &&
+	    (j->result = lxm_volume_set_quota(j->pool, LXM_VOLUME_CONTAINER, j->name, j->root_size,
+					      &j->err)) < 0) {
+		lxm_error_prefix(&j->err, "create instance '%s': root disk size", j->name);
+		return;
+	}
+	j->result = write_instance_files(j->path, j->backup_yaml, j->vm, &j->step);
 }
 
 static int queue_create_work(struct instance_job *j, struct lxm_error **err);
@@ -799,6 +811,7 @@ struct copy {
 	char *snap;	       /* its snapshot, or NULL */
 	struct lxm_pool *pool; /* the pool holding the source's volume */
 	bool running;	       /* the source instance runs (copied frozen) */
+	char *type;	       /* the source's type: the copy's */
 	json_t *config;	       /* the copy's config: the source's, without its volatile state */
 	json_t *devices;       /* the source's devices */
 	json_t *profiles;      /* the source's profiles */
@@ -808,6 +821,7 @@ static void copy_done(struct copy *cp)
 {
 	free(cp->src);
 	free(cp->snap);
+	free(cp->type);
 	json_decref(cp->config);
 	json_decref(cp->devices);
 	json_decref(cp->profiles);
@@ -861,6 +875,15 @@ static int copy_source(struct lxmd_request *r, const char *name, const char *spe
 				     spec, name, cp->src);
 	lxmd_instance_status(r->d, cp->src, &code);
 	cp->running = !cp->snap && code == LXM_STATUS_RUNNING;
+	if (!(cp->type = strdup(src->type && *src->type ? src->type : "container")))
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	/* A running VM's disk changes under a copy, and it cannot be frozen like a container's
+	 * cgroup yet. */
+	if (cp->running && streq(cp->type, "virtual-machine"))
+		return lxm_error_set(err, -EBUSY, 400,
+				     "copy '%s' to '%s': virtual machine '%s' is running; stop it "
+				     "first, or copy one of its snapshots",
+				     spec, name, cp->src);
 	sconfig = snap ? snap->config : src->config;
 	sdevices = snap ? snap->devices : src->devices;
 	sprofiles = snap ? snap->profiles : src->profiles;
@@ -883,6 +906,20 @@ static int copy_source(struct lxmd_request *r, const char *name, const char *spe
 	return 0;
 }
 
+/* The root disk's size= in bytes (0 for none). */
+static int root_disk_size(const json_t *xdevices, uint64_t *ret, struct lxm_error **err)
+{
+	const char *size =
+		json_string_value(json_object_get(lxmd_root_disk(xdevices, NULL), "size"));
+	int64_t bytes = 0;
+	int k;
+
+	if (size && *size && (k = lxm_parse_size("size", size, 0, &bytes, err)) < 0)
+		return lxm_error_prefix(err, "root disk device");
+	*ret = bytes > 0 ? (uint64_t)bytes : 0;
+	return 0;
+}
+
 int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 {
 	_cleanup_json_ json_t *profiles = NULL;
@@ -897,6 +934,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	_cleanup_json_ json_t *ctx = NULL, *md = NULL;
 	struct instance_job *job;
 	bool migration = false;
+	uint64_t root_size = 0;
 	struct utsname u;
 	const char *reason;
 	int k;
@@ -922,12 +960,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 				     name, reason);
 	if (!*type)
 		type = "container";
-	if (streq(type, "virtual-machine"))
-		return lxm_error_set(err, -EOPNOTSUPP, 400,
-				     "create instance '%s': type 'virtual-machine' needs the VM "
-				     "backend, which this lxmd does not have yet",
-				     name);
-	if (!streq(type, "container"))
+	if (!streq(type, "container") && !streq(type, "virtual-machine"))
 		return lxm_error_set(err, -EINVAL, 400,
 				     "create instance '%s': unknown type '%s' (container or "
 				     "virtual-machine)",
@@ -991,6 +1024,8 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 			return lxm_error_prefix(err, "create instance '%s': source", name);
 		if ((k = copy_source(r, name, src, instance_only, &config, &devices, &cp, err)) < 0)
 			return k;
+		/* A copy is of the source's type, whatever the request says. */
+		type = cp.type;
 	} else if (streq(stype, "migration")) {
 		const char *mode = NULL;
 
@@ -1002,6 +1037,11 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 					     "implemented (push: a client relays the source's "
 					     "websockets, as lxm copy does)",
 					     name, mode && *mode ? mode : "pull");
+		if (streq(type, "virtual-machine"))
+			return lxm_error_set(err, -EOPNOTSUPP, 501,
+					     "create instance '%s': moving a virtual machine "
+					     "between hosts is not supported yet",
+					     name);
 		migration = true;
 	} else if (!streq(stype, "none")) {
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
@@ -1009,6 +1049,13 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 				     "copy, migration or none)",
 				     name, stype);
 	}
+	/* A virtual machine boots from its image's disk and kernel: there is no empty one. */
+	if (streq(stype, "none") && streq(type, "virtual-machine"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create instance '%s': a virtual machine needs an image "
+				     "source (its disk and kernel come from a virtual-machine "
+				     "image)",
+				     name);
 	if ((k = lxmd_check_config(config, err)) < 0 ||
 	    (k = lxmd_check_devices(devices, err)) < 0 ||
 	    (k = (cp.profiles && !json_object_get(r->body, "profiles")
@@ -1033,7 +1080,8 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 
 		if ((k = lxmd_instance_expand(r->d, &inst, &xconfig, &xdevices, err)) < 0 ||
 		    (k = lxmd_instance_apply_config(r->d, name, xconfig, false, err)) < 0 ||
-		    (k = lxmd_root_pool(r->d, xdevices, name, &pool, err)) < 0)
+		    (k = lxmd_root_pool(r->d, xdevices, name, &pool, err)) < 0 ||
+		    (k = root_disk_size(xdevices, &root_size, err)) < 0)
 			return lxm_error_prefix(err, "create instance '%s'", name);
 		if (cp.src && !(ctx = lxmd_instance_template_ctx(&inst, xconfig, xdevices)))
 			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
@@ -1073,6 +1121,8 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	job->copy_pool = cp.pool;
 	job->copy_freeze = cp.running;
 	job->ctx = TAKE_PTR(ctx);
+	job->vm = streq(type, "virtual-machine");
+	job->root_size = root_size;
 	if ((alias && !(job->alias = strdup(alias))) ||
 	    (server && !(job->server = strdup(server))) ||
 	    (protocol && !(job->protocol = strdup(protocol))) ||

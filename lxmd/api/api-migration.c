@@ -1155,6 +1155,11 @@ int lxmd_migration_source(struct lxmd_request *r, const char *name, const char *
 	if ((k = lxm_db_instance_get(r->d->db, name, &inst, err)) < 0 ||
 	    (snap && (k = lxm_db_snapshot_get(r->d->db, name, snap, &s, err)) < 0))
 		return lxm_error_prefix(err, "%s '%s'", what, name);
+	if (inst->type && streq(inst->type, "virtual-machine"))
+		return lxm_error_set(err, -EOPNOTSUPP, 501,
+				     "%s '%s': moving or copying a virtual machine to another "
+				     "host is not supported yet",
+				     what, name);
 	if (live)
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "%s '%s': live migration is not supported: stop it and copy "

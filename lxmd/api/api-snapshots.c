@@ -580,6 +580,17 @@ static int snapshot_start(struct lxmd *d, const struct lxm_db_instance *inst, co
 				     "snapshot '%s/%s': another snapshot or restore of '%s' is "
 				     "under way; retry when it ends",
 				     inst->name, name, inst->name);
+	/* A running VM's disk is written by its guest with data in its page cache: a copy of it
+	 * is consistent only once QEMU is paused and its caches flushed, which lxmd cannot ask
+	 * for yet. */
+	lxmd_instance_status(d, inst->name, &code);
+	if (inst->type && streq(inst->type, "virtual-machine") && code != LXM_STATUS_STOPPED)
+		return lxm_error_set(err, -EBUSY, 400,
+				     "snapshot '%s/%s': virtual machine '%s' is %s; snapshots of "
+				     "a running virtual machine are not supported yet: stop it "
+				     "first (lxm stop %s)",
+				     inst->name, name, inst->name,
+				     lxmd_instance_status(d, inst->name, &code), inst->name);
 	if (snapshot_of(inst, name, &s) < 0)
 		return -ENOMEM;
 	expiry = json_string_value(json_object_get(xconfig, "snapshots.expiry"));

@@ -23,6 +23,7 @@
 #include "json.h"
 #include "log.h"
 #include "server-config.h"
+#include "storage/storage.h"
 #include "util.h"
 #include "volumes.h"
 #include "yaml.h"
@@ -130,6 +131,13 @@ static void fill_templates(uv_work_t *w)
 				return;
 			}
 		}
+	}
+	/* A virtual machine's root is a disk lxmd does not mount: the image's "create" templates
+	 * (hostname, hosts) are not applied to it, nor is /etc/machine-id reset; the guest agent
+	 * or cloud-init does that inside. */
+	if (fj->vm) {
+		fj->j.result = 0;
+		return;
 	}
 	images_work_stage(&fj->j, "templates");
 	k = lxm_image_metadata_parse(text, len, &meta, err);
@@ -298,11 +306,18 @@ int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, struct lxm_pool *pool
 	lxm_db_image_free(img);
 	type = json_string_value(json_object_get(json_object_get(ctx, "instance"), "type"));
 	if (is_vm && !(type && streq(type, "virtual-machine")))
-		return lxm_error_set(
-			err, -EINVAL, 400,
-			"create instance '%s' from image %.12s: it is a virtual-machine "
-			"image (launch it with --vm)",
-			instance, fp);
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create container '%s' from image %.12s: it is a "
+				     "virtual-machine image, and a container needs a container "
+				     "image (launch it with --vm)",
+				     instance, fp);
+	if (!is_vm && type && streq(type, "virtual-machine"))
+		return lxm_error_set(err, -EINVAL, 400,
+				     "create virtual machine '%s' from image %.12s: it is a "
+				     "container image, and a virtual machine needs a "
+				     "virtual-machine image (its '<alias>/vm' variant, or launch "
+				     "it without --vm)",
+				     instance, fp);
 	fj = calloc(1, sizeof(*fj));
 	if (!fj)
 		return lxm_error_set(err, -ENOMEM, 500, "fill instance '%s': out of memory",
@@ -314,6 +329,7 @@ int lxmd_image_fill_rootfs(struct lxmd *d, const char *fp, struct lxm_pool *pool
 	fj->cb = cb;
 	fj->ud = ud;
 	fj->ctx = ctx ? json_deep_copy(ctx) : json_object();
+	fj->vm = is_vm;
 	if (!(fj->j.key = strdup(fp)) || !(fj->instance = strdup(instance)) || !fj->ctx ||
 	    lxmd_instance_path(d, instance, &fj->path) < 0 ||
 	    images_store_path(fp, ".unpacked", &unpacked) < 0) {
@@ -362,6 +378,16 @@ static int publish_metadata(struct publish_job *pj, char **ret, struct lxm_error
 	if (!doc)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 	json_object_set_new(doc, "creation_date", json_integer(lxm_now_ns() / 1000000000LL));
+	/* A virtual machine's files make a virtual-machine image, whatever its metadata said. */
+	if (pj->vm) {
+		json_t *lxm = json_object_get(doc, "lxm");
+
+		if (!json_is_object(lxm)) {
+			lxm = json_object();
+			json_object_set_new(doc, "lxm", lxm);
+		}
+		json_object_set_new(lxm, "type", json_string("virtual-machine"));
+	}
 	json_object_del(doc, "expiry_date");
 	props = json_object_get(doc, "properties");
 	if (!json_is_object(props)) {
@@ -375,11 +401,52 @@ static int publish_metadata(struct publish_job *pj, char **ret, struct lxm_error
 	return 0;
 }
 
+/* A virtual machine on an overlay pool has a qcow2 overlay over its image's disk: the image gets
+ * one raw disk made of both. Makes dir (new) with rootfs.img flattened from path/root.qcow2 and
+ * a copy of path/boot/, which images_pack takes as a VM tree at dir/rootfs. 0 when path holds
+ * no qcow2 disk (a raw disk is packed where it is), 1 when dir was made. */
+static int publish_flatten(const char *path, const char *dir, struct lxm_error **err)
+{
+	_cleanup_free_ char *qcow2 = NULL, *raw = NULL, *boot = NULL, *dboot = NULL;
+	_cleanup_(closedirp) DIR *bd = NULL;
+	struct dirent *de;
+	int k;
+
+	if (asprintf(&qcow2, "%s/" LXM_VM_DISK_QCOW2, path) < 0 ||
+	    asprintf(&raw, "%s/" LXM_VM_DISK_RAW, dir) < 0 ||
+	    asprintf(&boot, "%s/boot", path) < 0 || asprintf(&dboot, "%s/boot", dir) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	if (access(qcow2, F_OK) < 0)
+		return errno == ENOENT ? 0 : lxm_error_setx(err, -errno, 500, "stat %s", qcow2);
+	if (mkdir(dir, 0700) < 0 || mkdir(dboot, 0755) < 0)
+		return lxm_error_setx(err, -errno, 500, "create %s", dboot);
+	if ((k = lxm_vm_disk_flatten(qcow2, raw, err)) < 0)
+		return lxm_error_prefix(err, "flatten the disk");
+	if (!(bd = opendir(boot)))
+		return lxm_error_setx(err, -errno, 500, "open %s", boot);
+	while ((de = readdir(bd))) {
+		_cleanup_free_ char *from = NULL, *to = NULL, *body = NULL;
+		size_t len = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&from, "%s/%s", boot, de->d_name) < 0 ||
+		    asprintf(&to, "%s/%s", dboot, de->d_name) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		k = lxm_read_file(from, &body, &len);
+		if (k >= 0)
+			k = lxm_write_file_atomic(to, body, len, 0644);
+		if (k < 0)
+			return lxm_error_setx(err, k, 500, "copy %s", from);
+	}
+	return 1;
+}
+
 static void publish_work(uv_work_t *w)
 {
 	struct publish_job *pj = w->data;
 	struct lxm_error **err = &pj->j.err;
-	_cleanup_free_ char *yaml = NULL, *tpl_dir = NULL, *rootfs = NULL;
+	_cleanup_free_ char *yaml = NULL, *tpl_dir = NULL, *rootfs = NULL, *flat = NULL;
 	int k;
 
 	k = publish_metadata(pj, &yaml, err);
@@ -390,11 +457,20 @@ static void publish_work(uv_work_t *w)
 		return;
 	}
 	if (asprintf(&tpl_dir, "%s/templates", pj->path) < 0 ||
-	    asprintf(&rootfs, "%s/rootfs", pj->path) < 0) {
+	    asprintf(&rootfs, "%s/rootfs", pj->path) < 0 || images_tmp_path("", &flat) < 0) {
 		pj->j.result = lxm_error_set(err, -ENOMEM, 500, "out of memory");
 		return;
 	}
-	k = images_pack(&pj->j, yaml, tpl_dir, rootfs, pj->packfile, pj->compression, pj->fp, err);
+	k = publish_flatten(pj->path, flat, err);
+	if (k > 0) {
+		free(rootfs);
+		if (asprintf(&rootfs, "%s/rootfs", flat) < 0)
+			k = lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	}
+	if (k >= 0)
+		k = images_pack(&pj->j, yaml, tpl_dir, rootfs, pj->packfile, pj->compression,
+				pj->fp, err);
+	lxm_rm_tree(flat);
 	if (k < 0) {
 		pj->j.result = lxm_error_prefix(err, "pack");
 		lxm_rm_tree(pj->packfile);
@@ -510,6 +586,7 @@ int lxmd_image_publish(struct lxmd *d, const struct lxmd_image_publish *pub,
 	images_job_init(&pj->j, JOB_PUBLISH);
 	pj->compression = c;
 	pj->public = pub->public;
+	pj->vm = inst->type && streq(inst->type, "virtual-machine");
 	pj->properties = pub->properties ? json_deep_copy(pub->properties) : json_object();
 	pj->aliases = pub->aliases ? json_deep_copy(pub->aliases) : NULL;
 	if ((pub->snapshot ? asprintf(&pj->instance, "%s/%s", pub->instance, pub->snapshot) < 0

@@ -131,6 +131,7 @@ struct fill_job {
 	lxmd_rootfs_done_fn cb;	  /* told the result */
 	void *ud;		  /* for cb */
 	bool ended;		  /* cb has run */
+	bool vm;		  /* a virtual machine's disk: no templates applied */
 };
 
 /* lxmd_image_publish: an instance's (or snapshot's) files packed into a new image. */
@@ -141,6 +142,7 @@ struct publish_job {
 	char *architecture;		  /* for an instance without metadata.yaml */
 	enum lxm_compression compression; /* of the tarball */
 	bool public;			  /* recorded */
+	bool vm;			  /* a virtual machine's files: a virtual-machine image */
 	json_t *properties;		  /* laid over the instance's image's, or NULL */
 	json_t *aliases;		  /* to create, or NULL */
 	char *packfile;			  /* the tarball in progress */

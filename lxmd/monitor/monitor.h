@@ -33,6 +33,10 @@
  *                                            monitor may: it writes at its own offset)
  *   errors                               -> {"error":"..."}
  *
+ * VM mode (same binary): lxm-monitor vm <spec.json> runs a QEMU VM (vm/vm-spec.h) with the same
+ * ready line (init_pid: QEMU's), console, control socket and exit.json, plus the ops freeze,
+ * unfreeze and state (monitor-vm.c).
+ *
  * Exec helper (same binary): lxm-monitor exec <spec.json> <init_pid> [--uid U] [--gid G]
  *     [--cwd DIR] [--env K=V]... [--pty [--width W --height H]] -- CMD [ARG...]
  * joins init's namespaces (setns on a pidfd) and cgroup, reapplies the spec's capabilities,
@@ -70,3 +74,4 @@ int lxm_monitor_request_async(uv_loop_t *loop, const char *socket_path, const js
 /* Entry points of the binary's modes (monitor.c's main dispatches). */
 int lxm_monitor_start_main(int argc, char **argv);
 int lxm_monitor_exec_main(int argc, char **argv);
+int lxm_monitor_vm_main(int argc, char **argv);
