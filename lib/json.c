@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "util.h"
 
 json_t *lxm_json_sync(json_t *metadata)
 {
@@ -77,6 +78,25 @@ int lxm_json_decode_body(const char *body, size_t len, int type, bool allow_empt
 		json_decref(j);
 		return r;
 	}
+	*ret = j;
+	return 0;
+}
+
+int lxm_json_load_file(const char *path, const char *what, json_t **ret, struct lxm_error **err)
+{
+	_cleanup_free_ char *data = NULL;
+	json_error_t jerr;
+	size_t len = 0;
+	json_t *j;
+	int r;
+
+	r = lxm_read_file(path, &data, &len);
+	if (r < 0)
+		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "read %s %s", what, path);
+	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return lxm_error_set(err, -EINVAL, 400, "%s %s: invalid JSON: %s (line %d, col %d)",
+				     what, path, jerr.text, jerr.line, jerr.column);
 	*ret = j;
 	return 0;
 }

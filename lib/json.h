@@ -29,6 +29,11 @@ json_t *lxm_json_error(int status, const char *msg);
 int lxm_json_decode_body(const char *body, size_t len, int type, bool allow_empty, json_t **ret,
 			 struct lxm_error **err);
 
+/* Reads the JSON file path (duplicate keys rejected) into *ret. what names the file in errors:
+ * "read spec /x: No such file or directory" (404), "spec /x: invalid JSON: ... (line 1, col 9)"
+ * (400). */
+int lxm_json_load_file(const char *path, const char *what, json_t **ret, struct lxm_error **err);
+
 /* Typed optional field access. Absent or null: *ret keeps its value and 0 is returned. Wrong type:
  * -EINVAL with a 400 error naming the field and the type it must have. */
 int lxm_json_opt_string(const json_t *obj, const char *key, const char **ret,

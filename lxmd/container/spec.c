@@ -712,20 +712,12 @@ json_t *lxm_container_spec_to_json(const struct lxm_container_spec *s)
 int lxm_container_spec_load(const char *path, struct lxm_container_spec **ret,
 			    struct lxm_error **err)
 {
-	_cleanup_free_ char *data = NULL;
 	_cleanup_json_ json_t *j = NULL;
-	json_error_t jerr;
-	size_t len = 0;
 	int r;
 
-	r = lxm_read_file(path, &data, &len);
+	r = lxm_json_load_file(path, "spec", &j, err);
 	if (r < 0)
-		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "read spec %s", path);
-	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j)
-		return lxm_error_set(err, -EINVAL, 400,
-				     "spec %s: invalid JSON: %s (line %d, col %d)", path, jerr.text,
-				     jerr.line, jerr.column);
+		return r;
 	r = lxm_container_spec_from_json(j, ret, err);
 	if (r < 0)
 		lxm_error_prefix(err, "spec %s", path);

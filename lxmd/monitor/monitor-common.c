@@ -26,6 +26,7 @@
 #include "log.h"
 #include "util.h"
 #include "monitor/monitor-common.h"
+#include "monitor/monitor.h"
 
 /* Writes j as one line to fd and releases it. */
 int monitor_write_json_line(int fd, json_t *j)
@@ -55,6 +56,98 @@ void monitor_print_error_line(const char *msg)
 {
 	if (monitor_write_json_line(STDOUT_FILENO, json_pack("{s:s}", "error", msg)) < 0)
 		log_error("cannot report to lxmd: %s", msg);
+}
+
+bool monitor_check_args(int argc, char **argv, const char *mode, const char *what, int *ret_status)
+{
+	bool help = argc == 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"));
+
+	if (help || argc != 2) {
+		fprintf(help ? stdout : stderr, "Usage: %s %s <spec.json>\n%s", LXM_MONITOR_NAME,
+			mode, what);
+		*ret_status = help ? 0 : 2;
+		return false;
+	}
+	/* Nothing of lxmd's but the stdio it gave us may live on in a process that outlives it. */
+	close_range(3, ~0U, 0);
+	return true;
+}
+
+int monitor_load_failed(struct lxm_error **err)
+{
+	lxm_error_prefix(err, "start");
+	monitor_print_error_line((*err)->msg);
+	return 1;
+}
+
+struct monitor *monitor_new_detached(const struct monitor_ops *ops, int *ret_status)
+{
+	struct monitor *m;
+
+	if (!monitor_detach(ret_status))
+		return NULL;
+	m = monitor_new(ops);
+	if (!m) {
+		monitor_print_error_line("start: out of memory");
+		_exit(1);
+	}
+	return m;
+}
+
+void monitor_set_instance(struct monitor *m, const char *name, const char *rundir,
+			  const char *control_socket, const char *console_log,
+			  uint64_t console_log_max)
+{
+	m->name = name;
+	m->rundir = rundir;
+	m->control_socket = control_socket;
+	m->console_log = console_log;
+	m->console_log_max = console_log_max;
+}
+
+int monitor_setup(struct monitor *m, int (*open_console)(struct monitor *m, struct lxm_error **err),
+		  struct lxm_error **err)
+{
+	int r;
+
+	r = monitor_setup_stdio(m->rundir, err);
+	if (r < 0)
+		return r;
+	r = monitor_setup_signals(m, err);
+	if (r < 0)
+		return r;
+	r = open_console(m, err);
+	if (r < 0)
+		return r;
+	return monitor_open_control_socket(m, err);
+}
+
+void monitor_start_failed(struct monitor *m, struct lxm_error **err,
+			  void (*undo)(struct monitor *m))
+{
+	lxm_error_prefix(err, "start '%s'", m->name);
+	log_error("%s", (*err)->msg);
+	undo(m);
+	monitor_print_error_line((*err)->msg);
+}
+
+void monitor_report_running(struct monitor *m, const char *what)
+{
+	if (monitor_write_json_line(STDOUT_FILENO, json_pack("{s:s,s:I,s:I}", "status", "Running",
+							     "init_pid", (json_int_t)m->init_pid,
+							     "monitor_pid", (json_int_t)m->pid)) <
+	    0)
+		log_warn("cannot write the ready line (lxmd gone?); the %s keeps running", what);
+	/* lxmd sees EOF after the line; the instance does not depend on lxmd's pipe. */
+	dup2(STDIN_FILENO, STDOUT_FILENO);
+}
+
+void monitor_log_exit(struct monitor *m, const char *what)
+{
+	if (m->init_exit.si_code == CLD_EXITED)
+		log_info("%s exited with status %d", what, m->init_exit.si_status);
+	else
+		log_info("%s was killed by signal %d", what, m->init_exit.si_status);
 }
 
 /* ---- detaching ---- */
@@ -548,6 +641,13 @@ json_t *monitor_error_reply(const char *fmt, ...)
 /* The connection of c becomes the console stream: the reply goes first, then console output;
  * bytes the client sent after its request line are already console input. Returns NULL once c's
  * connection belongs to the console. */
+json_t *monitor_status_reply(struct monitor *m)
+{
+	return json_pack("{s:s,s:I,s:I,s:I}", "status", "Running", "init_pid",
+			 (json_int_t)m->init_pid, "monitor_pid", (json_int_t)m->pid, "started_at",
+			 (json_int_t)m->started_at);
+}
+
 static json_t *op_console(struct monitor *m, struct monitor_client *c, size_t used)
 {
 	static const char ok[] = "{\"ok\":true}\n";

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -95,6 +96,32 @@ struct monitor {
 
 /* Writes j as one line to fd and releases it. */
 int monitor_write_json_line(int fd, json_t *j);
+/* A mode's command line (argv[1]: the spec's path; --help prints the usage of mode, whose what
+ * says what it does): true to go on, false with the status to exit with. Closes every fd above
+ * stderr before going on. */
+bool monitor_check_args(int argc, char **argv, const char *mode, const char *what, int *ret_status);
+/* The spec could not be loaded: tells lxmd why; the status to exit with. */
+int monitor_load_failed(struct lxm_error **err);
+/* monitor_detach(), then a new monitor with the mode's ops in the detached process (which exits
+ * if there is no memory for it). NULL in the original process, with the status to exit with. */
+struct monitor *monitor_new_detached(const struct monitor_ops *ops, int *ret_status);
+/* Points m at the instance the mode's spec describes (the strings stay the spec's). */
+void monitor_set_instance(struct monitor *m, const char *name, const char *rundir,
+			  const char *control_socket, const char *console_log,
+			  uint64_t console_log_max);
+/* The first steps of a start: stdio, signals, the console pty (opened by open_console, which
+ * wraps monitor_open_console()) and the control socket. */
+int monitor_setup(struct monitor *m, int (*open_console)(struct monitor *m, struct lxm_error **err),
+		  struct lxm_error **err);
+/* A start failed: logs err (prefixed with the instance), undoes what the start did with undo and
+ * then tells lxmd. */
+void monitor_start_failed(struct monitor *m, struct lxm_error **err,
+			  void (*undo)(struct monitor *m));
+/* Tells lxmd that the supervised process (what: "container", "VM") runs and lets go of its
+ * pipe. */
+void monitor_report_running(struct monitor *m, const char *what);
+/* Logs how the supervised process (what: "init", "QEMU") ended. */
+void monitor_log_exit(struct monitor *m, const char *what);
 /* The failure line lxmd reads instead of the ready line. */
 void monitor_print_error_line(const char *msg);
 /* fork, setsid, fork (see monitor-common.c): true in the monitor, false in the original process
@@ -115,6 +142,8 @@ void monitor_console_log_open(struct monitor *m);
 /* Reads what the console has until the pty is empty. */
 void monitor_console_drain(struct monitor *m);
 json_t *monitor_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The reply to op "status" while the supervised process runs. */
+json_t *monitor_status_reply(struct monitor *m);
 /* Serves until the supervised process has exited and been reaped. */
 void monitor_run_loop(struct monitor *m);
 /* <rundir>/exit.json from m->init_exit. */

@@ -492,9 +492,7 @@ static json_t *op_kill(struct monitor *m)
 static json_t *container_request(struct monitor *m, const char *op, const json_t *req)
 {
 	if (streq(op, "status"))
-		return json_pack("{s:s,s:I,s:I,s:I}", "status", "Running", "init_pid",
-				 (json_int_t)m->init_pid, "monitor_pid", (json_int_t)m->pid,
-				 "started_at", (json_int_t)m->started_at);
+		return monitor_status_reply(m);
 	if (streq(op, "stop"))
 		return op_stop(m, req);
 	if (streq(op, "kill"))
@@ -520,16 +518,7 @@ static int start_container(struct monitor *m, struct lxm_error **err)
 {
 	int r;
 
-	r = monitor_setup_stdio(m->spec->rundir, err);
-	if (r < 0)
-		return r;
-	r = monitor_setup_signals(m, err);
-	if (r < 0)
-		return r;
-	r = open_console(m, err);
-	if (r < 0)
-		return r;
-	r = monitor_open_control_socket(m, err);
+	r = monitor_setup(m, open_console, err);
 	if (r < 0)
 		return r;
 	r = spawn_child(m, err);
@@ -541,14 +530,10 @@ static int start_container(struct monitor *m, struct lxm_error **err)
 	return wait_child_ready(m, err);
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s start <spec.json>\n"
-		"Creates the container described by spec.json, prints one JSON line on stdout\n"
-		"and supervises its init in the background (see lxmd/monitor/monitor.h).\n",
-		LXM_MONITOR_NAME);
-}
+/* What --help says the mode does. */
+static const char usage_what[] =
+	"Creates the container described by spec.json, prints one JSON line on stdout\n"
+	"and supervises its init in the background (see lxmd/monitor/monitor.h).\n";
 
 int lxm_monitor_start_main(int argc, char **argv)
 {
@@ -557,24 +542,12 @@ int lxm_monitor_start_main(int argc, char **argv)
 	struct monitor *m;
 	int r, status;
 
-	if (argc == 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
-		usage(stdout);
-		return 0;
-	}
-	if (argc != 2) {
-		usage(stderr);
-		return 2;
-	}
-
-	/* Nothing of lxmd's but the stdio it gave us may live on in a process that outlives it. */
-	close_range(3, ~0U, 0);
+	if (!monitor_check_args(argc, argv, "start", usage_what, &status))
+		return status;
 
 	r = lxm_container_spec_load(argv[1], &spec, &err);
-	if (r < 0) {
-		lxm_error_prefix(&err, "start");
-		monitor_print_error_line(err->msg);
-		return 1;
-	}
+	if (r < 0)
+		return monitor_load_failed(&err);
 	/* Optional in a spec (lxmd fills them in), required to run a monitor. */
 	if (!spec->rundir || !spec->control_socket) {
 		lxm_error_set(&err, -EINVAL, 400, "start '%s': spec %s: field '%s' is required",
@@ -583,29 +556,17 @@ int lxm_monitor_start_main(int argc, char **argv)
 		lxm_container_spec_free(spec);
 		return 1;
 	}
-	if (!monitor_detach(&status)) {
+	m = monitor_new_detached(&container_ops, &status);
+	if (!m) {
 		lxm_container_spec_free(spec);
 		return status;
 	}
-
-	m = monitor_new(&container_ops);
-	if (!m) {
-		monitor_print_error_line("start: out of memory");
-		lxm_container_spec_free(spec);
-		_exit(1);
-	}
 	m->spec = spec;
-	m->name = spec->name;
-	m->rundir = spec->rundir;
-	m->control_socket = spec->control_socket;
-	m->console_log = spec->console_log;
-	m->console_log_max = spec->console_log_max;
+	monitor_set_instance(m, spec->name, spec->rundir, spec->control_socket, spec->console_log,
+			     spec->console_log_max);
 	r = start_container(m, &err);
 	if (r < 0) {
-		lxm_error_prefix(&err, "start '%s'", spec->name);
-		log_error("%s", err->msg);
-		undo_start(m);
-		monitor_print_error_line(err->msg);
+		monitor_start_failed(m, &err, undo_start);
 		lxm_container_spec_free(m->spec);
 		monitor_free(m);
 		return 1;
@@ -617,21 +578,12 @@ int lxm_monitor_start_main(int argc, char **argv)
 	monitor_console_log_open(m);
 	log_info("container '%s' running: init pid %d, monitor pid %d", spec->name,
 		 (int)m->init_pid, (int)m->pid);
-	if (monitor_write_json_line(STDOUT_FILENO, json_pack("{s:s,s:I,s:I}", "status", "Running",
-							     "init_pid", (json_int_t)m->init_pid,
-							     "monitor_pid", (json_int_t)m->pid)) <
-	    0)
-		log_warn("cannot write the ready line (lxmd gone?); the container keeps running");
-	/* lxmd sees EOF after the line; the container does not depend on lxmd's pipe. */
-	dup2(STDIN_FILENO, STDOUT_FILENO);
+	monitor_report_running(m, "container");
 
 	monitor_run_loop(m);
 
 	monitor_console_drain(m);
-	if (m->init_exit.si_code == CLD_EXITED)
-		log_info("init exited with status %d", m->init_exit.si_status);
-	else
-		log_info("init was killed by signal %d", m->init_exit.si_status);
+	monitor_log_exit(m, "init");
 	monitor_write_exit_status(m);
 	monitor_remove_cgroups(spec->cgroup_v2, spec->cgroup_v1);
 	if (m->ctl_created)

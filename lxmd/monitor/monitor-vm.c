@@ -507,9 +507,7 @@ static json_t *vm_request(struct monitor *m, const char *op, const json_t *req)
 	struct lxm_error *e = NULL;
 
 	if (streq(op, "status"))
-		return json_pack("{s:s,s:I,s:I,s:I}", "status", "Running", "init_pid",
-				 (json_int_t)m->init_pid, "monitor_pid", (json_int_t)m->pid,
-				 "started_at", (json_int_t)m->started_at);
+		return monitor_status_reply(m);
 	if (streq(op, "stop"))
 		return op_stop(m, req);
 	if (streq(op, "kill")) {
@@ -577,16 +575,7 @@ static int start_vm(struct monitor *m, struct lxm_error **err)
 	struct monitor_vm *vm = m->vm;
 	int r;
 
-	r = monitor_setup_stdio(m->rundir, err);
-	if (r < 0)
-		return r;
-	r = monitor_setup_signals(m, err);
-	if (r < 0)
-		return r;
-	r = monitor_open_console(m, err);
-	if (r < 0)
-		return r;
-	r = monitor_open_control_socket(m, err);
+	r = monitor_setup(m, monitor_open_console, err);
 	if (r < 0)
 		return r;
 	/* Leftovers of a QEMU that was killed with its monitor: QEMU refuses a socket path that
@@ -607,14 +596,10 @@ static int start_vm(struct monitor *m, struct lxm_error **err)
 	return connect_qmp(m, err);
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s vm <spec.json>\n"
-		"Starts the QEMU VM described by spec.json, prints one JSON line on stdout\n"
-		"and supervises QEMU in the background (see lxmd/monitor/monitor-vm.c).\n",
-		LXM_MONITOR_NAME);
-}
+/* What --help says the mode does. */
+static const char usage_what[] =
+	"Starts the QEMU VM described by spec.json, prints one JSON line on stdout\n"
+	"and supervises QEMU in the background (see lxmd/monitor/monitor-vm.c).\n";
 
 int lxm_monitor_vm_main(int argc, char **argv)
 {
@@ -624,47 +609,26 @@ int lxm_monitor_vm_main(int argc, char **argv)
 	struct monitor *m;
 	int r, status;
 
-	if (argc == 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
-		usage(stdout);
-		return 0;
-	}
-	if (argc != 2) {
-		usage(stderr);
-		return 2;
-	}
-	close_range(3, ~0U, 0);
+	if (!monitor_check_args(argc, argv, "vm", usage_what, &status))
+		return status;
 
 	r = lxm_vm_spec_load(argv[1], &spec, &err);
-	if (r < 0) {
-		lxm_error_prefix(&err, "start");
-		monitor_print_error_line(err->msg);
-		return 1;
-	}
-	if (!monitor_detach(&status)) {
+	if (r < 0)
+		return monitor_load_failed(&err);
+	m = monitor_new_detached(&vm_ops, &status);
+	if (!m) {
 		lxm_vm_spec_free(spec);
 		return status;
 	}
-	m = monitor_new(&vm_ops);
-	if (!m) {
-		monitor_print_error_line("start: out of memory");
-		lxm_vm_spec_free(spec);
-		_exit(1);
-	}
 	vm.spec = spec;
 	m->vm = &vm;
-	m->name = spec->name;
-	m->rundir = spec->rundir;
-	m->control_socket = spec->control_socket;
-	m->console_log = spec->console_log;
-	m->console_log_max = spec->console_log_max;
+	monitor_set_instance(m, spec->name, spec->rundir, spec->control_socket, spec->console_log,
+			     spec->console_log_max);
 	/* The console log gets the firmware's and the kernel's first lines too. */
 	monitor_console_log_open(m);
 	r = start_vm(m, &err);
 	if (r < 0) {
-		lxm_error_prefix(&err, "start '%s'", spec->name);
-		log_error("%s", err->msg);
-		undo_start(m);
-		monitor_print_error_line(err->msg);
+		monitor_start_failed(m, &err, undo_start);
 		monitor_free(m);
 		lxm_vm_spec_free(spec);
 		return 1;
@@ -672,12 +636,7 @@ int lxm_monitor_vm_main(int argc, char **argv)
 	m->started_at = lxm_now_ns();
 	log_info("VM '%s' running: QEMU pid %d, monitor pid %d", spec->name, (int)m->init_pid,
 		 (int)m->pid);
-	if (monitor_write_json_line(STDOUT_FILENO, json_pack("{s:s,s:I,s:I}", "status", "Running",
-							     "init_pid", (json_int_t)m->init_pid,
-							     "monitor_pid", (json_int_t)m->pid)) <
-	    0)
-		log_warn("cannot write the ready line (lxmd gone?); the VM keeps running");
-	dup2(STDIN_FILENO, STDOUT_FILENO);
+	monitor_report_running(m, "VM");
 
 	for (;;) {
 		struct lxm_error *e = NULL;
@@ -690,10 +649,7 @@ int lxm_monitor_vm_main(int argc, char **argv)
 			handle_events(m);
 		}
 		qmp_close(m);
-		if (m->init_exit.si_code == CLD_EXITED)
-			log_info("QEMU exited with status %d", m->init_exit.si_status);
-		else
-			log_info("QEMU was killed by signal %d", m->init_exit.si_status);
+		monitor_log_exit(m, "QEMU");
 		if (!vm.reset || vm.stop != VM_STOP_NONE || m->init_exit.si_code != CLD_EXITED)
 			break;
 		/* The guest rebooted: a new QEMU on the same taps, console and cgroup. */

@@ -183,20 +183,12 @@ int lxm_vm_spec_from_json(json_t *j, struct lxm_vm_spec **ret, struct lxm_error 
 
 int lxm_vm_spec_load(const char *path, struct lxm_vm_spec **ret, struct lxm_error **err)
 {
-	_cleanup_free_ char *data = NULL;
 	_cleanup_json_ json_t *j = NULL;
-	json_error_t jerr;
-	size_t len = 0;
 	int r;
 
-	r = lxm_read_file(path, &data, &len);
+	r = lxm_json_load_file(path, "VM spec", &j, err);
 	if (r < 0)
-		return lxm_error_setx(err, r, r == -ENOENT ? 404 : 500, "read VM spec %s", path);
-	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j)
-		return lxm_error_set(err, -EINVAL, 400,
-				     "VM spec %s: invalid JSON: %s (line %d, col %d)", path,
-				     jerr.text, jerr.line, jerr.column);
+		return r;
 	r = lxm_vm_spec_from_json(j, ret, err);
 	if (r < 0)
 		lxm_error_prefix(err, "VM spec %s", path);

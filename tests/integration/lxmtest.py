@@ -458,6 +458,46 @@ def pids_mentioning(text):
 
 
 @contextlib.contextmanager
+def reaped(proc):
+    """Kills and reaps proc (a subprocess.Popen) on the way out if it is still running, so that a
+    failed step leaves no process behind."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def rss_kib(pid):
+    """Resident memory of process pid in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def check_slow_reader_backpressure(d, name, timeout):
+    """`lxm exec name` writes 64 MiB to a reader that sleeps 3 s first: the daemon d must not
+    buffer the output (its RSS grows by less than 16 MiB: at most a slow peer's queue and some
+    slack) and the reader must get all of it."""
+    size = 64 * 1024 * 1024
+    proc = subprocess.Popen(["sh", "-c", '"$0" exec "$1" -- dd if=/dev/zero bs=65536 count=1024 '
+                             '2>/dev/null | (sleep 3; wc -c)', d.lxm_bin, name],
+                            env=d.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with reaped(proc):
+        before = rss_kib(d.pid)
+        time.sleep(2)
+        during = rss_kib(d.pid)
+        out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert int(out.split()[0]) == size, out
+    assert during - before < 16 * 1024, "lxmd grew by %d KiB while the reader slept" % (
+        during - before)
+
+
+@contextlib.contextmanager
 def static_program(name, source):
     """A C program compiled with gcc -static into a temp dir (removed on exit), for tests that
     copy it into a container's rootfs and run it there (busybox has no compiler)."""

@@ -18,8 +18,8 @@ import fcntl
 
 import pytest
 
-from lxmtest import (assert_async, assert_error_envelope, assert_sync, cgroup_dirs, unique,
-                     ws_close, ws_connect)
+from lxmtest import (assert_async, assert_error_envelope, assert_sync, cgroup_dirs,
+                     check_slow_reader_backpressure, reaped, unique, ws_close, ws_connect)
 
 
 @pytest.fixture
@@ -187,14 +187,10 @@ def test_signals_are_forwarded(lxmd, c1):
                              'while :; do sleep 0.1; done'],
                             env=lxmd.cli_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with reaped(proc):
         assert proc.stdout.readline() == b"ready\n"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 42, (out, err)
     assert b"got-term" in out
 
@@ -379,34 +375,9 @@ def test_signal_through_control(lxmd, c1):
         ws_close(w)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 def test_slow_reader_backpressure(lxmd, c1):
     """Output waits in the command's pipe, not in lxmd, while the client does not read."""
-    size = 64 * 1024 * 1024
-    proc = subprocess.Popen(["sh", "-c", '"$0" exec "$1" -- dd if=/dev/zero bs=65536 count=1024 '
-                             '2>/dev/null | (sleep 3; wc -c)', lxmd.lxm_bin, c1],
-                            env=lxmd.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        before = rss_kib(lxmd.pid)
-        time.sleep(2)
-        during = rss_kib(lxmd.pid)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert int(out.split()[0]) == size, out
-    # At most the 4 MiB queue of a slow peer (and some slack), never the 64 MiB of output.
-    assert during - before < 16 * 1024, "lxmd grew by %d KiB while the reader slept" % (
-        during - before)
+    check_slow_reader_backpressure(lxmd, c1, timeout=60)
 
 
 def test_helper_forwards_signals(lxmd, c1):

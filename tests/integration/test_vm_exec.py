@@ -117,34 +117,10 @@ def test_exec_stdin_through_cat(vmd, vm):
     assert p.stdout == data
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 def test_exec_slow_reader_backpressure(vmd, vm):
     """Output waits in the agent, not in lxmd, while the client does not read: lxmd holds back
     the agent's credit while the websocket is full."""
-    size = 64 * 1024 * 1024
-    proc = subprocess.Popen(["sh", "-c", '"$0" exec "$1" -- dd if=/dev/zero bs=65536 count=1024 '
-                             '2>/dev/null | (sleep 3; wc -c)', vmd.lxm_bin, vm],
-                            env=vmd.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        before = rss_kib(vmd.pid)
-        time.sleep(2)
-        during = rss_kib(vmd.pid)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert int(out.split()[0]) == size, out
-    assert during - before < 16 * 1024, "lxmd grew by %d KiB while the reader slept" % (
-        during - before)
+    lxmtest.check_slow_reader_backpressure(vmd, vm, timeout=120)
 
 
 def test_exec_missing_command(vmd, vm):
@@ -165,14 +141,10 @@ def test_exec_signal(vmd, vm, tmp_path):
     p = vmd.cli_popen("exec", vm, "--", "sh", "-c",
                       "trap 'echo got TERM; exit 7' TERM; touch %s; while :; do sleep 0.1; done"
                       % marker)
-    try:
+    with lxmtest.reaped(p):
         wait_for(marker.exists, what="the command to start")
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     assert p.returncode == 7, (out, err)
     assert "got TERM" in (out.decode() if isinstance(out, bytes) else out)
 

@@ -13,11 +13,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent-test-util.h"
 #include "daemon.h"
 #include "tap.h"
 #include "vm/agent-pool.h"
-
-#define AGENT LXM_BUILDDIR "/lxmd/vm/agent/lxm-agent"
 
 static uv_loop_t loop;
 static char dir[64], vmdir[128], sock[192];
@@ -38,39 +37,10 @@ static void on_agent(struct lxm_agent *a, struct lxm_error *err, void *ud)
 	snprintf(g->msg, sizeof(g->msg), "%s", err && err->msg ? err->msg : "");
 }
 
-static void on_timer(uv_timer_t *t)
-{
-	*(bool *)t->data = true;
-}
-
 /* Runs the loop until *flag or timeout_ms; whether the flag came. */
 static bool run_until(bool *flag, uint64_t timeout_ms)
 {
-	uv_timer_t t;
-	bool late = false;
-
-	uv_timer_init(&loop, &t);
-	t.data = &late;
-	uv_timer_start(&t, on_timer, timeout_ms, 0);
-	while (!*flag && !late)
-		uv_run(&loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(&loop, UV_RUN_NOWAIT);
-	return *flag;
-}
-
-static pid_t start_agent(void)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(AGENT, "lxm-agent", "--listen", sock, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && access(sock, F_OK) < 0; i++)
-		usleep(10000);
-	return pid;
+	return agent_test_run_until(&loop, flag, timeout_ms);
 }
 
 static void stop_agent(pid_t pid)
@@ -92,15 +62,12 @@ int main(void)
 	uint64_t t0;
 	pid_t pid;
 
-	signal(SIGPIPE, SIG_IGN);
-	strcpy(dir, "/tmp/test-agent-pool-XXXXXX");
-	if (!mkdtemp(dir))
+	if (!agent_test_init(&loop, dir, sizeof(dir), "test-agent-pool"))
 		return 1;
 	snprintf(vmdir, sizeof(vmdir), "%s/v1", dir);
 	snprintf(sock, sizeof(sock), "%s/agent.sock", vmdir);
 	mkdir(vmdir, 0700);
 	d.cfg.rundir = dir;
-	uv_loop_init(&loop);
 
 	/* No agent: the wait ends at the deadline with a message that says what to check. */
 	setenv("LXMD_VM_AGENT_TIMEOUT_MS", "600", 1);
@@ -122,7 +89,7 @@ int main(void)
 	ok(lxmd_vm_agent_get(&d, "v1", on_agent, &g2, &w2, &err) == 0 && w2, "second waiter");
 	ok(lxmd_vm_agent_get(&d, "v1", on_agent, &g3, &w3, &err) == 0 && w3, "third waiter");
 	lxmd_vm_agent_wait_cancel(w3);
-	pid = start_agent();
+	pid = agent_test_start(sock);
 	ok(pid > 0 && access(sock, F_OK) == 0, "the agent listens (the guest booted)");
 	ok(run_until(&g2.called, 5000) && g1.called, "both waiters hear of it");
 	ok(g1.a && g1.a == g2.a && !*g1.msg && lxm_agent_is_ready(g1.a),
@@ -140,7 +107,7 @@ int main(void)
 	stop_agent(pid);
 	for (int i = 0; i < 50 && lxm_agent_is_ready(first); i++)
 		uv_run(&loop, UV_RUN_NOWAIT), usleep(10000);
-	pid = start_agent();
+	pid = agent_test_start(sock);
 	memset(&g1, 0, sizeof(g1));
 	ok(lxmd_vm_agent_get(&d, "v1", on_agent, &g1, &w1, &err) == 0, "a request after the loss");
 	ok(run_until(&g1.called, 5000) && g1.a && !*g1.msg && lxm_agent_is_ready(g1.a),

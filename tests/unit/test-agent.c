@@ -16,11 +16,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent-test-util.h"
 #include "tap.h"
 #include "vm/agent-client.h"
 
-#define AGENT LXM_BUILDDIR "/lxmd/vm/agent/lxm-agent"
-#define BIG   (1024 * 1024)
+#define BIG (1024 * 1024)
 
 static uv_loop_t loop;
 static char dir[64], sock[128];
@@ -40,25 +40,10 @@ struct run {
 	bool lost;		    /* the connection was lost */
 };
 
-static void on_timer(uv_timer_t *t)
-{
-	*(bool *)t->data = true;
-}
-
 /* Runs the loop until *flag or timeout_ms; whether the flag came. */
 static bool run_until(bool *flag, uint64_t timeout_ms)
 {
-	uv_timer_t t;
-	bool late = false;
-
-	uv_timer_init(&loop, &t);
-	t.data = &late;
-	uv_timer_start(&t, on_timer, timeout_ms, 0);
-	while (!*flag && !late)
-		uv_run(&loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(&loop, UV_RUN_NOWAIT);
-	return *flag;
+	return agent_test_run_until(&loop, flag, timeout_ms);
 }
 
 static void on_ready(struct lxm_agent *a, struct lxm_error *err, void *ud)
@@ -537,34 +522,16 @@ static void test_bad_guest(void)
 	run_clear(&r);
 }
 
-static pid_t start_agent(void)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		/* The agent goes with the test, however the test ends. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(AGENT, "lxm-agent", "--listen", sock, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && access(sock, F_OK) < 0; i++)
-		usleep(10000);
-	return pid;
-}
-
 int main(void)
 {
 	struct lxm_agent *a;
 	struct run c = { 0 };
 	int status;
 
-	signal(SIGPIPE, SIG_IGN);
-	strcpy(dir, "/tmp/test-agent-XXXXXX");
-	if (!mkdtemp(dir))
+	if (!agent_test_init(&loop, dir, sizeof(dir), "test-agent"))
 		return 1;
 	snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
-	uv_loop_init(&loop);
-	agent_pid = start_agent();
+	agent_pid = agent_test_start(sock);
 	ok(agent_pid > 0 && access(sock, F_OK) == 0, "lxm-agent listens on %s", sock);
 	a = connect_agent(&c);
 	ok(a != NULL, "the client connects and the agent says HELLO");
