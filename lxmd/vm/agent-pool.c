@@ -219,6 +219,11 @@ static void entry_drop(struct pool_entry *e, const char *why)
 	entry_free(e);
 }
 
+bool lxmd_vm_agent_held(struct lxmd *d, const char *name)
+{
+	return entry_find(d, name) != NULL;
+}
+
 void lxmd_vm_agent_forget(struct lxmd *d, const char *name)
 {
 	struct pool_entry *e = entry_find(d, name);

@@ -8,6 +8,8 @@
  * LXMD_VM_AGENT_TIMEOUT_MS overrides the default of 120 s (tests use a short one). */
 #pragma once
 
+#include <stdbool.h>
+
 #include <stdint.h>
 
 #include "error.h"
@@ -37,5 +39,7 @@ int lxmd_vm_agent_get(struct lxmd *d, const char *name, lxmd_vm_agent_cb cb, voi
 void lxmd_vm_agent_wait_cancel(struct lxmd_vm_agent_wait *w);
 /* The VM stopped: its connection closes, sessions on it end with an error, waiters are told. */
 void lxmd_vm_agent_forget(struct lxmd *d, const char *name);
+/* Whether lxmd holds a connection (ready or still waiting for HELLO) to name's agent. */
+bool lxmd_vm_agent_held(struct lxmd *d, const char *name);
 /* lxmd stops: every connection closes as in lxmd_vm_agent_forget(). */
 void lxmd_vm_agents_fini(struct lxmd *d);
