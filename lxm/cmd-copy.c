@@ -149,25 +149,18 @@ static int relay(struct relay_end *ends, int n, uint64_t *bytes, struct lxm_erro
 	}
 }
 
-/* GET of the source (an instance or a snapshot). */
-static int source_object(struct lxm_client *c, const char *inst, const char *snap, json_t **ret,
-			 struct lxm_error **err)
+/* The API path of instance inst, or of its snapshot snap; NULL without memory. */
+static char *object_path(const char *inst, const char *snap)
 {
-	_cleanup_free_ char *path = NULL, *esnap = NULL;
+	_cleanup_free_ char *path = lxm_cli_path("/1.0/instances/", inst), *esnap = NULL;
+	char *full;
 
-	path = lxm_cli_path("/1.0/instances/", inst);
-	if (path && snap) {
-		char *full = NULL;
-
-		esnap = lxm_url_escape(snap);
-		if (!esnap || asprintf(&full, "%s/snapshots/%s", path, esnap) < 0)
-			full = NULL;
-		free(path);
-		path = full;
-	}
-	if (!path)
-		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	return lxm_client_request(c, "GET", path, NULL, ret, NULL, err);
+	if (!path || !snap)
+		return TAKE_PTR(path);
+	esnap = lxm_url_escape(snap);
+	if (!esnap || asprintf(&full, "%s/snapshots/%s", path, esnap) < 0)
+		return NULL;
+	return full;
 }
 
 /* The target's create request: the source's config (without its volatile state, but with its
@@ -244,26 +237,17 @@ static int copy_relay(struct lxm_client *cs, struct lxm_client *cd, const char *
 	int k, ks;
 
 	inst = slash ? strndup(src_name, (size_t)(slash - src_name)) : strdup(src_name);
-	if (!inst)
+	spath = inst ? object_path(inst, slash ? slash + 1 : NULL) : NULL;
+	if (!spath)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	k = source_object(cs, inst, slash ? slash + 1 : NULL, &src, err);
+	k = lxm_client_request(cs, "GET", spath, NULL, &src, NULL, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "read the source");
 	tbody = target_body(src, slash != NULL, dst, o);
 	/* A move must not leave snapshots behind: the source refuses what it cannot carry. */
 	sbody = json_pack("{s:b, s:b, s:b}", "migration", true, "live", false, "instance_only",
 			  !o->move);
-	spath = lxm_cli_path("/1.0/instances/", inst);
-	if (spath && slash) {
-		_cleanup_free_ char *esnap = lxm_url_escape(slash + 1);
-		char *full = NULL;
-
-		if (!esnap || asprintf(&full, "%s/snapshots/%s", spath, esnap) < 0)
-			full = NULL;
-		free(spath);
-		spath = full;
-	}
-	if (!tbody || !sbody || !spath)
+	if (!tbody || !sbody)
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
 
 	k = lxm_client_request(cs, "POST", spath, sbody, &sop, NULL, err);
@@ -437,7 +421,7 @@ int lxm_cmd_copy(int argc, char **argv, struct lxm_error **err)
 /* A rename on one server: of an instance, or of a snapshot within its instance. */
 static int move_same(struct lxm_client *c, const char *from, const char *to, struct lxm_error **err)
 {
-	_cleanup_free_ char *path = NULL, *inst = NULL, *esnap = NULL;
+	_cleanup_free_ char *path = NULL, *inst = NULL;
 	_cleanup_json_ json_t *body = NULL;
 	const char *slash_from = strchr(from, '/'), *slash_to = strchr(to, '/');
 
@@ -449,16 +433,7 @@ static int move_same(struct lxm_client *c, const char *from, const char *to, str
 				     "(INSTANCE/OLD INSTANCE/NEW)");
 	if (slash_from) {
 		inst = strndup(from, (size_t)(slash_from - from));
-		esnap = lxm_url_escape(slash_from + 1);
-		path = inst && esnap ? lxm_cli_path("/1.0/instances/", inst) : NULL;
-		if (path) {
-			char *full = NULL;
-
-			if (asprintf(&full, "%s/snapshots/%s", path, esnap) < 0)
-				full = NULL;
-			free(path);
-			path = full;
-		}
+		path = inst ? object_path(inst, slash_from + 1) : NULL;
 		body = json_pack("{s:s}", "name", slash_to + 1);
 	} else {
 		path = lxm_cli_path("/1.0/instances/", from);

@@ -185,12 +185,10 @@ static int trust_add(int argc, char **argv, struct lxm_error **err)
 static int open_list(int argc, char **argv, enum lxm_format *fmt, struct lxm_client **ret,
 		     struct lxm_error **err)
 {
-	const char *rest;
 	int r = lxm_cli_list_args(argc, argv, 0, 1, "[REMOTE:]", fmt, err);
 
-	for (int k = 1; r >= 0 && k < argc; k++)
-		if (argv[k][0] != '-' && strchr(argv[k], ':'))
-			r = lxm_cli_target(argv[k], &rest, err);
+	if (r >= 0)
+		r = lxm_cli_list_remote(argc, argv, r, err);
 	if (r < 0)
 		return r;
 	r = lxm_cli_connect(ret, err);

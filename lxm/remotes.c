@@ -693,18 +693,32 @@ int lxm_cli_target(const char *arg, const char **ret_rest, struct lxm_error **er
 	return 0;
 }
 
+/* The default remote into *ret, or NULL for "local" when there is no config to read. */
+static int default_remote(const struct lxm_remote **ret, struct lxm_error **err)
+{
+	const struct lxm_remotes *rs;
+
+	*ret = NULL;
+	/* Without a config file (or a home), only "local" exists: no file is looked for, not
+	 * even in the passwd entry's home. */
+	if (!getenv("LXM_CONF") && !getenv("HOME"))
+		return 0;
+	rs = lxm_remotes_get(err);
+	if (!rs)
+		return -(*err)->errnum;
+	*ret = lxm_remotes_find(rs, rs->current);
+	return 0;
+}
+
 /* The name of a target remote (NULL: the default one). */
 static const char *target_name(const struct lxm_remote *t)
 {
 	_cleanup_error_ struct lxm_error *ignored = NULL;
-	const struct lxm_remotes *rs;
 
-	if (t)
-		return t->name;
-	if (!getenv("LXM_CONF") && !getenv("HOME"))
-		return "local";
-	rs = lxm_remotes_get(&ignored);
-	return rs ? rs->current : "local";
+	/* A config that cannot be read gives "local" here; lxm_cli_connect_target() reports it. */
+	if (!t)
+		(void)default_remote(&t, &ignored);
+	return t ? t->name : "local";
 }
 
 /* Whether two targets are one remote: "local:" and no prefix are when "local" is the default. */
@@ -762,19 +776,11 @@ int lxm_cli_target_all(char **names, int n, struct lxm_error **err)
 
 int lxm_cli_connect_target(struct lxm_client **ret, struct lxm_error **err)
 {
-	const struct lxm_remotes *rs;
 	const struct lxm_remote *r = target;
 	int k;
 
-	if (!r) {
-		/* Without a config file (or a home), only "local" exists. */
-		if (!getenv("LXM_CONF") && !getenv("HOME"))
-			return 0;
-		rs = lxm_remotes_get(err);
-		if (!rs)
-			return -(*err)->errnum;
-		r = lxm_remotes_find(rs, rs->current);
-	}
+	if (!r && default_remote(&r, err) < 0)
+		return -(*err)->errnum;
 	if (!r || r->builtin)
 		return 0;
 	k = lxm_remote_connect(r, ret, err);

@@ -1,13 +1,11 @@
 /* Server certificate, client certificate parsing and join tokens (see certificates.h). */
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,56 +198,16 @@ int lxm_cert_parse(const char *input, char **ret_pem, char ret_fp[65], char **re
 
 /* ---- join tokens ---- */
 
-/* Counts above this in an expiry are refused (as snapshots.expiry does). */
-#define TOKEN_EXPIRY_MAX 1000000
-
 int lxm_token_expiry_parse(const char *text, int64_t now, int64_t *ret_expires,
 			   struct lxm_error **err)
 {
-	_cleanup_free_ char *rest = strdup(text);
 	struct lxm_expiry e;
-	int64_t seconds = 0;
-	size_t n = 0;
-	int k;
+	int k = lxm_expiry_parse_units(text, true, &e, err);
 
-	if (!rest)
-		return -ENOMEM;
-	/* The seconds (S) are taken here; the calendar units go to snapshots.expiry's parser. */
-	for (const char *p = text; *p;) {
-		const char *start;
-		int64_t v = 0;
-
-		while (isspace((unsigned char)*p))
-			p++;
-		if (!*p)
-			break;
-		start = p;
-		while (isdigit((unsigned char)*p) && v <= TOKEN_EXPIRY_MAX)
-			v = v * 10 + (*p++ - '0');
-		if (p == start || !strchr("SMHdwmy", *p) || !*p ||
-		    (p[1] && !isspace((unsigned char)p[1])) || v > TOKEN_EXPIRY_MAX)
-			return lxm_error_set(
-				err, -EINVAL, 400,
-				"'%s': expected counts with units (S seconds, M "
-				"minutes, H hours, d days, w weeks, m months, y years) "
-				"separated by spaces, such as '10M' or '1d 3H'",
-				text);
-		if (*p == 'S')
-			seconds += v;
-		else
-			n += (size_t)sprintf(rest + n, "%s%.*s", n ? " " : "", (int)(p + 1 - start),
-					     start);
-		p++;
-	}
-	rest[n] = '\0';
-	k = lxm_expiry_parse(rest, &e, err);
 	if (k < 0)
 		return k;
-	if (seconds == 0 && lxm_expiry_none(&e)) {
-		*ret_expires = 0;
-		return 0;
-	}
-	*ret_expires = lxm_expiry_add(&e, now * 1000000000LL) / 1000000000LL + seconds;
+	*ret_expires =
+		lxm_expiry_none(&e) ? 0 : lxm_expiry_add(&e, now * 1000000000LL) / 1000000000LL;
 	return 0;
 }
 
@@ -379,7 +337,6 @@ int lxmd_token_new(struct lxmd *d, const char *name, struct lxm_operation **ret_
 {
 	_cleanup_free_ char *pem = NULL, *expiry = NULL;
 	_cleanup_json_ json_t *md = NULL;
-	unsigned char raw[32];
 	char fp[65] = "";
 	int64_t now = time(NULL), expires = 0;
 	struct token *t;
@@ -391,24 +348,25 @@ int lxmd_token_new(struct lxmd *d, const char *name, struct lxm_operation **ret_
 				     "core.https_address first");
 	expiry = lxmd_server_config_string(d, LXM_KEY_REMOTE_TOKEN_EXPIRY);
 	if (!expiry)
-		return -ENOMEM;
+		return lxm_error_set(err, -ENOMEM, 500, "create join token: out of memory");
 	k = lxm_token_expiry_parse(expiry, now, &expires, err);
 	if (k < 0)
 		return lxm_error_prefix(err, "create join token: %s", LXM_KEY_REMOTE_TOKEN_EXPIRY);
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
-		return lxm_error_set(err, -EIO, 500, "create join token: no random bytes");
 	t = calloc(1, sizeof(*t));
 	if (!t)
-		return -ENOMEM;
+		return lxm_error_set(err, -ENOMEM, 500, "create join token: out of memory");
+	k = lxm_random_hex(t->secret, (sizeof(t->secret) - 1) / 2);
+	if (k < 0) {
+		free(t);
+		return lxm_error_setx(err, k, 500, "create join token: random secret");
+	}
 	t->name = strdup(name);
 	LIST_INSERT_HEAD(&tokens, t, link);
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(t->secret + 2 * i, 3, "%02x", raw[i]);
 	t->expires = expires;
 	md = t->name ? token_metadata(d, t, fp) : NULL;
 	if (!md) {
 		token_end(t, NULL);
-		return -ENOMEM;
+		return lxm_error_set(err, -ENOMEM, 500, "create join token: out of memory");
 	}
 	k = lxm_operation_new(d->ops, LXM_OP_TOKEN, "Certificate add token", NULL, NULL,
 			      token_op_cancel, t, NULL, &t->op);

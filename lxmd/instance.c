@@ -1549,9 +1549,10 @@ static int vm_start(struct lxmd *d, struct rt_instance *i, struct lxm_db_instanc
 	    asprintf(&specpath, "%s/spec.json", rundir) < 0)
 		return lxm_error_set(err, -ENOMEM, 500, "start '%s': out of memory", i->name);
 	/* Two small directories and a file: not worth the thread pool. */
-	if ((k = lxm_mkdir_p(rundir, 0700)) < 0 || (k = lxm_mkdir_p(logdir, 0700)) < 0)
-		return lxm_error_setx(err, k, 500, "start '%s': create %s", i->name,
-				      k < 0 && access(rundir, F_OK) < 0 ? rundir : logdir);
+	if ((k = lxm_mkdir_p(rundir, 0700)) < 0)
+		return lxm_error_setx(err, k, 500, "start '%s': create %s", i->name, rundir);
+	if ((k = lxm_mkdir_p(logdir, 0700)) < 0)
+		return lxm_error_setx(err, k, 500, "start '%s': create %s", i->name, logdir);
 	k = vm_spec(d, i, inst, config, devices, rundir, &spec, err);
 	if (k < 0)
 		goto fail;

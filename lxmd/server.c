@@ -1132,14 +1132,10 @@ static void server_log_refused(struct lxmd_server *s, const char *ip, bool per_i
 	s->refused++;
 	if (s->refused_log_ms && now - s->refused_log_ms < 1000)
 		return;
-	if (per_ip)
-		log_warn("HTTPS connection from %s refused: it has %d connections open already "
-			 "(%zu refused since the last such line)",
-			 ip, TCP_MAX_CONNS_PER_IP, s->refused);
-	else
-		log_warn("HTTPS connection from %s refused: %d connections open already "
-			 "(%zu refused since the last such line)",
-			 ip, TCP_MAX_CONNS, s->refused);
+	log_warn("HTTPS connection from %s refused: %s%d connections open already (%zu refused "
+		 "since the last such line)",
+		 ip, per_ip ? "it has " : "", per_ip ? TCP_MAX_CONNS_PER_IP : TCP_MAX_CONNS,
+		 s->refused);
 	s->refused = 0;
 	s->refused_log_ms = now;
 }

@@ -232,8 +232,10 @@ bool lxm_schedule_matches(const struct lxm_schedule *s, const struct tm *tm)
 /* The largest count a unit takes: enough for any sane expiry, far from overflows. */
 #define EXPIRY_MAX 1000000
 
-int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error **err)
+int lxm_expiry_parse_units(const char *text, bool seconds, struct lxm_expiry *ret,
+			   struct lxm_error **err)
 {
+	const char *units = seconds ? "S seconds, M minutes" : "M minutes";
 	const char *p = text;
 
 	*ret = (struct lxm_expiry){ 0 };
@@ -251,14 +253,16 @@ int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error 
 		if (p == start)
 			return lxm_error_set(
 				err, -EINVAL, 400,
-				"'%s': expected a count and a unit (M minutes, H hours, "
-				"d days, w weeks, m months, y years) such as '2w' or "
-				"'1d 3H'",
-				text);
+				"'%s': expected a count and a unit (%s, H hours, d days, "
+				"w weeks, m months, y years) such as '2w' or '1d 3H'",
+				text, units);
 		if (v > EXPIRY_MAX)
 			return lxm_error_set(err, -EINVAL, 400, "'%s': a count above %d", text,
 					     EXPIRY_MAX);
 		switch (*p) {
+		case 'S':
+			unit = seconds ? &ret->seconds : NULL;
+			break;
 		case 'M':
 			unit = &ret->minutes;
 			break;
@@ -278,13 +282,14 @@ int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error 
 			unit = &ret->years;
 			break;
 		default:
-			return lxm_error_set(
-				err, -EINVAL, 400,
-				"'%s': unknown unit '%.*s' after %lld: expected M "
-				"(minutes), H (hours), d (days), w (weeks), m (months) "
-				"or y (years)",
-				text, *p ? 1 : 0, p, (long long)v);
+			unit = NULL;
+			break;
 		}
+		if (!unit)
+			return lxm_error_set(err, -EINVAL, 400,
+					     "'%s': unknown unit '%.*s' after %lld: expected %s, "
+					     "H hours, d days, w weeks, m months or y years",
+					     text, *p ? 1 : 0, p, (long long)v, units);
 		p++;
 		if (*p && !isspace((unsigned char)*p))
 			return lxm_error_set(err, -EINVAL, 400,
@@ -298,9 +303,15 @@ int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error 
 	}
 }
 
+int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error **err)
+{
+	return lxm_expiry_parse_units(text, false, ret, err);
+}
+
 bool lxm_expiry_none(const struct lxm_expiry *e)
 {
-	return !e->minutes && !e->hours && !e->days && !e->weeks && !e->months && !e->years;
+	return !e->seconds && !e->minutes && !e->hours && !e->days && !e->weeks && !e->months &&
+	       !e->years;
 }
 
 int64_t lxm_expiry_add(const struct lxm_expiry *e, int64_t from_ns)
@@ -315,6 +326,7 @@ int64_t lxm_expiry_add(const struct lxm_expiry *e, int64_t from_ns)
 	tm.tm_mday += (int)(e->days + 7 * e->weeks);
 	tm.tm_hour += (int)e->hours;
 	tm.tm_min += (int)e->minutes;
+	tm.tm_sec += (int)e->seconds;
 	return (int64_t)timegm(&tm) * 1000000000LL + nsec;
 }
 

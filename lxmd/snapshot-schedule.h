@@ -53,6 +53,7 @@ bool lxm_schedule_matches(const struct lxm_schedule *s, const struct tm *tm);
 /* A parsed snapshots.expiry: "1M 2H 3d 4w 5m 6y" (minutes, hours, days, weeks, months, years),
  * space-separated, each a positive count and a unit. */
 struct lxm_expiry {
+	int64_t seconds; /* S (join tokens only) */
 	int64_t minutes; /* M */
 	int64_t hours;	 /* H */
 	int64_t days;	 /* d */
@@ -63,6 +64,9 @@ struct lxm_expiry {
 
 /* Parses snapshots.expiry; "" gives all zero (no expiry). 400 naming the bad part. */
 int lxm_expiry_parse(const char *text, struct lxm_expiry *ret, struct lxm_error **err);
+/* The same, with S (seconds) accepted too when seconds is true (core.remote_token_expiry). */
+int lxm_expiry_parse_units(const char *text, bool seconds, struct lxm_expiry *ret,
+			   struct lxm_error **err);
 /* Whether e is all zero. */
 bool lxm_expiry_none(const struct lxm_expiry *e);
 /* from_ns (unix nanoseconds) plus e, in calendar arithmetic for days, months and years (UTC):

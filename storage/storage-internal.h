@@ -111,6 +111,6 @@ int storage_set_nocow(const char *path, struct lxm_error **err);
 int storage_qcow2_info(const char *path, char **ret_backing, uint64_t *ret_size);
 /* The size of disk (kind 1: raw, its length; kind 2: qcow2, its virtual size). */
 int storage_vm_disk_size(const char *disk, int kind, uint64_t *ret, struct lxm_error **err);
-/* Grows the disk of the VM volume at volpath to bytes (truncate, or qemu-img resize for qcow2);
- * a smaller size is refused (-EINVAL, 400), the same size changes nothing. */
-int storage_vm_disk_grow(const char *volpath, uint64_t bytes, struct lxm_error **err);
+/* Grows disk (of kind, as storage_vm_disk() found it) to bytes (truncate, or qemu-img resize
+ * for qcow2); a smaller size is refused (-EINVAL, 400), the same size changes nothing. */
+int storage_vm_disk_grow(const char *disk, int kind, uint64_t bytes, struct lxm_error **err);

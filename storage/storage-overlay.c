@@ -457,6 +457,32 @@ static bool disk_backed_by(const char *vol, const char *base)
 	return backing && streq(backing, base);
 }
 
+/* Whether a VM volume in dir has base as its qcow2 backing file; *ret_user names it
+ * (prefix/name when prefix is not NULL). */
+static int dir_disk_backed_by(const char *dir, const char *prefix, const char *base,
+			      char **ret_user)
+{
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *vol = NULL;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&vol, "%s/%s", dir, de->d_name) < 0)
+			return -ENOMEM;
+		if (!disk_backed_by(vol, base))
+			continue;
+		if (prefix)
+			return asprintf(ret_user, "%s/%s", prefix, de->d_name) < 0 ? -ENOMEM : 1;
+		return (*ret_user = strdup(de->d_name)) ? 1 : -ENOMEM;
+	}
+	return 0;
+}
+
 /* Whether a VM volume or snapshot of the pool has the disk of image fp as its qcow2 backing
  * file; *ret_user names it. */
 static int image_backs_disk(const struct lxm_pool *p, const char *fp, char **ret_user)
@@ -464,6 +490,7 @@ static int image_backs_disk(const struct lxm_pool *p, const char *fp, char **ret
 	_cleanup_free_ char *img = NULL, *base = NULL, *vols = NULL, *snaps = NULL;
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
+	int r;
 
 	if (lxm_pool_volume_path(p, LXM_VOLUME_IMAGE, fp, NULL, &img) < 0 ||
 	    asprintf(&base, "%s/" LXM_VM_DISK_RAW, img) < 0 ||
@@ -472,41 +499,19 @@ static int image_backs_disk(const struct lxm_pool *p, const char *fp, char **ret
 		return -ENOMEM;
 	if (storage_exists(base) <= 0)
 		return 0;
-	if ((d = opendir(vols)))
-		while ((de = readdir(d))) {
-			_cleanup_free_ char *vol = NULL;
-
-			if (de->d_name[0] == '.')
-				continue;
-			if (asprintf(&vol, "%s/%s", vols, de->d_name) < 0)
-				return -ENOMEM;
-			if (disk_backed_by(vol, base))
-				return (*ret_user = strdup(de->d_name)) ? 1 : -ENOMEM;
-		}
-	if (d)
-		closedir(TAKE_PTR(d));
+	if ((r = dir_disk_backed_by(vols, NULL, base, ret_user)) != 0)
+		return r;
 	if (!(d = opendir(snaps)))
 		return 0;
 	while ((de = readdir(d))) {
 		_cleanup_free_ char *dir = NULL;
-		_cleanup_closedir_ DIR *sd = NULL;
-		struct dirent *se;
 
-		if (de->d_name[0] == '.' || asprintf(&dir, "%s/%s", snaps, de->d_name) < 0 ||
-		    !(sd = opendir(dir)))
+		if (de->d_name[0] == '.')
 			continue;
-		while ((se = readdir(sd))) {
-			_cleanup_free_ char *vol = NULL;
-
-			if (se->d_name[0] == '.')
-				continue;
-			if (asprintf(&vol, "%s/%s", dir, se->d_name) < 0)
-				return -ENOMEM;
-			if (disk_backed_by(vol, base))
-				return asprintf(ret_user, "%s/%s", de->d_name, se->d_name) < 0
-					       ? -ENOMEM
-					       : 1;
-		}
+		if (asprintf(&dir, "%s/%s", snaps, de->d_name) < 0)
+			return -ENOMEM;
+		if ((r = dir_disk_backed_by(dir, de->d_name, base, ret_user)) != 0)
+			return r;
 	}
 	return 0;
 }
@@ -518,7 +523,6 @@ static int image_in_use(const struct lxm_pool *p, const char *fp, char **ret_use
 	_cleanup_free_ char *state = storage_pool_subpath(p, OVERLAY_STATE);
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-
 	int r;
 
 	if (!state)

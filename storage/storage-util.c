@@ -745,17 +745,12 @@ int storage_vm_disk_size(const char *disk, int kind, uint64_t *ret, struct lxm_e
 	return 0;
 }
 
-int storage_vm_disk_grow(const char *volpath, uint64_t bytes, struct lxm_error **err)
+int storage_vm_disk_grow(const char *disk, int kind, uint64_t bytes, struct lxm_error **err)
 {
-	_cleanup_free_ char *disk = NULL, *arg = NULL;
+	_cleanup_free_ char *arg = NULL;
 	uint64_t cur = 0;
-	int kind, r;
+	int r;
 
-	if ((kind = storage_vm_disk(volpath, &disk)) < 0)
-		return lxm_error_setx(err, kind, 500, "find the disk of %s", volpath);
-	if (kind == 0)
-		return lxm_error_set(err, -ENOENT, 404, "%s has no virtual machine disk (%s or %s)",
-				     volpath, LXM_VM_DISK_RAW, LXM_VM_DISK_QCOW2);
 	if ((r = storage_vm_disk_size(disk, kind, &cur, err)) < 0)
 		return r;
 	if (bytes == cur)

@@ -393,14 +393,15 @@ static int flatten_copied_disk(struct lxm_pool *p, enum lxm_volume_type t, const
 			       struct lxm_error **err)
 {
 	_cleanup_free_ char *disk = NULL, *vol = NULL, *raw = NULL;
-	int r = lxm_volume_vm_disk(p, t, name, NULL, &disk);
+	int r = -ENOMEM;
 
+	if (lxm_pool_volume_path(p, t, name, NULL, &vol) >= 0)
+		r = storage_vm_disk(vol, &disk);
 	if (r < 0)
 		return lxm_error_setx(err, r, 500, "find the disk of volume %s", name);
 	if (r != 2)
 		return 0;
-	if (lxm_pool_volume_path(p, t, name, NULL, &vol) < 0 ||
-	    asprintf(&raw, "%s/" LXM_VM_DISK_RAW, vol) < 0)
+	if (asprintf(&raw, "%s/" LXM_VM_DISK_RAW, vol) < 0)
 		return -ENOMEM;
 	if ((r = lxm_vm_disk_flatten(disk, raw, err)) < 0)
 		return r;
@@ -501,24 +502,21 @@ int lxm_volume_usage(struct lxm_pool *p, enum lxm_volume_type t, const char *nam
 int lxm_volume_set_quota(struct lxm_pool *p, enum lxm_volume_type t, const char *name,
 			 uint64_t bytes, struct lxm_error **err)
 {
+	_cleanup_free_ char *disk = NULL;
 	int r;
 
 	if ((r = check_volume(p, t, name, NULL, err)) < 0)
 		return r;
 	/* A virtual machine's size= is the size of its disk, which only grows; no size keeps the
 	 * disk as it is. */
-	if ((r = lxm_volume_vm_disk(p, t, name, NULL, NULL)) != 0) {
-		_cleanup_free_ char *vol = NULL;
-
+	if ((r = lxm_volume_vm_disk(p, t, name, NULL, &disk)) != 0) {
 		if (r < 0)
 			return done(p,
 				    lxm_error_setx(err, r, 500, "find the disk of volume %s", name),
 				    err);
 		if (bytes == 0)
 			return 0;
-		if (lxm_pool_volume_path(p, t, name, NULL, &vol) < 0)
-			return -ENOMEM;
-		return done(p, storage_vm_disk_grow(vol, bytes, err), err);
+		return done(p, storage_vm_disk_grow(disk, r, bytes, err), err);
 	}
 	if (!p->ops->volume_set_quota) {
 		/* Clearing a limit that cannot exist is not an error. */

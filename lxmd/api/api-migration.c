@@ -84,19 +84,14 @@ struct mig_socket {
 	struct lxmd_conn *conn; /* while connected */
 };
 
-/* Tar bytes that came before the target's child runs (bounded: "fs" is paused meanwhile). */
-struct early_chunk {
-	STAILQ_ENTRY(early_chunk) link;
-	size_t len;
-	char data[];
-};
-
-/* A write to the target's child. */
+/* Tar bytes for the target's child: held in early until it runs (bounded: "fs" is paused
+ * meanwhile), then written. */
 struct child_write {
-	uv_write_t req;		  /* libuv's */
-	struct lxmd_migration *m; /* the owner */
-	size_t len;		  /* bytes */
-	char data[];		  /* the copy being written */
+	uv_write_t req;			/* libuv's */
+	STAILQ_ENTRY(child_write) link; /* in early, before the child runs */
+	struct lxmd_migration *m;	/* the owner */
+	size_t len;			/* bytes */
+	char data[];			/* the copy being written */
 };
 
 struct lxmd_migration {
@@ -135,19 +130,18 @@ struct lxmd_migration {
 	bool end_sent;	/* source: the end message went out on "fs" */
 	uint64_t bytes; /* tar bytes sent (source) or received (target) */
 
-	size_t queued;	  /* target: bytes written to the child not yet taken */
-	bool paused;	  /* target: "fs" is not read */
-	bool broken;	  /* target: the child closed its stdin */
-	size_t early_len; /* target: bytes in early */
-	STAILQ_HEAD(, early_chunk) early;
-	bool header_seen;	     /* target: the header arrived */
-	bool end_seen;		     /* target: the end message arrived */
-	uint64_t end_bytes;	     /* target: the count it gave */
-	bool result_sent;	     /* target: the result went to the source */
-	struct lxm_error *failure;   /* target: why it failed, until done reports it */
-	lxmd_migration_done_fn done; /* target: the receive's callback, until it ran */
-	void *done_ud;		     /* for done */
-	bool reported;		     /* target: done ran */
+	size_t queued;			  /* target: bytes written to the child not yet taken */
+	bool paused;			  /* target: "fs" is not read */
+	bool broken;			  /* target: the child closed its stdin */
+	STAILQ_HEAD(, child_write) early; /* target: bytes that came before the child ran */
+	bool header_seen;		  /* target: the header arrived */
+	bool end_seen;			  /* target: the end message arrived */
+	uint64_t end_bytes;		  /* target: the count it gave */
+	bool result_sent;		  /* target: the result went to the source */
+	struct lxm_error *failure;	  /* target: why it failed, until done reports it */
+	lxmd_migration_done_fn done;	  /* target: the receive's callback, until it ran */
+	void *done_ud;			  /* for done */
+	bool reported;			  /* target: done ran */
 
 	bool started;  /* the transfer began (the child is being prepared or runs) */
 	bool finished; /* source: the operation got its result */
@@ -179,7 +173,7 @@ static void busy_drop(struct lxmd_migration *m)
 
 static void mig_unref(struct lxmd_migration *m)
 {
-	struct early_chunk *c;
+	struct child_write *c;
 
 	if (--m->refs > 0)
 		return;
@@ -748,13 +742,36 @@ static void target_written(uv_write_t *req, int status)
 	mig_unref(m);
 }
 
-static void target_write(struct lxmd_migration *m, const uint8_t *data, size_t len)
+/* Writes w to the child, which takes it over. */
+static void target_write(struct lxmd_migration *m, struct child_write *w)
+{
+	uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+
+	if (m->broken || !m->data_open) {
+		free(w);
+		return;
+	}
+	if (uv_write(&w->req, (uv_stream_t *)&m->data, &buf, 1, target_written) < 0) {
+		free(w);
+		m->broken = true;
+		return;
+	}
+	mig_ref(m);
+	m->queued += w->len;
+	if (m->queued > WRITE_PAUSE_BYTES && !m->paused)
+		target_pause(m, true);
+}
+
+/* Tar bytes from "fs": copied, then written, or held until the child runs. */
+static void target_data(struct lxmd_migration *m, const uint8_t *data, size_t len)
 {
 	struct child_write *w;
 	struct lxm_error *err = NULL;
-	uv_buf_t buf;
 
-	if (len == 0 || m->broken || !m->data_open)
+	if (m->failure || m->end_seen)
+		return;
+	m->bytes += len;
+	if (len == 0)
 		return;
 	w = malloc(sizeof(*w) + len);
 	if (!w) {
@@ -765,41 +782,11 @@ static void target_write(struct lxmd_migration *m, const uint8_t *data, size_t l
 	w->m = m;
 	w->len = len;
 	memcpy(w->data, data, len);
-	buf = uv_buf_init(w->data, (unsigned)len);
-	if (uv_write(&w->req, (uv_stream_t *)&m->data, &buf, 1, target_written) < 0) {
-		free(w);
-		m->broken = true;
-		return;
-	}
-	mig_ref(m);
-	m->queued += len;
-	if (m->queued > WRITE_PAUSE_BYTES && !m->paused)
-		target_pause(m, true);
-}
-
-/* Tar bytes from "fs". */
-static void target_data(struct lxmd_migration *m, const uint8_t *data, size_t len)
-{
-	struct early_chunk *c;
-	struct lxm_error *err = NULL;
-
-	if (m->failure || m->end_seen)
-		return;
-	m->bytes += len;
 	if (m->spawned) {
-		target_write(m, data, len);
+		target_write(m, w);
 		return;
 	}
-	c = malloc(sizeof(*c) + len);
-	if (!c) {
-		lxm_error_set(&err, -ENOMEM, 500, "%s: out of memory", m->what);
-		target_fail(m, err);
-		return;
-	}
-	c->len = len;
-	memcpy(c->data, data, len);
-	STAILQ_INSERT_TAIL(&m->early, c, link);
-	m->early_len += len;
+	STAILQ_INSERT_TAIL(&m->early, w, link);
 }
 
 /* The end message on "fs". */
@@ -894,7 +881,7 @@ void lxmd_migration_receive(struct lxmd_migration *m, const char *rootfs,
 			    lxmd_migration_done_fn done, void *ud)
 {
 	struct lxm_error *err = NULL;
-	struct early_chunk *c;
+	struct child_write *w;
 
 	m->done = done;
 	m->done_ud = ud;
@@ -912,11 +899,9 @@ void lxmd_migration_receive(struct lxmd_migration *m, const char *rootfs,
 		target_fail(m, err);
 		return;
 	}
-	while ((c = STAILQ_FIRST(&m->early))) {
+	while ((w = STAILQ_FIRST(&m->early))) {
 		STAILQ_REMOVE_HEAD(&m->early, link);
-		m->early_len -= c->len;
-		target_write(m, (const uint8_t *)c->data, c->len);
-		free(c);
+		target_write(m, w);
 	}
 	/* "fs" was paused until the child ran. */
 	if (m->queued <= WRITE_PAUSE_BYTES)
@@ -1136,6 +1121,20 @@ static json_t *source_header(const struct lxm_db_instance *inst, const struct lx
 			 "profiles", s ? s->profiles : inst->profiles);
 }
 
+/* The tree the source's tar reads: the instance's rootfs or the snapshot's; NULL without
+ * memory. */
+static char *source_rootfs(const struct lxmd *d, const char *name, const char *snap)
+{
+	_cleanup_free_ char *dir = NULL;
+	char *rootfs;
+	int k;
+
+	k = snap ? lxmd_snapshot_path(d, name, snap, &dir) : lxmd_instance_path(d, name, &dir);
+	if (k < 0 || asprintf(&rootfs, "%s/rootfs", dir) < 0)
+		return NULL;
+	return rootfs;
+}
+
 int lxmd_migration_source(struct lxmd_request *r, const char *name, const char *snap,
 			  struct lxm_error **err)
 {
@@ -1193,23 +1192,10 @@ int lxmd_migration_source(struct lxmd_request *r, const char *name, const char *
 		return lxm_error_set(err, k, 500, "%s '%s': out of memory", what, name);
 	m->header = source_header(inst, s);
 	m->buf = malloc(READ_CHUNK);
-	if (!m->header || !m->buf ||
-	    (snap ? lxmd_snapshot_path(r->d, name, snap, &m->rootfs)
-		  : lxmd_instance_path(r->d, name, &m->rootfs)) < 0 ||
-	    mig_secrets(m, &md) < 0) {
+	m->rootfs = source_rootfs(r->d, name, snap);
+	if (!m->header || !m->buf || !m->rootfs || mig_secrets(m, &md) < 0) {
 		mig_unref(m);
 		return lxm_error_set(err, -ENOMEM, 500, "%s '%s': out of memory", what, name);
-	}
-	{
-		char *rootfs = NULL;
-
-		if (asprintf(&rootfs, "%s/rootfs", m->rootfs) < 0) {
-			mig_unref(m);
-			return lxm_error_set(err, -ENOMEM, 500, "%s '%s': out of memory", what,
-					     name);
-		}
-		free(m->rootfs);
-		m->rootfs = rootfs;
 	}
 	k = lxm_operation_new(r->d->ops, LXM_OP_WEBSOCKET, "Migrating instance",
 			      json_pack("{s:[s+], s:[s+]}", "instances", "/1.0/instances/", name,

@@ -75,6 +75,32 @@ static int reset_machine_id(const char *rootfs, struct lxm_error **err)
 	return 0;
 }
 
+/* Copies the files of directory from (d, open) into directory to (existing) with mode; what
+ * names them in errors. */
+static int copy_dir_files(DIR *d, const char *from, const char *to, mode_t mode, const char *what,
+			  struct lxm_error **err)
+{
+	struct dirent *de;
+
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *src = NULL, *dst = NULL, *body = NULL;
+		size_t len = 0;
+		int k;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&src, "%s/%s", from, de->d_name) < 0 ||
+		    asprintf(&dst, "%s/%s", to, de->d_name) < 0)
+			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+		k = lxm_read_file(src, &body, &len);
+		if (k >= 0)
+			k = lxm_write_file_atomic(dst, body, len, mode);
+		if (k < 0)
+			return lxm_error_setx(err, k, 500, "copy %s %s", what, src);
+	}
+	return 0;
+}
+
 static void fill_templates(uv_work_t *w)
 {
 	struct fill_job *fj = w->data;
@@ -83,7 +109,6 @@ static void fill_templates(uv_work_t *w)
 	_cleanup_free_ char *src = NULL, *text = NULL, *yaml = NULL, *tsrc = NULL, *tdst = NULL;
 	_cleanup_free_ char *rootfs = NULL;
 	_cleanup_(closedirp) DIR *dir = NULL;
-	struct dirent *de;
 	size_t len = 0;
 	int k;
 
@@ -111,25 +136,10 @@ static void fill_templates(uv_work_t *w)
 			fj->j.result = lxm_error_setx(err, -errno, 500, "create %s", tdst);
 			return;
 		}
-		while ((de = readdir(dir))) {
-			_cleanup_free_ char *from = NULL, *to = NULL, *body = NULL;
-			size_t blen = 0;
-
-			if (de->d_name[0] == '.')
-				continue;
-			if (asprintf(&from, "%s/%s", tsrc, de->d_name) < 0 ||
-			    asprintf(&to, "%s/%s", tdst, de->d_name) < 0) {
-				fj->j.result = lxm_error_set(err, -ENOMEM, 500, "out of memory");
-				return;
-			}
-			k = lxm_read_file(from, &body, &blen);
-			if (k >= 0)
-				k = lxm_write_file_atomic(to, body, blen, 0600);
-			if (k < 0) {
-				fj->j.result =
-					lxm_error_setx(err, k, 500, "copy template %s", from);
-				return;
-			}
+		k = copy_dir_files(dir, tsrc, tdst, 0600, "template", err);
+		if (k < 0) {
+			fj->j.result = k;
+			return;
 		}
 	}
 	/* A virtual machine's root is a disk lxmd does not mount: the image's "create" templates
@@ -409,7 +419,6 @@ static int publish_flatten(const char *path, const char *dir, struct lxm_error *
 {
 	_cleanup_free_ char *qcow2 = NULL, *raw = NULL, *boot = NULL, *dboot = NULL;
 	_cleanup_(closedirp) DIR *bd = NULL;
-	struct dirent *de;
 	int k;
 
 	if (asprintf(&qcow2, "%s/" LXM_VM_DISK_QCOW2, path) < 0 ||
@@ -424,22 +433,8 @@ static int publish_flatten(const char *path, const char *dir, struct lxm_error *
 		return lxm_error_prefix(err, "flatten the disk");
 	if (!(bd = opendir(boot)))
 		return lxm_error_setx(err, -errno, 500, "open %s", boot);
-	while ((de = readdir(bd))) {
-		_cleanup_free_ char *from = NULL, *to = NULL, *body = NULL;
-		size_t len = 0;
-
-		if (de->d_name[0] == '.')
-			continue;
-		if (asprintf(&from, "%s/%s", boot, de->d_name) < 0 ||
-		    asprintf(&to, "%s/%s", dboot, de->d_name) < 0)
-			return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-		k = lxm_read_file(from, &body, &len);
-		if (k >= 0)
-			k = lxm_write_file_atomic(to, body, len, 0644);
-		if (k < 0)
-			return lxm_error_setx(err, k, 500, "copy %s", from);
-	}
-	return 1;
+	k = copy_dir_files(bd, boot, dboot, 0644, "boot file", err);
+	return k < 0 ? k : 1;
 }
 
 static void publish_work(uv_work_t *w)

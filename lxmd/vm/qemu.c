@@ -47,6 +47,15 @@ static const char *const format_names[_LXM_QEMU_DISK_FORMAT_MAX] = {
 	[LXM_QEMU_DISK_QCOW2] = "qcow2",
 };
 
+/* The index of s in names[0 .. n), or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+	for (int i = 0; s && i < n; i++)
+		if (streq(s, names[i]))
+			return i;
+	return -1;
+}
+
 const char *lxm_qemu_accel_to_string(enum lxm_qemu_accel a)
 {
 	return a >= 0 && a < _LXM_QEMU_ACCEL_MAX ? accel_names[a] : NULL;
@@ -54,10 +63,7 @@ const char *lxm_qemu_accel_to_string(enum lxm_qemu_accel a)
 
 enum lxm_qemu_accel lxm_qemu_accel_from_string(const char *s)
 {
-	for (int i = 0; s && i < _LXM_QEMU_ACCEL_MAX; i++)
-		if (streq(s, accel_names[i]))
-			return i;
-	return _LXM_QEMU_ACCEL_INVALID;
+	return name_index(accel_names, _LXM_QEMU_ACCEL_MAX, s);
 }
 
 const char *lxm_qemu_disk_format_to_string(enum lxm_qemu_disk_format f)
@@ -67,10 +73,7 @@ const char *lxm_qemu_disk_format_to_string(enum lxm_qemu_disk_format f)
 
 enum lxm_qemu_disk_format lxm_qemu_disk_format_from_string(const char *s)
 {
-	for (int i = 0; s && i < _LXM_QEMU_DISK_FORMAT_MAX; i++)
-		if (streq(s, format_names[i]))
-			return i;
-	return _LXM_QEMU_DISK_FORMAT_INVALID;
+	return name_index(format_names, _LXM_QEMU_DISK_FORMAT_MAX, s);
 }
 
 char *lxm_qemu_escape(const char *s)

@@ -457,53 +457,51 @@ int lxm_qmp_connect(const char *path, int timeout_ms, struct lxm_qmp **ret, stru
 	return 0;
 }
 
+/* Reads one message, waiting up to deadline, and keeps it when it is an event (only events arrive
+ * between commands; a stray answer is dropped). 1 read, 0 timed out, -errno with err set. */
+static int read_event(struct lxm_qmp *q, uint64_t deadline, struct lxm_error **err)
+{
+	_cleanup_json_ json_t *msg = NULL;
+	int r;
+
+	if (q->fd < 0)
+		return lxm_error_set(err, -ENOTCONN, 500,
+				     "qmp: '%s': the connection to QEMU is closed", q->path);
+	r = next_message(q, deadline, &msg, err);
+	if (r == -ETIMEDOUT)
+		return 0;
+	if (r < 0) {
+		lxm_error_prefix(err, "qmp: '%s': events", q->path);
+		return r;
+	}
+	if (json_object_get(msg, "event"))
+		queue_event(q, TAKE_PTR(msg));
+	return 1;
+}
+
 int lxm_qmp_read_events(struct lxm_qmp *q, struct lxm_error **err)
 {
-	if (q->fd < 0)
-		return lxm_error_set(err, -ENOTCONN, 500, "qmp: the connection to QEMU is closed");
-	for (;;) {
-		_cleanup_json_ json_t *msg = NULL;
-		int r = next_message(q, 0, &msg, err);
+	int r;
 
-		if (r == -ETIMEDOUT)
-			return 0;
-		if (r < 0) {
-			lxm_error_prefix(err, "qmp: events");
-			return r;
-		}
-		/* Only events arrive between commands; a stray answer is dropped. */
-		if (json_object_get(msg, "event"))
-			queue_event(q, TAKE_PTR(msg));
-	}
+	while ((r = read_event(q, 0, err)) > 0)
+		;
+	return r;
 }
 
 int lxm_qmp_next_event(struct lxm_qmp *q, int timeout_ms, json_t **ret_event,
 		       struct lxm_error **err)
 {
 	uint64_t deadline = lxm_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	int r;
 
-	for (;;) {
-		_cleanup_json_ json_t *msg = NULL;
-		int r;
-
+	do {
 		if (json_array_size(q->events) > 0) {
 			*ret_event = json_incref(json_array_get(q->events, 0));
 			json_array_remove(q->events, 0);
 			return 1;
 		}
-		if (q->fd < 0)
-			return lxm_error_set(err, -ENOTCONN, 500,
-					     "qmp: the connection to QEMU is closed");
-		r = next_message(q, deadline, &msg, err);
-		if (r == -ETIMEDOUT)
-			return 0;
-		if (r < 0) {
-			lxm_error_prefix(err, "qmp: events");
-			return r;
-		}
-		if (json_object_get(msg, "event"))
-			queue_event(q, TAKE_PTR(msg));
-	}
+	} while ((r = read_event(q, deadline, err)) > 0);
+	return r;
 }
 
 int lxm_qmp_status(struct lxm_qmp *q, int timeout_ms, enum lxm_qmp_status *ret,

@@ -22,18 +22,11 @@ void lxm_vm_spec_free(struct lxm_vm_spec *s)
 	free(s);
 }
 
-/* An optional string field; a present one must be a string. */
+/* An optional string field (NULL when absent); a present one must be a string. */
 static int opt_string(const json_t *j, const char *key, const char **ret, struct lxm_error **err)
 {
-	json_t *v = json_object_get(j, key);
-
 	*ret = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return lxm_error_set(err, -EINVAL, 400, "field '%s' is not a string", key);
-	*ret = json_string_value(v);
-	return 0;
+	return lxm_json_opt_string(j, key, ret, err);
 }
 
 static int req_string(const json_t *j, const char *key, const char **ret, struct lxm_error **err)

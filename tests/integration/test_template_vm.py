@@ -240,6 +240,8 @@ class Serial:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        self.p.stdin.close()
+        self.p.stdout.close()
 
 
 def qemu_args(img, disk, cmdline, mem=256):

@@ -184,20 +184,22 @@ static void test_malformed(void)
 
 	/* Payloads: each cut short by one byte, and each with one byte too many. */
 	lxm_agent_exec_encode(&e, 1, &good);
-	for (size_t cut = 0; cut < e.len - LXM_AGENT_HDR_SIZE; cut++) {
-		f = (struct lxm_agent_frame){ LXM_AGENT_EXEC, 1, (uint32_t)cut, NULL };
-		c = exact(e.data + LXM_AGENT_HDR_SIZE, cut);
-		f.payload = c;
-		if (lxm_agent_exec_decode(&f, &x) == 0) {
-			ok(0, "EXEC cut to %zu bytes is refused", cut);
-			lxm_agent_exec_clear(&x);
+	{
+		size_t cuts = e.len - LXM_AGENT_HDR_SIZE, refused = 0;
+
+		for (size_t cut = 0; cut < cuts; cut++) {
+			f = (struct lxm_agent_frame){ LXM_AGENT_EXEC, 1, (uint32_t)cut, NULL };
+			c = exact(e.data + LXM_AGENT_HDR_SIZE, cut);
+			f.payload = c;
+			if (lxm_agent_exec_decode(&f, &x) == 0)
+				lxm_agent_exec_clear(&x);
+			else
+				refused++;
+			free(c);
 		}
-		free(c);
+		ok(cuts > 0 && refused == cuts,
+		   "every truncation of an EXEC payload is refused (%zu of %zu)", refused, cuts);
 	}
-	ok(1, "every truncation of an EXEC payload is refused");
-	lxm_agent_enc_free(&e);
-	lxm_agent_exec_encode(&e, 1, &good);
-	lxm_agent_enc_consume(&e, 0);
 	{
 		uint8_t *p = exact(e.data + LXM_AGENT_HDR_SIZE, e.len - LXM_AGENT_HDR_SIZE + 1);
 

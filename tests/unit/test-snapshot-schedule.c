@@ -231,6 +231,7 @@ static void test_expiry(void)
 	ok(refused(check_expiry, "2", "unknown unit"), "a count without unit refused");
 	ok(refused(check_expiry, "2x", "unknown unit 'x'"), "unit x refused");
 	ok(refused(check_expiry, "2h", "unknown unit 'h'"), "lowercase h refused (hours are H)");
+	ok(refused(check_expiry, "2S", "unknown unit 'S'"), "seconds refused (join tokens only)");
 	ok(refused(check_expiry, "d", "expected a count"), "a unit without count refused");
 	ok(refused(check_expiry, "1d3H", "separate the parts"), "parts must be separated");
 	ok(refused(check_expiry, "-1d", "expected a count"), "negative refused");

@@ -102,5 +102,8 @@ int main(void)
 	r = load("{" BASE ",\"root\":{\"path\":\"/p/x\",\"format\":\"vmdk\"}}", &s, msg,
 		 sizeof(msg));
 	ok(r == -EINVAL && strstr(msg, "vmdk"), "unknown disk format: %s", msg);
+	r = load("{" BASE ",\"initrd\":5}", &s, msg, sizeof(msg));
+	ok(r == -EINVAL && strstr(msg, "initrd") && strstr(msg, "string"),
+	   "initrd that is not a string: %s", msg);
 	return tap_done();
 }
