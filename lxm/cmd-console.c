@@ -135,7 +135,7 @@ static int pump(struct console_cli *x, struct lxm_error **err)
 	uint8_t buf[IO_CHUNK];
 
 	while (!x->detach && !x->signal && !data->done) {
-		int k = lxm_ws_session_poll(x->c, _WS_MAX, data->out_len < OUT_HIGH, buf,
+		int k = lxm_ws_session_poll(x->c, _WS_MAX, data->out_len < OUT_HIGH, -1, buf,
 					    sizeof(buf), &ops, x);
 
 		if (k < 0)

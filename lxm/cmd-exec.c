@@ -48,7 +48,18 @@ struct exec_cli {
 	bool stdin_open;	       /* local stdin is read and forwarded */
 	struct lxm_ws_conn c[_WS_MAX]; /* the websockets */
 	int fail;		       /* -errno of a broken local write, 0 */
+	struct lxm_client *client;     /* for the operation's status */
+	const char *op;		       /* the operation's id */
+	bool output_seen;	       /* the command's output began */
+	bool status_shown;	       /* the operation's status was shown */
+	int status_checks;	       /* times the status was asked */
+	uint64_t status_ms;	       /* when it was last asked */
 };
+
+/* While a VM's agent has not answered, the operation's metadata has a "status": asked every
+ * STATUS_CHECK_MS, at most STATUS_CHECKS times, until the output begins; shown once. */
+#define STATUS_CHECK_MS 500
+#define STATUS_CHECKS 5
 
 /* Forwarded to the command, as lxc does; SIGWINCH becomes a resize. */
 static const int forwarded_signals[] = {
@@ -68,6 +79,7 @@ static void conn_message(struct lxm_ws_conn *c, enum lxm_ws_opcode op, const uin
 
 	if (index == WS_CONTROL || (index == WS_STDIN && !x->interactive))
 		return;
+	x->output_seen = true;
 	/* The barrier: this stream is complete. */
 	if (op == LXM_WS_TEXT) {
 		c->done = true;
@@ -137,6 +149,33 @@ static void on_stdin(void *userdata, const uint8_t *data, size_t len)
 		(void)lxm_ws_send(in->ws, LXM_WS_TEXT, "", 0);
 }
 
+static bool status_watched(const struct exec_cli *x)
+{
+	return !x->output_seen && !x->status_shown && x->status_checks < STATUS_CHECKS;
+}
+
+/* Shows the operation's status ("waiting for the VM agent") on stderr. The status only
+ * informs: a failed GET leaves it unshown, and the command's result still comes. */
+static void check_status(struct exec_cli *x)
+{
+	_cleanup_error_ struct lxm_error *ignored = NULL;
+	_cleanup_free_ char *path = NULL;
+	_cleanup_json_ json_t *op = NULL;
+	const char *status;
+
+	x->status_checks++;
+	x->status_ms = lxm_monotonic_ms();
+	if (asprintf(&path, "/1.0/operations/%s", x->op) < 0 ||
+	    lxm_client_request(x->client, "GET", path, NULL, &op, NULL, &ignored) < 0)
+		return;
+	status = json_string_value(json_object_get(json_object_get(op, "metadata"), "status"));
+	if (!status || !*status || x->output_seen)
+		return;
+	fprintf(stderr, "Instance '%s': %s (the guest is still booting)%s", x->name, status,
+		x->interactive ? "\r\n" : "\n");
+	x->status_shown = true;
+}
+
 /* Moves bytes until the output streams have ended. */
 static int pump(struct exec_cli *x, struct lxm_error **err)
 {
@@ -144,15 +183,20 @@ static int pump(struct exec_cli *x, struct lxm_error **err)
 	struct lxm_ws_conn *in = &x->c[WS_STDIN];
 	uint8_t buf[IO_CHUNK];
 
+	x->status_ms = lxm_monotonic_ms();
 	while (!session_done(x)) {
+		bool watch = status_watched(x);
 		int k = lxm_ws_session_poll(x->c, _WS_MAX,
 					    x->stdin_open && (in->closed || in->out_len < OUT_HIGH),
-					    buf, sizeof(buf), &ops, x);
+					    watch ? STATUS_CHECK_MS : -1, buf, sizeof(buf), &ops, x);
 
 		if (k < 0)
 			return lxm_error_setx(err, k, 500, "poll");
 		if (x->fail)
 			return lxm_error_setx(err, x->fail, 500, "write output");
+		if (watch && status_watched(x) &&
+		    lxm_monotonic_ms() - x->status_ms >= STATUS_CHECK_MS)
+			check_status(x);
 	}
 	return 0;
 }
@@ -411,6 +455,8 @@ int lxm_cmd_exec(int argc, char **argv, struct lxm_error **err)
 	if (a.no_stdin && !x.interactive)
 		(void)lxm_ws_send(x.c[WS_STDIN].ws, LXM_WS_TEXT, "", 0);
 	x.stdin_open = !a.no_stdin;
+	x.client = client;
+	x.op = id;
 	r = pump(&x, err);
 	lxm_tty_restore(&tty);
 	close_all(&x);

@@ -420,8 +420,9 @@ void lxm_signals_release(void)
 		}
 }
 
-int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, uint8_t *buf,
-			size_t buf_size, const struct lxm_ws_session_ops *ops, void *userdata)
+int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, int timeout_ms,
+			uint8_t *buf, size_t buf_size, const struct lxm_ws_session_ops *ops,
+			void *userdata)
 {
 	struct pollfd p[2 + LXM_WS_SESSION_MAX];
 	int idx[2 + LXM_WS_SESSION_MAX];
@@ -443,7 +444,7 @@ int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, uint8_t *
 							   (c[i].out_len ? POLLOUT : 0)) };
 		idx[np++] = i;
 	}
-	if (poll(p, (nfds_t)np, -1) < 0)
+	if (poll(p, (nfds_t)np, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (size_t i = 0; i < np; i++) {
 		if (!p[i].revents)

@@ -10,6 +10,7 @@ and files are the host's: every path the tests touch is under their tmp_path.
 
 import json
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -289,6 +290,9 @@ def test_waiting_for_the_agent_times_out(vmd):
         assert p.returncode != 0
         assert "did not answer within" in p.stderr, p.stderr
         assert "is lxm-agent running in the guest?" in p.stderr, p.stderr
+        # Meanwhile the CLI said what it waited for.
+        assert ("Instance '%s': waiting for the VM agent (the guest is still booting)" % name
+                in p.stderr), p.stderr
         assert AGENT_TIMEOUT_MS / 1000 - 0.5 <= took < AGENT_TIMEOUT_MS / 1000 + 10, took
 
         r = vmd.api("GET", files_url(name, "/etc/hostname"))
@@ -296,6 +300,33 @@ def test_waiting_for_the_agent_times_out(vmd):
         assert "did not answer within" in r.json["error"]
     finally:
         vmd.cli("delete", "-f", name, check=False)
+
+
+def test_exec_waits_for_a_late_agent(lxmd_factory, monkeypatch, agents):
+    """The guest's agent comes up while lxm exec waits: the CLI says it waits, then the command
+    runs and its output and status come through unchanged."""
+    monkeypatch.setenv("LXMD_TEST_VM_AGENT_STOPPED", "1")
+    monkeypatch.setenv("LXMD_VM_AGENT_TIMEOUT_MS", "60000")
+    d = lxmd_factory()
+    d.start()
+    name = unique("v")
+    create_vm(d, name)
+    try:
+        p = d.cli_popen("exec", name, "--", "sh", "-c", "echo late; exit 4")
+        with lxmtest.reaped(p):
+            ready, _, _ = select.select([p.stderr], [], [], 30)
+            assert ready, "lxm exec said nothing while it waited"
+            line = p.stderr.readline()
+            assert line == ("Instance '%s': waiting for the VM agent (the guest is still "
+                            "booting)\n" % name), line
+            assert p.poll() is None
+            agents(os.path.join(d.root, "run", name, "agent.sock"))
+            out, err = p.communicate(timeout=30)
+        assert p.returncode == 4, (out, err)
+        assert out == "late\n"
+        assert err == "", err
+    finally:
+        d.cli("delete", "-f", name, check=False)
 
 
 def test_stopped_vm_is_refused(lxmd, monkeypatch):
