@@ -59,7 +59,7 @@ struct exec_cli {
 /* While a VM's agent has not answered, the operation's metadata has a "status": asked every
  * STATUS_CHECK_MS, at most STATUS_CHECKS times, until the output begins; shown once. */
 #define STATUS_CHECK_MS 500
-#define STATUS_CHECKS 5
+#define STATUS_CHECKS	5
 
 /* Forwarded to the command, as lxc does; SIGWINCH becomes a resize. */
 static const int forwarded_signals[] = {
@@ -186,9 +186,9 @@ static int pump(struct exec_cli *x, struct lxm_error **err)
 	x->status_ms = lxm_monotonic_ms();
 	while (!session_done(x)) {
 		bool watch = status_watched(x);
-		int k = lxm_ws_session_poll(x->c, _WS_MAX,
-					    x->stdin_open && (in->closed || in->out_len < OUT_HIGH),
-					    watch ? STATUS_CHECK_MS : -1, buf, sizeof(buf), &ops, x);
+		int k = lxm_ws_session_poll(
+			x->c, _WS_MAX, x->stdin_open && (in->closed || in->out_len < OUT_HIGH),
+			watch ? STATUS_CHECK_MS : -1, buf, sizeof(buf), &ops, x);
 
 		if (k < 0)
 			return lxm_error_setx(err, k, 500, "poll");

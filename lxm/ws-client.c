@@ -420,9 +420,8 @@ void lxm_signals_release(void)
 		}
 }
 
-int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, int timeout_ms,
-			uint8_t *buf, size_t buf_size, const struct lxm_ws_session_ops *ops,
-			void *userdata)
+int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, int timeout_ms, uint8_t *buf,
+			size_t buf_size, const struct lxm_ws_session_ops *ops, void *userdata)
 {
 	struct pollfd p[2 + LXM_WS_SESSION_MAX];
 	int idx[2 + LXM_WS_SESSION_MAX];

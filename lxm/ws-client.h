@@ -70,9 +70,8 @@ struct lxm_ws_session_ops {
  * (reading, or output to flush), then hands signals and stdin to ops and reads and flushes the
  * connections. An interrupted poll() is a round with nothing done, and so is one that waited
  * timeout_ms (-1: no limit) for nothing. Returns 0 or the -errno of poll(). */
-int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, int timeout_ms,
-			uint8_t *buf, size_t buf_size, const struct lxm_ws_session_ops *ops,
-			void *userdata);
+int lxm_ws_session_poll(struct lxm_ws_conn *c, int n, bool want_stdin, int timeout_ms, uint8_t *buf,
+			size_t buf_size, const struct lxm_ws_session_ops *ops, void *userdata);
 
 /* The local terminal, in raw mode for an interactive session. */
 struct lxm_tty_state {
