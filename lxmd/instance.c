@@ -1133,11 +1133,26 @@ int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *act
 			     action);
 }
 
-int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool freeze,
+int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool vm, bool freeze,
 				  struct lxm_error **err)
 {
+	_cleanup_free_ char *sock = NULL;
+	_cleanup_json_ json_t *req = NULL, *reply = NULL;
+	int k;
+
 	/* The layout does not change after lxmd_runtime_init(): safe from the thread pool. */
-	return lxm_cgroup_freeze(d->rt->cgroups, name, freeze, err);
+	if (!vm)
+		return lxm_cgroup_freeze(d->rt->cgroups, name, freeze, err);
+	/* d->cfg does not change either; nothing of the loop's is touched. */
+	req = json_pack("{s:s}", "op", freeze ? "freeze" : "unfreeze");
+	if (!req || monitor_socket(d, name, &sock) < 0)
+		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
+	k = lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, err);
+	if (k == -ECONNREFUSED)
+		k = -ENOENT;
+	return k < 0 ? lxm_error_prefix(err, "%s virtual machine '%s'",
+					freeze ? "pause" : "resume", name)
+		     : 0;
 }
 
 const char *lxmd_instance_status(struct lxmd *d, const char *name, int *ret_code)

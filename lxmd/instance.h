@@ -37,10 +37,12 @@ int lxmd_instance_state(struct lxmd *d, const char *name, json_t **ret, struct l
 int lxmd_instance_change_state(struct lxmd *d, const char *name, const char *action, int timeout,
 			       bool force, struct lxm_operation *op, struct lxm_error **err);
 
-/* Freezes (or thaws) a running instance's cgroup without changing the state users see, for a
- * consistent copy of its files (a snapshot); the caller thaws what it froze. Waits for the kernel
- * to stop every task: call it off the loop thread. */
-int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool freeze,
+/* Freezes (or thaws) a running instance without changing the state users see, for a consistent
+ * copy of its files (a snapshot); the caller thaws what it froze. A container: its cgroup, which
+ * waits for the kernel to stop every task. A VM (vm): QMP stop through its monitor, which also
+ * drains and flushes QEMU's disk I/O. Blocks: call it off the loop thread. -ENOENT when the
+ * instance no longer runs. */
+int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool vm, bool freeze,
 				  struct lxm_error **err);
 
 /* Profiles in order, then the instance's own keys: LXD's expanded config and devices. */

@@ -378,6 +378,7 @@ struct instance_job {
 	char *copy_snap;	    /* copy: its snapshot to copy, or NULL for the instance */
 	struct lxm_pool *copy_pool; /* copy: the pool holding the source's volume */
 	bool copy_freeze;	    /* copy: the source runs: freeze it around the copy */
+	bool copy_vm;		    /* copy: the source is a virtual machine */
 	json_t *ctx;		    /* copy: what the image's "copy" templates see */
 	struct lxm_error *err;	    /* create: why it failed, while the volume goes */
 	char *backup_yaml;	    /* what to write to backup.yaml (create), or NULL */
@@ -501,7 +502,7 @@ static int copy_volume(struct instance_job *j)
 	int k = 0;
 
 	if (j->copy_freeze) {
-		k = lxmd_instance_freeze_for_copy(j->d, j->copy_src, true, &j->err);
+		k = lxmd_instance_freeze_for_copy(j->d, j->copy_src, j->copy_vm, true, &j->err);
 		if (k == -ENOENT) { /* it stopped meanwhile */
 			lxm_error_free(TAKE_PTR(j->err));
 			k = 0;
@@ -512,7 +513,7 @@ static int copy_volume(struct instance_job *j)
 	if (k >= 0)
 		k = lxmd_volume_copy(j->d, j->pool, j->name, j->copy_pool, j->copy_src,
 				     j->copy_snap, &j->err);
-	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->copy_src, false, &terr) < 0) {
+	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->copy_src, j->copy_vm, false, &terr) < 0) {
 		if (k >= 0) {
 			j->err = TAKE_PTR(terr);
 			k = lxm_error_prefix(&j->err, "thaw '%s'", j->copy_src);
@@ -877,13 +878,6 @@ static int copy_source(struct lxmd_request *r, const char *name, const char *spe
 	cp->running = !cp->snap && code == LXM_STATUS_RUNNING;
 	if (!(cp->type = strdup(src->type && *src->type ? src->type : "container")))
 		return lxm_error_set(err, -ENOMEM, 500, "out of memory");
-	/* A running VM's disk changes under a copy, and it cannot be frozen like a container's
-	 * cgroup yet. */
-	if (cp->running && streq(cp->type, "virtual-machine"))
-		return lxm_error_set(err, -EBUSY, 400,
-				     "copy '%s' to '%s': virtual machine '%s' is running; stop it "
-				     "first, or copy one of its snapshots",
-				     spec, name, cp->src);
 	sconfig = snap ? snap->config : src->config;
 	sdevices = snap ? snap->devices : src->devices;
 	sprofiles = snap ? snap->profiles : src->profiles;
@@ -1120,6 +1114,7 @@ int lxmd_api_instances_post(struct lxmd_request *r, struct lxm_error **err)
 	job->copy_snap = TAKE_PTR(cp.snap);
 	job->copy_pool = cp.pool;
 	job->copy_freeze = cp.running;
+	job->copy_vm = streq(cp.type, "virtual-machine");
 	job->ctx = TAKE_PTR(ctx);
 	job->vm = streq(type, "virtual-machine");
 	job->root_size = root_size;

@@ -296,6 +296,7 @@ struct snap_job {
 	struct lxm_db_instance *old;  /* restore: the instance as it was, to put back */
 	char *new_name;		      /* rename: the snapshot's new name */
 	bool freeze;		      /* create: freeze the running instance around the copy */
+	bool vm;		      /* the instance is a virtual machine */
 	bool busy;		      /* holds the instance's busy mark */
 	bool scheduled;		      /* the scheduler's: expired snapshots are looked for after */
 	bool restart;		      /* restore: it ran; stopped first, started again after */
@@ -389,7 +390,7 @@ static void create_work(uv_work_t *w)
 	int k = 0;
 
 	if (j->freeze) {
-		k = lxmd_instance_freeze_for_copy(j->d, j->s->instance, true, &j->err);
+		k = lxmd_instance_freeze_for_copy(j->d, j->s->instance, j->vm, true, &j->err);
 		/* An instance that stopped meanwhile has no cgroup, and nothing to freeze. */
 		if (k == -ENOENT) {
 			lxm_error_free(TAKE_PTR(j->err));
@@ -403,7 +404,7 @@ static void create_work(uv_work_t *w)
 	if (k >= 0)
 		k = lxmd_volume_snapshot(j->pool, j->s->instance, j->s->name, &j->s->size, &j->err);
 	/* Thawed whatever happened: a failed snapshot must not leave the instance frozen. */
-	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->s->instance, false, &terr) < 0) {
+	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->s->instance, j->vm, false, &terr) < 0) {
 		if (k >= 0) {
 			lxm_error_free(j->err);
 			j->err = TAKE_PTR(terr);
@@ -580,17 +581,6 @@ static int snapshot_start(struct lxmd *d, const struct lxm_db_instance *inst, co
 				     "snapshot '%s/%s': another snapshot or restore of '%s' is "
 				     "under way; retry when it ends",
 				     inst->name, name, inst->name);
-	/* A running VM's disk is written by its guest with data in its page cache: a copy of it
-	 * is consistent only once QEMU is paused and its caches flushed, which lxmd cannot ask
-	 * for yet. */
-	lxmd_instance_status(d, inst->name, &code);
-	if (inst->type && streq(inst->type, "virtual-machine") && code != LXM_STATUS_STOPPED)
-		return lxm_error_set(err, -EBUSY, 400,
-				     "snapshot '%s/%s': virtual machine '%s' is %s; snapshots of "
-				     "a running virtual machine are not supported yet: stop it "
-				     "first (lxm stop %s)",
-				     inst->name, name, inst->name,
-				     lxmd_instance_status(d, inst->name, &code), inst->name);
 	if (snapshot_of(inst, name, &s) < 0)
 		return -ENOMEM;
 	expiry = json_string_value(json_object_get(xconfig, "snapshots.expiry"));
@@ -607,9 +597,11 @@ static int snapshot_start(struct lxmd *d, const struct lxm_db_instance *inst, co
 		return lxm_error_prefix(err, "snapshot '%s/%s'", inst->name, name);
 	s = NULL;
 	j->scheduled = scheduled;
-	/* Frozen by its user, it stays frozen; running, it is frozen for the copy only. */
+	/* Frozen by its user, it stays frozen; running, it is frozen for the copy only. A VM is
+	 * paused: QEMU flushes its disks first, so the copy is what a power cut would leave. */
 	lxmd_instance_status(d, inst->name, &code);
 	j->freeze = code == LXM_STATUS_RUNNING;
+	j->vm = inst->type && streq(inst->type, "virtual-machine");
 	k = lxm_operation_new(d->ops, LXM_OP_TASK, "Snapshotting instance",
 			      resources_for(inst->name, name), create_run, NULL, j, snap_job_free,
 			      &op);

@@ -219,8 +219,9 @@ def test_vm_lifecycle(vmd):
 
 def test_vm_agent_network_snapshot_copy(vmd, tmp_path):
     """The guest agent in a real VM: exec shows the guest's kernel, exit codes and stdin pass
-    through, files go both ways; the VM gets a DHCP lease on the managed bridge; a snapshot is
-    restored and a copy boots on its own disk."""
+    through, files go both ways; the VM gets a DHCP lease on the managed bridge; a snapshot and a
+    copy of the running VM are taken, the snapshot is restored into the running VM and the copy
+    boots on its own disk."""
     d = vmd
     v1 = unique("v")
     make_vm(d, v1)
@@ -251,22 +252,63 @@ def test_vm_agent_network_snapshot_copy(vmd, tmp_path):
     addr = lease()[0]["address"]
     assert addr in d.cli("exec", v1, "--", "ip", "-4", "addr", "show", "eth0").stdout
 
-    # Snapshot of the stopped VM, a change, restore: the change is gone.
-    d.cli("stop", v1, timeout=120)
-    d.cli("snapshot", v1, "s0")
-    d.cli("start", v1, timeout=60)
-    d.cli("exec", v1, "--", "sh", "-c", "echo changed > /root/f.txt; sync", timeout=180)
-    d.cli("stop", v1, timeout=120)
-    d.cli("restore", v1, "s0")
-    # A copy has its own disk and boots.
+    # Snapshot of the running VM: QEMU is paused for the copy (its disk flushed), and the guest
+    # runs on after it.
+    d.cli("exec", v1, "--", "sh", "-c", "echo snap > /root/g.txt; sync", timeout=180)
+    d.cli("snapshot", v1, "s0", timeout=120)
+    assert state(d, v1)["status"] == "Running"
+    d.cli("exec", v1, "--", "sh", "-c", "echo changed > /root/g.txt; sync", timeout=60)
+    # A copy of the running VM has the disk as it is now, on a disk of its own.
     v2 = unique("v")
-    d.cli("copy", v1, v2)
+    d.cli("copy", v1, v2, timeout=120)
     d.made.append(v2)
-    for name in (v1, v2):
-        start_and_boot(d, name)
-        assert d.cli("exec", name, "--", "cat", "/root/f.txt",
-                     timeout=180).stdout == "from the host\n"
+    assert state(d, v1)["status"] == "Running"
+    # Restoring the running VM stops it, puts the snapshot's disk back and starts it again.
+    d.cli("restore", v1, "s0", timeout=240)
+    assert state(d, v1)["status"] == "Running"
+    assert d.cli("exec", v1, "--", "cat", "/root/g.txt", timeout=180).stdout == "snap\n"
+    start_and_boot(d, v2)
+    assert d.cli("exec", v2, "--", "cat", "/root/g.txt", "/root/f.txt",
+                 timeout=180).stdout == "changed\nfrom the host\n"
     d.cli("stop", v2, timeout=120)
     d.cli("delete", v2)
     d.made.remove(v2)
     assert qemu_pids(v2) == []
+
+
+@pytest.mark.parametrize("driver", ["btrfs", "overlay"])
+def test_snapshot_of_running_vm_in_pool(lxmd_factory, vm_image, driver):
+    """A running VM's snapshot in a btrfs pool (a subvolume snapshot) and in an overlay pool (a
+    copy of its qcow2 overlay, whose metadata QEMU caches): QEMU is paused and its disk flushed
+    first, so the snapshot holds what the guest synced, and a copy of it boots."""
+    d = lxmd_factory(storage=driver)
+    d.start()
+    d.cli("image", "import", vm_image, "--alias", "busybox/vm", timeout=120)
+    d.made = []
+    v1, v2 = unique("v"), unique("v")
+    try:
+        d.cli("init", "busybox", v1, "--vm", timeout=120)
+        d.made.append(v1)
+        for kv in ("limits.memory=256MiB", "security.vm.accel=tcg"):
+            d.cli("config", "set", v1, kv)
+        start_and_boot(d, v1)
+        d.cli("exec", v1, "--", "sh", "-c",
+              "dd if=/dev/urandom of=/root/blob bs=64k count=64 2>/dev/null; "
+              "sha256sum /root/blob > /root/blob.sum; sync", timeout=180)
+        d.cli("snapshot", v1, "s0", timeout=120)
+        assert state(d, v1)["status"] == "Running"
+        d.cli("exec", v1, "--", "sh", "-c", "rm /root/blob; sync", timeout=60)
+        if driver == "overlay":
+            disk = os.path.join(d.root, "storage-pools", "default", "containers-snapshots", v1,
+                                "s0", "root.qcow2")
+            r = subprocess.run(["qemu-img", "check", "-U", disk], capture_output=True,
+                               text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+        d.cli("copy", "%s/s0" % v1, v2, timeout=120)
+        d.made.append(v2)
+        start_and_boot(d, v2)
+        out = d.cli("exec", v2, "--", "sha256sum", "-c", "/root/blob.sum", timeout=180).stdout
+        assert out.strip() == "/root/blob: OK", out
+    finally:
+        for n in d.made:
+            d.cli("delete", "-f", n, check=False, timeout=60)

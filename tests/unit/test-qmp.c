@@ -591,11 +591,30 @@ static void test_real_qemu(void)
 		r = lxm_qmp_quit(q, 5000, &err);
 		ok(r == 0, "quit (%s)", err ? err->msg : "");
 	}
-	ok(wait_event(q, LXM_QMP_EVENT_SHUTDOWN, 5000, &ev) &&
-		   streq(json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
-			 "host-qmp-quit"),
-	   "SHUTDOWN event, reason host-qmp-quit");
-	json_decref(ev);
+	{
+		/* QEMU may exit before its SHUTDOWN event went out (seen about once in 25 runs on a
+		 * busy machine): the connection then ends without it. An event that does come must
+		 * give the reason; neither within the time is a failure. */
+		uint64_t deadline = lxm_monotonic_ms() + 5000;
+		int er = 0;
+
+		ev = NULL;
+		while (!ev && lxm_monotonic_ms() < deadline &&
+		       (er = lxm_qmp_next_event(q, (int)(deadline - lxm_monotonic_ms()), &ev,
+						NULL)) > 0)
+			if (lxm_qmp_event_kind(ev) != LXM_QMP_EVENT_SHUTDOWN) {
+				json_decref(ev);
+				ev = NULL;
+			}
+		ok(ev ? streq(json_string_value(json_object_get(json_object_get(ev, "data"),
+								 "reason")) ?: "",
+			      "host-qmp-quit")
+		      : er < 0,
+		   "after quit: a SHUTDOWN event with reason host-qmp-quit, or the end of the "
+		   "connection (%s)",
+		   ev ? "the event" : er < 0 ? "the end, without the event" : "neither in 5 s");
+		json_decref(ev);
+	}
 	{
 		uint64_t deadline = lxm_monotonic_ms() + 10000;
 		pid_t w = 0;
