@@ -1150,8 +1150,8 @@ int lxmd_instance_freeze_for_copy(struct lxmd *d, const char *name, bool vm, boo
 	k = lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, err);
 	if (k == -ECONNREFUSED)
 		k = -ENOENT;
-	return k < 0 ? lxm_error_prefix(err, "%s virtual machine '%s'",
-					freeze ? "pause" : "resume", name)
+	return k < 0 ? lxm_error_prefix(err, "%s virtual machine '%s'", freeze ? "pause" : "resume",
+					name)
 		     : 0;
 }
 

@@ -513,7 +513,8 @@ static int copy_volume(struct instance_job *j)
 	if (k >= 0)
 		k = lxmd_volume_copy(j->d, j->pool, j->name, j->copy_pool, j->copy_src,
 				     j->copy_snap, &j->err);
-	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->copy_src, j->copy_vm, false, &terr) < 0) {
+	if (frozen &&
+	    lxmd_instance_freeze_for_copy(j->d, j->copy_src, j->copy_vm, false, &terr) < 0) {
 		if (k >= 0) {
 			j->err = TAKE_PTR(terr);
 			k = lxm_error_prefix(&j->err, "thaw '%s'", j->copy_src);

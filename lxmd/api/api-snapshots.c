@@ -404,7 +404,8 @@ static void create_work(uv_work_t *w)
 	if (k >= 0)
 		k = lxmd_volume_snapshot(j->pool, j->s->instance, j->s->name, &j->s->size, &j->err);
 	/* Thawed whatever happened: a failed snapshot must not leave the instance frozen. */
-	if (frozen && lxmd_instance_freeze_for_copy(j->d, j->s->instance, j->vm, false, &terr) < 0) {
+	if (frozen &&
+	    lxmd_instance_freeze_for_copy(j->d, j->s->instance, j->vm, false, &terr) < 0) {
 		if (k >= 0) {
 			lxm_error_free(j->err);
 			j->err = TAKE_PTR(terr);

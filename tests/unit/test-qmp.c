@@ -606,13 +606,16 @@ static void test_real_qemu(void)
 				json_decref(ev);
 				ev = NULL;
 			}
-		ok(ev ? streq(json_string_value(json_object_get(json_object_get(ev, "data"),
-								 "reason")) ?: "",
+		ok(ev ? streq(json_string_value(
+				      json_object_get(json_object_get(ev, "data"), "reason"))
+				      ?: "",
 			      "host-qmp-quit")
 		      : er < 0,
 		   "after quit: a SHUTDOWN event with reason host-qmp-quit, or the end of the "
 		   "connection (%s)",
-		   ev ? "the event" : er < 0 ? "the end, without the event" : "neither in 5 s");
+		   ev	    ? "the event"
+		   : er < 0 ? "the end, without the event"
+			    : "neither in 5 s");
 		json_decref(ev);
 	}
 	{
