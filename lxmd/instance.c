@@ -40,6 +40,7 @@
 #include "log.h"
 #include "monitor/monitor.h"
 #include "network/network.h"
+#include "networks.h"
 #include "operations.h"
 #include "pools.h"
 #include "profiles/policy.h"
@@ -1671,15 +1672,16 @@ static json_int_t tap_counter(const char *tap, const char *name)
 }
 
 /* The VM's nics as the host sees their taps: the guest's MAC, the tap's MTU and state, and its
- * counters turned round (what the tap sends goes to the guest). The guest's addresses are not
- * known here (the agent knows them). */
-static json_t *vm_network(const json_t *spec)
+ * counters turned round (what the tap sends goes to the guest). The guest's addresses are those
+ * its managed network leased to its MAC (as LXD shows them without its agent). */
+static json_t *vm_network(struct lxmd *d, const json_t *spec)
 {
 	json_t *net = json_object(), *n;
 	size_t idx;
 
 	json_array_foreach (json_object_get(spec, "nics"), idx, n) {
 		const char *tap = json_string_value(json_object_get(n, "host_name"));
+		const char *mac = json_string_value(json_object_get(n, "mac"));
 		_cleanup_free_ char *path = NULL, *mtu = NULL, *oper = NULL;
 
 		if (!tap || !net || asprintf(&path, "/sys/class/net/%s/mtu", tap) < 0)
@@ -1691,13 +1693,14 @@ static json_t *vm_network(const json_t *spec)
 			(void)lxm_read_file(path, &oper, NULL);
 		json_object_set_new(
 			net, json_string_value(json_object_get(n, "device")),
-			json_pack("{s:[],s:{s:I,s:I,s:I,s:I},s:s,s:s?,s:i,s:s,s:s}", "addresses",
+			json_pack("{s:o,s:{s:I,s:I,s:I,s:I},s:s,s:s?,s:i,s:s,s:s}", "addresses",
+				  lxmd_network_leased_addresses(
+					  d, json_string_value(json_object_get(n, "bridge")), mac),
 				  "counters", "bytes_received", tap_counter(tap, "tx_bytes"),
 				  "bytes_sent", tap_counter(tap, "rx_bytes"), "packets_received",
 				  tap_counter(tap, "tx_packets"), "packets_sent",
-				  tap_counter(tap, "rx_packets"), "host_name", tap, "hwaddr",
-				  json_string_value(json_object_get(n, "mac")), "mtu",
-				  mtu ? atoi(mtu) : 0, "state",
+				  tap_counter(tap, "rx_packets"), "host_name", tap, "hwaddr", mac,
+				  "mtu", mtu ? atoi(mtu) : 0, "state",
 				  oper && strncmp(oper, "up", 2) == 0 ? "up" : "down", "type",
 				  "broadcast"));
 	}
@@ -1724,7 +1727,7 @@ static void vm_state(struct lxmd *d, struct rt_instance *i, json_t *st)
 	}
 	if (rundir_of(d, i->name, &rundir) >= 0 && asprintf(&specpath, "%s/spec.json", rundir) >= 0)
 		spec = json_load_file(specpath, 0, NULL);
-	json_object_set_new(st, "network", spec ? vm_network(spec) : json_object());
+	json_object_set_new(st, "network", spec ? vm_network(d, spec) : json_object());
 }
 
 static const struct lxmd_instance_driver vm_driver = {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -888,6 +889,46 @@ int lxmd_network_leases(struct lxmd *d, const char *name, json_t **ret, struct l
 		return lxm_error_set(err, -ENOENT, 404, "network '%s' not found", name);
 	dnsmasq_desc(n, &dm);
 	return lxm_dnsmasq_leases(&dm, ret, err);
+}
+
+/* The prefix length of "addr/len" (a network's ipv4 or ipv6), "" when there is none. */
+static const char *prefix_of(const char *cidr)
+{
+	const char *slash = cidr ? strchr(cidr, '/') : NULL;
+
+	return slash ? slash + 1 : "";
+}
+
+json_t *lxmd_network_leased_addresses(struct lxmd *d, const char *bridge, const char *hwaddr)
+{
+	_cleanup_json_ json_t *leases = NULL, *out = json_array();
+	struct lxm_error *err = NULL;
+	struct net *n = bridge ? net_find(d, bridge) : NULL;
+	json_t *l;
+	size_t i;
+
+	if (!out || !n || !hwaddr)
+		return TAKE_PTR(out);
+	if (lxmd_network_leases(d, bridge, &leases, &err) < 0) {
+		log_warn("network '%s': leases of %s: %s", bridge, hwaddr, err->msg);
+		lxm_error_free(err);
+		return TAKE_PTR(out);
+	}
+	json_array_foreach (leases, i, l) {
+		const char *addr = json_string_value(json_object_get(l, "address"));
+		const char *hw = json_string_value(json_object_get(l, "hwaddr"));
+		bool v6 = addr && strchr(addr, ':');
+
+		if (!addr || !hw || strcasecmp(hw, hwaddr) != 0)
+			continue;
+		if (json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "family",
+							 v6 ? "inet6" : "inet", "address", addr,
+							 "netmask",
+							 prefix_of(v6 ? n->s.ipv6 : n->s.ipv4),
+							 "scope", "global")) < 0)
+			return NULL;
+	}
+	return TAKE_PTR(out);
 }
 
 /* ---- changes ---- */

@@ -111,6 +111,13 @@ int lxmd_networks_set_proxies(struct lxmd *d, const char *instance, json_t *forw
 /* The leases of network name (lxm_dnsmasq_leases()). 404 for an unknown network. */
 int lxmd_network_leases(struct lxmd *d, const char *name, json_t **ret, struct lxm_error **err);
 
+/* The addresses managed network bridge leased to MAC hwaddr, as LXD lists an interface's
+ * addresses ({"family", "address", "netmask": the network's prefix, "scope": "global"}): what a
+ * VM's state shows for a nic the host cannot look into. An empty array for a bridge that is not a
+ * managed network or a MAC without a lease (a leases file that cannot be read is logged); NULL
+ * without memory. */
+json_t *lxmd_network_leased_addresses(struct lxmd *d, const char *bridge, const char *hwaddr);
+
 /* The handlers of /1.0/networks/<net>/forwards[/<listen address>] (api-networks.c). */
 struct lxmd_request;
 int lxmd_api_network_forwards_get(struct lxmd_request *r, struct lxm_error **err);

@@ -252,6 +252,11 @@ static int set_volatile(json_t *config, const char *dev, const char *what, const
 	return json_object_set_new(config, key, json_string(value)) < 0 ? -ENOMEM : 0;
 }
 
+static bool is_vm(const struct lxm_db_instance *inst)
+{
+	return inst->type && streq(inst->type, "virtual-machine");
+}
+
 static const char *get_volatile(const json_t *config, const char *dev, const char *what)
 {
 	_cleanup_free_ char *key = NULL;
@@ -262,10 +267,11 @@ static const char *get_volatile(const json_t *config, const char *dev, const cha
 }
 
 /* Fills e for nic k: its bridge, and its MAC and host name from the device, else from config's
- * volatile keys, else new ones recorded there (*changed). With resolve false (putting back a
- * removed nic), a bridge that cannot be found leaves e->bridge NULL and nothing is generated. */
-static int nic_op_fill(struct lxmd *d, const struct lxmd_nic *k, json_t *config, bool resolve,
-		       struct nic_op *e, bool *changed, struct lxm_error **err)
+ * volatile keys, else new ones recorded there (*changed): a generated host name is "tap…" for a
+ * VM (vm, LXD's names) and "veth…" for a container. With resolve false (putting back a removed
+ * nic), a bridge that cannot be found leaves e->bridge NULL and nothing is generated. */
+static int nic_op_fill(struct lxmd *d, const struct lxmd_nic *k, json_t *config, bool vm,
+		       bool resolve, struct nic_op *e, bool *changed, struct lxm_error **err)
 {
 	const char *bridge = k->parent, *hw = k->hwaddr, *host = k->host_name;
 	char buf[18], hex[9], gen[16];
@@ -299,7 +305,7 @@ static int nic_op_fill(struct lxmd *d, const struct lxmd_nic *k, json_t *config,
 			if ((r = lxm_random_hex(hex, 4)) < 0)
 				return lxm_error_setx(err, r, 500, "nic device '%s': random name",
 						      k->name);
-			snprintf(gen, sizeof(gen), "veth%s", hex);
+			snprintf(gen, sizeof(gen), "%s%s", vm ? "tap" : "veth", hex);
 			if (!lxm_link_exists(gen))
 				break;
 		}
@@ -451,7 +457,8 @@ int lxmd_nics_to_spec(struct lxmd *d, struct lxm_db_instance *inst, const json_t
 		if (k == 0)
 			continue;
 		if ((k = ops_grow(&v, &n, &e)) < 0 ||
-		    (k = nic_op_fill(d, &nic, inst->config, true, e, &changed, err)) < 0)
+		    (k = nic_op_fill(d, &nic, inst->config, is_vm(inst), true, e, &changed, err)) <
+			    0)
 			goto out;
 	}
 	k = 0;
@@ -519,7 +526,8 @@ int lxmd_nics_hotplug_plan(struct lxmd *d, struct lxm_db_instance *inst, const j
 		    nic_same_in(name, dev, new_xdevices))
 			continue;
 		if ((k = ops_grow(&j->del, &j->n_del, &e)) < 0 ||
-		    (k = nic_op_fill(d, &nic, old_config, false, e, &changed, NULL)) < 0)
+		    (k = nic_op_fill(d, &nic, old_config, is_vm(inst), false, e, &changed, NULL)) <
+			    0)
 			return k;
 	}
 	if (!inst->config && !(inst->config = json_object()))
@@ -535,7 +543,7 @@ int lxmd_nics_hotplug_plan(struct lxmd *d, struct lxm_db_instance *inst, const j
 			continue;
 		if ((k = ops_grow(&j->add, &j->n_add, &e)) < 0)
 			return k;
-		k = nic_op_fill(d, &nic, inst->config, true, e, &changed, err);
+		k = nic_op_fill(d, &nic, inst->config, is_vm(inst), true, e, &changed, err);
 		if (k < 0)
 			return lxm_error_prefix(err, "hot-plug");
 	}

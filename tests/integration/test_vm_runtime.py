@@ -139,6 +139,7 @@ def test_vm_lifecycle(vmd):
     assert st["memory"]["usage"] > 64 * 1024 * 1024, st["memory"]
     assert st["processes"] == -1
     tap = tap_of(d, v1)
+    assert tap.startswith("tap"), tap  # LXD names a VM's host end tap…
     assert "master %s" % d.net in nettest.ip("link", "show", "dev", tap)
     assert st["network"]["eth0"]["host_name"] == tap
     assert st["network"]["eth0"]["counters"]["bytes_sent"] >= 0
@@ -251,6 +252,13 @@ def test_vm_agent_network_snapshot_copy(vmd, tmp_path):
     wait_for(lambda: lease(), timeout=90, what="a DHCP lease for the VM")
     addr = lease()[0]["address"]
     assert addr in d.cli("exec", v1, "--", "ip", "-4", "addr", "show", "eth0").stdout
+    # The VM's state shows the leased address on eth0, and lxm list shows it.
+    prefix = d.api("GET", "/1.0/networks/" + d.net).json["metadata"]["config"][
+        "ipv4.address"].split("/")[1]
+    assert {"family": "inet", "address": addr, "netmask": prefix, "scope": "global"} in \
+        state(d, v1)["network"]["eth0"]["addresses"], state(d, v1)["network"]
+    row = [ln for ln in d.cli("list").stdout.splitlines() if v1 in ln]
+    assert row and addr in row[0], row
 
     # Snapshot of the running VM: QEMU is paused for the copy (its disk flushed), and the guest
     # runs on after it.
