@@ -137,6 +137,7 @@ def test_vm_lifecycle(vmd):
     pids = qemu_pids(v1)
     assert st["pid"] in pids and len(pids) == 1, (st["pid"], pids)
     assert st["memory"]["usage"] > 64 * 1024 * 1024, st["memory"]
+    assert st["memory"]["total"] == 256 * 1024 * 1024, st["memory"]  # the guest's RAM, from QMP
     assert st["processes"] == -1
     tap = tap_of(d, v1)
     assert tap.startswith("tap"), tap  # LXD names a VM's host end tap…
