@@ -91,8 +91,9 @@ static bool key_changed(const json_t *a, const json_t *b, const char *key)
 	return !json_equal(va, vb);
 }
 
-/* The config keys users set whose change a running instance only takes at its next start. */
-static int restart_keys(const json_t *old, const json_t *new, json_t **list)
+/* The config keys users set whose change a running instance only takes at its next start: for a
+ * VM (vm) the limits too, which set QEMU's vCPUs and RAM. */
+static int restart_keys(const json_t *old, const json_t *new, bool vm, json_t **list)
 {
 	const json_t *sides[] = { old, new };
 	const char *key;
@@ -106,10 +107,35 @@ static int restart_keys(const json_t *old, const json_t *new, json_t **list)
 			/* Each key once: from the old side, or new on the new side. */
 			if (s == 1 && json_object_get(old, key))
 				continue;
-			if (!e || e->live || e->access != LXM_KEY_USER ||
-			    !key_changed(old, new, key))
+			if (!e || (e->live && !(vm && startswith(key, "limits."))) ||
+			    e->access != LXM_KEY_USER || !key_changed(old, new, key))
 				continue;
 			if ((k = restart_add(list, key)) < 0)
+				return k;
+		}
+	return 0;
+}
+
+/* A running VM's devices other than its root disk (whose size check_root() reports) are QEMU's,
+ * set when it starts: each one added, removed or changed is listed as "device NAME". */
+static int restart_devices(const json_t *old, const json_t *new, json_t **list)
+{
+	const json_t *sides[] = { old, new };
+	const char *root = NULL, *name;
+	json_t *v;
+	int k;
+
+	(void)lxmd_root_disk(new, &root);
+	for (size_t s = 0; s < ARRAY_SIZE(sides); s++)
+		json_object_foreach ((json_t *)sides[s], name, v) {
+			_cleanup_free_ char *what = NULL;
+
+			if ((s == 1 && json_object_get(old, name)) || (root && streq(name, root)) ||
+			    !key_changed(old, new, name))
+				continue;
+			if (asprintf(&what, "device %s", name) < 0)
+				return -ENOMEM;
+			if ((k = restart_add(list, what)) < 0)
 				return k;
 		}
 	return 0;
@@ -153,6 +179,7 @@ int lxmd_change_plan(struct lxmd *d, struct lxm_db_instance *inst, const json_t 
 		     const json_t *new_xdevices, struct lxmd_change **ret, struct lxm_error **err)
 {
 	_cleanup_(lxmd_change_freep) struct lxmd_change *c = calloc(1, sizeof(*c));
+	bool vm = inst->type && streq(inst->type, "virtual-machine");
 	pid_t pid;
 	int k;
 
@@ -170,8 +197,14 @@ int lxmd_change_plan(struct lxmd *d, struct lxm_db_instance *inst, const json_t 
 	    (k = check_root(d, inst->name, c->running, old_xdevices, c->xdevices, &c->restart,
 			    err)) < 0)
 		return lxm_error_prefix(err, "instance '%s'", inst->name);
-	if (c->running) {
-		if ((k = restart_keys(old_xconfig, c->xconfig, &c->restart)) < 0 ||
+	if (c->running && vm) {
+		/* Nothing is hot-plugged into QEMU: the changes wait for the next start. */
+		if ((k = restart_keys(old_xconfig, c->xconfig, true, &c->restart)) < 0 ||
+		    (k = restart_devices(old_xdevices, c->xdevices, &c->restart)) < 0 ||
+		    (k = restart_sort(c->restart)) < 0)
+			return k;
+	} else if (c->running) {
+		if ((k = restart_keys(old_xconfig, c->xconfig, false, &c->restart)) < 0 ||
 		    (k = restart_sort(c->restart)) < 0)
 			return k;
 		/* What a start would check of the devices: volumes and host paths exist, nics'

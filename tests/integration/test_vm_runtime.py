@@ -152,7 +152,19 @@ def test_vm_lifecycle(vmd):
     assert argv[argv.index(b"-uuid") + 1].decode() == uuid
     # A VM's RAM cannot change while QEMU runs: a new limits.memory waits for the next start
     # (its cgroup, sized for the running guest, is left alone).
-    d.cli("config", "set", v1, "limits.memory=128MiB")
+    p = d.cli("config", "set", v1, "limits.memory=128MiB")
+    assert ("Instance '%s': limits.memory takes effect at its next start" % v1) in p.stderr, \
+        p.stderr
+    # Nor are devices hot-plugged into QEMU: a new nic waits for the next start too, and its
+    # removal as well; no tap is made meanwhile.
+    links = nettest.host_links()
+    p = d.cli("config", "device", "add", v1, "eth1", "nic", "network=%s" % d.net)
+    assert ("Instance '%s': device eth1 takes effect at its next start" % v1) in p.stderr, \
+        p.stderr
+    assert nettest.host_links() == links
+    p = d.cli("config", "device", "remove", v1, "eth1")
+    assert ("Instance '%s': device eth1 takes effect at its next start" % v1) in p.stderr, \
+        p.stderr
     time.sleep(1)
     assert state(d, v1)["status"] == "Running" and qemu_pids(v1) == [st["pid"]]
 
