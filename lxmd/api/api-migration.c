@@ -1157,8 +1157,10 @@ int lxmd_migration_source(struct lxmd_request *r, const char *name, const char *
 	if (inst->type && streq(inst->type, "virtual-machine"))
 		return lxm_error_set(err, -EOPNOTSUPP, 501,
 				     "%s '%s': moving or copying a virtual machine to another "
-				     "host is not supported yet",
-				     what, name);
+				     "host is not supported yet: publish it as an image (lxm "
+				     "publish %s --alias NAME) and copy that image to the other "
+				     "host (lxm image copy)",
+				     what, name, name);
 	if (live)
 		return lxm_error_set(err, -EOPNOTSUPP, 400,
 				     "%s '%s': live migration is not supported: stop it and copy "

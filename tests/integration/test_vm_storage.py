@@ -266,6 +266,16 @@ def test_vm_image_type_refusals(vmd):
         assert d.api("GET", "/1.0/instances/" + n).status == 404
         assert not os.path.lexists(vol(d, n))
 
+    # A VM does not migrate to another host yet: refused, with the way round, and kept whole.
+    v3 = unique("v")
+    d.made.append(v3)
+    d.cli("init", "busybox", v3, "--vm", timeout=120)
+    r = d.api("POST", "/1.0/instances/" + v3, {"migration": True, "live": False})
+    assert r.status == 501, r.json
+    assert "'%s'" % v3 in r.json["error"] and "lxm publish %s" % v3 in r.json["error"], r.json
+    assert d.api("GET", "/1.0/instances/" + v3).json["metadata"]["type"] == "virtual-machine"
+    assert os.path.isfile(disk_of(vol(d, v3)))
+
 
 def test_vm_copy_to_another_pool(vmd, tmp_path):
     """A copy into a dir pool has a raw disk of its own (an overlay's qcow2 is flattened: its
