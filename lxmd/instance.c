@@ -1721,15 +1721,16 @@ static void vm_state(struct lxmd *d, struct rt_instance *i, json_t *st)
 	json_object_set_new(st, "pid", json_integer(i->init_pid));
 	if (req && monitor_socket(d, i->name, &sock) >= 0 &&
 	    lxm_monitor_request(sock, req, MONITOR_TIMEOUT_MS, &reply, &err) >= 0) {
-		json_t *mem = json_object_get(reply, "memory");
+		json_t *mem = json_object_get(reply, "memory"),
+		       *base = json_object_get(mem, "base");
 
 		json_object_set(st, "pid", json_object_get(reply, "qemu_pid"));
 		/* The guest's RAM as QEMU has it (QMP query-memory-size-summary), beside what the
 		 * QEMU process uses of the host's. */
-		if (json_is_integer(json_object_get(mem, "base")))
+		if (json_is_integer(base))
 			json_object_set_new(
 				json_object_get(st, "memory"), "total",
-				json_integer(json_integer_value(json_object_get(mem, "base")) +
+				json_integer(json_integer_value(base) +
 					     json_integer_value(json_object_get(mem, "plugged"))));
 	} else if (err) {
 		log_debug("instance '%s': state from its monitor: %s", i->name, err->msg);

@@ -904,12 +904,14 @@ json_t *lxmd_network_leased_addresses(struct lxmd *d, const char *bridge, const 
 	_cleanup_json_ json_t *leases = NULL, *out = json_array();
 	struct lxm_error *err = NULL;
 	struct net *n = bridge ? net_find(d, bridge) : NULL;
+	struct lxm_dnsmasq dm;
 	json_t *l;
 	size_t i;
 
 	if (!out || !n || !hwaddr)
 		return TAKE_PTR(out);
-	if (lxmd_network_leases(d, bridge, &leases, &err) < 0) {
+	dnsmasq_desc(n, &dm);
+	if (lxm_dnsmasq_leases(&dm, &leases, &err) < 0) {
 		log_warn("network '%s': leases of %s: %s", bridge, hwaddr, err->msg);
 		lxm_error_free(err);
 		return TAKE_PTR(out);
